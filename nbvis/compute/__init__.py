@@ -1,0 +1,1 @@
+"""Pure torch/numpy computations. Nothing here imports widget code."""

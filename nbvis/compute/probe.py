@@ -1,0 +1,260 @@
+"""Find layers by name, run a model with hooks on them, and borrow a model without changing it.
+
+Every function here leaves the model exactly as it found it: parameters, their
+``requires_grad``, every module's train/eval mode, and its hooks, even when the
+forward pass raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterable, Iterator, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+LayerRef = Union[str, nn.Module]
+
+__all__ = [
+    "LayerRef",
+    "as_input",
+    "borrowed",
+    "capture",
+    "check_unit",
+    "forward_with",
+    "layer_names",
+    "leaf_layers",
+    "model_device",
+    "model_dtype",
+    "resolve_layer",
+    "run_model",
+]
+
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
+def layer_names(model: nn.Module) -> list[str]:
+    """Dotted names of every submodule, in definition order (the model itself is left out)."""
+    return [name for name, _ in model.named_modules() if name]
+
+
+def leaf_layers(model: nn.Module) -> list[str]:
+    """Dotted names of the modules that have no children."""
+    return [name for name, m in model.named_modules() if name and not any(True for _ in m.children())]
+
+
+def _list_names(names: Sequence[str], limit: int = 60) -> str:
+    if not names:
+        return "(the model has no submodules)"
+    shown = ", ".join(repr(n) for n in names[:limit])
+    more = len(names) - limit
+    return shown + (f", ... and {more} more" if more > 0 else "")
+
+
+def resolve_layer(model: nn.Module, layer: LayerRef) -> tuple[str, nn.Module]:
+    """Turn a dotted name or a module object into ``(name, module)``.
+
+    Raises ``ValueError`` listing the available names when the layer is not in the model.
+    The model itself resolves to the name ``""``.
+    """
+    if isinstance(layer, nn.Module):
+        for name, module in model.named_modules():
+            if module is layer:
+                return name, module
+        raise ValueError(
+            f"the module {type(layer).__name__} is not part of this model; "
+            f"its layers are: {_list_names(layer_names(model))}"
+        )
+    if isinstance(layer, str):
+        modules = dict(model.named_modules())
+        if layer in modules:
+            return layer, modules[layer]
+        raise ValueError(f"unknown layer {layer!r}; the model's layers are: {_list_names(layer_names(model))}")
+    raise TypeError(f"a layer is a dotted name (str) or an nn.Module of the model, not {type(layer).__name__}")
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a model with neither)."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The floating dtype of the model's first floating parameter (float32 when it has none)."""
+    for tensor in model.parameters():
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float32
+
+
+def as_input(x, model: nn.Module, name: str = "x") -> torch.Tensor:
+    """Convert numpy arrays, lists and tensors to a floating tensor on the model's device."""
+    if isinstance(x, torch.Tensor):
+        tensor = x.detach()
+    else:
+        try:
+            array = np.asarray(x)
+        except Exception as err:  # ragged lists and the like
+            raise TypeError(f"{name} must be a tensor or an array of numbers, not {type(x).__name__}") from err
+        if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+            raise TypeError(f"{name} must hold numbers; got an array of dtype {array.dtype}")
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if tensor.is_complex():
+        raise TypeError(f"{name} must be real-valued; got a {tensor.dtype} tensor")
+    return tensor.to(device=model_device(model), dtype=model_dtype(model))
+
+
+def describe_input(model: nn.Module) -> str:
+    """A short sentence on what the model's first layer expects, for error messages."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            return f"its first layer {name!r} is Linear and expects {module.in_features} features"
+        if isinstance(module, nn.modules.conv._ConvNd):
+            return f"its first layer {name!r} is {type(module).__name__} and expects {module.in_channels} channels"
+    return "see the model's first layer for the shape it expects"
+
+
+def run_model(model: nn.Module, x: torch.Tensor):
+    """Call the model; a failure of the model on this input becomes a ValueError that names the shape."""
+    try:
+        return model(x)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"the model could not run on an input of shape {tuple(x.shape)} ({describe_input(model)}): {first}"
+        ) from None
+
+
+@contextlib.contextmanager
+def borrowed(model: nn.Module, *, eval: bool = True, freeze: bool = True) -> Iterator[nn.Module]:
+    """Use the model and give it back exactly as it was.
+
+    Inside: eval mode (when ``eval``), parameters with ``requires_grad=False`` (when ``freeze``,
+    so no gradient lands in ``.grad``). On exit, even after an exception: every module's mode,
+    every parameter's ``requires_grad``, and every module's hook dictionaries are restored.
+    """
+    modules = list(model.modules())
+    modes = [m.training for m in modules]
+    params = list(model.parameters())
+    grads = [p.requires_grad for p in params]
+    hooks = [{d: set(getattr(m, d, {}).keys()) for d in _HOOK_DICTS} for m in modules]
+    try:
+        if eval:
+            model.eval()
+        if freeze:
+            for p in params:
+                p.requires_grad_(False)
+        yield model
+    finally:
+        for m, training in zip(modules, modes):
+            m.training = training
+        for p, requires in zip(params, grads):
+            p.requires_grad_(requires)
+        for m, before in zip(modules, hooks):
+            for d, keys in before.items():
+                current = getattr(m, d, None)
+                if current is None:
+                    continue
+                for key in [k for k in current if k not in keys]:
+                    del current[key]
+
+
+def _first_tensor(output):
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    return None
+
+
+def forward_with(
+    model: nn.Module,
+    x: torch.Tensor,
+    layers: Iterable[LayerRef] | None,
+    *,
+    detach: bool = True,
+) -> tuple[object, dict[str, torch.Tensor]]:
+    """Run ``model(x)`` with forward hooks on ``layers``; return ``(output, activations)``.
+
+    ``layers=None`` means every leaf module whose output is a tensor, in execution order.
+    With ``detach=False`` the activations stay in the autograd graph (for gradients with
+    respect to a layer). Hooks are removed before returning, whatever happens. The caller
+    decides grad mode and model mode (see :func:`borrowed`).
+    """
+    if layers is None:
+        wanted = [(name, dict(model.named_modules())[name]) for name in leaf_layers(model)]
+        explicit = False
+    else:
+        if isinstance(layers, (str, nn.Module)):
+            layers = [layers]
+        wanted = [resolve_layer(model, layer) for layer in layers]
+        explicit = True
+    seen: dict[str, torch.Tensor] = {}
+    skipped: dict[str, str] = {}
+
+    def make_hook(name: str):
+        def hook(_module, _inputs, output):
+            tensor = _first_tensor(output)
+            if tensor is None:
+                skipped[name] = type(output).__name__
+                return
+            seen[name] = tensor.detach() if detach else tensor
+
+        return hook
+
+    handles = []
+    try:
+        for name, module in wanted:
+            if name == "":
+                continue  # the model itself: its output is the return value
+            handles.append(module.register_forward_hook(make_hook(name)))
+        output = run_model(model, x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if any(name == "" for name, _ in wanted):
+        tensor = _first_tensor(output)
+        if tensor is not None:
+            seen[""] = tensor.detach() if detach else tensor
+    if not explicit:
+        return output, seen
+    result = {}
+    for name, _ in wanted:
+        if name in seen:
+            result[name] = seen[name]
+        elif name in skipped:
+            raise ValueError(f"layer {name!r} returned a {skipped[name]}, not a tensor, so it cannot be shown")
+        else:
+            raise ValueError(f"layer {name!r} did not run when the model was called on this input")
+    return output, result
+
+
+def capture(model: nn.Module, x, layers: Iterable[LayerRef] | None = None) -> dict[str, torch.Tensor]:
+    """Activations of ``layers`` (default: every leaf layer) for the input batch ``x``.
+
+    Returns a dict from dotted layer name to the detached output tensor, in execution order
+    when ``layers`` is None, in the given order otherwise. The model runs in eval mode without
+    gradients and is left exactly as it was.
+    """
+    tensor = as_input(x, model)
+    with borrowed(model), torch.no_grad():
+        _, activations = forward_with(model, tensor, layers)
+    return activations
+
+
+def check_unit(name: str, activation: torch.Tensor, unit) -> int:
+    """Validate a unit index into a layer's output (a channel for conv layers); return it as int."""
+    if activation.dim() < 2:
+        raise ValueError(f"layer {name!r} has an output of shape {tuple(activation.shape)}: no unit axis")
+    count = activation.shape[1]
+    try:
+        index = int(unit)
+    except (TypeError, ValueError):
+        raise TypeError(f"a unit is an integer index, not {unit!r}") from None
+    if index != unit or not -count <= index < count:
+        raise ValueError(f"unit {unit!r} is out of range for layer {name!r}: it has {count} units (0..{count - 1})")
+    return index % count
