@@ -177,8 +177,11 @@ def forward_with(
     layers: Iterable[LayerRef] | None,
     *,
     detach: bool = True,
+    inputs: bool = False,
 ) -> tuple[object, dict[str, torch.Tensor]]:
     """Run ``model(x)`` with forward hooks on ``layers``; return ``(output, activations)``.
+
+    With ``inputs=True`` each layer's (first) input is captured instead of its output.
 
     ``layers=None`` means every leaf module whose output is a tensor, in execution order.
     With ``detach=False`` the activations stay in the autograd graph (for gradients with
@@ -197,8 +200,8 @@ def forward_with(
     skipped: dict[str, str] = {}
 
     def make_hook(name: str):
-        def hook(_module, _inputs, output):
-            tensor = _first_tensor(output)
+        def hook(_module, args, output):
+            tensor = _first_tensor(args if inputs else output)
             if tensor is None:
                 skipped[name] = type(output).__name__
                 return
@@ -233,16 +236,18 @@ def forward_with(
     return output, result
 
 
-def capture(model: nn.Module, x, layers: Iterable[LayerRef] | None = None) -> dict[str, torch.Tensor]:
+def capture(
+    model: nn.Module, x, layers: Iterable[LayerRef] | None = None, *, inputs: bool = False
+) -> dict[str, torch.Tensor]:
     """Activations of ``layers`` (default: every leaf layer) for the input batch ``x``.
 
-    Returns a dict from dotted layer name to the detached output tensor, in execution order
-    when ``layers`` is None, in the given order otherwise. The model runs in eval mode without
-    gradients and is left exactly as it was.
+    Returns a dict from dotted layer name to the detached output tensor (the layer's input with
+    ``inputs=True``), in execution order when ``layers`` is None, in the given order otherwise.
+    The model runs in eval mode without gradients and is left exactly as it was.
     """
     tensor = as_input(x, model)
     with borrowed(model), torch.no_grad():
-        _, activations = forward_with(model, tensor, layers)
+        _, activations = forward_with(model, tensor, layers, inputs=inputs)
     return activations
 
 

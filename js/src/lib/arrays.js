@@ -1,0 +1,54 @@
+// Decode the packed arrays that nbvis/_arrays.py sends: {dtype, shape, data: DataView}.
+
+const CTORS = { float32: Float32Array, uint8: Uint8Array, int32: Int32Array };
+
+/** A packed array as {data: TypedArray, shape: number[]}, or null for a null trait. */
+export function decode(packed) {
+  if (!packed || !packed.data) return null;
+  const Ctor = CTORS[packed.dtype];
+  if (!Ctor) throw new Error(`unknown array dtype ${packed.dtype}`);
+  const view = packed.data;
+  const bytes = view.byteLength;
+  const n = bytes / Ctor.BYTES_PER_ELEMENT;
+  const data =
+    view.byteOffset % Ctor.BYTES_PER_ELEMENT === 0
+      ? new Ctor(view.buffer, view.byteOffset, n)
+      : new Ctor(view.buffer.slice(view.byteOffset, view.byteOffset + bytes));
+  return { data, shape: packed.shape || [n] };
+}
+
+/** The trait `name` decoded; cached until the trait changes. */
+export function arrayGetter(model, name) {
+  let cachedFor = undefined;
+  let cached = null;
+  return () => {
+    const packed = model.get(name);
+    if (packed !== cachedFor) {
+      cachedFor = packed;
+      cached = decode(packed);
+    }
+    return cached;
+  };
+}
+
+/** Largest absolute finite value of a typed array slice (0 when none). */
+export function maxAbs(data, start = 0, end = data.length) {
+  let m = 0;
+  for (let i = start; i < end; i++) {
+    const v = Math.abs(data[i]);
+    if (v > m && Number.isFinite(v)) m = v;
+  }
+  return m;
+}
+
+/** [min, max] of the finite values of a slice ([0, 0] when none). */
+export function finiteRange(data, start = 0, end = data.length) {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = start; i < end; i++) {
+    const v = data[i];
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  return Number.isFinite(lo) && Number.isFinite(hi) ? [lo, hi] : [0, 0];
+}

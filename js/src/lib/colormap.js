@@ -1,0 +1,80 @@
+// Colormaps as 256-entry RGB lookup tables, and painting values into ImageData.
+
+function lut(stops) {
+  // stops: [[t, r, g, b], ...] with t in [0, 1]; linear interpolation.
+  const table = new Uint8ClampedArray(256 * 3);
+  for (let i = 0; i < 256; i++) {
+    const t = i / 255;
+    let k = 0;
+    while (k < stops.length - 2 && t > stops[k + 1][0]) k++;
+    const [t0, r0, g0, b0] = stops[k];
+    const [t1, r1, g1, b1] = stops[k + 1];
+    const f = t1 > t0 ? (t - t0) / (t1 - t0) : 0;
+    table[i * 3] = r0 + f * (r1 - r0);
+    table[i * 3 + 1] = g0 + f * (g1 - g0);
+    table[i * 3 + 2] = b0 + f * (b1 - b0);
+  }
+  return table;
+}
+
+/** Diverging blue - white - red, centered at zero (ColorBrewer RdBu, reversed). */
+export const DIVERGING = lut([
+  [0.0, 5, 48, 97],
+  [0.25, 67, 147, 195],
+  [0.5, 247, 247, 247],
+  [0.75, 214, 96, 77],
+  [1.0, 103, 0, 31],
+]);
+
+/** Sequential dark - bright (magma-like) for activations. */
+export const SEQUENTIAL = lut([
+  [0.0, 0, 0, 4],
+  [0.25, 80, 18, 123],
+  [0.5, 183, 55, 121],
+  [0.75, 252, 137, 97],
+  [1.0, 252, 253, 191],
+]);
+
+/** Color of values that are NaN or infinite. */
+export const BAD = [0, 200, 0];
+
+/** The LUT index of value v on the scale [lo, hi]; -1 for non-finite values. */
+export function lutIndex(v, lo, hi) {
+  if (!Number.isFinite(v)) return -1;
+  const t = hi > lo ? (v - lo) / (hi - lo) : 0.5;
+  return Math.max(0, Math.min(255, Math.round(t * 255)));
+}
+
+/** Write one RGBA pixel of `image` (ImageData) at flat pixel index p. */
+export function setPixel(image, p, table, index) {
+  const o = p * 4;
+  const px = image.data;
+  if (index < 0) {
+    px[o] = BAD[0];
+    px[o + 1] = BAD[1];
+    px[o + 2] = BAD[2];
+  } else {
+    px[o] = table[index * 3];
+    px[o + 1] = table[index * 3 + 1];
+    px[o + 2] = table[index * 3 + 2];
+  }
+  px[o + 3] = 255;
+}
+
+/** A CSS linear-gradient for a colorbar of `table`. */
+export function gradientCss(table) {
+  const parts = [];
+  for (let i = 0; i <= 8; i++) {
+    const k = Math.round((i / 8) * 255);
+    parts.push(`rgb(${table[k * 3]},${table[k * 3 + 1]},${table[k * 3 + 2]}) ${(i / 8) * 100}%`);
+  }
+  return `linear-gradient(to right, ${parts.join(", ")})`;
+}
+
+/** Format a number compactly for tooltips and legends. */
+export function fmt(v) {
+  if (!Number.isFinite(v)) return String(v);
+  const a = Math.abs(v);
+  if (a !== 0 && (a < 1e-3 || a >= 1e4)) return v.toExponential(3);
+  return v.toPrecision(4);
+}

@@ -1,0 +1,208 @@
+// WeightGrid view: each unit's incoming weights as a tile on one canvas.
+import { arrayGetter, maxAbs } from "./lib/arrays.js";
+import { DIVERGING, fmt, gradientCss, lutIndex, setPixel } from "./lib/colormap.js";
+import { boundCheckbox, boundSelect, colorbar, h, setTraits, setupView } from "./lib/view.js";
+
+const MAX_WIDTH = 960;
+
+function render({ model, el }) {
+  const view = setupView(model, el, "weight-grid");
+  const { on, listen, tooltip } = view;
+  const tiles = arrayGetter(model, "_tiles");
+  const units = arrayGetter(model, "_units");
+  const bias = arrayGetter(model, "_bias");
+  const products = arrayGetter(model, "_products");
+
+  // ----- toolbar -----
+  const sortSelect = boundSelect(model, on, "sort_by", [
+    ["index", "unit index"],
+    ["norm", "weight norm"],
+    ["bias", "bias"],
+    ["class", "contribution to class"],
+  ], "sort ");
+  const classSelect = h("select");
+  const classLabel = h("label", {}, ["class ", classSelect]);
+  classSelect.addEventListener("change", () => setTraits(model, { sort_class: Number(classSelect.value) }));
+  const topK = h("input", { type: "number", min: 0, step: 1, style: { width: "4.5em" } });
+  topK.addEventListener("change", () => setTraits(model, { top_k: Math.max(0, Math.floor(Number(topK.value) || 0)) }));
+  const scaleSelect = boundSelect(model, on, "scale", [
+    ["shared", "shared"],
+    ["tile", "per tile"],
+  ], "scale ");
+  const productsBox = boundCheckbox(model, on, "show_products", "input \u00d7 weights");
+  const prev = h("button", { textContent: "\u25c0", title: "previous page" });
+  const next = h("button", { textContent: "\u25b6", title: "next page" });
+  const pageText = h("span", { class: "nbvis-muted" });
+  prev.addEventListener("click", () => setTraits(model, { page: Math.max(0, model.get("page") - 1) }));
+  next.addEventListener("click", () => setTraits(model, { page: Math.min(model.get("n_pages") - 1, model.get("page") + 1) }));
+  const legend = colorbar(gradientCss(DIVERGING));
+  const title = h("strong");
+  const bar = h("div", { class: "nbvis-bar" }, [
+    title, sortSelect, classLabel, h("label", {}, ["top k ", topK]), scaleSelect, productsBox,
+    h("span", {}, [prev, " ", pageText, " ", next]), legend.element,
+  ]);
+  const canvas = h("canvas");
+  view.body.append(bar, canvas);
+  const ctx = canvas.getContext("2d");
+
+  let layout = null;
+
+  function updateBar() {
+    const labels = model.get("class_labels") || [];
+    title.textContent = `${model.get("layer")} \u00b7 ${model.get("n_units")} units`;
+    sortSelect.querySelector('option[value="class"]').disabled = labels.length === 0;
+    classLabel.style.display = model.get("sort_by") === "class" ? "" : "none";
+    if (classSelect.options.length !== labels.length) {
+      classSelect.replaceChildren(...labels.map((text, i) => h("option", { value: i, textContent: text })));
+    }
+    classSelect.value = String(model.get("sort_class"));
+    topK.value = String(model.get("top_k"));
+    productsBox.style.display = model.get("has_input") && model.get("kind") === "linear" ? "" : "none";
+    const pages = model.get("n_pages");
+    pageText.textContent = `page ${model.get("page") + 1} / ${pages}`;
+    prev.disabled = model.get("page") <= 0;
+    next.disabled = model.get("page") >= pages - 1;
+  }
+
+  function tileScale(values, t, size) {
+    return model.get("scale") === "tile" ? maxAbs(values, t * size, (t + 1) * size) : null;
+  }
+
+  // Paint tile t of (values, shape) into `image` at native offset (ox, oy).
+  function paintTile(image, values, shape, t, ox, oy, shared) {
+    const [, th, tw, tc] = shape;
+    const size = th * tw * tc;
+    const s = tileScale(values, t, size) ?? shared;
+    const base = t * size;
+    for (let y = 0; y < th; y++) {
+      for (let x = 0; x < tw; x++) {
+        const p = (oy + y) * image.width + ox + x;
+        const i = base + (y * tw + x) * tc;
+        if (tc === 3) {
+          const o = p * 4;
+          let bad = false;
+          for (let c = 0; c < 3; c++) {
+            const v = values[i + c];
+            if (!Number.isFinite(v)) bad = true;
+            image.data[o + c] = s > 0 ? 255 * (0.5 + v / (2 * s)) : 128;
+          }
+          image.data[o + 3] = bad ? 0 : 255;
+        } else if (Number.isNaN(values[i])) {
+          image.data[p * 4 + 3] = 0; // a gap between channels
+        } else {
+          setPixel(image, p, DIVERGING, lutIndex(values[i], -s, s));
+        }
+      }
+    }
+  }
+
+  function draw() {
+    const start = performance.now();
+    updateBar();
+    const w = tiles();
+    const u = units();
+    if (!w || !u) return;
+    const [n, th, tw, tc] = w.shape;
+    const prod = model.get("show_products") ? products() : null;
+    const panels = prod ? 2 : 1;
+    const zoom = model.get("zoom") > 0 ? model.get("zoom") : Math.max(1, Math.min(12, Math.round(64 / Math.max(th, tw))));
+    const cellW = panels * (tw + 1) + 1; // native pixels: tile(s) + gaps
+    const cellH = th + 2;
+    const cols = Math.max(1, Math.min(Math.ceil(Math.sqrt(n * (cellH / cellW))), Math.floor(MAX_WIDTH / (cellW * zoom)) || 1, n));
+    const rows = Math.ceil(n / cols);
+    const image = new ImageData(Math.max(1, cols * cellW), Math.max(1, rows * cellH));
+    const shared = model.get("vmax");
+    const sharedProd = prod ? maxAbs(prod.data) : 0;
+    for (let t = 0; t < n; t++) {
+      const ox = (t % cols) * cellW + 1;
+      const oy = Math.floor(t / cols) * cellH + 1;
+      paintTile(image, w.data, w.shape, t, ox, oy, shared);
+      if (prod) paintTile(image, prod.data, prod.shape, t, ox + tw + 1, oy, sharedProd);
+    }
+    const off = new OffscreenCanvas(image.width, image.height);
+    off.getContext("2d").putImageData(image, 0, 0);
+    canvas.width = image.width * zoom;
+    canvas.height = image.height * zoom;
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(off, 0, 0, canvas.width, canvas.height);
+    const selected = model.get("selected");
+    for (let t = 0; t < n; t++) {
+      if (u.data[t] !== selected) continue;
+      ctx.strokeStyle = "#f90";
+      ctx.lineWidth = 2;
+      ctx.strokeRect(((t % cols) * cellW + 0.5) * zoom, (Math.floor(t / cols) * cellH + 0.5) * zoom, (cellW - 1) * zoom, (cellH - 1) * zoom);
+    }
+    layout = { n, th, tw, tc, cols, cellW, cellH, zoom, panels };
+    legend.update(
+      model.get("scale") === "tile" ? "-max" : fmt(-shared),
+      model.get("scale") === "tile" ? "+max" : fmt(shared),
+      model.get("scale") === "tile" ? "per tile" : "weight",
+    );
+    const ms = performance.now() - start;
+    view.root.dataset.drawMs = ms.toFixed(2);
+    view.root.dataset.draws = String(Number(view.root.dataset.draws || 0) + 1);
+    view.root.dataset.tiles = String(n);
+    view.root.dataset.cols = String(cols);
+  }
+
+  // The tile and pixel under a mouse event, or null.
+  function hit(event) {
+    if (!layout) return null;
+    const rect = canvas.getBoundingClientRect();
+    const nx = Math.floor(((event.clientX - rect.left) * (canvas.width / rect.width)) / layout.zoom);
+    const ny = Math.floor(((event.clientY - rect.top) * (canvas.height / rect.height)) / layout.zoom);
+    const col = Math.floor(nx / layout.cellW);
+    const row = Math.floor(ny / layout.cellH);
+    const t = row * layout.cols + col;
+    if (col >= layout.cols || t < 0 || t >= layout.n) return null;
+    const inX = nx - col * layout.cellW - 1;
+    const y = ny - row * layout.cellH - 1;
+    const panel = Math.floor(inX / (layout.tw + 1));
+    const x = inX - panel * (layout.tw + 1);
+    const inside = y >= 0 && y < layout.th && x >= 0 && x < layout.tw && panel < layout.panels;
+    return { t, x, y, panel, inside };
+  }
+
+  listen(canvas, "mousemove", (event) => {
+    const where = hit(event);
+    if (!where) return tooltip.hide();
+    const u = units().data[where.t];
+    const lines = [`unit ${u}`, `bias ${fmt(bias().data[where.t])}`];
+    if (where.inside) {
+      const source = where.panel === 1 ? products() : tiles();
+      const { th, tw, tc } = layout;
+      const i = where.t * th * tw * tc + (where.y * tw + where.x) * tc;
+      const what = where.panel === 1 ? "input\u00d7weight" : "weight";
+      if (tc === 3) {
+        lines.push(`pixel (${where.y}, ${where.x})`, `${what} R ${fmt(source.data[i])} G ${fmt(source.data[i + 1])} B ${fmt(source.data[i + 2])}`);
+      } else if (!Number.isNaN(source.data[i])) {
+        lines.push(`pixel (${where.y}, ${where.x})`, `${what} ${fmt(source.data[i])}`);
+      }
+    }
+    tooltip.show(lines.join("\n"), event);
+  });
+  listen(canvas, "mouseleave", () => tooltip.hide());
+  listen(canvas, "click", (event) => {
+    const where = hit(event);
+    if (where) setTraits(model, { selected: units().data[where.t] });
+  });
+
+  // One message from Python changes several traits at once: draw once after all of them.
+  let pending = false;
+  const scheduleDraw = () => {
+    if (pending) return;
+    pending = true;
+    queueMicrotask(() => {
+      pending = false;
+      draw();
+    });
+  };
+  for (const name of ["_tiles", "_products", "_units", "_bias", "scale", "selected", "vmax", "zoom", "show_products",
+    "page", "n_pages", "sort_by", "sort_class", "top_k", "has_input", "class_labels"]) {
+    on(name, scheduleDraw);
+  }
+  draw();
+  return view.cleanup;
+}
+
+export default { render };

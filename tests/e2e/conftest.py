@@ -1,0 +1,29 @@
+"""Session fixtures for the end-to-end tests: one Jupyter server and one Chromium for all of them."""
+
+from __future__ import annotations
+
+import pytest
+from harness import JupyterServer, launch_browser
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def jupyter():
+    server = JupyterServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = launch_browser(playwright)
+        yield chromium
+        chromium.close()

@@ -1,0 +1,234 @@
+"""Drive a real Jupyter server (JupyterLab 4 and Notebook 7) with Debian's Chromium via Playwright.
+
+Usage in a test (the fixtures in conftest.py give ``jupyter`` and ``browser``)::
+
+    path = jupyter.write_notebook("demo.ipynb", ["import nbvis", "nbvis.WeightGrid(...)"])
+    page = open_notebook(browser, jupyter, path)          # app="lab" or "notebook"
+    run_all(page)                                          # waits for every cell to finish
+    page.wait_for_selector(".nbvis-weight-grid canvas")
+
+Values the browser sends to Python are checked through files the kernel writes (see
+``jupyter.wait_for_file``): a cell's printed output during Run All still shows the old value.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Sequence
+
+import nbformat
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+DONE = "NBVIS-CELLS-DONE"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class JupyterServer:
+    """A Jupyter server (JupyterLab and Notebook 7 on one port) in a private temporary home."""
+
+    def __init__(self):
+        self.home = Path(tempfile.mkdtemp(prefix="nbvis-jupyter-"))
+        self.root = self.home / "root"
+        self.root.mkdir()
+        self.token = secrets.token_hex(16)
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+        self.log = self.home / "server.log"
+
+    def env(self) -> dict:
+        env = dict(os.environ)
+        for var, sub in [
+            ("JUPYTER_CONFIG_DIR", "config"),
+            ("JUPYTER_RUNTIME_DIR", "runtime"),
+            ("IPYTHONDIR", "ipython"),
+            ("JUPYTERLAB_SETTINGS_DIR", "settings"),
+            ("JUPYTERLAB_WORKSPACES_DIR", "workspaces"),
+        ]:
+            env[var] = str(self.home / sub)
+        env.pop("JUPYTER_DATA_DIR", None)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def start(self, timeout: float = 60) -> "JupyterServer":
+        settings = self.home / "settings" / "@jupyterlab" / "apputils-extension"
+        settings.mkdir(parents=True)
+        (settings / "notification.jupyterlab-settings").write_text(
+            json.dumps({"fetchNews": "false", "checkForUpdates": False})
+        )
+        cmd = [
+            sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
+            "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
+            "--ServerApp.open_browser=False", "--LabApp.news_url=''",
+        ]
+        self.process = subprocess.Popen(
+            cmd, env=self.env(), stdout=self.log.open("wb"), stderr=subprocess.STDOUT, cwd=self.root
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the Jupyter server exited: {self.log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(self.api_url("/api/status"), timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except (urllib.error.URLError, ConnectionError, OSError):
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"the Jupyter server did not answer in {timeout} s: {self.log.read_text()[-3000:]}")
+
+    def api_url(self, path: str) -> str:
+        return f"{self.url}{path}?token={self.token}"
+
+    def api(self, path: str):
+        with urllib.request.urlopen(self.api_url(path), timeout=5) as response:
+            return json.loads(response.read())
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        shutil.rmtree(self.home, ignore_errors=True)
+
+    def write_notebook(self, name: str, cells: Sequence[str]) -> str:
+        """Write a notebook of code cells into the server's root; a last cell prints a marker."""
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+        nb.cells.append(nbformat.v4.new_code_cell(f"print({DONE!r})"))
+        nbformat.write(nb, self.root / name)
+        return name
+
+    def copy_notebook(self, source: Path, name: str | None = None) -> str:
+        """Copy an example notebook into the root and append the marker cell."""
+        nb = nbformat.read(source, as_version=4)
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nb.cells.append(nbformat.v4.new_code_cell(f"print({DONE!r})"))
+        name = name or Path(source).name
+        nbformat.write(nb, self.root / name)
+        return name
+
+    def wait_for_file(self, name: str, timeout: float = 20, content: str | None = None) -> str:
+        """Wait until the kernel has written ``name`` in the root (with ``content`` if given)."""
+        path = self.root / name
+        deadline = time.monotonic() + timeout
+        text = None
+        while time.monotonic() < deadline:
+            if path.exists():
+                text = path.read_text()
+                if content is None or text.strip() == content:
+                    return text
+            time.sleep(0.1)
+        raise TimeoutError(f"{name} was not written with {content!r} in {timeout} s (last: {text!r})")
+
+    def wait_for_kernel(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                kernels = self.api("/api/kernels")
+                if any(k.get("connections", 0) >= 1 for k in kernels):
+                    return
+            except (urllib.error.URLError, urllib.error.HTTPError, OSError, ValueError):
+                pass
+            time.sleep(0.25)
+        raise TimeoutError("no kernel connected to the notebook")
+
+
+def launch_browser(playwright):
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(f"{CHROMIUM} is missing: apt-get install -y chromium (scripts/setup.sh does it)")
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+
+
+def open_notebook(browser, server: JupyterServer, name: str, app: str = "lab", viewport=(1400, 1000)):
+    """Open a notebook in a new page of JupyterLab (``app="lab"``) or Notebook 7 and wait for its kernel."""
+    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+    page.set_default_timeout(60_000)
+    page.console_messages = []
+    page.on("console", lambda msg: page.console_messages.append(f"{msg.type}: {msg.text}"))
+    page.on("pageerror", lambda err: page.console_messages.append(f"pageerror: {err}"))
+    path = f"/lab/tree/{name}" if app == "lab" else f"/notebooks/{name}"
+    page.goto(f"{server.url}{path}?token={server.token}")
+    page.wait_for_selector(".jp-Notebook", timeout=90_000)
+    server.wait_for_kernel()
+    page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=60_000)
+    return page
+
+
+def run_all(page, timeout: float = 180) -> None:
+    """Run All Cells through the menu and wait for the marker cell's output."""
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+    page.wait_for_selector(f".jp-OutputArea-output:has-text('{DONE}')", timeout=timeout * 1000)
+
+
+def run_cell(page, code: str, timeout: float = 60) -> str:
+    """Append a cell with ``code`` at the end of the notebook, run it, and return its output text."""
+    marker = f"NBVIS-OUT-{secrets.token_hex(4)}"
+    cells = page.locator(".jp-Notebook .jp-Cell")
+    cells.last.click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("b")
+    page.keyboard.press("Enter")
+    page.keyboard.insert_text(f"{code}\nprint({marker!r})")
+    page.keyboard.press("Shift+Enter")
+    output = page.locator(".jp-Cell").filter(has=page.locator(f".jp-OutputArea-output:has-text('{marker}')"))
+    output.first.wait_for(timeout=timeout * 1000)
+    return output.first.locator(".jp-OutputArea").inner_text()
+
+
+def screenshot(target, name: str) -> Path:
+    """Save a screenshot of a page or element under tests/artifacts/."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / name
+    target.screenshot(path=str(path))
+    return path
+
+
+def canvas_stats(page, selector: str) -> dict:
+    """Size and pixel statistics of the first canvas matching ``selector``, read in the page."""
+    return page.eval_on_selector(
+        selector,
+        """(c) => {
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let opaque = 0, colors = new Set();
+            for (let i = 0; i < d.length; i += 4) {
+                if (d[i + 3] > 0) opaque++;
+                if (colors.size < 512) colors.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+            }
+            return {width: c.width, height: c.height, opaque, colors: colors.size};
+        }""",
+    )

@@ -1,0 +1,58 @@
+"""WeightGrid in a real JupyterLab and Notebook 7, driven by Chromium."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from harness import canvas_stats, open_notebook, run_all, screenshot
+
+import nbvis
+
+SETUP = [
+    "import nbvis\nmodel = nbvis.demo.digits_mlp()",
+    "grid = nbvis.WeightGrid(model, 'fc1', page_size=25)\n"
+    "grid.observe(lambda c: open('selected.txt', 'w').write(str(c['new'])), names=['selected'])\n"
+    "grid",
+]
+
+
+@pytest.mark.parametrize("app", ["lab", "notebook"])
+def test_grid_draws_hovers_and_clicks(jupyter, browser, app):
+    name = jupyter.write_notebook(f"weight_grid_{app}.ipynb", SETUP)
+    page = open_notebook(browser, jupyter, name, app=app)
+    try:
+        run_all(page)
+        root = page.wait_for_selector(".nbvis-weight-grid[data-draws]")
+        assert root.get_attribute("data-tiles") == "25"
+        cols = int(root.get_attribute("data-cols"))
+        assert cols == 5
+        canvas = ".nbvis-weight-grid canvas"
+        stats = canvas_stats(page, canvas)
+        zoom = 2  # 64 px / 28 px, rounded
+        cell_w, cell_h = 28 + 2, 28 + 2
+        assert stats["width"] == cols * cell_w * zoom and stats["height"] == 5 * cell_h * zoom
+        assert stats["colors"] > 50, stats  # a real diverging image, not a blank canvas
+
+        # Hover pixel (row 10, col 20) of the third tile and read the tooltip.
+        reference = nbvis.demo.digits_mlp().fc1.weight.detach().numpy()
+        box = page.locator(canvas).bounding_box()
+        tile, row, col = 2, 10, 20
+        x = box["x"] + ((tile % cols) * cell_w + 1 + col + 0.5) * zoom
+        y = box["y"] + ((tile // cols) * cell_h + 1 + row + 0.5) * zoom
+        page.mouse.move(x, y)
+        tip = page.locator(".nbvis-tooltip").first
+        tip.wait_for(state="visible")
+        text = tip.inner_text()
+        assert "unit 2" in text and f"pixel ({row}, {col})" in text
+        shown = float(text.split("weight ")[1].split()[0])
+        assert shown == pytest.approx(reference[2, row * 28 + col], rel=1e-3, abs=1e-6)
+        screenshot(page.locator(".nbvis-weight-grid"), f"weight_grid_{app}.png")
+
+        # Click a tile: grid.selected changes in the kernel.
+        page.mouse.click(x, y)
+        assert jupyter.wait_for_file("selected.txt", content="2") == "2"
+    except Exception:
+        screenshot(page, f"weight_grid_{app}_failure.png")
+        raise
+    finally:
+        page.close()
