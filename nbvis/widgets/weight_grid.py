@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import traitlets
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from .._arrays import pack
 from ..compute.probe import LayerRef, as_input, capture, resolve_layer
@@ -55,6 +56,9 @@ class WeightGrid(NbvisWidget):
     live = traitlets.Bool(False).tag(sync=True)
     live_interval = traitlets.Float(0.25)
 
+    _watch_handle = None  # the optimizer hook of live mode
+    _watch_timer: asyncio.TimerHandle | None = None  # the idle poll of live mode
+
     _tiles = array_trait()
     _units = array_trait()
     _bias = array_trait()
@@ -82,14 +86,13 @@ class WeightGrid(NbvisWidget):
         self._labels = list(labels) if labels is not None else None
         self._x: torch.Tensor | None = None
         self._hidden: torch.Tensor | None = None
-        self._watch_handle = None
-        self._watch_timer: asyncio.TimerHandle | None = None
         self._signature = None
         self._throttle = Throttle(0.25)
         self._read_weights()  # raises a clear error before the widget exists
-        super().__init__(**kwargs)
         if x is not None:
-            self.input = x
+            self._x, self._hidden = self._prepare_input(x)
+        super().__init__(**kwargs)
+        self.set_trait("has_input", self._x is not None)
         self._sync()
         self.observe(self._on_view_change, names=["page", "page_size", "sort_by", "sort_class", "top_k", "show_products"])
         self.observe(self._on_live, names=["live"])
@@ -122,23 +125,22 @@ class WeightGrid(NbvisWidget):
     @input.setter
     def input(self, x) -> None:
         with self._guard():
-            if x is None:
-                self._x, self._hidden = None, None
-            else:
-                tensor = as_input(x, self.model, "x")
-                if self._grid.kind == "linear":
-                    expected = math.prod(self._grid.input_shape)
-                    if tensor.numel() != expected:
-                        raise ValueError(
-                            f"the input has shape {tuple(tensor.shape)} ({tensor.numel()} values); "
-                            f"layer {self._grid.name!r} has {expected} inputs"
-                        )
-                self._x = tensor
-                self._hidden = self._unit_activations(tensor)
+            self._x, self._hidden = (None, None) if x is None else self._prepare_input(x)
             self.set_trait("has_input", self._x is not None)
             if self._x is None and self.show_products:
                 self.show_products = False
             self._sync()
+
+    def _prepare_input(self, x) -> tuple[torch.Tensor, torch.Tensor | None]:
+        tensor = as_input(x, self.model, "x")
+        if self._grid.kind == "linear":
+            expected = math.prod(self._grid.input_shape)
+            if tensor.numel() != expected:
+                raise ValueError(
+                    f"the input has shape {tuple(tensor.shape)} ({tensor.numel()} values); "
+                    f"layer {self._grid.name!r} has {expected} inputs"
+                )
+        return tensor, self._unit_activations(tensor)
 
     def _unit_activations(self, tensor: torch.Tensor) -> torch.Tensor | None:
         """What the readout layer reads from this layer's units for the model input ``tensor``
@@ -276,7 +278,7 @@ class WeightGrid(NbvisWidget):
         if self._watch_handle is None:
             # After every optimizer step anywhere (a training loop in another cell runs on the
             # kernel's main thread, so the update goes out from there, throttled).
-            self._watch_handle = torch.optim.optimizer.register_optimizer_step_post_hook(self._after_step)
+            self._watch_handle = register_optimizer_step_post_hook(self._after_step)
         self._schedule_poll()
 
     def _stop_watching(self) -> None:

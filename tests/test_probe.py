@@ -1,0 +1,151 @@
+"""Layer lookup, activation capture and borrowing a model."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import nbvis
+from nbvis.compute.probe import borrowed, check_unit, forward_with, layer_names, leaf_layers, resolve_layer
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.conv(x))
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(OrderedDict(block=Block(), pool=nn.AdaptiveAvgPool2d(2)))
+        self.drop = nn.Dropout(0.5)
+        self.bn = nn.BatchNorm1d(16)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        return self.head(self.bn(self.drop(self.features(x).flatten(1))))
+
+
+@pytest.fixture
+def net():
+    torch.manual_seed(0)
+    return Net().train()
+
+
+def test_names_and_resolution(net):
+    assert layer_names(net)[:3] == ["features", "features.block", "features.block.conv"]
+    assert leaf_layers(net) == ["features.block.conv", "features.block.act", "features.pool", "drop", "bn", "head"]
+    assert resolve_layer(net, "features.block.conv") == ("features.block.conv", net.features.block.conv)
+    assert resolve_layer(net, net.head) == ("head", net.head)
+    with pytest.raises(ValueError, match=r"unknown layer 'features\.conv'.*'features\.block\.conv'"):
+        resolve_layer(net, "features.conv")
+    with pytest.raises(ValueError, match="not part of this model"):
+        resolve_layer(net, nn.Linear(2, 2))
+    with pytest.raises(TypeError, match="dotted name"):
+        resolve_layer(net, 3)
+
+
+def test_capture_equals_manual_forward(net, unchanged):
+    x = torch.randn(6, 3, 8, 8)
+    with unchanged(net):
+        acts = nbvis.capture(net, x)
+    net.eval()
+    with torch.no_grad():
+        conv = net.features.block.conv(x)
+        act = torch.relu(conv)
+        pool = net.features.pool(act)
+        head = net.head(net.bn(pool.flatten(1)))
+    net.train()
+    assert list(acts) == leaf_layers(net)  # execution order
+    torch.testing.assert_close(acts["features.block.conv"], conv)
+    torch.testing.assert_close(acts["features.pool"], pool)
+    torch.testing.assert_close(acts["head"], head)
+    # Eval mode during capture: dropout is the identity and batch norm uses running stats.
+    torch.testing.assert_close(acts["drop"], pool.flatten(1))
+
+
+def test_capture_numpy_input_and_order_of_requested_layers(net):
+    x = np.random.default_rng(0).normal(size=(2, 3, 8, 8))  # float64 numpy
+    acts = nbvis.capture(net, x, ["head", "features.block"])
+    assert list(acts) == ["head", "features.block"]
+    assert acts["head"].dtype == torch.float32 and acts["features.block"].shape == (2, 4, 8, 8)
+
+
+def test_capture_layer_inputs(net):
+    x = torch.randn(2, 3, 8, 8)
+    outs = nbvis.capture(net, x, ["bn"])
+    ins = nbvis.capture(net, x, ["head"], inputs=True)
+    torch.testing.assert_close(ins["head"], outs["bn"])
+
+
+def test_hooks_removed_and_state_restored_when_forward_raises(net, unchanged):
+    with unchanged(net):
+        with pytest.raises(ValueError, match=r"shape \(2, 5, 8, 8\).*expects 3 channels"):
+            nbvis.capture(net, torch.randn(2, 5, 8, 8))
+    with unchanged(net):
+        with pytest.raises(RuntimeError, match="boom"):
+            with borrowed(net):
+                net.head.register_forward_hook(lambda *a: None)  # a hook someone leaked
+                net.head.weight.requires_grad_(True)
+                raise RuntimeError("boom")
+
+
+def test_borrowed_keeps_hooks_the_user_had(net):
+    calls = []
+    handle = net.head.register_forward_hook(lambda m, i, o: calls.append(o.shape))
+    nbvis.capture(net, torch.randn(2, 3, 8, 8), ["head"])
+    assert calls == [torch.Size([2, 5])]
+    assert len(net.head._forward_hooks) == 1
+    handle.remove()
+
+
+def test_layers_that_do_not_run_or_return_non_tensors():
+    class Odd(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used = nn.Linear(2, 2)
+            self.unused = nn.Linear(2, 2)
+
+        def forward(self, x):
+            return self.used(x)
+
+    with pytest.raises(ValueError, match="'unused' did not run"):
+        nbvis.capture(Odd(), torch.randn(1, 2), ["unused"])
+    lstm = nn.Sequential(OrderedDict(rnn=nn.LSTM(3, 4, batch_first=True)))
+    acts = nbvis.capture(lstm, torch.randn(1, 5, 3), ["rnn"])  # (output, (h, c)): the output tensor
+    assert acts["rnn"].shape == (1, 5, 4)
+
+
+def test_forward_with_keeps_graph(net):
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    with borrowed(net):
+        out, acts = forward_with(net, x, ["features.pool"], detach=False)
+        (grad,) = torch.autograd.grad(out[:, 0].sum(), acts["features.pool"])
+    assert grad.shape == (2, 4, 2, 2) and grad.abs().sum() > 0
+
+
+def test_check_unit():
+    a = torch.zeros(2, 10)
+    assert check_unit("fc", a, 3) == 3
+    assert check_unit("fc", a, np.int64(9)) == 9
+    with pytest.raises(ValueError, match=r"unit 10 is out of range for layer 'fc': it has 10 units \(0\.\.9\)"):
+        check_unit("fc", a, 10)
+    with pytest.raises(TypeError, match="integer"):
+        check_unit("fc", a, "x")
+
+
+def test_bad_inputs_are_named():
+    model = nn.Linear(3, 2)
+    with pytest.raises(TypeError, match="numbers"):
+        nbvis.capture(model, np.array(["a", "b", "c"]))
+    with pytest.raises(TypeError, match="real-valued"):
+        nbvis.capture(model, torch.zeros(1, 3, dtype=torch.complex64))
