@@ -33,9 +33,11 @@ def test_thread_job_runs_reports_and_returns():
 
 
 def test_thread_job_stop_closes_generator_and_leaves_no_thread():
-    closed = []
-    job = Job(counting(10_000, delay=0.001, closed=closed)).start()
-    time.sleep(0.05)
+    closed, seen = [], []
+    job = Job(counting(10_000, delay=0.001, closed=closed), on_step=seen.append).start()
+    deadline = time.monotonic() + 10
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.01)
     job.stop()
     assert job.state == "stopped" and closed == [True]
     assert not any(t.name == "nbvis-job" and t.is_alive() for t in threading.enumerate())

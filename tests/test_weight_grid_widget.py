@@ -156,3 +156,17 @@ def test_model_unchanged_by_every_call(digits_mlp, digits_data, unchanged):
         grid.tiles()
         grid.live = True
         grid.live = False
+
+
+def test_live_from_the_constructor(digits_data):
+    images, labels = digits_data
+    torch.manual_seed(0)
+    model = nbvis.demo._mlp()
+    grid = nbvis.WeightGrid(model, "fc1", page_size=3, live=True)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(images[:8]), labels[:8]).backward()
+    opt.step()
+    np.testing.assert_array_equal(unpack(grid._tiles)[..., 0].reshape(3, 784), model.fc1.weight.detach().numpy()[:3])
+    grid.close()
+    assert grid._watch_handle is None

@@ -96,6 +96,8 @@ class WeightGrid(NbvisWidget):
         self._sync()
         self.observe(self._on_view_change, names=["page", "page_size", "sort_by", "sort_class", "top_k", "show_products"])
         self.observe(self._on_live, names=["live"])
+        if self.live:
+            self._start_watching()
 
     # ----- reading the model -------------------------------------------------------------------
 

@@ -19,8 +19,10 @@ def jupyter():
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    # Module scope: Playwright's sync API keeps an event loop running on the main thread while it
+    # is open, which must not leak into the tests that run after the browser tests.
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

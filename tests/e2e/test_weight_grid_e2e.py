@@ -56,3 +56,39 @@ def test_grid_draws_hovers_and_clicks(jupyter, browser, app):
         raise
     finally:
         page.close()
+
+
+def test_live_grid_follows_training_in_another_cell(jupyter, browser):
+    cells = [
+        "import time, torch, nbvis\ntorch.manual_seed(0)\nmodel = nbvis.demo._mlp()\n"
+        "images, labels = nbvis.demo.digits()\n"
+        "grid = nbvis.WeightGrid(model, 'fc1', page_size=4, live=True)\ngrid",
+        "opt = torch.optim.SGD(model.parameters(), lr=5.0)\n"
+        "for i in range(12):\n"
+        "    opt.zero_grad()\n"
+        "    torch.nn.functional.cross_entropy(model(images[:256]), labels[:256]).backward()\n"
+        "    opt.step()\n"
+        "    time.sleep(0.15)\n"
+        "grid.live = False\n"
+        "torch.save(model.fc1.weight.detach().clone(), 'final.pt')",
+    ]
+    name = jupyter.write_notebook("weight_grid_live.ipynb", cells)
+    page = open_notebook(browser, jupyter, name)
+    try:
+        run_all(page)
+        root = page.wait_for_selector(".nbvis-weight-grid[data-draws]")
+        # Redrawn while the training cell ran (throttled to 4 per second), not only at the end.
+        page.wait_for_function("(el) => Number(el.dataset.draws) >= 4", arg=root)
+        final = __import__("torch").load(jupyter.root / "final.pt")
+        box = page.locator(".nbvis-weight-grid canvas").bounding_box()
+        zoom, row, col = 2, 14, 9
+        page.mouse.move(box["x"] + (1 + col + 0.5) * zoom, box["y"] + (1 + row + 0.5) * zoom)
+        tip = page.locator(".nbvis-tooltip").first
+        tip.wait_for(state="visible")
+        shown = float(tip.inner_text().split("weight ")[1].split()[0])
+        assert shown == pytest.approx(float(final[0, row * 28 + col]), rel=1e-3, abs=1e-6)
+    except Exception:
+        screenshot(page, "weight_grid_live_failure.png")
+        raise
+    finally:
+        page.close()

@@ -1,0 +1,535 @@
+"""Activation maximization: objectives, regularizers, parametrizations, runs, and the borrowed model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.ndimage
+import torch
+from torch import nn
+
+import nbvis
+from nbvis.compute import optimize
+from nbvis.compute.optimize import (
+    PRESETS,
+    OptimizationRun,
+    Regularizers,
+    affine_resample,
+    as_objective,
+    blur,
+    iter_maximize,
+    logit,
+    maximize,
+    objective,
+    small_pixel_mask,
+    to_uint8,
+    total_variation,
+    unit,
+)
+from nbvis.compute.probe import capture
+
+SHAPE = (1, 28, 28)
+
+
+def rises(history: np.ndarray) -> None:
+    """The objective rises: every start ends well above where it began, and on average it goes up
+    with the step index (rank correlation)."""
+    steps = len(history)
+    head, tail = history[: max(1, steps // 10)].mean(0), history[-max(1, steps // 10) :].mean(0)
+    assert np.all(tail > head + 1e-3), (head, tail)
+    ranks = np.argsort(np.argsort(history, axis=0), axis=0)
+    index = np.arange(steps) - (steps - 1) / 2
+    for column in ranks.T:
+        column = column - column.mean()
+        assert (column @ index) / np.sqrt((column @ column) * (index @ index)) > 0.5
+
+
+def high_frequency_share(images: torch.Tensor) -> float:
+    """The share of spectral energy above half the Nyquist frequency, over all images and channels."""
+    spectrum = np.abs(np.fft.fft2(images.detach().cpu().double().numpy())) ** 2
+    fy = np.abs(np.fft.fftfreq(images.shape[-2]))[:, None]
+    fx = np.abs(np.fft.fftfreq(images.shape[-1]))[None, :]
+    high = np.maximum(fy, fx) > 0.25
+    spectrum[..., 0, 0] = 0
+    return float(spectrum[..., high].sum() / spectrum.sum())
+
+
+# ------------------------------------------------------------------------------------ rising
+
+
+def test_objective_rises_on_mlp_output_and_hidden_unit(digits_mlp, unchanged):
+    with unchanged(digits_mlp):
+        result = maximize(digits_mlp, ("fc2", 3), SHAPE, steps=60, starts=3)
+        rises(result.history)
+        hidden = maximize(digits_mlp, ("fc1", 17), (784,), steps=60, starts=2, regularizers="yosinski2015-2")
+        rises(hidden.history)
+    assert result.history.shape == (60, 3)
+    assert result.inputs.shape == (3, *SHAPE)
+    # the synthesized input is classified as the target class
+    assert (digits_mlp(result.inputs).argmax(1) == 3).all()
+
+
+def test_objective_rises_on_cnn_channel_position_and_logit(digits_cnn, unchanged):
+    with unchanged(digits_cnn):
+        for spec, regs in [(("conv2", 5), "yosinski2015"), (("conv1", 2, (14, 14)), "yosinski2015-1"), (7, "none")]:
+            rises(maximize(digits_cnn, spec, SHAPE, steps=48, starts=2, regularizers=regs).history)
+        rises(maximize(digits_cnn, ("conv2", 5), SHAPE, steps=48, parametrization="fourier", regularizers="lucid").history)
+
+
+def test_plain_gradient_ascent_matches_finite_differences():
+    """optimizer='sgd' is the paper's x <- x + lr * d a_i / dx, checked against central differences."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 4)).double()
+    lr = 0.1
+    run = OptimizationRun(model, ("2", 1), (6,), optimizer="sgd", lr=lr)
+    x0 = run.inputs.clone()
+    run.step()
+    ascent = (run.inputs - x0)[0] / lr
+
+    def a(x):
+        with torch.no_grad():
+            return model(x[None])[0, 1].item()
+
+    eps = 1e-6
+    rows = [(a(x0[0] + eps * e) - a(x0[0] - eps * e)) / (2 * eps) for e in torch.eye(6, dtype=torch.float64)]
+    numeric = torch.tensor(rows, dtype=torch.float64)
+    torch.testing.assert_close(ascent, numeric, atol=1e-7, rtol=1e-6)
+
+
+# ------------------------------------------------------------------------------------ objectives
+
+
+def test_objective_values_match_captured_activations(digits_cnn):
+    run = OptimizationRun(digits_cnn, ("conv2", 5), SHAPE, starts=3, seed=4)
+    step = run.step()
+    acts = capture(digits_cnn, step.inputs, ["conv2", "conv1", "fc"])
+    np.testing.assert_allclose(step.values, acts["conv2"][:, 5].mean((1, 2)).numpy(), rtol=1e-5, atol=1e-6)
+    assert run.history.shape == (1, 3)
+    np.testing.assert_allclose(run.history[0], step.values)
+
+    combined = unit("conv2", 5) - 0.5 * unit("conv1", 1, (3, 4)) + logit(2)
+    run = OptimizationRun(digits_cnn, combined, SHAPE, starts=2)
+    step = run.step()
+    acts = capture(digits_cnn, step.inputs, ["conv2", "conv1", "fc"])
+    expected = acts["conv2"][:, 5].mean((1, 2)) - 0.5 * acts["conv1"][:, 1, 3, 4] + acts["fc"][:, 2]
+    np.testing.assert_allclose(step.values, expected.numpy(), rtol=1e-5, atol=1e-5)
+    assert combined.description == "conv2[5] - 0.5*conv1[1, 3, 4] + output[2]"
+
+
+def test_negative_objective_lowers_the_unit(digits_mlp):
+    result = maximize(digits_mlp, -unit("fc2", 3), SHAPE, steps=40)
+    assert result.history[-1, 0] > result.history[0, 0]  # the objective (minus the logit) rises
+    logits = digits_mlp(result.inputs)[0]
+    assert logits[3] == logits.min()
+    # the string form says the same
+    assert as_objective("-fc2:3").description == "-fc2[3]"
+
+
+def test_callable_objective_on_activations_and_sum_of_list(digits_cnn):
+    fn = objective(lambda acts: acts["relu2"][:, 4].amax(dim=(1, 2)), layers=["relu2"], description="max relu2[4]")
+    run = OptimizationRun(digits_cnn, fn, SHAPE, starts=2)
+    step = run.step()
+    acts = capture(digits_cnn, step.inputs, ["relu2"])
+    np.testing.assert_allclose(step.values, acts["relu2"][:, 4].amax(dim=(1, 2)).numpy(), rtol=1e-6)
+    # a bare callable sees every leaf layer, and the output under ""
+    seen = {}
+
+    def spy(acts):
+        seen.update(acts)
+        return acts[""][:, 1] + acts["conv1"][:, 0].mean((1, 2))
+
+    OptimizationRun(digits_cnn, spy, SHAPE).step()
+    assert {"conv1", "relu1", "pool1", "conv2", "fc", ""} <= set(seen)
+    # a list is the sum of its terms
+    listed = OptimizationRun(digits_cnn, [("fc", 1), ("fc", 2)], SHAPE, seed=1).step()
+    acts = capture(digits_cnn, listed.inputs, ["fc"])["fc"]
+    np.testing.assert_allclose(listed.values, (acts[:, 1] + acts[:, 2]).numpy(), rtol=1e-5)
+
+
+def test_layer_given_as_module(digits_cnn):
+    run = OptimizationRun(digits_cnn, unit(digits_cnn.conv2, 3), SHAPE)
+    assert run.objective.description == "conv2[3]"
+    with pytest.raises(ValueError, match="not part of this model"):
+        OptimizationRun(digits_cnn, unit(nn.Conv2d(1, 1, 1), 0), SHAPE)
+
+
+@pytest.mark.parametrize(
+    "spec, error, message",
+    [
+        (("conv9", 1), ValueError, "unknown layer 'conv9'.*'conv1', 'relu1'"),
+        (("conv2", 16), ValueError, r"unit 16 is out of range for layer 'conv2': it has 16 units \(0..15\)"),
+        (("conv2", 1.5), ValueError, "unit 1.5 is out of range"),
+        (("conv2", 1, (20, 1)), ValueError, r"position \(20, 1\) is outside layer 'conv2'.*\(14, 14\)"),
+        (("conv2", 1, (1,)), ValueError, "needs 2 indices"),
+        (("fc", 1, (1, 1)), ValueError, "needs 1 indices|0 position axes"),
+        (12, ValueError, "out of range for layer 'output'"),
+        ("conv2", ValueError, "'layer:unit'"),
+        ("conv2:x", ValueError, "must be an integer"),
+        ((1, 2), TypeError, r"\(layer, unit\)"),
+        (3.5, TypeError, "an objective is"),
+        ([], ValueError, "empty list"),
+        (lambda acts: 3.0, TypeError, "must return a tensor"),
+        (lambda acts: acts["fc"], ValueError, r"one value per start, shape \(2,\); it gave shape \(2, 10\)"),
+        (lambda acts: acts["fc"][:, 0].detach(), ValueError, "does not depend on the input"),
+    ],
+)
+def test_bad_objectives_give_clear_errors(digits_cnn, unchanged, spec, error, message):
+    with unchanged(digits_cnn):
+        with pytest.raises(error, match=message):
+            maximize(digits_cnn, spec, SHAPE, steps=1, starts=2)
+
+
+def test_raising_objective_leaves_model_as_it_was(digits_cnn, unchanged):
+    calls = []
+
+    def flaky(acts):
+        calls.append(1)
+        if len(calls) > 3:
+            raise RuntimeError("objective broke")
+        return acts["fc"][:, 0]
+
+    digits_cnn.train()
+    digits_cnn.fc.weight.requires_grad_(False)
+    try:
+        with unchanged(digits_cnn):
+            with pytest.raises(RuntimeError, match="objective broke"):
+                maximize(digits_cnn, objective(flaky, ["fc"]), SHAPE, steps=10)
+    finally:
+        digits_cnn.eval()
+        digits_cnn.fc.weight.requires_grad_(True)
+
+
+# ------------------------------------------------------------------------------------ borrowed model
+
+
+def test_model_untouched_between_steps_of_a_paused_run(digits_cnn, unchanged):
+    """While a run is paused the model is its owner's: train mode, trainable, no hooks, no grads."""
+    digits_cnn.train()
+    handle = digits_cnn.conv1.register_forward_hook(lambda *a: None)
+    try:
+        with unchanged(digits_cnn):
+            run = OptimizationRun(digits_cnn, ("conv2", 1), SHAPE, regularizers="yosinski2015")
+            steps = run.iter(6)
+            next(steps)
+            assert digits_cnn.training and all(p.requires_grad for p in digits_cnn.parameters())
+            assert all(p.grad is None for p in digits_cnn.parameters())
+            # the owner trains a little while the run is paused
+            opt = torch.optim.SGD(digits_cnn.parameters(), lr=0.0)
+            digits_cnn(torch.rand(2, *SHAPE)).sum().backward()
+            opt.zero_grad(set_to_none=True)
+            for _ in steps:
+                pass
+            assert run.step_count == 6
+    finally:
+        handle.remove()
+        digits_cnn.eval()
+
+
+def test_eval_mode_inside_a_step():
+    """Dropout is off during the run (eval mode), so the objective is deterministic per input."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.Dropout(0.9), nn.Linear(16, 2)).train()
+    run = OptimizationRun(model, ("2", 0), (8,))
+    step = run.step()
+    with torch.no_grad():
+        expected = model.eval()(step.inputs)[:, 0]
+    model.train()
+    np.testing.assert_allclose(step.values, expected.numpy(), rtol=1e-6)
+    assert model.training
+
+
+# ------------------------------------------------------------------------------------ regularizers
+
+
+def one_step(model, regs, **kw):
+    run = OptimizationRun(model, ("conv2", 5), SHAPE, starts=2, seed=3, regularizers=regs, **kw)
+    x0 = run.inputs.clone()
+    run.step()
+    return x0, run.inputs
+
+
+def test_decay_shrinks_after_the_update(digits_cnn):
+    _, plain = one_step(digits_cnn, None)
+    _, decayed = one_step(digits_cnn, {"decay": 0.3})
+    torch.testing.assert_close(decayed, 0.7 * plain)
+
+
+def test_blur_matches_scipy_and_lowers_high_frequencies(digits_cnn):
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(2, 3, 17, 20))
+    for sigma in (0.5, 1.0, 2.0):
+        ours = blur(torch.from_numpy(images), sigma).numpy()
+        ref = np.stack([[scipy.ndimage.gaussian_filter(c, sigma, mode="mirror") for c in im] for im in images])
+        np.testing.assert_allclose(ours, ref, atol=1e-10)
+    # blurring every step in a run: the result has far less high-frequency energy
+    sharp = maximize(digits_cnn, ("conv1", 3), SHAPE, steps=30, starts=2).inputs
+    smooth = maximize(digits_cnn, ("conv1", 3), SHAPE, steps=30, starts=2, regularizers={"blur_width": 1.0, "blur_every": 1}).inputs
+    assert high_frequency_share(smooth) < 0.5 * high_frequency_share(sharp)
+    # and a blur every 4 steps is applied on steps 0, 4, 8, ... (the paper's schedule)
+    _, blurred = one_step(digits_cnn, {"blur_width": 1.0, "blur_every": 4})
+    _, plain = one_step(digits_cnn, None)
+    torch.testing.assert_close(blurred, blur(plain, 1.0))
+
+
+def test_small_norm_clipping_zeroes_the_right_pixels():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    kw = dict(starts=2, seed=5)
+    plain = OptimizationRun(model, ("1", 2), (3, 10, 12), **kw).run(1).inputs.numpy()
+    clipped = OptimizationRun(model, ("1", 2), (3, 10, 12), regularizers={"norm_pct": 30}, **kw).run(1).inputs.numpy()
+    for x, y in zip(plain, clipped):
+        norms = np.linalg.norm(x, axis=0)
+        small = norms < np.percentile(norms, 30)
+        assert small.sum() == 36  # 30% of 120 pixels
+        np.testing.assert_array_equal(y[:, small], 0.0)
+        np.testing.assert_allclose(y[:, ~small], x[:, ~small], rtol=1e-6)
+
+
+def test_small_contribution_clipping_zeroes_the_right_pixels():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Tanh(), nn.Flatten(), nn.Linear(4 * 8 * 10, 3))
+    kw = dict(starts=2, seed=2)
+    start = OptimizationRun(model, ("3", 1), (3, 10, 12), **kw)
+    x0 = start.inputs.clone().requires_grad_(True)
+    grad = torch.autograd.grad(model(x0)[:, 1].sum(), x0)[0].numpy()
+    plain = start.run(1).inputs.numpy()
+    clipped = OptimizationRun(model, ("3", 1), (3, 10, 12), regularizers={"contribution_pct": 75}, **kw).run(1).inputs.numpy()
+    for x, g, y in zip(plain, grad, clipped):
+        contribution = np.abs((x * g).sum(axis=0))
+        small = contribution < np.percentile(contribution, 75)
+        assert small.sum() == 90
+        np.testing.assert_array_equal(y[:, small], 0.0)
+        np.testing.assert_allclose(y[:, ~small], x[:, ~small], rtol=1e-6)
+
+
+def test_small_pixel_mask_is_numpy_percentile():
+    rng = np.random.default_rng(1)
+    for pct in (0.5, 10, 25, 50, 90, 99.9):
+        for n in (1, 2, 7, 64):
+            score = rng.random((3, n, 3))
+            expected = np.stack([s < np.percentile(s, pct) for s in score])
+            np.testing.assert_array_equal(small_pixel_mask(torch.from_numpy(score), pct).numpy(), expected)
+
+
+def test_total_variation_by_hand_and_in_a_run(digits_cnn):
+    x = torch.tensor([[[[0.0, 1.0, 3.0], [2.0, 2.0, 2.0]]]])
+    # vertical |2-0|,|2-1|,|2-3| mean 4/3; horizontal |1|,|2|,|0|,|0| mean 3/4
+    torch.testing.assert_close(total_variation(x), torch.tensor([4 / 3 + 3 / 4]))
+    plain = maximize(digits_cnn, ("conv2", 5), SHAPE, steps=30, starts=2).inputs
+    smooth = maximize(digits_cnn, ("conv2", 5), SHAPE, steps=30, starts=2, regularizers={"tv": 5.0}).inputs
+    assert (total_variation(smooth) < 0.5 * total_variation(plain)).all()
+
+
+def test_jitter_shifts_the_input_the_model_sees():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1))
+    run = OptimizationRun(model, ("0", 1, (4, 5)), (1, 12, 12), regularizers={"jitter": 2}, seed=9)
+    shifts = set()
+    for _ in range(12):
+        step = run.step()
+        with torch.no_grad():
+            candidates = {
+                (dy, dx): model(torch.roll(step.inputs, (dy, dx), dims=(2, 3)))[0, 1, 4, 5].item()
+                for dy in range(-2, 3)
+                for dx in range(-2, 3)
+            }
+        unshifted = model(step.inputs)[0, 1, 4, 5].item()
+        match = [s for s, v in candidates.items() if abs(v - step.values[0]) < 1e-6]
+        assert match, (step.values, unshifted)
+        shifts.update(match)
+    assert len(shifts) > 3  # the shifts vary
+
+
+def test_affine_resample_identity_and_quarter_turn():
+    x = torch.randn(2, 3, 9, 9)
+    torch.testing.assert_close(affine_resample(x, 1.0, 0.0), x, atol=1e-5, rtol=1e-5)
+    turned = affine_resample(x, 1.0, 90.0)
+    assert min(
+        (turned - torch.rot90(x, k, dims=(2, 3))).abs().max().item() for k in (1, -1)
+    ) < 1e-4
+    zoomed = affine_resample(torch.ones(1, 1, 8, 8), 1.3, 10.0)
+    torch.testing.assert_close(zoomed, torch.ones(1, 1, 8, 8))  # a constant image stays constant
+
+
+def test_presets_are_the_papers_four_sets():
+    assert PRESETS["yosinski2015-1"] == Regularizers(blur_width=0.5, blur_every=4, norm_pct=50)
+    assert PRESETS["yosinski2015-2"] == Regularizers(decay=0.3, norm_pct=20)
+    assert PRESETS["yosinski2015-3"] == Regularizers(decay=1e-4, blur_width=1.0, blur_every=4)
+    assert PRESETS["yosinski2015-4"] == Regularizers(blur_width=0.5, blur_every=4, contribution_pct=90)
+    assert PRESETS["yosinski2015"] == PRESETS["yosinski2015-3"]
+    assert PRESETS["none"].active() == []
+
+
+def test_value_range_clips_pixels(digits_cnn):
+    result = maximize(digits_cnn, ("conv2", 5), SHAPE, steps=20, starts=2, value_range=(0.0, 1.0), lr=0.5)
+    assert result.inputs.min() >= 0.0 and result.inputs.max() <= 1.0
+    assert (result.inputs == 1.0).any()  # the ascent pushes into the bound
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(regularizers="yosinski"), ValueError, "unknown regularizer preset 'yosinski'.*yosinski2015-1"),
+        (dict(regularizers={"blur": 1}), ValueError, "unknown regularizer.*'blur'.*blur_width"),
+        (dict(regularizers={"decay": 1.5}), ValueError, r"decay must be in \[0, 1\)"),
+        (dict(regularizers={"norm_pct": -1}), ValueError, r"norm_pct must be in \[0, 100\)"),
+        (dict(regularizers={"blur_every": 2.5, "blur_width": 1}), ValueError, "whole number"),
+        (dict(regularizers={"tv": "a lot"}), TypeError, "tv must be a number"),
+        (dict(regularizers=3), TypeError, "preset name"),
+        (dict(parametrization="fourier", regularizers={"norm_pct": 10}), ValueError, "act on pixels"),
+        (dict(parametrization="wavelet"), ValueError, "'pixel' or 'fourier'"),
+        (dict(input_shape=(1, 28, 28, 1)), ValueError, "input_shape is the shape of one input"),
+        (dict(input_shape=(0, 28)), ValueError, "positive sizes"),
+        (dict(input_shape=(3, 28, 28)), ValueError, r"could not run on an input of shape \(1, 3, 28, 28\)"),
+        (dict(starts=0), ValueError, "starts must be an integer >= 1"),
+        (dict(steps=-1), ValueError, "steps must be an integer >= 0"),
+        (dict(lr=0), ValueError, "lr must be a positive number"),
+        (dict(optimizer="lbfgs"), ValueError, "'adam' or 'sgd'"),
+        (dict(value_range=(1, 0)), ValueError, "low < high"),
+        (dict(seed=-1), ValueError, "seed must be an integer >= 0"),
+        (dict(init=torch.zeros(2, 2)), ValueError, r"init must have shape \(1, 28, 28\)"),
+    ],
+)
+def test_bad_arguments_give_clear_errors(digits_cnn, unchanged, kwargs, error, message):
+    args = dict(input_shape=SHAPE) | kwargs
+    with unchanged(digits_cnn):
+        with pytest.raises(error, match=message):
+            maximize(digits_cnn, ("conv2", 1), args.pop("input_shape"), steps=args.pop("steps", 2), **args)
+
+
+def test_vector_inputs_refuse_image_priors_but_presets_adapt():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3))
+    with pytest.raises(ValueError, match="blur_every, jitter act on images, and this input is a vector"):
+        maximize(model, ("2", 1), (5,), regularizers={"blur_width": 1, "blur_every": 2, "jitter": 1})
+    with pytest.raises(ValueError, match="Fourier parametrization needs an image"):
+        maximize(model, ("2", 1), (5,), parametrization="fourier")
+    run = OptimizationRun(model, ("2", 1), (5,), starts=3, regularizers="yosinski2015-1")
+    assert run.regularizers == Regularizers(norm_pct=50)  # the blur of the preset does not apply
+    rises(run.run(40).history)
+    assert run.images.shape == (3, 1, 5, 1)
+
+
+# ------------------------------------------------------------------------------------ parametrizations
+
+
+def test_fourier_parametrization_is_bounded_smooth_and_decorrelated():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+    fourier = OptimizationRun(model, ("1", 0), (3, 32, 32), starts=2, parametrization="fourier", value_range=(-1, 2))
+    pixel = OptimizationRun(model, ("1", 0), (3, 32, 32), starts=2)
+    x = fourier.inputs
+    assert x.shape == (2, 3, 32, 32) and x.min() > -1 and x.max() < 2
+    # the 1/f spectrum starts smoother than white noise
+    assert high_frequency_share(x) < 0.5 * high_frequency_share(pixel.inputs)
+    # colours are correlated through the decorrelation matrix (white noise would give ~0)
+    channels = x[0].reshape(3, -1).numpy()
+    assert np.corrcoef(channels)[0, 1] > 0.5
+    rises(fourier.run(40).history)
+    assert OptimizationRun(model, ("1", 0), (3, 9, 11), parametrization="fourier").inputs.shape == (1, 3, 9, 11)
+    gray_model = nn.Sequential(nn.Unflatten(1, (1, 12)), nn.Conv2d(1, 2, 3))  # (N, H, W) -> (N, 1, H, W)
+    gray = OptimizationRun(gray_model, ("1", 0), (12, 15), parametrization="fourier")
+    assert gray.inputs.shape == (1, 12, 15)
+
+
+# ------------------------------------------------------------------------------------ runs
+
+
+def test_seeded_runs_reproduce_and_starts_differ(digits_cnn):
+    kw = dict(steps=12, starts=3, regularizers={"jitter": 2, "scale": 0.1, "rotate": 5, "blur_width": 0.5, "blur_every": 2})
+    a = maximize(digits_cnn, ("conv2", 5), SHAPE, seed=7, **kw)
+    b = maximize(digits_cnn, ("conv2", 5), SHAPE, seed=7, **kw)
+    c = maximize(digits_cnn, ("conv2", 5), SHAPE, seed=8, **kw)
+    assert torch.equal(a.inputs, b.inputs) and np.array_equal(a.history, b.history)
+    assert not torch.equal(a.inputs, c.inputs)
+    assert not torch.allclose(a.inputs[0], a.inputs[1])
+
+
+def test_pausing_and_resuming_gives_the_same_run(digits_cnn):
+    kw = dict(starts=2, seed=3, regularizers={"jitter": 2, "decay": 0.01, "blur_width": 1, "blur_every": 3})
+    whole = OptimizationRun(digits_cnn, ("conv2", 5), SHAPE, **kw).run(10)
+    parts = OptimizationRun(digits_cnn, ("conv2", 5), SHAPE, **kw)
+    parts.run(4)
+    assert parts.history.shape == (4, 2)
+    parts.run(6)
+    assert torch.equal(whole.inputs, parts.inputs)
+    np.testing.assert_array_equal(whole.history, parts.history)
+
+
+def test_starts_are_optimized_independently(digits_cnn):
+    init = torch.rand(3, *SHAPE)
+    together = OptimizationRun(digits_cnn, ("conv2", 5), SHAPE, starts=3, init=init, regularizers="yosinski2015-1")
+    alone = OptimizationRun(digits_cnn, ("conv2", 5), SHAPE, starts=1, init=init[1], regularizers="yosinski2015-1")
+    together.run(8)
+    alone.run(8)
+    torch.testing.assert_close(together.inputs[1], alone.inputs[0], atol=1e-5, rtol=1e-4)
+
+
+def test_regularizers_change_between_steps(digits_cnn):
+    run = OptimizationRun(digits_cnn, ("conv2", 5), SHAPE, regularizers="none")
+    run.run(2)
+    run.regularizers = {"decay": 0.5}
+    before = run.inputs.clone()
+    run.step()
+    assert run.inputs.abs().sum() < before.abs().sum()
+    assert run.regularizers.replace(jitter=1).jitter == 1
+    with pytest.raises(ValueError, match="unknown regularizer preset"):
+        run.regularizers = "nope"
+
+
+def test_iter_maximize_streams_steps_and_checks_arguments_at_once(digits_mlp):
+    with pytest.raises(ValueError, match="unknown layer"):
+        iter_maximize(digits_mlp, ("fc3", 1), SHAPE)  # raised at the call, not at the first next()
+    steps = list(iter_maximize(digits_mlp, ("fc2", 4), SHAPE, steps=5, starts=2))
+    assert [s.index for s in steps] == [1, 2, 3, 4, 5]
+    assert steps[0].images.shape == (2, 28, 28, 1) and steps[0].images.dtype == np.uint8
+    assert steps[0].values.shape == (2,)
+    # each step keeps its own inputs (a snapshot, not a view of the changing parameter)
+    assert not torch.equal(steps[0].inputs, steps[-1].inputs)
+    np.testing.assert_allclose(digits_mlp(steps[2].inputs)[:, 4].detach().numpy(), steps[2].values, rtol=1e-5)
+
+
+def test_to_uint8_per_start_and_fixed_range():
+    x = torch.tensor([[[[0.0, 1.0], [2.0, 4.0]]], [[[-1.0, -1.0], [1.0, 0.0]]]])  # (2, 1, 2, 2)
+    images = to_uint8(x)
+    assert images.shape == (2, 2, 2, 1) and images.dtype == np.uint8
+    np.testing.assert_array_equal(images[0, :, :, 0], [[0, 64], [128, 255]])  # 255 * [0, .25, .5, 1]
+    np.testing.assert_array_equal(images[1, :, :, 0], [[0, 0], [255, 128]])
+    fixed = to_uint8(x, value_range=(0, 2))
+    np.testing.assert_array_equal(fixed[1, :, :, 0], [[0, 0], [128, 0]])
+    rgb = torch.rand(3, 3, 5, 7)
+    out = to_uint8(rgb)
+    assert out.shape == (3, 5, 7, 3)
+    np.testing.assert_array_equal(out[1, 2, 3], np.round(255 * (rgb[1, :, 2, 3] - rgb[1].min()) / (rgb[1].max() - rgb[1].min())))
+    assert to_uint8(torch.zeros(2, 4)).shape == (2, 1, 4, 1)  # vectors: a 1-pixel-high strip; constant -> 0
+    assert to_uint8(np.zeros((1, 6, 5))).shape == (1, 6, 5, 1)
+    with pytest.raises(ValueError, match="expected inputs of shape"):
+        to_uint8(torch.zeros(3))
+
+
+def test_public_name_and_result_unpacking(digits_mlp):
+    assert nbvis.maximize is maximize
+    inputs, history = nbvis.maximize(digits_mlp, 2, (784,), steps=3)
+    assert inputs.shape == (1, 784) and history.shape == (3, 1)
+    assert optimize.Result(inputs, history).images().shape == (1, 1, 784, 1)
+
+
+def test_double_precision_model():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()).double()
+    result = maximize(model, ("1", 0), (1, 8, 8), steps=3)
+    assert result.inputs.dtype == torch.float64
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_runs_on_the_models_device(unchanged):
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).cuda()
+    with unchanged(model):
+        result = maximize(model, ("1", 0), (3, 16, 16), steps=5, starts=2, regularizers="yosinski2015-1")
+        assert result.inputs.is_cuda
+        fourier = maximize(model, ("1", 0), (3, 16, 16), steps=5, parametrization="fourier", regularizers="lucid")
+        assert fourier.inputs.is_cuda
+    run = OptimizationRun(model.cpu(), ("1", 0), (3, 16, 16))
+    run.step()
+    model.cuda()  # moved while the run was paused
+    run.step()
+    assert run.inputs.is_cuda
