@@ -500,7 +500,7 @@ def test_to_uint8_per_start_and_fixed_range():
     rgb = torch.rand(3, 3, 5, 7)
     out = to_uint8(rgb)
     assert out.shape == (3, 5, 7, 3)
-    np.testing.assert_array_equal(out[1, 2, 3], np.round(255 * (rgb[1, :, 2, 3] - rgb[1].min()) / (rgb[1].max() - rgb[1].min())))
+    np.testing.assert_array_equal(out[1, 2, 3], np.round((255 * (rgb[1, :, 2, 3] - rgb[1].min()) / (rgb[1].max() - rgb[1].min())).numpy()))
     assert to_uint8(torch.zeros(2, 4)).shape == (2, 1, 4, 1)  # vectors: a 1-pixel-high strip; constant -> 0
     assert to_uint8(np.zeros((1, 6, 5))).shape == (1, 6, 5, 1)
     with pytest.raises(ValueError, match="expected inputs of shape"):

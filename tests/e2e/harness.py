@@ -180,8 +180,9 @@ def open_notebook(browser, server: JupyterServer, name: str, app: str = "lab", v
     page.console_messages = []
     page.on("console", lambda msg: page.console_messages.append(f"{msg.type}: {msg.text}"))
     page.on("pageerror", lambda err: page.console_messages.append(f"pageerror: {err}"))
-    path = f"/lab/tree/{name}" if app == "lab" else f"/notebooks/{name}"
-    page.goto(f"{server.url}{path}?token={server.token}")
+    # ?reset: a fresh JupyterLab workspace, so notebooks of earlier tests do not reopen as tabs.
+    path = f"/lab/tree/{name}?reset&" if app == "lab" else f"/notebooks/{name}?"
+    page.goto(f"{server.url}{path}token={server.token}")
     page.wait_for_selector(".jp-Notebook", timeout=90_000)
     server.wait_for_kernel()
     page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=60_000)
@@ -192,7 +193,9 @@ def run_all(page, timeout: float = 180) -> None:
     """Run All Cells through the menu and wait for the marker cell's output."""
     page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
     page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-    page.wait_for_selector(f".jp-OutputArea-output:has-text('{DONE}')", timeout=timeout * 1000)
+    page.wait_for_selector(
+        f".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output:has-text('{DONE}')", timeout=timeout * 1000
+    )
 
 
 def run_cell(page, code: str, timeout: float = 60) -> str:

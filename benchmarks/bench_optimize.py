@@ -1,0 +1,233 @@
+"""Activation maximization: nbvis against the loops a user would otherwise write or reach for.
+
+1. Pixel parametrization with the four regularizers of Yosinski et al. 2015 switched on together
+   and live streaming (uint8 frames of all starts, packed to bytes, at most 30 per second),
+   against the bare PyTorch loop: forward with a forward hook, backward, Adam step.
+   Target: at most 1.15x per step.
+2. Fourier parametrization with jitter / scale / rotation transforms, against Lucent's
+   ``render_vis`` (torch-lucent, a benchmark-only dependency) at the same image size, objective
+   and step count. Target: faster than Lucent.
+
+Every timing is taken in the same process, rounds interleaved; CPU time of this process is
+reported beside wall time, since other work on a shared machine inflates wall time at random.
+Run: ``python benchmarks/bench_optimize.py [--steps 32] [--rounds 5] [--size 128] [--threads 1]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from nbvis.compute.optimize import OptimizationRun, Regularizers
+
+PAPER_FOUR = Regularizers(decay=1e-4, blur_width=1.0, blur_every=4, norm_pct=50, contribution_pct=90)
+FRAME_INTERVAL = 1 / 30
+
+
+def small_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        OrderedDict(
+            conv1=nn.Conv2d(3, 32, 3, padding=1),
+            relu1=nn.ReLU(),
+            pool1=nn.MaxPool2d(2),
+            conv2=nn.Conv2d(32, 64, 3, padding=1),
+            relu2=nn.ReLU(),
+            pool2=nn.MaxPool2d(2),
+            conv3=nn.Conv2d(64, 64, 3, padding=1),
+            relu3=nn.ReLU(),
+        )
+    ).eval()
+
+
+class Clock:
+    """Wall time and this process's CPU time; on a shared machine the CPU time is the steady one."""
+
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = time.process_time() - self.cpu
+
+
+def bare_loop(model, shape, steps, layer="conv3", channel=5) -> Clock:
+    """What a user writes by hand: hook, forward, backward, Adam."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x = (0.1 * torch.randn(shape)).requires_grad_(True)
+    optimizer = torch.optim.Adam([x], lr=0.05)
+    seen = {}
+    handle = dict(model.named_modules())[layer].register_forward_hook(lambda m, i, o: seen.__setitem__("a", o))
+    with Clock() as clock:
+        for _ in range(steps):
+            optimizer.zero_grad(set_to_none=True)
+            model(x)
+            loss = -seen["a"][:, channel].mean()
+            loss.backward()
+            optimizer.step()
+    handle.remove()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return clock
+
+
+def nbvis_loop(model, shape, steps, regularizers, parametrization="pixel", stream=True) -> Clock:
+    """nbvis with a consumer that turns steps into packed uint8 frames at a capped rate."""
+    run = OptimizationRun(
+        model, ("conv3", 5), shape[1:], starts=shape[0], regularizers=regularizers, parametrization=parametrization
+    )
+    frames = 0
+    last = -1.0
+    with Clock() as clock:
+        for step in run.iter(steps):
+            if stream and time.perf_counter() - last >= FRAME_INTERVAL:
+                step.images.tobytes()
+                step.values  # noqa: B018 - the objective curve is sent with each frame
+                frames += 1
+                last = time.perf_counter()
+    clock.frames = frames
+    return clock
+
+
+def lucent_modules():
+    """Import Lucent; with no importable torchvision, provide only torchvision.transforms.Normalize."""
+    try:
+        importlib.import_module("torchvision.transforms")
+        stand_in = False
+    except Exception:
+        folder = tempfile.mkdtemp(prefix="tv-stand-in-")
+        package = os.path.join(folder, "torchvision")
+        os.makedirs(package)
+        open(os.path.join(package, "__init__.py"), "w").close()
+        with open(os.path.join(package, "transforms.py"), "w") as f:
+            f.write(
+                "import torch\n"
+                "class Normalize:\n"
+                "    def __init__(self, mean, std):\n"
+                "        self.mean = torch.tensor(mean)[:, None, None]\n"
+                "        self.std = torch.tensor(std)[:, None, None]\n"
+                "    def __call__(self, t):\n"
+                "        return (t - self.mean.to(t.device)) / self.std.to(t.device)\n"
+            )
+        sys.path.insert(0, folder)
+        stand_in = True
+    from lucent.optvis import param, render
+
+    return render, param, stand_in
+
+
+def lucent_loop(render, param, model, size, starts, steps, fixed_image_size) -> Clock:
+    with Clock() as clock:
+        render.render_vis(
+            model,
+            "conv3:5",
+            param_f=lambda: param.image(size, batch=starts),
+            thresholds=(steps,),
+            show_image=False,
+            progress=False,
+            fixed_image_size=fixed_image_size,
+        )
+    return clock
+
+
+def compare(rounds, contenders: dict) -> dict:
+    """Run every contender once per round, interleaved; per contender: median wall and CPU seconds
+    and the per-round ratios to the first contender."""
+    clocks = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, run in contenders.items():
+            clocks[name].append(run())
+    first = next(iter(clocks.values()))
+    out = {}
+    for name, found in clocks.items():
+        out[name] = {
+            "wall": statistics.median(c.wall for c in found),
+            "cpu": statistics.median(c.cpu for c in found),
+            "wall_ratio": statistics.median(c.wall / b.wall for c, b in zip(found, first)),
+            "cpu_ratio": statistics.median(c.cpu / b.cpu for c, b in zip(found, first)),
+            "frames": getattr(found[-1], "frames", 0),
+        }
+    return out
+
+
+def report(label, entry, steps, baseline_word="ratio"):
+    print(
+        f"   {label:<52} {1000 * entry['cpu'] / steps:7.2f} ms/step CPU ({1000 * entry['wall'] / steps:7.2f} wall)"
+        f"   {baseline_word} CPU {entry['cpu_ratio']:.3f}x (wall {entry['wall_ratio']:.3f}x)"
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--starts", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps CPU time meaningful)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = small_cnn()
+    shape = (args.starts, 3, args.size, args.size)
+    steps = args.steps
+    print(
+        f"small CNN 3-32-64-64, input {shape}, {steps} steps x {args.rounds} interleaved rounds, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); ratios are medians of per-round ratios"
+    )
+
+    bare_loop(model, shape, 4)  # warm-up: allocator, kernels, first-use imports
+    nbvis_loop(model, shape, 4, PAPER_FOUR)
+    out = compare(
+        args.rounds,
+        {
+            "bare": lambda: bare_loop(model, shape, steps),
+            "quiet": lambda: nbvis_loop(model, shape, steps, PAPER_FOUR, stream=False),
+            "stream": lambda: nbvis_loop(model, shape, steps, PAPER_FOUR),
+        },
+    )
+    print("\n1. pixel parametrization, the paper's four regularizers together, live frames")
+    report("bare PyTorch loop (hook+forward+backward+Adam)", out["bare"], steps)
+    report("nbvis, four regularizers, no frames", out["quiet"], steps)
+    report(f"nbvis, four regularizers + frames ({out['stream']['frames']} per run)", out["stream"], steps)
+    print(f"   target <= 1.15x: {'met' if out['stream']['cpu_ratio'] <= 1.15 else 'NOT met'}")
+
+    try:
+        render, param, stand_in = lucent_modules()
+    except ImportError as err:
+        print(f"\n2. skipped: Lucent is not installed ({err}); "
+              "pip install --no-deps torch-lucent kornia==0.5.11 decorator")
+        return
+    if stand_in:
+        print("\n(torchvision is not importable here: Lucent runs with a stand-in module that provides only "
+              "torchvision.transforms.Normalize)")
+    lucid = Regularizers(jitter=8, scale=0.1, rotate=10)
+    lucent_loop(render, param, model, args.size, args.starts, 2, args.size)
+    nbvis_loop(model, shape, 2, lucid, "fourier", stream=False)
+    out = compare(
+        args.rounds,
+        {
+            "nbvis": lambda: nbvis_loop(model, shape, steps, lucid, "fourier", stream=False),
+            "fixed": lambda: lucent_loop(render, param, model, args.size, args.starts, steps, args.size),
+            "default": lambda: lucent_loop(render, param, model, args.size, args.starts, steps, None),
+        },
+    )
+    print(f"\n2. Fourier parametrization + jitter/scale/rotation, {args.size} px, same objective and steps")
+    report("nbvis", out["nbvis"], steps, "vs nbvis")
+    report(f"Lucent render_vis, fixed_image_size={args.size}", out["fixed"], steps, "vs nbvis")
+    report("Lucent render_vis, default (upsampled to 224 px)", out["default"], steps, "vs nbvis")
+    print(f"   target: Lucent slower than nbvis: {'met' if out['fixed']['cpu_ratio'] > 1 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,307 @@
+// OptimizationViewer view: the synthetic inputs of every start side by side, the objective curve,
+// start / stop / resume, and regularizer sliders.
+import { arrayGetter, finiteRange, maxAbs } from "./lib/arrays.js";
+import { fmt } from "./lib/colormap.js";
+import { command, h, setTraits, setupView } from "./lib/view.js";
+
+const MAX_WIDTH = 960;
+const TILE = 140; // target display size of one start, in CSS pixels
+const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+
+// name: [label, min, max, step, help]
+const SLIDERS = {
+  decay: ["L2 decay", 0, 0.5, "any", "x \u2190 (1 \u2212 decay) \u00b7 x after each step"],
+  blur_width: ["blur width", 0, 3, "any", "Gaussian blur standard deviation, pixels"],
+  blur_every: ["blur every", 0, 16, 1, "blur every k steps (0: never)"],
+  norm_pct: ["clip small norm %", 0, 99, "any", "zero the pixels whose norm is below this percentile"],
+  contribution_pct: ["clip small contribution %", 0, 99, "any", "zero the pixels that contribute least to the objective"],
+  jitter: ["jitter", 0, 16, 1, "random shift of up to this many pixels before each step"],
+  scale: ["scale", 0, 0.5, "any", "random zoom by 1 \u00b1 scale"],
+  rotate: ["rotate", 0, 45, "any", "random rotation, degrees"],
+  tv: ["total variation", 0, 2, "any", "penalty on differences between neighbouring pixels"],
+};
+
+function render({ model, el }) {
+  const view = setupView(model, el, "optimization-viewer");
+  const { on, listen, tooltip } = view;
+  const frame = arrayGetter(model, "_frame");
+  const vector = arrayGetter(model, "_vector");
+  const curve = arrayGetter(model, "_curve");
+  const curveSteps = arrayGetter(model, "_curve_steps");
+
+  // ----- toolbar -----
+  const title = h("strong");
+  const startButton = h("button", { textContent: "\u25b6 Start", title: "new random starts" });
+  const stopButton = h("button", { textContent: "\u25a0 Stop" });
+  const resumeButton = h("button", { textContent: "Resume", title: "go on from the current inputs" });
+  listen(startButton, "click", () => command(model, "start"));
+  listen(stopButton, "click", () => command(model, "stop"));
+  listen(resumeButton, "click", () => command(model, "resume"));
+  const counter = h("span", { class: "nbvis-counter" });
+  const stateText = h("span", { class: "nbvis-muted nbvis-state" });
+  const seedInput = h("input", { type: "number", min: 0, step: 1, style: { width: "4.5em" } });
+  const stepsInput = h("input", { type: "number", min: 1, step: 1, style: { width: "7em" } });
+  listen(seedInput, "change", () => setTraits(model, { seed: Math.max(0, Math.floor(Number(seedInput.value) || 0)) }));
+  listen(stepsInput, "change", () => setTraits(model, { steps: Math.max(1, Math.floor(Number(stepsInput.value) || 1)) }));
+  const bar = h("div", { class: "nbvis-bar" }, [
+    title, startButton, stopButton, resumeButton, counter, stateText,
+    h("label", {}, ["steps ", stepsInput]), h("label", {}, ["seed ", seedInput]),
+  ]);
+
+  // ----- inputs and curve -----
+  const images = h("canvas", { class: "nbvis-images" });
+  const curveCanvas = h("canvas", { class: "nbvis-curve", width: 480, height: 170 });
+  const legend = h("div", { class: "nbvis-muted", style: { fontSize: "11px" } });
+  const panels = h("div", { style: { display: "flex", flexWrap: "wrap", gap: "12px", alignItems: "flex-start" } }, [
+    h("div", {}, [images]),
+    h("div", {}, [curveCanvas, legend]),
+  ]);
+
+  // ----- regularizers -----
+  const presetSelect = h("select");
+  listen(presetSelect, "change", () => {
+    if (presetSelect.value !== "custom") setTraits(model, { preset: presetSelect.value });
+  });
+  const pendingNote = h("span", { class: "nbvis-muted", textContent: "changes apply at the next start or resume" });
+  const sliders = h("div", { class: "nbvis-bar" });
+  const regs = h("div", {}, [h("div", { class: "nbvis-bar" }, [h("label", {}, ["priors ", presetSelect]), pendingNote]), sliders]);
+  view.body.append(bar, panels, regs);
+
+  const sliderInputs = {};
+  function buildSliders() {
+    sliders.replaceChildren();
+    for (const name of model.get("adjustable") || []) {
+      const [label, min, max, step, help] = SLIDERS[name] || [name, 0, 1, "any", ""];
+      const input = h("input", { type: "range", min, max, step, title: help, style: { width: "110px" } });
+      input.dataset.name = name;
+      const value = h("span", { class: "nbvis-muted", style: { minWidth: "3.5em", display: "inline-block" } });
+      const show = (v) => (step === 1 ? String(Math.round(v)) : fmt(v));
+      input.addEventListener("input", () => {
+        value.textContent = show(Number(input.value));
+      });
+      input.addEventListener("change", () => {
+        const current = { ...model.get("regularizers") };
+        current[name] = step === 1 ? Math.round(Number(input.value)) : Number(input.value);
+        setTraits(model, { regularizers: current });
+      });
+      sliderInputs[name] = { input, value, show };
+      sliders.append(h("label", { title: help }, [label, " ", input, value]));
+    }
+  }
+
+  function updateControls() {
+    const state = model.get("state");
+    const step = model.get("step");
+    title.textContent = `${model.get("objective_text")} \u00b7 ${model.get("n_starts")} start${model.get("n_starts") > 1 ? "s" : ""}`;
+    counter.textContent = `step ${step} / ${Math.max(model.get("steps"), step)}`;
+    stateText.textContent = state;
+    stopButton.disabled = state !== "running";
+    resumeButton.disabled = state === "running";
+    if (document.activeElement !== seedInput) seedInput.value = String(model.get("seed"));
+    if (document.activeElement !== stepsInput) stepsInput.value = String(model.get("steps"));
+    const presets = model.get("presets") || [];
+    const preset = model.get("preset");
+    const options = [...presets, "custom"];
+    if (presetSelect.options.length !== options.length) {
+      presetSelect.replaceChildren(...options.map((name) => h("option", { value: name, textContent: name })));
+    }
+    presetSelect.value = preset;
+    const values = model.get("regularizers") || {};
+    for (const [name, { input, value, show }] of Object.entries(sliderInputs)) {
+      if (!(name in values)) continue;
+      input.value = String(values[name]);
+      value.textContent = show(values[name]);
+    }
+    pendingNote.style.visibility = model.get("pending") ? "visible" : "hidden";
+    view.root.dataset.step = String(step);
+    view.root.dataset.state = state;
+  }
+
+  // ----- drawing the inputs -----
+  let layout = null;
+
+  function drawImages() {
+    const f = frame();
+    if (!f) return;
+    const [n, th, tw, tc] = f.shape;
+    let zoom = Math.max(1, Math.floor(TILE / Math.max(th, tw)));
+    while (zoom > 1 && n * (tw + 2) * zoom > MAX_WIDTH) zoom--;
+    const cols = Math.max(1, Math.min(n, Math.floor(MAX_WIDTH / ((tw + 2) * zoom)) || 1));
+    const rows = Math.ceil(n / cols);
+    const cellW = tw + 2;
+    const cellH = th + 2;
+    const image = new ImageData(cols * cellW, rows * cellH);
+    const px = image.data;
+    const d = f.data;
+    for (let s = 0; s < n; s++) {
+      const ox = (s % cols) * cellW + 1;
+      const oy = Math.floor(s / cols) * cellH + 1;
+      for (let y = 0; y < th; y++) {
+        for (let x = 0; x < tw; x++) {
+          const i = ((s * th + y) * tw + x) * tc;
+          const o = ((oy + y) * image.width + ox + x) * 4;
+          px[o] = d[i];
+          px[o + 1] = d[i + (tc === 3 ? 1 : 0)];
+          px[o + 2] = d[i + (tc === 3 ? 2 : 0)];
+          px[o + 3] = 255;
+        }
+      }
+    }
+    const off = new OffscreenCanvas(image.width, image.height);
+    off.getContext("2d").putImageData(image, 0, 0);
+    images.width = image.width * zoom;
+    images.height = image.height * zoom;
+    const ctx = images.getContext("2d");
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(off, 0, 0, images.width, images.height);
+    layout = { kind: "image", n, th, tw, cols, cellW, cellH, zoom };
+  }
+
+  function drawBars() {
+    const v = vector();
+    if (!v) return;
+    const [n, dims] = v.shape;
+    const barW = Math.max(1, Math.min(12, Math.floor(360 / dims)));
+    const panelW = dims * barW + 8;
+    const panelH = 110;
+    const cols = Math.max(1, Math.min(n, Math.floor(MAX_WIDTH / (panelW + 8)) || 1));
+    const rows = Math.ceil(n / cols);
+    images.width = cols * (panelW + 8);
+    images.height = rows * (panelH + 8);
+    const ctx = images.getContext("2d");
+    ctx.clearRect(0, 0, images.width, images.height);
+    const scale = maxAbs(v.data) || 1;
+    for (let s = 0; s < n; s++) {
+      const ox = (s % cols) * (panelW + 8) + 4;
+      const oy = Math.floor(s / cols) * (panelH + 8) + 4;
+      const mid = oy + panelH / 2;
+      ctx.strokeStyle = COLORS[s % COLORS.length];
+      ctx.strokeRect(ox - 2.5, oy - 2.5, panelW + 1, panelH + 1);
+      for (let j = 0; j < dims; j++) {
+        const value = v.data[s * dims + j];
+        const height = (Math.abs(value) / scale) * (panelH / 2 - 4);
+        ctx.fillStyle = value >= 0 ? "#c0392b" : "#2e6da4";
+        ctx.fillRect(ox + j * barW + 2, value >= 0 ? mid - height : mid, Math.max(1, barW - 1), Math.max(height, 0.5));
+      }
+      ctx.fillStyle = "#8888";
+      ctx.fillRect(ox, mid, panelW - 4, 1);
+    }
+    layout = { kind: "vector", n, dims, barW, panelW, panelH, cols, scale };
+  }
+
+  function drawCurve() {
+    const c = curve();
+    const steps = curveSteps();
+    const ctx = curveCanvas.getContext("2d");
+    const W = curveCanvas.width;
+    const H = curveCanvas.height;
+    ctx.clearRect(0, 0, W, H);
+    const left = 54;
+    const bottom = H - 18;
+    ctx.strokeStyle = "#8886";
+    ctx.strokeRect(left + 0.5, 4.5, W - left - 6, bottom - 4);
+    ctx.fillStyle = "#888";
+    ctx.font = "10px sans-serif";
+    if (!c || !steps || c.shape[0] === 0) {
+      ctx.fillText("objective per start", left + 8, 20);
+      legend.textContent = "";
+      return;
+    }
+    const [rows, n] = c.shape;
+    const [lo, hi] = finiteRange(c.data);
+    const span = hi > lo ? hi - lo : 1;
+    const lastStep = steps.data[rows - 1];
+    const x = (k) => left + ((steps.data[k] - 1) / Math.max(1, lastStep - 1)) * (W - left - 8);
+    const y = (v) => bottom - ((v - lo) / span) * (bottom - 10);
+    ctx.fillText(fmt(hi), 2, 12);
+    ctx.fillText(fmt(lo), 2, bottom);
+    ctx.fillText("step 1", left, H - 4);
+    ctx.textAlign = "right";
+    ctx.fillText(String(lastStep), W - 8, H - 4);
+    ctx.textAlign = "left";
+    for (let s = 0; s < n; s++) {
+      ctx.strokeStyle = COLORS[s % COLORS.length];
+      ctx.lineWidth = 1.5;
+      ctx.beginPath();
+      for (let k = 0; k < rows; k++) {
+        const v = c.data[k * n + s];
+        if (k === 0) ctx.moveTo(x(k), y(v));
+        else ctx.lineTo(x(k), y(v));
+      }
+      ctx.stroke();
+    }
+    const values = model.get("values") || [];
+    legend.replaceChildren(
+      ...values.map((v, s) => h("span", { style: { color: COLORS[s % COLORS.length], marginRight: "10px" }, textContent: `start ${s + 1}: ${fmt(v)}` })),
+    );
+  }
+
+  function draw() {
+    updateControls();
+    if (model.get("input_kind") === "vector") drawBars();
+    else drawImages();
+    drawCurve();
+  }
+
+  // Frames received from Python (for the eye: the counter; for tests: data-frames).
+  let frames = 0;
+  const countFrame = () => {
+    frames++;
+    view.root.dataset.frames = String(frames);
+  };
+  on("_frame", countFrame);
+  on("_vector", countFrame);
+
+  // ----- hover -----
+  listen(images, "mousemove", (event) => {
+    if (!layout) return;
+    const rect = images.getBoundingClientRect();
+    const px = (event.clientX - rect.left) * (images.width / rect.width);
+    const py = (event.clientY - rect.top) * (images.height / rect.height);
+    const values = model.get("values") || [];
+    if (layout.kind === "image") {
+      const nx = Math.floor(px / layout.zoom);
+      const ny = Math.floor(py / layout.zoom);
+      const col = Math.floor(nx / layout.cellW);
+      const s = Math.floor(ny / layout.cellH) * layout.cols + col;
+      if (col >= layout.cols || s >= layout.n) return tooltip.hide();
+      const xx = nx - col * layout.cellW - 1;
+      const yy = ny - Math.floor(ny / layout.cellH) * layout.cellH - 1;
+      const where = xx >= 0 && yy >= 0 && xx < layout.tw && yy < layout.th ? `\npixel (${yy}, ${xx})` : "";
+      tooltip.show(`start ${s + 1}\nobjective ${fmt(values[s])}${where}`, event);
+    } else {
+      const col = Math.floor(px / (layout.panelW + 8));
+      const s = Math.floor(py / (layout.panelH + 8)) * layout.cols + col;
+      const j = Math.floor((px - col * (layout.panelW + 8) - 6) / layout.barW);
+      if (col >= layout.cols || s >= layout.n || j < 0 || j >= layout.dims) return tooltip.hide();
+      const names = model.get("feature_names") || [];
+      const value = vector().data[s * layout.dims + j];
+      tooltip.show(`start ${s + 1}\n${names[j] ?? `feature ${j}`}: ${fmt(value)}\nobjective ${fmt(values[s])}`, event);
+    }
+  });
+  listen(images, "mouseleave", () => tooltip.hide());
+
+  // One message from Python changes several traits: draw once after all of them.
+  let pending = false;
+  const scheduleDraw = () => {
+    if (pending) return;
+    pending = true;
+    queueMicrotask(() => {
+      pending = false;
+      draw();
+    });
+  };
+  for (const name of ["_frame", "_vector", "_curve", "_curve_steps", "values", "step", "state", "steps", "seed",
+    "preset", "regularizers", "pending"]) {
+    on(name, scheduleDraw);
+  }
+  on("adjustable", () => {
+    buildSliders();
+    scheduleDraw();
+  });
+  buildSliders();
+  draw();
+  return view.cleanup;
+}
+
+export default { render };

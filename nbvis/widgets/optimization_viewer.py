@@ -1,0 +1,317 @@
+"""OptimizationViewer: watch the input that maximizes a unit form, live, for several random starts."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+import traitlets
+from torch import nn
+
+from .._arrays import pack
+from ..compute.optimize import PRESETS, OptimizationRun, Regularizers, Step, fit_regularizers, resolve_regularizers
+from ._base import STATIC, Job, NbvisWidget, Throttle, array_trait
+
+__all__ = ["OptimizationViewer"]
+
+STATES = ("idle", "running", "stopped", "done", "error")
+MAX_CURVE_POINTS = 1000
+
+
+class OptimizationViewer(NbvisWidget):
+    """Activation maximization shown while it runs (Yosinski et al. 2015).
+
+    ``objective``: ``(layer, unit)``, ``(layer, unit, (y, x))``, a class index, ``"layer:unit"``, a
+    callable on the activations, or an Objective (see :func:`nbvis.maximize`). ``input_shape``: one
+    input without the batch axis. ``starts`` random inputs are optimized together for ``steps``
+    steps with ``regularizers`` (a preset name, a dict, or a Regularizers).
+
+    The run goes on in the background (an asyncio task on the kernel's loop, yielding between
+    steps), so the kernel answers other cells meanwhile. In the view: start (new random starts),
+    stop, resume; the step counter; the objective curve of every start; the current inputs side
+    by side (images, or bar plots for vector inputs), at most ``fps`` frames a second; sliders for
+    the regularizers, used from the next start or resume.
+
+    From Python: :meth:`start`, :meth:`stop`, :meth:`resume`, :meth:`wait`; ``images`` (uint8,
+    starts x H x W x C), ``inputs`` (the tensor), ``history`` (steps x starts).
+    """
+
+    _esm = STATIC / "optimization_viewer.js"
+
+    objective_text = traitlets.Unicode(read_only=True).tag(sync=True)
+    input_kind = traitlets.Enum(("image", "vector"), default_value="image", read_only=True).tag(sync=True)
+    parametrization = traitlets.Unicode("pixel", read_only=True).tag(sync=True)
+    n_starts = traitlets.Int(1, read_only=True).tag(sync=True)
+    steps = traitlets.Int(256).tag(sync=True)
+    seed = traitlets.Int(0).tag(sync=True)
+    step = traitlets.Int(0, read_only=True).tag(sync=True)
+    state = traitlets.Enum(STATES, default_value="idle", read_only=True).tag(sync=True)
+    values = traitlets.List(traitlets.Float(), read_only=True).tag(sync=True)
+    preset = traitlets.Unicode("yosinski2015").tag(sync=True)
+    presets = traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True)
+    regularizers = traitlets.Dict().tag(sync=True)
+    adjustable = traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True)
+    pending = traitlets.Bool(False, read_only=True).tag(sync=True)
+    feature_names = traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True)
+    fps = traitlets.Float(10.0)
+    frames_sent = traitlets.Int(0, read_only=True)
+
+    _job: Job | None = None
+    _frame = array_trait()  # uint8 (starts, H, W, 1 or 3), images
+    _vector = array_trait()  # float32 (starts, D), vector inputs
+    _curve = array_trait()  # float32 (rows, starts), the objective history (thinned to 1000 rows)
+    _curve_steps = array_trait()  # int32 (rows,), the step of each row
+
+    def __init__(
+        self,
+        model: nn.Module,
+        objective=None,
+        input_shape: Sequence[int] | None = None,
+        steps: int = 256,
+        starts: int = 4,
+        regularizers="yosinski2015",
+        *,
+        parametrization: str = "pixel",
+        seed: int = 0,
+        lr: float = 0.05,
+        value_range: tuple[float, float] | None = None,
+        feature_names: Sequence[str] | None = None,
+        autostart: bool = True,
+        **kwargs,
+    ):
+        if objective is None or input_shape is None:
+            raise TypeError("OptimizationViewer needs objective=... and input_shape=... (one input, no batch axis)")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be an integer >= 1, not {steps!r}")
+        self.model = model
+        self._options = dict(
+            objective=objective,
+            input_shape=input_shape,
+            starts=starts,
+            parametrization=parametrization,
+            lr=lr,
+            value_range=value_range,
+        )
+        # Build the first run now: bad arguments raise here, before any view exists.
+        self._run = OptimizationRun(model, regularizers=regularizers, seed=seed, **self._options)
+        shape = self._run.input_shape
+        if feature_names is not None:
+            feature_names = [str(n) for n in feature_names]
+            if len(shape) != 1 or len(feature_names) != shape[0]:
+                raise ValueError(
+                    f"feature_names needs one name per input feature; the input shape is {shape}, "
+                    f"and {len(feature_names)} names were given"
+                )
+        self._throttle = Throttle(0.1)
+        super().__init__(steps=steps, seed=seed, **kwargs)
+        self.set_trait("objective_text", self._run.objective.description)
+        self.set_trait("input_kind", "vector" if len(shape) == 1 else "image")
+        self.set_trait("parametrization", self._run.parametrization)
+        self.set_trait("n_starts", self._run.starts)
+        self.set_trait("presets", list(PRESETS))
+        self.set_trait("adjustable", self._adjustable())
+        self.set_trait("feature_names", feature_names or [])
+        self.set_trait("regularizers", self._run.regularizers.as_dict())
+        self.preset = regularizers if isinstance(regularizers, str) else self._preset_of(self._run.regularizers)
+        self._publish()
+        self.observe(self._on_regularizers, names=["regularizers"])
+        self.observe(self._on_preset, names=["preset"])
+        self.observe(self._on_fps, names=["fps"])
+        self._on_fps({"new": self.fps})
+        if autostart:
+            self._launch()
+
+    # ----- public API ------------------------------------------------------------------------
+
+    @property
+    def run(self) -> OptimizationRun:
+        """The current run (its state, objective and regularizers)."""
+        return self._run
+
+    @property
+    def images(self) -> np.ndarray:
+        """The current inputs as uint8 images, ``(starts, H, W, C)`` (vectors: ``(starts, 1, D, 1)``)."""
+        return self._run.images
+
+    @property
+    def inputs(self) -> torch.Tensor:
+        """The current inputs, ``(starts, *input_shape)``, on the model's device."""
+        return self._run.inputs
+
+    @property
+    def history(self) -> np.ndarray:
+        """The objective of every start at every step so far, ``(steps, starts)``."""
+        return self._run.history
+
+    def start(self) -> "OptimizationViewer":
+        """Start a new run from fresh random inputs (``seed``), with the current regularizers."""
+        with self._guard():
+            self._halt()
+            self._run = OptimizationRun(
+                self.model, regularizers=self._regularizers(), seed=self.seed, **self._options
+            )
+            self._publish()
+            self._launch()
+        return self
+
+    def resume(self, steps: int | None = None) -> "OptimizationViewer":
+        """Go on with the current run: ``steps`` more steps, or up to ``self.steps`` (another
+        ``self.steps`` once that is reached). Regularizer changes take effect here."""
+        with self._guard():
+            if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+                raise ValueError(f"steps must be an integer >= 1, not {steps!r}")
+            self._halt()
+            self._run.regularizers = self._regularizers()
+            done = self._run.step_count
+            target = done + steps if steps is not None else (self.steps if done < self.steps else done + self.steps)
+            self._launch(target)
+        return self
+
+    def stop(self) -> "OptimizationViewer":
+        """Stop after the step in progress; ``resume()`` goes on from there."""
+        if self._job is not None and self._job.running:
+            self._job.stop()
+            self._finished("stopped")
+        return self
+
+    def wait(self, timeout: float | None = None) -> "OptimizationViewer":
+        """Block until the run ends (in a notebook cell: run the remaining steps now).
+
+        Raises the exception that stopped the run, if one did.
+        """
+        if self._job is not None:
+            self._job.wait(timeout)
+        return self
+
+    def close(self):
+        self._halt()
+        super().close()
+
+    # ----- running ---------------------------------------------------------------------------
+
+    def _launch(self, target: int | None = None) -> None:
+        target = self.steps if target is None else target
+        self._run.regularizers = self._regularizers()
+        self.set_trait("pending", False)
+        self._job = Job(
+            self._steps(self._run, target),
+            on_step=self._on_step,
+            on_done=lambda _result: self._finished("done"),
+            on_error=self._on_error,
+        )
+        self.set_trait("state", "running")
+        self._job.start()
+
+    @staticmethod
+    def _steps(run: OptimizationRun, target: int):
+        while run.step_count < target:
+            yield run.step()
+
+    def _halt(self) -> None:
+        if self._job is not None and self._job.running:
+            self._job.stop()
+            self._finished("stopped")
+
+    def _on_step(self, step: Step) -> None:
+        if self._throttle.ready():
+            self._publish(step)
+
+    def _on_error(self, exc: BaseException) -> None:
+        self._report(exc)
+        self._finished("error")
+
+    def _finished(self, state: str) -> None:
+        self._publish()
+        self.set_trait("state", state)
+
+    def _publish(self, step: Step | None = None) -> None:
+        """Send the step counter, the objective curve and the current inputs to the view."""
+        run = self._run
+        inputs = run.inputs if step is None else step.inputs
+        history = run.history
+        with self.hold_sync():
+            self.set_trait("step", run.step_count if step is None else step.index)
+            if len(history):
+                self.set_trait("values", [float(v) for v in history[-1]])
+            else:
+                self.set_trait("values", [])
+            rows = np.arange(len(history))
+            if len(rows) > MAX_CURVE_POINTS:
+                stride = math.ceil(len(rows) / MAX_CURVE_POINTS)
+                rows = np.unique(np.append(rows[::stride], len(history) - 1))
+            self._curve = pack(history[rows].reshape(len(rows), run.starts))
+            self._curve_steps = pack(rows + 1, "int32")
+            if self.input_kind == "vector":
+                self._vector = pack(inputs)
+            else:
+                self._frame = pack(_displayable(step.images if step is not None else run.images), "uint8")
+            self.set_trait("frames_sent", self.frames_sent + 1)
+
+    # ----- regularizers ----------------------------------------------------------------------
+
+    def _fit(self, spec) -> Regularizers:
+        return fit_regularizers(spec, self._run.input_shape, self._run.parametrization)
+
+    def _adjustable(self) -> list[str]:
+        """The regularizers that apply to this input (shown as sliders)."""
+        names = list(Regularizers().as_dict())
+        if len(self._run.input_shape) == 1:
+            names = [n for n in names if n in ("decay", "norm_pct", "contribution_pct")]
+        if self._run.parametrization == "fourier":
+            names = [n for n in names if n not in ("blur_width", "blur_every", "norm_pct", "contribution_pct")]
+        return names
+
+    def _regularizers(self) -> Regularizers:
+        return self._fit(dict(self.regularizers))
+
+    def _preset_of(self, regs: Regularizers) -> str:
+        if self.preset in PRESETS and self._fit(self.preset) == regs:
+            return self.preset  # several names can mean the same values: keep the chosen one
+        return next((name for name in PRESETS if self._fit(name) == regs), "custom")
+
+    @traitlets.validate("regularizers")
+    def _check_regularizers(self, proposal):
+        try:
+            return self._fit(dict(proposal["value"])).as_dict()
+        except (TypeError, ValueError) as err:
+            raise traitlets.TraitError(str(err)) from None
+
+    @traitlets.validate("preset")
+    def _check_preset(self, proposal):
+        value = proposal["value"]
+        if value != "custom" and value not in PRESETS:
+            raise traitlets.TraitError(f"unknown regularizer preset {value!r}; the presets are: {', '.join(PRESETS)}")
+        return value
+
+    def _on_preset(self, change) -> None:
+        if change["new"] in PRESETS:
+            self.regularizers = self._fit(change["new"]).as_dict()
+
+    def _on_regularizers(self, change) -> None:
+        regs = resolve_regularizers(dict(change["new"]))
+        self.preset = self._preset_of(regs)
+        self.set_trait("pending", self.state == "running" and regs != self._run.regularizers)
+
+    def _on_fps(self, change) -> None:
+        fps = float(change["new"])
+        self._throttle.interval = 1.0 / fps if fps > 0 else float("inf")
+
+    # ----- commands from the view ----------------------------------------------------------------
+
+    def _cmd_start(self) -> None:
+        self.start()
+
+    def _cmd_stop(self) -> None:
+        self.stop()
+
+    def _cmd_resume(self) -> None:
+        self.resume()
+
+
+def _displayable(images: np.ndarray) -> np.ndarray:
+    """Images the browser can draw: gray (1 channel) or RGB (3); other channel counts are averaged."""
+    if images.shape[-1] in (1, 3):
+        return images
+    return images.mean(axis=-1, keepdims=True).round().astype(np.uint8)

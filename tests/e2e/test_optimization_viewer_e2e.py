@@ -1,0 +1,126 @@
+"""OptimizationViewer in a real JupyterLab and Notebook 7, driven by Chromium: frames arrive and change,
+Stop stops, Resume resumes, the preset menu reaches Python."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from harness import canvas_stats, open_notebook, run_all, screenshot
+
+VIEW = ".nbvis-optimization-viewer"
+IMAGES = f"{VIEW} canvas.nbvis-images"
+
+SETUP = [
+    "import nbvis\nmodel = nbvis.demo.digits_cnn()",
+    "viewer = nbvis.OptimizationViewer(model, objective=('conv2', 5), input_shape=(1, 28, 28), steps=1_000_000,\n"
+    "                                  starts=3, fps=8)\n"
+    "def record(change):\n"
+    "    open(change['name'] + '.txt', 'w').write(str(change['new']))\n"
+    "viewer.observe(record, names=['state', 'preset'])\n"
+    "viewer",
+]
+
+CHECKSUM = """(c) => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let h = 0;
+    for (let i = 0; i < d.length; i += 4) h = (h * 31 + d[i] + 7 * d[i + 1] + 13 * d[i + 2]) % 2147483647;
+    return h;
+}"""
+
+
+def frames(page) -> int:
+    return int(page.get_attribute(VIEW, "data-frames") or 0)
+
+
+def shown_step(page) -> int:
+    return int(page.get_attribute(VIEW, "data-step") or 0)
+
+
+@pytest.mark.parametrize("app", ["lab", "notebook"])
+def test_frames_arrive_change_and_stop_stops(jupyter, browser, app):
+    name = jupyter.write_notebook(f"optimization_viewer_{app}.ipynb", SETUP)
+    page = open_notebook(browser, jupyter, name, app=app)
+    try:
+        run_all(page)
+        page.wait_for_selector(f"{VIEW}[data-state='running']")
+        # frames keep arriving while the run goes on in the kernel, and the images change
+        page.wait_for_function(f"() => Number(document.querySelector('{VIEW}').dataset.frames) >= 3")
+        first = page.eval_on_selector(IMAGES, CHECKSUM)
+        step_then, frames_then = shown_step(page), frames(page)
+        page.wait_for_function(
+            f"(n) => Number(document.querySelector('{VIEW}').dataset.frames) >= n + 3", arg=frames_then
+        )
+        assert page.eval_on_selector(IMAGES, CHECKSUM) != first
+        assert shown_step(page) > step_then
+        stats = canvas_stats(page, IMAGES)
+        assert stats["width"] == 3 * 30 * 5 and stats["height"] == 30 * 5  # 3 starts of 28 px + border, zoom 5
+        assert stats["colors"] > 20, stats
+        curve = canvas_stats(page, f"{VIEW} canvas.nbvis-curve")
+        assert curve["colors"] >= 4  # three colored lines and the frame
+        time.sleep(1.5)  # let the images form a little for the screenshot
+        screenshot(page.locator(VIEW), f"optimization_viewer_{app}.png")
+
+        # Stop: the kernel's run ends, and nothing more arrives
+        page.locator(f"{VIEW} button", has_text="Stop").click()
+        assert jupyter.wait_for_file("state.txt", content="stopped") == "stopped"
+        page.wait_for_selector(f"{VIEW}[data-state='stopped']")
+        stopped_step, stopped_frames = shown_step(page), frames(page)
+        stopped_image = page.eval_on_selector(IMAGES, CHECKSUM)
+        time.sleep(1.0)
+        assert shown_step(page) == stopped_step and frames(page) == stopped_frames
+        assert page.eval_on_selector(IMAGES, CHECKSUM) == stopped_image
+
+        # Resume goes on from there
+        page.locator(f"{VIEW} button", has_text="Resume").click()
+        assert jupyter.wait_for_file("state.txt", content="running") == "running"
+        page.wait_for_function(
+            f"(n) => Number(document.querySelector('{VIEW}').dataset.step) > n", arg=stopped_step
+        )
+        page.locator(f"{VIEW} button", has_text="Stop").click()
+        assert jupyter.wait_for_file("state.txt", content="stopped") == "stopped"
+
+        # the preset menu reaches Python
+        page.locator(f"{VIEW} select").select_option("yosinski2015-1")
+        assert jupyter.wait_for_file("preset.txt", content="yosinski2015-1") == "yosinski2015-1"
+        errors = [m for m in page.console_messages if m.startswith(("error", "pageerror")) and "nbvis" in m.lower()]
+        assert not errors, errors
+    except Exception:
+        screenshot(page, f"optimization_viewer_{app}_failure.png")
+        raise
+    finally:
+        page.close()
+
+
+def test_vector_inputs_are_drawn_as_bars_with_feature_names(jupyter, browser):
+    cells = [
+        "import torch, nbvis\ntorch.manual_seed(0)\n"
+        "model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))\n"
+        "viewer = nbvis.OptimizationViewer(model, objective=('2', 0), input_shape=(6,), steps=60, starts=2,\n"
+        "                                  feature_names=['age', 'sex', 'bmi', 'bp', 's1', 's2'])\n"
+        "viewer",
+        "viewer.wait()\ntorch.save(viewer.inputs, 'bars.pt')",
+    ]
+    name = jupyter.write_notebook("optimization_viewer_bars.ipynb", cells)
+    page = open_notebook(browser, jupyter, name, app="notebook")  # one document per page
+    try:
+        run_all(page)
+        page.wait_for_selector(f"{VIEW}[data-state='done']")
+        final = __import__("torch").load(jupyter.root / "bars.pt")
+        stats = canvas_stats(page, IMAGES)
+        assert stats["colors"] >= 3  # red and blue bars on a clear background
+        # hover the third bar of the first start: its feature name and value
+        box = page.locator(IMAGES).bounding_box()
+        bar_width = 12  # min(12, 360 // 6)
+        page.mouse.move(box["x"] + 6 + 2 * bar_width + bar_width / 2, box["y"] + 55)
+        tip = page.locator(".nbvis-tooltip").first
+        tip.wait_for(state="visible")
+        text = tip.inner_text()
+        assert "start 1" in text and "bmi:" in text
+        assert float(text.split("bmi: ")[1].split()[0]) == pytest.approx(float(final[0, 2]), rel=1e-3, abs=1e-4)
+        screenshot(page.locator(VIEW), "optimization_viewer_bars.png")
+    except Exception:
+        screenshot(page, "optimization_viewer_bars_failure.png")
+        raise
+    finally:
+        page.close()
