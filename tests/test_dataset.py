@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 from collections import OrderedDict
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -247,6 +246,17 @@ def test_receptive_field_demo_cnn_matches_gradients(digits_cnn):
             assert receptive_field(digits_cnn, layer, position, (1, 28, 28)) == gradient_box(
                 reference, layer, position, (1, 28, 28)
             )
+
+
+def test_several_layers_from_one_trace(digits_cnn):
+    from nbvis.compute.dataset import field_geometries
+
+    names = ["pool2", "conv1", "fc", ""]
+    together = field_geometries(digits_cnn, names, (1, 28, 28))
+    assert list(together) == names
+    for name in names:
+        assert together[name] == field_geometry(digits_cnn, name, (1, 28, 28)), name
+    assert together[""].whole and together["fc"].whole
 
 
 def test_one_dimensional_convolutions():

@@ -8,6 +8,8 @@ forward pass raises.
 from __future__ import annotations
 
 import contextlib
+import threading
+import weakref
 from typing import Iterable, Iterator, Sequence, Union
 
 import numpy as np
@@ -136,7 +138,28 @@ def borrowed(model: nn.Module, *, eval: bool = True, freeze: bool = True) -> Ite
     Inside: eval mode (when ``eval``), parameters with ``requires_grad=False`` (when ``freeze``,
     so no gradient lands in ``.grad``). On exit, even after an exception: every module's mode,
     every parameter's ``requires_grad``, and every module's hook dictionaries are restored.
+    Borrows of one model from different threads take turns; nested borrows on one thread nest.
     """
+    with _lock_of(model):
+        with _borrow(model, eval=eval, freeze=freeze):
+            yield model
+
+
+_LOCKS: "weakref.WeakKeyDictionary[nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def _lock_of(model: nn.Module) -> threading.RLock:
+    """One re-entrant lock per model: borrows from different threads take turns, nested ones nest."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.RLock()
+        return lock
+
+
+@contextlib.contextmanager
+def _borrow(model: nn.Module, *, eval: bool, freeze: bool) -> Iterator[nn.Module]:
     modules = list(model.modules())
     modes = [m.training for m in modules]
     params = list(model.parameters())
@@ -205,7 +228,8 @@ def forward_with(
             if tensor is None:
                 skipped[name] = type(output).__name__
                 return
-            seen[name] = tensor.detach() if detach else tensor
+            # clone: a later in-place op (nn.ReLU(inplace=True)) would change a detached view.
+            seen[name] = tensor.detach().clone() if detach else tensor
 
         return hook
 

@@ -1,0 +1,576 @@
+"""ActivationHeatmap: watch every layer react to an input you can change, and ask any unit why."""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+import traitlets
+from torch import nn
+
+from .._arrays import pack
+from ..compute.dataset import TopExamples, _sample_tensor, field_geometries, scan_top_examples
+from ..compute.gradients import deconvnet, gradient, guided_backprop
+from ..compute.images import DEFAULT_MAX_BYTES, decode_image, image_layout, pixels_to_input
+from ..compute.probe import LayerRef, as_input, borrowed, forward_with, resolve_layer
+from ._base import STATIC, Job, NbvisWidget, Throttle, array_trait
+
+__all__ = ["ActivationHeatmap"]
+
+METHODS = {"gradient": gradient, "guided": guided_backprop, "deconvnet": deconvnet}
+MAX_BARS = 64  # outputs with more units are drawn as a grid, not as bars
+
+
+class ActivationHeatmap(NbvisWidget):
+    """Every chosen layer's activations for one input, as heatmaps, with the input changeable.
+
+    ``model``: any ``nn.Module``. ``x``: one input sample (``images[0]``; a batch of one also
+    works); optional when ``dataset`` is given. ``layers``: names (or modules) to show; default
+    every leaf module whose output is a tensor, plus the model's output when no leaf returns it.
+    ``labels``: class names for the output bars. ``dataset``: samples to pick from with a slider
+    (a tensor or array of samples, a map-style torch Dataset, or an ``(inputs, targets)`` pair);
+    it is also scanned for the selected unit's top examples. ``preprocess``: a callable that
+    turns a ``PIL.Image`` (an upload, a drawing, a webcam frame) into one model input; by default
+    images are converted to the model's channels, fitted to its height x width and scaled to
+    [0, 1] (single-channel images are inverted when their border is bright, as dark ink on
+    paper, unless ``invert=False``).
+
+    In the view: hover any unit for its value (no message to the kernel); hover a conv channel
+    to enlarge it, and a position to outline its receptive field on the input; click a unit to
+    set ``selected`` and see its gradient (or guided backprop / deconvnet map) over the input or
+    an earlier layer, and its top dataset examples; draw on the input, upload an image, use the
+    webcam, or pick a dataset sample.
+    """
+
+    _esm = STATIC / "activation_heatmap.js"
+
+    _layout = traitlets.List().tag(sync=True)
+    _input = array_trait()
+    _acts = traitlets.Dict().tag(sync=True)
+    labels = traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True)
+    selected = traitlets.Any(None).tag(sync=True)
+    method = traitlets.Enum(tuple(METHODS), default_value="gradient").tag(sync=True)
+    wrt = traitlets.Unicode("input").tag(sync=True)
+    _grad = array_trait()
+    grad_caption = traitlets.Unicode("").tag(sync=True)
+    index = traitlets.Int(0).tag(sync=True)
+    dataset_size = traitlets.Int(0, read_only=True).tag(sync=True)
+    input_caption = traitlets.Unicode("").tag(sync=True)
+    can_draw = traitlets.Bool(False, read_only=True).tag(sync=True)
+    _seq_done = traitlets.Int(0).tag(sync=True)
+    top_k = traitlets.Int(9).tag(sync=True)
+    _top = traitlets.Dict(default_value=None, allow_none=True).tag(sync=True)
+    top_state = traitlets.Unicode("idle", read_only=True).tag(sync=True)
+    top_progress = traitlets.Float(0.0, read_only=True).tag(sync=True)
+    upload_max_bytes = traitlets.Int(DEFAULT_MAX_BYTES).tag(sync=True)
+    webcam_fps = traitlets.Float(4.0).tag(sync=True)
+
+    def __init__(
+        self,
+        model: nn.Module,
+        x=None,
+        layers: Optional[Sequence[LayerRef]] = None,
+        labels: Optional[Sequence[str]] = None,
+        dataset=None,
+        preprocess: Optional[Callable] = None,
+        *,
+        invert="auto",
+        **kwargs,
+    ):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
+        if preprocess is not None and not callable(preprocess):
+            raise TypeError(f"preprocess must be a callable(PIL.Image) -> array, not {type(preprocess).__name__}")
+        if invert not in (True, False, "auto"):
+            raise ValueError(f"invert is True, False or 'auto', not {invert!r}")
+        self.model = model
+        self._preprocess = preprocess
+        self._invert = invert
+        self._lock = threading.RLock()  # one computation on the model at a time (jobs run on threads outside a kernel)
+        self._dataset, self._targets = _as_dataset(dataset)
+        from_dataset = x is None
+        start = int(kwargs.get("index", 0))
+        if from_dataset:
+            if self._dataset is None:
+                raise TypeError("ActivationHeatmap needs an input x (one sample), or a dataset to pick samples from")
+            x = self._sample(start)
+        self._names = None if layers is None else [resolve_layer(model, layer)[0] for layer in _as_list(layers)]
+        self._sample_shape: Optional[tuple] = None
+        self._layout_key = None
+        self._grad_values: Optional[np.ndarray] = None
+        self._batch, self._activations, self._output_name = self._run(x)
+        self._top_job: Optional[Job] = None
+        self._top_result: Optional[TopExamples] = None
+        self._top_throttle = Throttle(0.1)
+        n_out = self._units(self._output_name) if self._output_name is not None else 0
+        if labels is not None:
+            labels = [str(label) for label in labels]
+            if self._output_name is None or len(labels) != n_out:
+                raise ValueError(f"labels has {len(labels)} names; the model's output has {n_out} units")
+        super().__init__(**kwargs)
+        self.set_trait("labels", labels or [])
+        self.set_trait("dataset_size", 0 if self._dataset is None else len(self._dataset))
+        self.set_trait("can_draw", _image_layout(self._sample_shape) is not None)
+        self._publish(caption=f"dataset #{start}{self._target_text(start)}" if from_dataset else "")
+        self.observe(self._on_index, names=["index"])
+        self.observe(self._on_selected, names=["selected"])
+        self.observe(self._on_grad_options, names=["method", "wrt"])
+        self.observe(self._on_top_k, names=["top_k"])
+        self.on_msg(self._on_input_msg)
+        if self.selected is not None:
+            self._start_top()
+
+    # ----- public API --------------------------------------------------------------------------
+
+    @property
+    def input(self) -> torch.Tensor:
+        """The current input (one sample, on the model's device)."""
+        return self._batch[0].clone()
+
+    @input.setter
+    def input(self, x) -> None:
+        self._set_input(x, "set from Python")
+
+    @property
+    def activations(self) -> dict[str, np.ndarray]:
+        """Each shown layer's activation for the current input (one sample, no batch axis)."""
+        return {self._label(name): act[0].detach().cpu().numpy() for name, act in self._activations.items()}
+
+    @property
+    def layers(self) -> list[str]:
+        """The names of the layers shown, in order (``"output"`` for the model's own output)."""
+        return [self._label(name) for name in self._activations]
+
+    @property
+    def gradient_map(self) -> Optional[np.ndarray]:
+        """The map shown for the selected unit (over the input or the ``wrt`` layer), or None."""
+        return self._grad_values
+
+    @property
+    def top(self) -> Optional[TopExamples]:
+        """The selected unit's top dataset examples (the latest, possibly partial, scan)."""
+        return self._top_result
+
+    @property
+    def top_job(self) -> Optional[Job]:
+        """The running (or last) scan for top examples; ``top_job.wait()`` finishes it."""
+        return self._top_job
+
+    def load_image(self, data) -> None:
+        """Use an image file (bytes or a path) as the input, decoded like an upload."""
+        self._set_input(self._decode_upload(data), "image file")
+
+    def scan_top(self) -> Optional[Job]:
+        """(Re)start the scan of the dataset for the selected unit's top examples."""
+        with self._guard():
+            return self._start_top()
+
+    def close(self):
+        self._stop_top()
+        super().close()
+
+    # ----- inputs ------------------------------------------------------------------------------
+
+    def _sample(self, index: int):
+        n = len(self._dataset)
+        if not 0 <= index < n:
+            raise ValueError(f"index {index} is out of range: the dataset has {n} samples (0..{n - 1})")
+        return _sample_tensor(self._dataset[index])
+
+    def _target_text(self, index: int) -> str:
+        if self._targets is None:
+            return ""
+        target = self._targets[index]
+        value = target.item() if hasattr(target, "item") and np.size(target) == 1 else target
+        labels = self.labels if self.labels else None
+        if labels and isinstance(value, (int, np.integer)) and 0 <= int(value) < len(labels):
+            return f" (label {labels[int(value)]})"
+        return f" (label {value})"
+
+    def _to_batch(self, x) -> torch.Tensor:
+        tensor = as_input(x, self.model, "x")
+        shape = tuple(tensor.shape)
+        if self._sample_shape is not None:
+            if shape == self._sample_shape:
+                return tensor.unsqueeze(0)
+            if shape == (1,) + self._sample_shape:
+                return tensor
+        if tensor.dim() == 0:
+            raise ValueError("x must be one input sample (an array with the model's input shape), not a scalar")
+        return tensor.unsqueeze(0)
+
+    def _capture(self, batch: torch.Tensor):
+        with self._lock, borrowed(self.model), torch.no_grad():
+            layers = self._names if self._names is not None else None
+            output, acts = forward_with(self.model, batch, layers)
+        return output, acts
+
+    def _run(self, x):
+        """Validate ``x`` as one sample and capture the activations: (batch, activations, output name)."""
+        batch = self._to_batch(x)
+        if self._sample_shape is not None and tuple(batch.shape[1:]) != self._sample_shape:
+            raise ValueError(
+                f"the input has shape {tuple(batch.shape[1:])}; this view shows inputs of shape {self._sample_shape} "
+                "(one sample, or a batch of one)"
+            )
+        try:
+            output, acts = self._capture(batch)
+        except ValueError as first:
+            if self._sample_shape is not None or batch.dim() < 2:
+                raise
+            if batch.shape[1] != 1:
+                self._reject_batch(batch[0])
+                raise
+            try:  # x may be a batch of one
+                output, acts = self._capture(batch[0])
+            except ValueError:
+                raise first from None
+            batch = batch[0]
+        out = _first_tensor(output)
+        if out is not None and out.dim() >= 3 and out.shape[0] == 1 and out.shape[1] == batch.shape[1] > 1:
+            raise ValueError(
+                f"x looks like a batch of {batch.shape[1]} inputs; pass one sample (x[0]), or dataset=x to pick from them"
+            )
+        if out is not None and out.shape[:1] != (1,):
+            raise ValueError(f"x must be one input sample; the model returned {tuple(out.shape)} for it")
+        output_name = None
+        if out is not None:
+            for name, act in acts.items():
+                if act.shape == out.shape and torch.allclose(act, out.detach(), rtol=0, atol=0, equal_nan=True):
+                    output_name = name
+            if output_name is None and self._names is None:
+                acts[""] = out.detach()
+                output_name = ""
+        if not acts:
+            raise ValueError("none of the chosen layers returned a tensor for this input")
+        if self._sample_shape is None:
+            self._sample_shape = tuple(batch.shape[1:])
+        return batch, acts, output_name
+
+    def _reject_batch(self, batch: torch.Tensor) -> None:
+        """Raise a clear error when ``batch`` (given as x) is a batch of several inputs the model accepts."""
+        try:
+            output, _ = self._capture(batch)
+        except ValueError:
+            return
+        out = _first_tensor(output)
+        if out is not None and out.shape[:1] == batch.shape[:1]:
+            raise ValueError(
+                f"x looks like a batch of {len(batch)} inputs; pass one sample (x[0]), or dataset=x to pick from them"
+            )
+
+    def _set_input(self, x, caption: str) -> None:
+        with self._guard():
+            batch, acts, output_name = self._run(x)
+            self._batch, self._activations, self._output_name = batch, acts, output_name
+            self._publish(caption=caption)
+
+    def _decode_upload(self, data) -> np.ndarray:
+        layout = _image_layout(self._sample_shape)
+        if layout is None and self._preprocess is None:
+            raise ValueError(f"the model's input of shape {self._sample_shape} is not an image; pass preprocess= to map images to it")
+        return decode_image(data, self._sample_shape, self._preprocess, invert=self._default_invert(), max_bytes=self.upload_max_bytes)
+
+    def _default_invert(self):
+        layout = _image_layout(self._sample_shape)
+        return self._invert if layout is not None and layout[0] == 1 else (self._invert is True)
+
+    def _on_input_msg(self, _widget, content, buffers) -> None:
+        if not isinstance(content, dict) or content.get("type") != "input":
+            return
+        seq = int(content.get("seq", 0))
+        source = str(content.get("source", ""))
+        try:
+            with self._guard():
+                if not buffers:
+                    raise ValueError("the view sent no data")
+                data = bytes(buffers[0])
+                if source == "upload":
+                    x = self._decode_upload(data)
+                    caption = f"uploaded {content.get('name', 'image')}"
+                else:
+                    height, width, channels = (int(v) for v in content.get("shape", (0, 0, 1)))
+                    if len(data) != height * width * channels:
+                        raise ValueError(f"the view sent {len(data)} bytes for a {height}x{width}x{channels} image")
+                    pixels = np.frombuffer(data, np.uint8).reshape(height, width, channels)
+                    x = pixels_to_input(pixels, self._sample_shape, self._preprocess, fit="crop",
+                                        invert=False if source == "draw" else self._default_invert())
+                    caption = {"draw": "drawing", "webcam": "webcam"}.get(source, source)
+                batch, acts, output_name = self._run(x)
+                self._batch, self._activations, self._output_name = batch, acts, output_name
+                self._publish(caption=caption, seq=seq)
+        except Exception:
+            self.set_trait("_seq_done", seq)  # the view may send again; the error is shown under it
+
+    # ----- state -> traits ---------------------------------------------------------------------
+
+    def _label(self, name: str) -> str:
+        return "output" if name == "" else name
+
+    def _units(self, name: str) -> int:
+        act = self._activations[name]
+        return 1 if act.dim() < 2 else int(act.shape[1])
+
+    def _layout_entries(self) -> list[dict]:
+        """What the view needs to lay out every panel; recomputed only when shapes change."""
+        key = (self._sample_shape, self._output_name, tuple((n, tuple(a.shape)) for n, a in self._activations.items()))
+        if key == self._layout_key:
+            return self._layout
+        geometry = {}
+        image = _image_layout(self._sample_shape)
+        spatial = [name for name, act in self._activations.items() if act.dim() == 4]
+        if image is not None and len(self._sample_shape) == 3 and spatial:
+            try:
+                geometry = field_geometries(self.model, spatial, self._sample_shape)
+            except ValueError:
+                geometry = {}
+        entries = [{"name": "input", "label": "input", "kind": "image" if image else "dense",
+                    "shape": list(self._sample_shape), "image": list(image) if image else None}]
+        for name, act in self._activations.items():
+            sample = tuple(act.shape[1:])
+            if len(sample) <= 1:
+                units = int(sample[0]) if sample else 1
+                kind = "bars" if name == self._output_name and units <= MAX_BARS else "dense"
+                maps = None
+            else:
+                kind = "conv"
+                units = int(sample[0])
+                maps = [int(math.prod(sample[1:-1])), int(sample[-1])]
+            entry = {"name": name, "label": self._label(name), "kind": kind, "shape": list(sample),
+                     "units": units, "maps": maps, "output": name == self._output_name}
+            if name in geometry and not geometry[name].whole:
+                entry["field"] = geometry[name].to_dict()
+            entries.append(entry)
+        self._layout_key = key
+        return entries
+
+    def _publish(self, caption: str = "", seq: Optional[int] = None) -> None:
+        grad, grad_caption = self._gradient_state()
+        self._grad_values = grad
+        with self.hold_sync():  # one message: the view redraws once
+            if caption:
+                self.input_caption = caption
+            layout = self._layout_entries()
+            if layout != self._layout:
+                self._layout = layout
+            self._input = pack(self._batch[0])
+            self._grad = None if grad is None else pack(grad)
+            self.grad_caption = grad_caption
+            self._acts = {name: pack(act[0]) for name, act in self._activations.items()}
+            if seq is not None:
+                self._seq_done = seq
+
+    def _gradient_state(self):
+        if self.selected is None:
+            return None, ""
+        layer, unit = self.selected
+        wrt = self.wrt or "input"
+        with self._lock:
+            values = METHODS[self.method](self.model, self._batch, of=(layer, unit), wrt=wrt)[0]
+        what = {"gradient": "gradient", "guided": "guided backprop", "deconvnet": "deconvnet"}[self.method]
+        return values.detach().cpu().numpy(), f"{what} of {self._label(layer)}[{unit}] over {self._label(wrt) if wrt != 'input' else 'the input'}"
+
+    # ----- observers ---------------------------------------------------------------------------
+
+    @traitlets.validate("selected")
+    def _check_selected(self, proposal):
+        value = proposal["value"]
+        if value is None:
+            return None
+        if not isinstance(value, (tuple, list)) or len(value) != 2:
+            raise traitlets.TraitError(f"selected is (layer, unit), e.g. ('fc1', 3), or None; got {value!r}")
+        layer, unit = value
+        name = "" if layer in ("output", None) and "" in self._activations else layer
+        if isinstance(name, nn.Module):
+            name = resolve_layer(self.model, name)[0]
+        if name not in self._activations:
+            raise traitlets.TraitError(f"selected layer {layer!r} is not shown; the layers are {self.layers}")
+        count = self._units(name)
+        if isinstance(unit, bool) or not isinstance(unit, (int, np.integer)) or not 0 <= int(unit) < count:
+            raise traitlets.TraitError(f"unit {unit!r} is out of range for layer {self._label(name)!r}: it has {count} units (0..{count - 1})")
+        return (name, int(unit))
+
+    @traitlets.validate("wrt")
+    def _check_wrt(self, proposal):
+        value = proposal["value"] or "input"
+        if value == "input":
+            return value
+        name = "" if value == "output" else value
+        if name not in self._activations:
+            raise traitlets.TraitError(f"wrt is 'input' or one of the shown layers {self.layers}, not {value!r}")
+        return name
+
+    @traitlets.validate("index")
+    def _check_index(self, proposal):
+        value = proposal["value"]
+        n = 0 if self._dataset is None else len(self._dataset)
+        if not 0 <= value < max(n, 1):
+            raise traitlets.TraitError(f"index must be in 0..{max(n - 1, 0)}, not {value}")
+        return value
+
+    @traitlets.validate("top_k")
+    def _check_top_k(self, proposal):
+        if not 1 <= proposal["value"] <= 100:
+            raise traitlets.TraitError(f"top_k must be in 1..100, not {proposal['value']}")
+        return proposal["value"]
+
+    def _on_index(self, change) -> None:
+        if self._dataset is None:
+            return
+        self._set_input(self._sample(change["new"]), f"dataset #{change['new']}" + self._target_text(change["new"]))
+
+    def _on_selected(self, change) -> None:
+        with self._guard():
+            names = list(self._activations)
+            new = change["new"]
+            if self.wrt != "input" and new is not None and names.index(self.wrt) >= names.index(new[0]):
+                self.wrt = "input"  # only layers before the selected one can be asked
+            self._refresh_gradient()
+            self._start_top()
+
+    def _on_grad_options(self, _change) -> None:
+        with self._guard():
+            self._refresh_gradient()
+
+    def _on_top_k(self, _change) -> None:
+        with self._guard():
+            self._start_top()
+
+    def _refresh_gradient(self) -> None:
+        try:
+            grad, caption = self._gradient_state()
+        except Exception:
+            self._grad, self.grad_caption, self._grad_values = None, "", None
+            raise
+        with self.hold_sync():
+            self._grad = None if grad is None else pack(grad)
+            self.grad_caption = caption
+        self._grad_values = grad
+
+    # ----- top examples ------------------------------------------------------------------------
+
+    def _start_top(self) -> Optional[Job]:
+        self._stop_top()
+        if self._dataset is None or self.selected is None:
+            self._top = None
+            return None
+        layer, unit = self.selected
+        steps = self._locked(scan_top_examples(self.model, layer, unit, self._dataset, k=self.top_k, batch_size=256))
+        self.set_trait("top_state", "running")
+        self.set_trait("top_progress", 0.0)
+        self._top_job = Job(steps, on_step=self._top_step, on_done=self._top_done, on_error=self._top_error)
+        return self._top_job.start()
+
+    def _stop_top(self) -> None:
+        job = getattr(self, "_top_job", None)
+        if job is not None and job.running:
+            job.stop()
+            self.set_trait("top_state", "stopped")
+
+    def _locked(self, steps):
+        try:
+            while True:
+                with self._lock:
+                    try:
+                        item = next(steps)
+                    except StopIteration:
+                        return
+                yield item
+        finally:
+            steps.close()
+
+    def _top_step(self, progress) -> None:
+        self._top_result = progress.result
+        if progress.total:
+            self.set_trait("top_progress", progress.done / progress.total)
+        if self._top_throttle.ready() or (progress.total and progress.done >= progress.total):
+            self._send_top(progress.result)
+
+    def _send_top(self, result: TopExamples) -> None:
+        self._top = {
+            "layer": result.layer,
+            "unit": result.unit,
+            "patches": pack(result.patches),
+            "values": pack(result.values),
+            "indices": pack(result.indices, "int32"),
+            "scanned": result.scanned,
+        }
+
+    def _top_done(self, _result) -> None:
+        if self._top_result is not None:
+            self._send_top(self._top_result)
+        self.set_trait("top_progress", 1.0)
+        self.set_trait("top_state", "done")
+
+    def _top_error(self, exc: BaseException) -> None:
+        self.set_trait("top_state", "error")
+        self._report(exc)
+
+    def _cmd_scan_top(self) -> None:
+        self._start_top()
+
+    def _cmd_cancel_top(self) -> None:
+        self._stop_top()
+
+
+def _first_tensor(output):
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    return None
+
+
+def _as_list(layers) -> list:
+    if isinstance(layers, (str, nn.Module)):
+        return [layers]
+    return list(layers)
+
+
+def _image_layout(shape) -> Optional[tuple]:
+    """(C, H, W) when inputs of ``shape`` are images; flat inputs count when they are a square of
+    at least 8 x 8 values (784 -> 28 x 28), so that a few tabular features stay a bar of values."""
+    try:
+        layout = image_layout(shape)
+    except ValueError:
+        return None
+    return None if len(shape) == 1 and layout[1] < 8 else layout
+
+
+def _as_dataset(dataset):
+    """(indexable samples, targets or None) from what the user passed as dataset."""
+    if dataset is None:
+        return None, None
+    if isinstance(dataset, tuple) and len(dataset) == 2 and all(hasattr(d, "__len__") for d in dataset):
+        inputs, targets = dataset
+        if len(inputs) != len(targets):
+            raise ValueError(f"dataset=(inputs, targets) needs as many targets as inputs; got {len(inputs)} and {len(targets)}")
+        return inputs, targets
+    if isinstance(dataset, (torch.Tensor, np.ndarray)):
+        if dataset.ndim < 2 or len(dataset) == 0:
+            raise ValueError(f"dataset must hold samples along its first axis; got shape {tuple(dataset.shape)}")
+        return dataset, None
+    if hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__") and not isinstance(dataset, (str, bytes, dict)):
+        if len(dataset) == 0:
+            raise ValueError("the dataset is empty")
+        return dataset, _DatasetTargets(dataset)
+    raise TypeError(
+        "dataset must be a tensor or array of samples, an (inputs, targets) pair, or a map-style torch Dataset; "
+        f"got {type(dataset).__name__}"
+    )
+
+
+class _DatasetTargets:
+    """The second element of each item of a Dataset of (input, target) pairs, read lazily."""
+
+    def __init__(self, dataset):
+        self._dataset = dataset
+
+    def __getitem__(self, index):
+        item = self._dataset[index]
+        if isinstance(item, (tuple, list)) and len(item) >= 2:
+            return item[1]
+        return ""
