@@ -251,7 +251,7 @@ def test_conv_channels_receptive_fields_and_top_examples(jupyter, browser):
 def test_example_notebook_draws_its_views(jupyter, browser):
     from pathlib import Path
 
-    source = Path(__file__).resolve().parents[2] / "example_notebooks" / "activation_heatmap.ipynb"
+    source = Path(__file__).resolve().parents[2] / "example_notebooks" / "02_activation_heatmap.ipynb"
     name = jupyter.copy_notebook(source, "activation_heatmap_example.ipynb")
     page = open_notebook(browser, jupyter, name, app="notebook")
     try:
