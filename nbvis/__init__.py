@@ -17,6 +17,7 @@ _EXPORTS = {
     "top_examples": "nbvis.compute.dataset",
     "receptive_field": "nbvis.compute.dataset",
     "permutation_importance": "nbvis.compute.importance",
+    "iter_permutation_importance": "nbvis.compute.importance",
     "maximize": "nbvis.compute.optimize",
     "iter_maximize": "nbvis.compute.optimize",
     "unit": "nbvis.compute.optimize",

@@ -104,6 +104,8 @@ def as_input(x, model: nn.Module, name: str = "x") -> torch.Tensor:
             raise TypeError(f"{name} must be a tensor or an array of numbers, not {type(x).__name__}") from err
         if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
             raise TypeError(f"{name} must hold numbers; got an array of dtype {array.dtype}")
+        if not array.flags.writeable:  # pandas and scikit-learn hand out read-only arrays
+            array = array.copy()
         tensor = torch.from_numpy(np.ascontiguousarray(array))
     if tensor.is_complex():
         raise TypeError(f"{name} must be real-valued; got a {tensor.dtype} tensor")

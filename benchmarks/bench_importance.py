@@ -1,0 +1,224 @@
+"""Permutation importance: nbvis against scikit-learn on the same torch model, side by side;
+and what one FeatureImportance chart costs over the wire and in a saved notebook.
+
+The baseline is what a user would write: the torch model wrapped as a scikit-learn estimator and
+passed to ``sklearn.inspection.permutation_importance`` (same random_state, so the same
+permutations: the printed max |difference| checks that both compute the same numbers). The floor is
+one batched forward pass over every perturbed row (n_samples * n_features * n_repeats rows), in
+chunks through a reused buffer, without building any perturbation.
+
+The chart's cost is compared with plotly's own FigureWidget drawing the same bars (it ships its
+multi-MB JavaScript bundle inside every instance's state).
+
+Run:  python benchmarks/bench_importance.py [--quick] [--bytes-only]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.datasets import load_diabetes
+from sklearn.inspection import permutation_importance as sklearn_importance
+from torch import nn
+
+import nbvis
+from nbvis.compute.importance import MEMORY_BUDGET
+
+
+class TorchRegressor(RegressorMixin, BaseEstimator):
+    """A fitted torch regression model as a scikit-learn estimator (``fit`` does nothing)."""
+
+    def __init__(self, model=None, input_shape=None):
+        self.model = model
+        self.input_shape = input_shape
+
+    def fit(self, X, y):
+        return self
+
+    def _forward(self, X):
+        x = torch.as_tensor(np.asarray(X), dtype=torch.float32)
+        if self.input_shape is not None:
+            x = x.view(len(x), *self.input_shape)
+        with torch.no_grad():
+            return self.model(x).double().numpy()
+
+    def predict(self, X):
+        out = self._forward(X)
+        return out[:, 0] if out.shape[1] == 1 else out
+
+
+class TorchClassifier(ClassifierMixin, TorchRegressor):
+    """A fitted torch classifier (logits out) as a scikit-learn estimator."""
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict(self, X):
+        return self._forward(X).argmax(axis=1)
+
+    def predict_proba(self, X):
+        return torch.softmax(torch.from_numpy(self._forward(X)), dim=1).numpy()
+
+
+def best_of(fn, runs: int) -> tuple[float, object]:
+    best, value = float("inf"), None
+    for _ in range(runs):
+        start = time.perf_counter()
+        value = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, value
+
+
+def floor(model: nn.Module, X: torch.Tensor, rows: int) -> float:
+    """Seconds for one forward pass over ``rows`` rows, chunked as nbvis chunks them."""
+    per_row = X[:1].numel() * 4 + sum(p.shape[0] * 4 for p in model.parameters() if p.dim() == 2)
+    chunk = max(256, MEMORY_BUDGET // per_row)
+    buf = X.repeat((chunk // len(X)) + 1, *([1] * (X.dim() - 1)))[:chunk].contiguous()
+    start = time.perf_counter()
+    with torch.no_grad():
+        done = 0
+        while done < rows:
+            n = min(chunk, rows - done)
+            model(buf[:n])
+            done += n
+    return time.perf_counter() - start
+
+
+def mlp(*widths: int) -> nn.Module:
+    layers = []
+    for a, b in zip(widths[:-1], widths[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers[:-1]).eval()
+
+
+def fit(model: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int) -> nn.Module:
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(epochs):
+        opt.zero_grad()
+        nn.functional.mse_loss(model(X)[:, 0], y).backward()
+        opt.step()
+    return model.eval()
+
+
+def case(title, model, X, y, estimator, scoring, n_repeats, runs, sklearn_runs):
+    """Time nbvis (best of 3: the machine may be shared), scikit-learn and the floor; print the ratios."""
+    Xt = torch.as_tensor(X, dtype=torch.float32)
+    t_ours, ours = best_of(
+        lambda: nbvis.permutation_importance(model, Xt, y, scoring=scoring, n_repeats=n_repeats, random_state=0), 3
+    )
+    flat = np.asarray(X).reshape(len(X), -1)
+    t_sk, ref = best_of(
+        lambda: sklearn_importance(estimator, flat, y, scoring=scoring, n_repeats=n_repeats, random_state=0),
+        sklearn_runs,
+    )
+    t_floor = min(floor(model, Xt, len(X) * len(ours.groups) * n_repeats) for _ in range(min(runs, 2)))
+    diff = np.abs(ref.importances - ours.importances).max()
+    print(
+        f"{title}\n  scikit-learn {t_sk:7.3f} s | nbvis {t_ours:7.3f} s | speed-up x{t_sk / t_ours:6.1f} | "
+        f"floor (one batched forward over all {len(X) * len(ours.groups) * n_repeats:,} perturbed rows) "
+        f"{t_floor:7.3f} s: nbvis/floor {t_ours / t_floor:5.2f}, scikit-learn/floor {t_sk / t_floor:5.2f} | "
+        f"max |nbvis - sklearn| {diff:.1e}"
+    )
+    return t_sk / t_ours
+
+
+def state_bytes(widget) -> tuple[int, int]:
+    """(JSON bytes, binary buffer bytes) of a widget's full state: what opening it sends."""
+    from ipywidgets.widgets.widget import _remove_buffers
+
+    state, _paths, buffers = _remove_buffers(widget.get_state())
+    return len(json.dumps(state)), sum(len(b) for b in buffers)
+
+
+def saved_bytes(widgets) -> int:
+    """Bytes of the widget state a notebook saves for ``widgets`` (and the widgets they refer to)."""
+    from ipywidgets.embed import dependency_state
+
+    return len(json.dumps(dependency_state(widgets, drop_defaults=False)))
+
+
+def chart_cost() -> None:
+    import plotly.graph_objects as go
+
+    X, y = load_diabetes(return_X_y=True, as_frame=True)
+    model = fit(mlp(10, 32, 1), torch.tensor(X.values, dtype=torch.float32), torch.tensor(y.values, dtype=torch.float32), 50)
+    charts = [nbvis.FeatureImportance(model, X, y, n_repeats=5, scoring=s) for s in ("r2", "neg_mean_squared_error", "r2")]
+    for chart in charts:
+        chart.wait()
+    images, labels = nbvis.demo.digits(28)
+    pixels = nbvis.FeatureImportance(nbvis.demo.digits_mlp(), images, labels, scoring="accuracy", n_repeats=2)
+    pixels.wait()
+    library = charts[0]._library
+    result = charts[0].result
+    order = result.ranking()
+    figures = [
+        go.FigureWidget(
+            data=[go.Bar(x=result.importances_mean[order], y=[result.feature_names[i] for i in order], orientation="h",
+                         error_x=dict(type="data", array=result.importances_std[order]))]
+        )
+        for _ in range(3)
+    ]
+    js, buf = state_bytes(charts[0])
+    pjs, pbuf = state_bytes(pixels)
+    fjs, fbuf = state_bytes(figures[0])
+    one, three = saved_bytes(charts[:1]), saved_bytes(charts)
+    fone, fthree = saved_bytes(figures[:1]), saved_bytes(figures)
+    kb = 1024
+    print("\nWhat one chart costs (diabetes, 10 bars; digits, 784 pixel bars + 28x28 map)")
+    print(f"  nbvis FeatureImportance, over the wire per chart: {(js + buf) / kb:7.1f} KB "
+          f"({js / kb:.1f} KB JSON, of which {len(charts[0].get_state()['_esm']) / kb:.1f} KB view code; "
+          f"{buf} B binary); digits pixel chart {(pjs + pbuf) / kb:.1f} KB")
+    print(f"  plotly.js, once per kernel for every chart (gzipped, binary): {len(library.source) / kb:7.1f} KB")
+    print(f"  plotly FigureWidget of the same bars, per chart:              {(fjs + fbuf) / kb:7.1f} KB")
+    print(f"  saved notebook widget state, 1 chart / 3 charts: nbvis {one / kb:7.1f} / {three / kb:7.1f} KB, "
+          f"FigureWidget {fone / kb:7.1f} / {fthree / kb:7.1f} KB (each extra chart: nbvis {(three - one) / 2 / kb:.1f} KB, "
+          f"FigureWidget {(fthree - fone) / 2 / kb:.1f} KB)")
+    for widget in [*charts, pixels, *figures]:
+        widget.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one floor and diabetes-baseline run (nbvis: always best of 3)")
+    parser.add_argument("--bytes-only", action="store_true", help="only measure what a chart costs")
+    args = parser.parse_args()
+    runs = 1 if args.quick else 3
+    if args.bytes_only:
+        chart_cost()
+        return
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+    # 1. a 20000 x 50 table, 50-64-64-1 MLP, r2, n_repeats=10
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20000, 50)).astype(np.float32)
+    y = (X[:, 0] * 2 + np.sin(X[:, 1] * 2) + X[:, 2] * X[:, 3] + 0.1 * rng.normal(size=20000)).astype(np.float32)
+    model = fit(mlp(50, 64, 64, 1), torch.from_numpy(X), torch.from_numpy(y), 100)
+    case("20000 x 50 table, MLP 50-64-64-1, r2, n_repeats=10", model, X, y, TorchRegressor(model), "r2", 10, runs, 1)
+
+    # 2. diabetes, 442 x 10, MLP 10-64-64-1, r2, n_repeats=10
+    X, y = load_diabetes(return_X_y=True)
+    X = ((X - X.mean(0)) / X.std(0)).astype(np.float32)
+    y = ((y - y.mean()) / y.std()).astype(np.float32)
+    model = fit(mlp(10, 64, 64, 1), torch.from_numpy(X), torch.from_numpy(y), 200)
+    case("diabetes 442 x 10, MLP 10-64-64-1, r2, n_repeats=10", model, X, y, TorchRegressor(model), "r2", 10, runs, runs)
+
+    # 3. pixel importance of the digits MLP (784-100-10), 1797 digits at 28x28, accuracy, n_repeats=5
+    images, labels = nbvis.demo.digits(28)
+    model = nbvis.demo.digits_mlp()
+    est = TorchClassifier(model, input_shape=(1, 28, 28)).fit(None, labels.numpy())
+    case(
+        "digits pixel importance, MLP 784-100-10, 1797 x 28 x 28, accuracy, n_repeats=5",
+        model, images.numpy(), labels.numpy(), est, "accuracy", 5, runs, 1,
+    )
+    chart_cost()
+
+
+if __name__ == "__main__":
+    main()

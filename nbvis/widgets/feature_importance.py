@@ -1,0 +1,320 @@
+"""FeatureImportance: permutation or noise importance of every feature as a plotly bar chart."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from typing import Sequence
+
+import anywidget
+import numpy as np
+import torch
+import traitlets
+from ipywidgets import widget_serialization
+from torch import nn
+
+from .._arrays import pack
+from ..compute.importance import METHODS, ImportanceResult, ImportanceStep, iter_permutation_importance
+from ._base import STATIC, Job, NbvisWidget, Throttle, array_trait
+
+__all__ = ["FeatureImportance", "PlotlyLibrary", "plotly_library"]
+
+STATES = ("idle", "running", "done", "cancelled", "error")
+
+
+def _plotly_js() -> Path:
+    import plotly
+
+    path = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
+    if not path.exists():
+        raise RuntimeError(f"plotly.js is missing from the plotly package ({path}); reinstall plotly")
+    return path
+
+
+class PlotlyLibrary(anywidget.AnyWidget):
+    """plotly.js itself, gzipped, sent to the browser once per kernel and shared by every chart.
+
+    Never displayed: each chart refers to it, and the first chart drawn on a page loads the
+    library from it; later charts (and charts of other nbvis views) reuse the loaded copy.
+    """
+
+    _esm = "export default { render() {} };"
+    source = traitlets.Bytes().tag(sync=True)  # plotly.min.js, gzip-compressed (about 1.4 MB)
+    version = traitlets.Unicode().tag(sync=True)
+
+
+_LIBRARY: PlotlyLibrary | None = None
+
+
+def plotly_library() -> PlotlyLibrary:
+    """The one :class:`PlotlyLibrary` of this kernel (created on first use)."""
+    global _LIBRARY
+    if _LIBRARY is None or _LIBRARY.comm is None:  # never made, or closed since
+        import plotly
+
+        source = gzip.compress(_plotly_js().read_bytes(), compresslevel=6, mtime=0)
+        _LIBRARY = PlotlyLibrary(source=source, version=plotly.__version__)
+    return _LIBRARY
+
+
+class FeatureImportance(NbvisWidget):
+    """How much the model's score drops when each feature is perturbed, as a sorted bar chart.
+
+    The computation (:func:`nbvis.permutation_importance`) runs in the background with progress
+    and a cancel button; bars fill in as repeats complete. Error bars show the standard deviation
+    over repeats; the axis names the metric. With many features the ``top_k`` most important are
+    shown and the rest collapsed into one bar (click it to show more). Clicking a bar sets
+    ``selected`` (a feature index). For image inputs (N, C, H, W) the importance of every pixel
+    (or patch, see ``feature_groups``) is also drawn over sample ``sample`` of ``X``.
+
+    Changing ``scoring``, ``method`` or ``n_repeats`` (in Python or in the view) starts a new run.
+    """
+
+    _esm = STATIC / "feature_importance.js"
+
+    scoring = traitlets.Unicode("r2").tag(sync=True)
+    scorings = traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True)
+    method = traitlets.Enum(METHODS, default_value="permutation").tag(sync=True)
+    n_repeats = traitlets.Int(10).tag(sync=True)
+    top_k = traitlets.Int(20).tag(sync=True)
+    selected = traitlets.Int(None, allow_none=True).tag(sync=True)
+    sample = traitlets.Int(0).tag(sync=True)
+    status = traitlets.Enum(STATES, default_value="idle", read_only=True).tag(sync=True)
+    done = traitlets.Int(0, read_only=True).tag(sync=True)
+    total = traitlets.Int(0, read_only=True).tag(sync=True)
+    baseline = traitlets.Float(0.0, read_only=True).tag(sync=True)
+    feature_names = traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True)
+    n_samples = traitlets.Int(0, read_only=True).tag(sync=True)
+
+    _stats = array_trait()  # (n_features, 2): mean and std over the repeats done so far
+    _image = array_trait()  # the sample drawn under the map, (C, H, W)
+    _map = array_trait()  # mean importance per pixel, (H, W)
+    _owner = array_trait()  # the feature each pixel belongs to, (H, W) int32
+    _library = traitlets.Instance(PlotlyLibrary).tag(sync=True, **widget_serialization)
+
+    _job: Job | None = None
+
+    def __init__(
+        self,
+        model: nn.Module,
+        X,
+        y,
+        scoring="r2",
+        method: str = "permutation",
+        n_repeats: int = 10,
+        random_state=0,
+        feature_names: Sequence[str] | None = None,
+        *,
+        feature_groups=None,
+        max_samples=None,
+        noise_scale=1.0,
+        batch_size: int | None = None,
+        top_k: int = 20,
+        sample: int = 0,
+        start: bool = True,
+        **kwargs,
+    ):
+        self.model = model
+        self._X, self._y = X, y
+        self._callable = scoring if callable(scoring) else None
+        self._options = dict(
+            random_state=random_state, feature_groups=feature_groups, feature_names=feature_names,
+            batch_size=batch_size, max_samples=max_samples, noise_scale=noise_scale,
+        )
+        self._throttle = Throttle(0.2)
+        # checks every argument (and computes the baseline) before the widget exists
+        self._steps = self._iterate(scoring, method, n_repeats)
+        name = self._result.scoring
+        super().__init__(
+            scoring=name, method=method, n_repeats=n_repeats, top_k=top_k, sample=sample,
+            _library=plotly_library(), **kwargs,
+        )
+        self.set_trait("scorings", [name] if self._callable else list(self._result.scorings))
+        self.set_trait("n_samples", len(X))
+        self._publish()
+        self._publish_image()
+        self.observe(self._on_settings, names=["scoring", "method", "n_repeats"])
+        self.observe(self._on_sample, names=["sample"])
+        if start:
+            self._launch()
+
+    # ----- public API ----------------------------------------------------------------------------
+
+    @property
+    def result(self) -> ImportanceResult:
+        """The result so far (complete once ``status == "done"``; NaN where not yet computed)."""
+        return self._result
+
+    @property
+    def importances(self) -> np.ndarray:
+        """(n_features, n_repeats): baseline score minus the score with the feature perturbed."""
+        return self._result.importances
+
+    @property
+    def importances_mean(self) -> np.ndarray:
+        return self._result.importances_mean
+
+    @property
+    def importances_std(self) -> np.ndarray:
+        return self._result.importances_std
+
+    @property
+    def selected_name(self) -> str | None:
+        """The name of the selected feature (None when nothing is selected)."""
+        return None if self.selected is None else self._result.feature_names[self.selected]
+
+    def start(self) -> "FeatureImportance":
+        """Compute again from the start with the current settings."""
+        with self._guard():
+            self.stop()
+            self._steps = self._iterate(self.scoring, self.method, self.n_repeats)
+            self._publish()
+            self._launch()
+        return self
+
+    def stop(self) -> "FeatureImportance":
+        """Cancel the computation; the importances computed so far stay."""
+        if self._job is not None and self._job.running:
+            self._job.stop()
+            self._finished("cancelled")
+        return self
+
+    def wait(self, timeout: float | None = None) -> ImportanceResult:
+        """Block until the computation ends (in a notebook cell: run the rest now); return the result.
+
+        Raises the exception that stopped the computation, if one did.
+        """
+        if self._job is not None:
+            self._job.wait(timeout)
+        return self._result
+
+    def close(self):
+        self.stop()
+        super().close()
+
+    # ----- running -------------------------------------------------------------------------------
+
+    def _iterate(self, scoring, method, n_repeats):
+        scoring = self._callable if self._callable is not None else scoring
+        steps = iter_permutation_importance(
+            self.model, self._X, self._y, scoring=scoring, method=method, n_repeats=n_repeats, **self._options
+        )
+        first: ImportanceStep = next(steps)  # the empty result, before any work
+        self._result = first.result
+        return steps
+
+    def _launch(self) -> None:
+        self._job = Job(self._steps, on_step=self._on_step, on_done=lambda _r: self._finished("done"), on_error=self._on_error)
+        self.set_trait("status", "running")
+        self._job.start()
+
+    def _on_step(self, step: ImportanceStep) -> None:
+        if self._throttle.ready():
+            self._publish(step)
+
+    def _on_error(self, exc: BaseException) -> None:
+        self._report(exc)
+        self._finished("error")
+
+    def _finished(self, status: str) -> None:
+        self._publish()
+        self.set_trait("status", status)
+
+    def _on_sample(self, _change) -> None:
+        with self._guard():
+            self._publish_image()
+
+    # ----- state -> traits -----------------------------------------------------------------------
+
+    def _publish(self, step: ImportanceStep | None = None) -> None:
+        result = self._result
+        done = step.done if step is not None else int(np.isfinite(result.importances).sum())
+        stats = np.stack([result.importances_mean, result.importances_std], axis=1)
+        with self.hold_sync():
+            self.set_trait("feature_names", list(result.feature_names))
+            self.set_trait("baseline", float(result.baseline_score))
+            self.set_trait("total", int(result.importances.size))
+            self.set_trait("done", done)
+            self._stats = pack(stats)
+            picture = self._picture(result)
+            if picture is None:
+                self._map = self._owner = None
+            else:
+                self._map = pack(picture[0])
+                self._owner = pack(picture[1], "int32")
+
+    @staticmethod
+    def _picture(result: ImportanceResult):
+        """(importance per pixel, feature per pixel) for image inputs whose features are pixel areas."""
+        shape = result.sample_shape
+        if len(shape) not in (2, 3):
+            return None
+        owner = np.full(int(np.prod(shape)), -1, dtype=np.int32)
+        for k, index in enumerate(result.groups):
+            owner[index] = k
+        owner = owner.reshape(shape)
+        if len(shape) == 3:
+            if not (owner == owner[:1]).all():  # features split the channels: no single map
+                return None
+            owner = owner[0]
+        mean = result.importances_mean
+        values = np.where(owner >= 0, mean[np.maximum(owner, 0)], np.nan)
+        return values.astype(np.float32), owner
+
+    def _publish_image(self) -> None:
+        shape = self._result.sample_shape
+        if len(shape) not in (2, 3) or self._map is None:
+            self._image = None
+            return
+        if not 0 <= self.sample < self.n_samples:
+            raise ValueError(f"sample must be a row of X in 0..{self.n_samples - 1}, not {self.sample}")
+        row = self._X[self.sample]
+        image = row.detach().cpu().numpy() if isinstance(row, torch.Tensor) else np.asarray(row)
+        self._image = pack(image.reshape(shape if len(shape) == 3 else (1, *shape)).astype(np.float32))
+
+    # ----- validation and observers --------------------------------------------------------------
+
+    @traitlets.validate("selected")
+    def _check_selected(self, proposal):
+        value = proposal["value"]
+        count = len(self._result.feature_names)
+        if value is not None and not 0 <= value < count:
+            raise traitlets.TraitError(f"selected must be a feature index in 0..{count - 1}, not {value}")
+        return value
+
+    @traitlets.validate("top_k")
+    def _check_top_k(self, proposal):
+        if proposal["value"] < 0:
+            raise traitlets.TraitError(f"top_k must be 0 (all features) or more, not {proposal['value']}")
+        return proposal["value"]
+
+    @traitlets.validate("sample")
+    def _check_sample(self, proposal):
+        value = proposal["value"]
+        if self.n_samples and not 0 <= value < self.n_samples:
+            raise traitlets.TraitError(f"sample must be a row of X in 0..{self.n_samples - 1}, not {value}")
+        return value
+
+    @traitlets.validate("scoring")
+    def _check_scoring(self, proposal):
+        value = proposal["value"]
+        if self.scorings and value not in self.scorings:
+            raise traitlets.TraitError(f"scoring {value!r} does not fit this model and y; choose one of {self.scorings}")
+        return value
+
+    @traitlets.validate("n_repeats")
+    def _check_repeats(self, proposal):
+        if proposal["value"] < 1:
+            raise traitlets.TraitError(f"n_repeats must be at least 1, not {proposal['value']}")
+        return proposal["value"]
+
+    def _on_settings(self, _change) -> None:
+        self.start()
+
+    # ----- commands from the view ----------------------------------------------------------------
+
+    def _cmd_run(self) -> None:
+        self.start()
+
+    def _cmd_cancel(self) -> None:
+        self.stop()
