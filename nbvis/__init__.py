@@ -27,6 +27,7 @@ _EXPORTS = {
     "ActivationHeatmap": "nbvis.widgets.activation_heatmap",
     "FeatureImportance": "nbvis.widgets.feature_importance",
     "OptimizationViewer": "nbvis.widgets.optimization_viewer",
+    "Explorer": "nbvis.widgets.explorer",
     "demo": "nbvis.demo",
 }
 

@@ -836,21 +836,12 @@ function render({ model, el }) {
   view.dispose(stopWebcam);
 
   // ----- redraw when Python changes anything (once per message) -----
-  let scheduled = false;
-  const scheduleDraw = () => {
-    if (scheduled) return;
-    scheduled = true;
-    queueMicrotask(() => {
-      scheduled = false;
-      if (!drawing && !inflight && !pendingSend) paint = null; // the kernel has caught up with the drawing
-      draw();
-    });
-  };
   on("_seq_done", onAck);
-  for (const name of ["_layout", "_input", "_acts", "labels", "selected", "_grad", "grad_caption", "wrt", "index",
-    "dataset_size", "input_caption", "can_draw", "_top", "top_state", "top_progress", "_seq_done"]) {
-    on(name, scheduleDraw);
-  }
+  view.redrawOn(["_layout", "_input", "_acts", "labels", "selected", "_grad", "grad_caption", "wrt", "index",
+    "dataset_size", "input_caption", "can_draw", "_top", "top_state", "top_progress", "_seq_done"], () => {
+    if (!drawing && !inflight && !pendingSend) paint = null; // the kernel has caught up with the drawing
+    draw();
+  });
   draw();
   return view.cleanup;
 }

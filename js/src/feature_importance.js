@@ -298,22 +298,12 @@ function render({ model, el }) {
     if (where && where.feature >= 0) setTraits(model, { selected: where.feature });
   });
 
-  // One message from Python changes several traits at once: draw once after all of them.
-  let pending = false;
-  const schedule = () => {
-    if (pending) return;
-    pending = true;
-    queueMicrotask(() => {
-      pending = false;
-      updateBar();
-      drawChart();
-      drawMap();
-    });
-  };
-  for (const name of ["_stats", "_map", "_owner", "_image", "feature_names", "top_k", "selected", "scoring", "scorings",
-    "method", "n_repeats", "status", "done", "total", "baseline", "sample"]) {
-    on(name, schedule);
-  }
+  view.redrawOn(["_stats", "_map", "_owner", "_image", "feature_names", "top_k", "selected", "scoring", "scorings",
+    "method", "n_repeats", "status", "done", "total", "baseline", "sample"], () => {
+    updateBar();
+    drawChart();
+    drawMap();
+  });
   updateBar();
   drawMap();
   let disposed = false;

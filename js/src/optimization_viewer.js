@@ -281,20 +281,8 @@ function render({ model, el }) {
   });
   listen(images, "mouseleave", () => tooltip.hide());
 
-  // One message from Python changes several traits: draw once after all of them.
-  let pending = false;
-  const scheduleDraw = () => {
-    if (pending) return;
-    pending = true;
-    queueMicrotask(() => {
-      pending = false;
-      draw();
-    });
-  };
-  for (const name of ["_frame", "_vector", "_curve", "_curve_steps", "values", "step", "state", "steps", "seed",
-    "preset", "regularizers", "pending"]) {
-    on(name, scheduleDraw);
-  }
+  const scheduleDraw = view.redrawOn(["_frame", "_vector", "_curve", "_curve_steps", "values", "step", "state", "steps", "seed",
+    "preset", "regularizers", "pending"], draw);
   on("adjustable", () => {
     buildSliders();
     scheduleDraw();

@@ -187,20 +187,8 @@ function render({ model, el }) {
     if (where) setTraits(model, { selected: units().data[where.t] });
   });
 
-  // One message from Python changes several traits at once: draw once after all of them.
-  let pending = false;
-  const scheduleDraw = () => {
-    if (pending) return;
-    pending = true;
-    queueMicrotask(() => {
-      pending = false;
-      draw();
-    });
-  };
-  for (const name of ["_tiles", "_products", "_units", "_bias", "scale", "selected", "vmax", "zoom", "show_products",
-    "page", "n_pages", "sort_by", "sort_class", "top_k", "has_input", "class_labels"]) {
-    on(name, scheduleDraw);
-  }
+  view.redrawOn(["_tiles", "_products", "_units", "_bias", "scale", "selected", "vmax", "zoom", "show_products",
+    "page", "n_pages", "sort_by", "sort_class", "top_k", "has_input", "class_labels"], draw);
   draw();
   return view.cleanup;
 }

@@ -24,6 +24,7 @@ __all__ = [
     "borrowed",
     "capture",
     "check_unit",
+    "first_tensor",
     "forward_with",
     "layer_names",
     "leaf_layers",
@@ -188,7 +189,8 @@ def _borrow(model: nn.Module, *, eval: bool, freeze: bool) -> Iterator[nn.Module
                     del current[key]
 
 
-def _first_tensor(output):
+def first_tensor(output):
+    """The tensor a layer returned, or the first of a tuple/list of them (None otherwise)."""
     if isinstance(output, torch.Tensor):
         return output
     if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
@@ -226,7 +228,7 @@ def forward_with(
 
     def make_hook(name: str):
         def hook(_module, args, output):
-            tensor = _first_tensor(args if inputs else output)
+            tensor = first_tensor(args if inputs else output)
             if tensor is None:
                 skipped[name] = type(output).__name__
                 return
@@ -246,7 +248,7 @@ def forward_with(
         for handle in handles:
             handle.remove()
     if any(name == "" for name, _ in wanted):
-        tensor = _first_tensor(output)
+        tensor = first_tensor(output)
         if tensor is not None:
             seen[""] = tensor.detach() if detach else tensor
     if not explicit:

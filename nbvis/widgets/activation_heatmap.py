@@ -15,7 +15,7 @@ from .._arrays import pack
 from ..compute.dataset import TopExamples, _sample_tensor, field_geometries, scan_top_examples
 from ..compute.gradients import deconvnet, gradient, guided_backprop
 from ..compute.images import DEFAULT_MAX_BYTES, decode_image, image_layout, pixels_to_input
-from ..compute.probe import LayerRef, as_input, borrowed, forward_with, resolve_layer
+from ..compute.probe import LayerRef, as_input, borrowed, first_tensor, forward_with, resolve_layer
 from ._base import STATIC, Job, NbvisWidget, Throttle, array_trait
 
 __all__ = ["ActivationHeatmap"]
@@ -140,6 +140,11 @@ class ActivationHeatmap(NbvisWidget):
         return {self._label(name): act[0].detach().cpu().numpy() for name, act in self._activations.items()}
 
     @property
+    def output_layer(self) -> Optional[str]:
+        """The name of the shown layer that is the model's output ("" for the model itself), or None."""
+        return self._output_name
+
+    @property
     def layers(self) -> list[str]:
         """The names of the layers shown, in order (``"output"`` for the model's own output)."""
         return [self._label(name) for name in self._activations]
@@ -229,7 +234,7 @@ class ActivationHeatmap(NbvisWidget):
             except ValueError:
                 raise first from None
             batch = batch[0]
-        out = _first_tensor(output)
+        out = first_tensor(output)
         if out is not None and out.dim() >= 3 and out.shape[0] == 1 and out.shape[1] == batch.shape[1] > 1:
             raise ValueError(
                 f"x looks like a batch of {batch.shape[1]} inputs; pass one sample (x[0]), or dataset=x to pick from them"
@@ -256,7 +261,7 @@ class ActivationHeatmap(NbvisWidget):
             output, _ = self._capture(batch)
         except ValueError:
             return
-        out = _first_tensor(output)
+        out = first_tensor(output)
         if out is not None and out.shape[:1] == batch.shape[:1]:
             raise ValueError(
                 f"x looks like a batch of {len(batch)} inputs; pass one sample (x[0]), or dataset=x to pick from them"
@@ -514,14 +519,6 @@ class ActivationHeatmap(NbvisWidget):
 
     def _cmd_cancel_top(self) -> None:
         self._stop_top()
-
-
-def _first_tensor(output):
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
-    return None
 
 
 def _as_list(layers) -> list:

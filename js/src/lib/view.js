@@ -43,8 +43,9 @@ export function h(tag, props = {}, children = []) {
 }
 
 /**
- * Set up a view in `el`: returns {root, body, on, listen, cleanup, tooltip}.
+ * Set up a view in `el`: returns {root, body, on, listen, redrawOn, cleanup, tooltip, dispose}.
  * `on(name, fn)` observes a trait; `listen(target, type, fn)` a DOM event; both are undone by cleanup().
+ * `redrawOn(names, fn)` calls fn once per batch of changes to those traits.
  */
 export function setupView(model, el, kind) {
   ensureStyle();
@@ -99,7 +100,21 @@ export function setupView(model, el, kind) {
     }
     root.remove();
   };
-  return { root, body, on, listen, cleanup, tooltip, dispose: (fn) => disposers.push(fn) };
+  // One message from Python changes several traits at once: call `fn` once after all of them.
+  const redrawOn = (names, fn) => {
+    let pending = false;
+    const schedule = () => {
+      if (pending) return;
+      pending = true;
+      queueMicrotask(() => {
+        pending = false;
+        fn();
+      });
+    };
+    for (const name of names) on(name, schedule);
+    return schedule;
+  };
+  return { root, body, on, listen, cleanup, tooltip, redrawOn, dispose: (fn) => disposers.push(fn) };
 }
 
 /** Send a command to the Python side (handled by NbvisWidget._cmd_<name>). */

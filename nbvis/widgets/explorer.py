@@ -1,0 +1,467 @@
+"""Explorer: the views linked around one selected unit (the Deep Visualization Toolbox in a notebook).
+
+Yosinski et al. 2015: feed an input, watch every unit react, select a unit to see its incoming
+weights, its preferred (synthesized) input and its top dataset examples. Here that is an
+:class:`ActivationHeatmap` over a dataset, a :class:`WeightGrid` of the layer whose weights produce
+the selected unit, and an :class:`OptimizationViewer` that maximizes it, joined by Python
+observers in ipywidgets containers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import math
+from typing import Callable, Optional, Sequence
+
+import ipywidgets
+import torch
+import traitlets
+from torch import nn
+
+from ..compute.optimize import OptimizationRun, objective
+from ..compute.probe import LayerRef, capture, resolve_layer
+from ..compute.weights import infer_input_shape
+from .activation_heatmap import ActivationHeatmap
+from .optimization_viewer import OptimizationViewer
+from .weight_grid import WeightGrid
+
+__all__ = ["Explorer"]
+
+WEIGHTED = (nn.Linear, nn.modules.conv._ConvNd)
+# Layers whose output for a unit never decreases when that unit's input rises (in eval mode).
+RISING = (nn.Sigmoid, nn.Tanh, nn.ReLU, nn.ReLU6, nn.ELU, nn.SELU, nn.CELU, nn.Softplus, nn.Hardtanh,
+          nn.Hardsigmoid, nn.LogSigmoid, nn.Dropout, nn.Identity, nn.modules.pooling._MaxPoolNd,
+          nn.modules.pooling._AvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd, nn.modules.pooling._AdaptiveAvgPoolNd)
+HINT = "Click a unit in the heatmap: its weights, its preferred input and its top dataset examples appear here."
+
+
+class Explorer(ipywidgets.VBox):
+    """Navigate a model by clicking: one selected unit, shown in every view.
+
+    ``model``: any ``nn.Module``. ``dataset``: the samples to look at and to scan for top examples
+    (a tensor or array of samples, an ``(inputs, targets)`` pair, or a map-style torch Dataset).
+    ``labels``, ``layers``, ``preprocess``, ``index``, ``top_k``: as in :class:`ActivationHeatmap`.
+    ``selected``: a first ``(layer, unit)`` to select. ``page_size``: weight tiles per page.
+
+    The preferred input of the selected unit is synthesized from ``input_shape`` (one model input
+    without the batch axis; default: the shape of a dataset sample) by a run of ``steps`` steps
+    from ``starts`` random inputs with ``regularizers`` and ``seed`` (changes made in the view
+    carry over to the next unit). ``value_range=(low, high)`` keeps the inputs in that range and
+    draws them on that scale; by default they are free and each is drawn on its own scale.
+    ``preactivation``: when only rising layers (activation functions, pooling, batch norm with a
+    positive scale) lie between the selected unit and the Linear or Conv layer that computes it,
+    maximize that layer's unit instead (``fc1[12]`` for ``sigmoid[12]``, ``conv2[5]`` for
+    ``relu2[5]``): pushing it up can only raise the selected unit, and its gradient reaches the
+    input even where a ReLU is off for every start or a sigmoid is saturated (exactly 1 in float32
+    from about 17 on), where the selected unit's own gradient is zero. For a dense unit the
+    preferred input is the same.
+
+    Clicking a unit in the heatmap (or setting :attr:`selected`) selects it everywhere: the heatmap
+    shows its gradient and scans the dataset for its top examples; :attr:`grid` shows the incoming
+    weights of the layer that computes it (``fc1`` for the ``sigmoid`` after it) with the unit
+    outlined; :attr:`optimizer` synthesizes its preferred input (the previous run is stopped).
+    Clicking a tile in the grid selects that unit back in the heatmap.
+    """
+
+    error = traitlets.Unicode("")
+
+    # what close() stops and closes (class defaults: close() may run on a half-built instance)
+    _optimizer: Optional[OptimizationViewer] = None
+    _grids: dict = {}
+    _owned: tuple = ()
+
+    def __init__(
+        self,
+        model: nn.Module,
+        dataset,
+        *,
+        labels: Optional[Sequence[str]] = None,
+        layers: Optional[Sequence[LayerRef]] = None,
+        preprocess: Optional[Callable] = None,
+        input_shape: Optional[Sequence[int]] = None,
+        value_range: Optional[tuple[float, float]] = None,
+        index: int = 0,
+        selected=None,
+        steps: int = 128,
+        starts: int = 3,
+        regularizers="yosinski2015",
+        seed: int = 0,
+        preactivation: bool = True,
+        page_size: int = 36,
+        top_k: int = 9,
+    ):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
+        if dataset is None:
+            raise TypeError("Explorer needs a dataset to look at: samples, an (inputs, targets) pair or a torch Dataset")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be an integer >= 1, not {steps!r}")
+        self.model = model
+        self._labels = None if labels is None else [str(label) for label in labels]
+        self._page_size = page_size
+        self._preactivation = bool(preactivation)
+        self._run_options = dict(steps=steps, starts=starts, regularizers=regularizers, seed=seed, value_range=value_range)
+        self.heatmap = ActivationHeatmap(
+            model, layers=layers, labels=labels, dataset=dataset, preprocess=preprocess, index=index, top_k=top_k
+        )
+        self._owned = (self.heatmap,)
+        try:
+            sample = self.heatmap.input
+            self._input_shape = self._check_run(tuple(sample.shape) if input_shape is None else input_shape)
+            self._chain = self._layer_chain(sample)
+            self._shown_shapes = {
+                "" if label == "output" else label: act.shape for label, act in self.heatmap.activations.items()
+            }
+        except Exception:
+            self.close()
+            raise
+        self._sources: dict[str, Optional[str]] = {}  # shown layer -> the weighted layer computing it
+        self._grids: dict[str, WeightGrid] = {}
+        self._follows: set[str] = set()  # grid layers whose input * weights follow the heatmap's input
+        self._grid: Optional[WeightGrid] = None
+        self._linking = False
+
+        self._caption = ipywidgets.HTML()
+        self._grid_note = ipywidgets.HTML()
+        self._optimizer_note = ipywidgets.HTML()
+        # The heatmap, and beside it the selected unit's weights and preferred input; on a narrow
+        # page the side column wraps below the heatmap.
+        self._grid_slot = ipywidgets.VBox()
+        self._optimizer_slot = ipywidgets.VBox(layout=ipywidgets.Layout(margin="12px 0 0 0"))
+        self._side = ipywidgets.VBox(
+            [self._grid_slot, self._optimizer_slot], layout=ipywidgets.Layout(flex="0 1 490px", margin="0 0 0 16px")
+        )
+        self.heatmap.layout.flex = "1 1 600px"
+        self._row = ipywidgets.HBox(
+            [self.heatmap, self._side], layout=ipywidgets.Layout(flex_flow="row wrap", align_items="flex-start")
+        )
+        self._error = ipywidgets.HTML(layout=ipywidgets.Layout(display="none"))
+        super().__init__([self._caption, self._row, self._error])
+        self._owned = (self.heatmap, self._caption, self._grid_note, self._optimizer_note, self._grid_slot,
+                       self._optimizer_slot, self._side, self._row, self._error)
+        self.add_class("nbvis-explorer")
+        self.observe(self._show_error, names=["error"])
+        self.heatmap.observe(self._on_heatmap_selected, names=["selected"])
+        self.heatmap.observe(self._on_heatmap_input, names=["_acts"])
+        try:
+            self._link(None)
+            if selected is not None:
+                self.selected = selected
+        except Exception:
+            self.close()
+            raise
+
+    # ----- public API --------------------------------------------------------------------------
+
+    @property
+    def selected(self) -> Optional[tuple[str, int]]:
+        """The selected ``(layer, unit)`` (``"output"`` names the model's output), or None."""
+        value = self.heatmap.selected
+        if value is None:
+            return None
+        layer, unit = value
+        return ("output" if layer == "" else layer, unit)
+
+    @selected.setter
+    def selected(self, value) -> None:
+        try:
+            self.heatmap.selected = value
+        except traitlets.TraitError as err:
+            raise ValueError(str(err)) from None
+
+    @property
+    def grid(self) -> Optional[WeightGrid]:
+        """The weight grid shown (None while the selected unit is not computed by a Linear or Conv layer)."""
+        return self._grid
+
+    @property
+    def optimizer(self) -> Optional[OptimizationViewer]:
+        """The activation-maximization view of the selected unit (None before a unit is selected)."""
+        return self._optimizer
+
+    def weighted_layer(self, layer: LayerRef) -> Optional[str]:
+        """The Linear or Conv layer whose units become ``layer``'s units (``layer`` itself when it
+        is one; ``fc1`` for an activation after ``fc1``), or None when no single one does."""
+        name = self._shown_name(layer)
+        if name not in self._sources:
+            self._sources[name] = self._find_source(name)
+        return self._sources[name]
+
+    def close(self):
+        if self._optimizer is not None:
+            self._optimizer.close()
+        for widget in (*self._grids.values(), *self._owned):
+            widget.close()
+        super().close()
+
+    # ----- model structure -----------------------------------------------------------------------
+
+    def _check_run(self, input_shape) -> tuple:
+        """Build one optimization run now, so that bad options (or an input_shape the model cannot
+        take) raise here rather than at the first click; return the checked input shape."""
+        options = {k: v for k, v in self._run_options.items() if k != "steps"}
+        every_layer = objective(
+            lambda acts: sum(a.flatten(1).sum(1) for a in acts.values() if a.is_floating_point()),
+            description="every layer",
+        )
+        return OptimizationRun(self.model, every_layer, input_shape, **options).input_shape
+
+    def _layer_chain(self, sample: torch.Tensor) -> list[tuple[Optional[str], tuple]]:
+        """``(name, sample shape)`` of the model input (name None) and of every leaf layer, in the
+        order they run, and of the model's output (name "") when the heatmap shows it apart."""
+        acts = capture(self.model, sample.unsqueeze(0))
+        chain = [(None, tuple(sample.shape))] + [(name, tuple(act.shape[1:])) for name, act in acts.items()]
+        shown = self.heatmap.activations
+        if "output" in shown and "output" not in acts:
+            chain.append(("", tuple(shown["output"].shape)))
+        return chain
+
+    def _shown_name(self, layer: LayerRef) -> str:
+        """The heatmap's name of a shown layer ("" for the model's output); ValueError otherwise."""
+        name = resolve_layer(self.model, layer)[0] if isinstance(layer, nn.Module) else layer
+        if name == "output" and "" in self._shown_shapes:
+            name = ""
+        if not isinstance(name, str) or name not in self._shown_shapes:
+            raise ValueError(f"layer {layer!r} is not shown; the layers are {self.heatmap.layers}")
+        return name
+
+    def _find_source(self, name: str) -> Optional[str]:
+        """Walk back from ``name`` through layers that keep its units (activations, pooling,
+        normalization) to the first Linear or Conv layer; None when the units change on the way."""
+        names = [n for n, _ in self._chain]
+        if name in names:
+            start = names.index(name)
+        else:  # a container: its output is that of the last leaf inside it
+            inside = [i for i, n in enumerate(names) if n and n.startswith(name + ".")]
+            if not inside:
+                return None
+            start = inside[-1]
+        shape = self._shown_shapes.get(name)
+        if not shape:
+            return None
+        modules = dict(self.model.named_modules())
+        for layer, layer_shape in reversed(self._chain[1 : start + 1]):
+            if len(layer_shape) != len(shape) or layer_shape[0] != shape[0]:
+                return None
+            if layer and isinstance(modules[layer], WEIGHTED):
+                return layer
+        return None
+
+    def _grid_shape(self, layer: str) -> Optional[tuple]:
+        """How a Linear layer's inputs form an image: the last image-shaped activation (or the
+        model input) before it with as many values, e.g. (16, 7, 7) before a flatten."""
+        module = dict(self.model.named_modules())[layer]
+        if not isinstance(module, nn.Linear):
+            return None
+        names = [n for n, _ in self._chain]
+        for _, shape in reversed(self._chain[: names.index(layer)]):
+            if math.prod(shape) != module.in_features:
+                break
+            if len(shape) in (2, 3):
+                return shape
+        return None if infer_input_shape(module.in_features) else (module.in_features,)
+
+    def _reads_input(self, layer: str) -> bool:
+        """Whether the layer's inputs are the model's input itself, so that input * weights means
+        something (always true of a conv grid, which uses the input only to rank units)."""
+        module = dict(self.model.named_modules())[layer]
+        if not isinstance(module, nn.Linear):
+            return True
+        x = self.heatmap.input
+        seen = capture(self.model, x.unsqueeze(0), [layer], inputs=True)[layer]
+        return seen.numel() == x.numel() and torch.equal(seen.reshape(-1), x.reshape(-1))
+
+    # ----- linking -------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _guard(self):
+        """Show an exception of the block under the dashboard (and re-raise it); clear it on success."""
+        try:
+            yield
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            raise
+        else:
+            if self.error:
+                self.error = ""
+
+    def _show_error(self, change) -> None:
+        self._error.value = (
+            f'<div style="color:#a00;background:#fdecea;border:1px solid #f5c2c0;border-radius:3px;'
+            f'padding:4px 8px;white-space:pre-wrap">{html.escape(change["new"])}</div>'
+        )
+        self._error.layout.display = "" if change["new"] else "none"
+
+    def _on_heatmap_selected(self, change) -> None:
+        with self._guard():
+            self._link(change["new"])
+
+    def _link(self, selection) -> None:
+        """Show ``selection`` (the heatmap's ``(name, unit)`` or None) in the grid and the optimizer."""
+        self._show_grid(selection)
+        self._start_optimizer(selection)
+        self._caption.value = self._caption_html(selection)
+
+    def _show_grid(self, selection) -> None:
+        if selection is None:
+            if self._grid is None:
+                layer = self._default_grid_layer()
+                if layer is not None:
+                    self._put_grid(layer)
+            else:
+                with self._linked():
+                    self._grid.selected = None
+            return
+        layer, unit = selection
+        source = self.weighted_layer(layer)
+        if source is None:
+            label = "output" if layer == "" else layer
+            self._put_note(f"{label} has no incoming weights of its own: its units are not computed by one Linear or Conv layer.")
+            return
+        grid = self._put_grid(source)
+        if grid is not None:
+            with self._linked():
+                self._bring_into_view(grid, unit)
+                grid.selected = unit
+
+    def _put_grid(self, layer: str) -> Optional[WeightGrid]:
+        try:
+            grid = self._grid_for(layer)
+        except ValueError as err:  # weights that cannot be drawn as tiles: say why in its place
+            self._put_note(f"the weights of {layer} cannot be shown: {err}")
+            return None
+        self._grid = grid
+        if tuple(self._grid_slot.children) != (grid,):
+            self._grid_slot.children = (grid,)
+        return grid
+
+    def _put_note(self, text: str) -> None:
+        self._grid = None
+        self._grid_note.value = _muted(text)
+        self._grid_slot.children = (self._grid_note,)
+
+    def _default_grid_layer(self) -> Optional[str]:
+        modules = dict(self.model.named_modules())
+        return next((n for n, _ in self._chain[1:] if n and isinstance(modules[n], WEIGHTED)), None)
+
+    def _grid_for(self, layer: str) -> WeightGrid:
+        grid = self._grids.get(layer)
+        if grid is None:
+            follows = self._reads_input(layer)
+            grid = WeightGrid(
+                self.model, layer, self._grid_shape(layer), x=self.heatmap.input if follows else None,
+                labels=self._labels, page_size=self._page_size,
+            )
+            grid.observe(self._on_grid_selected, names=["selected"])
+            self._grids[layer] = grid
+            if follows:
+                self._follows.add(layer)
+        elif layer in self._follows and not torch.equal(grid.input, self.heatmap.input):
+            grid.input = self.heatmap.input
+        return grid
+
+    @staticmethod
+    def _bring_into_view(grid: WeightGrid, unit: int) -> None:
+        """Turn the grid's page (and lift its top-k) so that the tile of ``unit`` is drawn."""
+        order = list(grid.units())
+        if unit not in order and grid.top_k:
+            grid.top_k = 0
+            order = list(grid.units())
+        page = order.index(unit) // max(1, grid.page_size)
+        if page != grid.page:
+            grid.page = page
+
+    @contextlib.contextmanager
+    def _linked(self):
+        """Changes made while linking do not trigger the reverse link."""
+        linking, self._linking = self._linking, True
+        try:
+            yield
+        finally:
+            self._linking = linking
+
+    def _on_grid_selected(self, change) -> None:
+        if self._linking or change["new"] is None:
+            return
+        with self._guard():
+            grid = change["owner"]
+            self.heatmap.selected = (self._heatmap_layer_for(grid.layer), int(change["new"]))
+
+    def _heatmap_layer_for(self, grid_layer: str) -> str:
+        """The heatmap layer a click in the grid of ``grid_layer`` selects: the selected one when it
+        is computed by that grid's layer, else that layer itself, else the first one computed by it."""
+        current = self.heatmap.selected
+        if current is not None and self.weighted_layer(current[0]) == grid_layer:
+            return current[0]
+        names = ["" if label == "output" else label for label in self.heatmap.layers]
+        if grid_layer in names:
+            return grid_layer
+        for name in names:
+            if self.weighted_layer(name) == grid_layer:
+                return name
+        raise ValueError(f"the heatmap shows no layer computed by {grid_layer!r}; it shows {self.heatmap.layers}")
+
+    def _on_heatmap_input(self, _change) -> None:
+        grid = self._grid
+        if grid is not None and grid.layer in self._follows:
+            with self._guard():
+                grid.input = self.heatmap.input
+
+    def _start_optimizer(self, selection) -> None:
+        old, self._optimizer = self._optimizer, None
+        options = dict(self._run_options)
+        if old is not None:  # keep what the person set in it
+            options.update(steps=old.steps, seed=old.seed, regularizers=dict(old.regularizers), fps=old.fps)
+        self._optimizer_note.value = _muted(HINT if selection is None else "starting\u2026")
+        self._optimizer_slot.children = (self._optimizer_note,)
+        if old is not None:
+            old.close()  # stops its run
+        if selection is None:
+            return
+        try:
+            self._optimizer = OptimizationViewer(
+                self.model, objective=self._objective(*selection), input_shape=self._input_shape, **options
+            )
+        except Exception:
+            self._optimizer_note.value = _muted("no preferred input for this unit: see the error below")
+            raise
+        self._optimizer_slot.children = (self._optimizer,)
+
+    def _objective(self, layer: str, unit: int) -> tuple[str, int]:
+        """What the optimizer maximizes for the selected unit (see ``preactivation``)."""
+        source = self.weighted_layer(layer)
+        names = [n for n, _ in self._chain]
+        if not self._preactivation or source in (None, layer) or layer not in names:
+            return (layer, unit)
+        modules = dict(self.model.named_modules())
+        between = names[names.index(source) + 1 : names.index(layer) + 1]
+        return (source, unit) if all(_rises(modules[name], unit) for name in between) else (layer, unit)
+
+    def _caption_html(self, selection) -> str:
+        if selection is None:
+            return f"<b>Explorer</b> &middot; {HINT}"
+        layer, unit = selection
+        label = "output" if layer == "" else layer
+        text = f"<b>selected: {html.escape(label)}[{unit}]</b>"
+        if self._labels and layer == self.heatmap.output_layer and unit < len(self._labels):
+            text += f" (class {html.escape(self._labels[unit])})"
+        source = self.weighted_layer(layer)
+        if source is not None:
+            text += f" &middot; incoming weights of <code>{html.escape(source)}</code>"
+        target = self._objective(layer, unit)
+        via = "" if target == (layer, unit) else f" (by maximizing <code>{html.escape(target[0])}[{unit}]</code>, which it rises with)"
+        return text + f" &middot; its preferred input{via} &middot; its top dataset examples under the heatmap"
+
+
+def _rises(module: nn.Module, unit: int) -> bool:
+    """Whether ``module``'s output for ``unit`` never decreases when that unit's input rises."""
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return module.weight is None or bool(module.weight[unit] > 0)
+    if isinstance(module, nn.LeakyReLU):
+        return module.negative_slope >= 0
+    return isinstance(module, RISING)
+
+
+def _muted(text: str) -> str:
+    return f'<span style="color:#666">{html.escape(text)}</span>'

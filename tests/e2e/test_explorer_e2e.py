@@ -1,0 +1,211 @@
+"""Explorer in a real JupyterLab, driven by Chromium: a click on a unit in the heatmap reaches the
+weight grid and the optimization view, and a click on a tile in the grid comes back to the heatmap."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from harness import canvas_stats, open_notebook, run_all, screenshot
+from test_activation_heatmap_e2e import position_center, unit_center
+
+EXPLORER = ".nbvis-explorer"
+HEATMAP = f"{EXPLORER} .nbvis-activation-heatmap"
+GRID = f"{EXPLORER} .nbvis-weight-grid"
+OPTIMIZER = f"{EXPLORER} .nbvis-optimization-viewer"
+
+# what the kernel knows, written to state.json whenever the heatmap's selection or scan changes
+DUMP = (
+    "def dump(change=None):\n"
+    "    opt, grid = explorer.optimizer, explorer.grid\n"
+    "    state = {'selected': explorer.selected, 'grid_layer': grid and grid.layer, 'grid_selected': grid and grid.selected,\n"
+    "             'objective': opt and opt.objective_text, 'optimizer_state': opt and opt.state,\n"
+    "             'top': explorer.heatmap.top_state, 'error': explorer.error}\n"
+    "    json.dump(state, open('state.tmp', 'w'))\n"
+    "    os.replace('state.tmp', 'state.json')\n"
+    "explorer.heatmap.observe(dump, names=['selected', 'top_state'])\n"
+    "explorer"
+)
+
+CELLS = [
+    "import json, os, nbvis\n"
+    "model = nbvis.demo.digits_mlp()\n"
+    "images, labels = nbvis.demo.digits()\n"
+    "explorer = nbvis.Explorer(model, (images, labels), labels=nbvis.demo.DIGIT_LABELS, steps=100_000)\n" + DUMP,
+]
+
+# Where the grid outlines the selected tile: the bounding box of its orange pixels, in canvas pixels.
+OUTLINE = """(c) => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let x0 = Infinity, y0 = Infinity, x1 = -1, y1 = -1;
+    for (let i = 0; i < d.length; i += 4) {
+        if (d[i] === 255 && d[i + 1] === 153 && d[i + 2] === 0) {
+            const p = i / 4, x = p % c.width, y = Math.floor(p / c.width);
+            x0 = Math.min(x0, x); y0 = Math.min(y0, y); x1 = Math.max(x1, x); y1 = Math.max(y1, y);
+        }
+    }
+    return x1 < 0 ? null : {x0, y0, x1, y1};
+}"""
+
+
+
+def cell_pixels(tile: int) -> int:
+    """Canvas pixels per grid cell for square tiles of ``tile`` native pixels (as weight_grid.js
+    lays them out: a one-pixel border, zoomed to about 64 px, at most 12x)."""
+    zoom = max(1, min(12, round(64 / tile)))
+    return (tile + 2) * zoom
+
+
+def read_state(jupyter, predicate, timeout=30):
+    """The latest state.json that matches ``predicate`` (a scan starting on a new selection writes
+    one before the explorer has linked it, so predicates name every field they rely on)."""
+    deadline = time.monotonic() + timeout
+    state = None
+    while time.monotonic() < deadline:
+        try:
+            state = json.loads((jupyter.root / "state.json").read_text())
+            if predicate(state):
+                return state
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"the kernel state never matched (last: {state})")
+
+
+def grid_cell(page, position: int) -> tuple[int, int]:
+    """(column, row) of the tile at ``position`` on the grid's page."""
+    cols = int(page.get_attribute(GRID, "data-cols"))
+    return position % cols, position // cols
+
+
+def tile_center(page, position: int, tile: int = 28):
+    """Page coordinates of the middle of the tile at ``position`` on the grid's page."""
+    canvas = page.locator(f"{GRID} canvas")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    scale = box["width"] / canvas.evaluate("(c) => c.width")
+    col, row = grid_cell(page, position)
+    cell = cell_pixels(tile)
+    return box["x"] + (col + 0.5) * cell * scale, box["y"] + (row + 0.5) * cell * scale
+
+
+def wait_for_outline(page, position: int, tile: int = 28) -> dict:
+    """Wait until the grid outlines exactly the tile at ``position``; return the outline's box."""
+    col, row = grid_cell(page, position)
+    cell = cell_pixels(tile)
+    deadline = time.monotonic() + 15
+    box = None
+    while time.monotonic() < deadline:
+        box = page.eval_on_selector(f"{GRID} canvas", OUTLINE)
+        if box and box["x0"] // cell == box["x1"] // cell == col and box["y0"] // cell == box["y1"] // cell == row:
+            return box
+        time.sleep(0.1)
+    raise AssertionError(f"the grid does not outline tile ({col}, {row}); orange pixels at {box}")
+
+
+def bar_center(page, layer: str, unit: int, row_height: int = 16):
+    """Page coordinates of a unit's bar in an output panel drawn as bars (one 16 px row per unit)."""
+    canvas = page.locator(f"{HEATMAP} [data-layer='{layer}'] canvas")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    return box["x"] + box["width"] / 2, box["y"] + 1 + (unit + 0.5) * row_height
+
+
+def optimizer_title(page) -> str:
+    return page.locator(f"{OPTIMIZER} strong").first.inner_text()
+
+
+def test_a_click_in_the_heatmap_selects_the_unit_everywhere_and_back(jupyter, browser):
+    name = jupyter.write_notebook("explorer_lab.ipynb", CELLS)
+    (jupyter.root / "state.json").unlink(missing_ok=True)
+    page = open_notebook(browser, jupyter, name, app="lab", viewport=(1600, 2000))
+    try:
+        run_all(page)
+        page.wait_for_selector(f"{HEATMAP}[data-draws]")
+        page.wait_for_selector(f"{GRID}[data-draws]")
+        assert page.locator(OPTIMIZER).count() == 0  # nothing runs before a unit is chosen
+        assert page.eval_on_selector(f"{GRID} canvas", OUTLINE) is None
+        assert "Click a unit in the heatmap" in page.locator(EXPLORER).inner_text()
+
+        # click hidden unit 12 in the heatmap: the grid of fc1 outlines its tile, the optimizer starts on it
+        page.mouse.click(*unit_center(page, "sigmoid", 12))
+        state = read_state(jupyter, lambda s: s["selected"] == ["sigmoid", 12] and s["top"] == "done", timeout=60)
+        assert state["grid_layer"] == "fc1" and state["grid_selected"] == 12
+        assert state["objective"] == "fc1[12]" and state["optimizer_state"] == "running" and not state["error"]
+        wait_for_outline(page, 12)
+        page.wait_for_selector(f"{OPTIMIZER}[data-state='running']")
+        page.wait_for_function(f"() => Number(document.querySelector('{OPTIMIZER}').dataset.frames) >= 3")
+        assert optimizer_title(page).startswith("fc1[12]")
+        assert canvas_stats(page, f"{OPTIMIZER} canvas.nbvis-images")["colors"] > 20
+        assert page.locator(f"{HEATMAP} .nbvis-ah-toppanel").get_attribute("data-count") == "9"
+        assert "selected: sigmoid[12]" in page.locator(EXPLORER).inner_text()
+        time.sleep(1.0)  # let the preferred input form a little for the picture
+        screenshot(page.locator(EXPLORER), "explorer_lab.png")
+
+        # click the tile of unit 20 in the grid: the heatmap selects sigmoid[20], a new run replaces the old one
+        page.mouse.click(*tile_center(page, 20))
+        state = read_state(jupyter, lambda s: s["selected"] == ["sigmoid", 20] and s["objective"] == "fc1[20]")
+        assert state["grid_selected"] == 20 and state["optimizer_state"] == "running"
+        wait_for_outline(page, 20)
+        page.wait_for_function(f"() => document.querySelector('{OPTIMIZER} strong').textContent.startsWith('fc1[20]')")
+        assert page.locator(OPTIMIZER).count() == 1  # the old view is gone with its run
+        page.wait_for_function(
+            f"() => document.querySelector('{HEATMAP} .nbvis-ah-why').textContent.includes('sigmoid[20]')"
+        )
+
+        # a unit of the output layer: the grid switches to fc2
+        page.mouse.click(*bar_center(page, "fc2", 3))
+        state = read_state(jupyter, lambda s: s["selected"] == ["fc2", 3] and s["objective"] == "fc2[3]")
+        assert state["grid_layer"] == "fc2" and state["grid_selected"] == 3
+        page.wait_for_function(f"() => document.querySelector('{GRID}').textContent.includes('fc2 \u00b7 10 units')")
+        errors = [m for m in page.console_messages if m.startswith(("error", "pageerror")) and "nbvis" in m.lower()]
+        assert not errors, errors
+    except Exception:
+        screenshot(page, "explorer_lab_failure.png")
+        raise
+    finally:
+        page.close()
+
+
+CNN_CELLS = [
+    "import json, os, nbvis\n"
+    "model = nbvis.demo.digits_cnn()\n"
+    "images, labels = nbvis.demo.digits()\n"
+    "explorer = nbvis.Explorer(model, (images, labels), labels=nbvis.demo.DIGIT_LABELS, selected=('relu2', 5))\n" + DUMP,
+]
+
+
+def test_conv_channels_select_their_filters_in_notebook_7(jupyter, browser):
+    name = jupyter.write_notebook("explorer_cnn.ipynb", CNN_CELLS)
+    (jupyter.root / "state.json").unlink(missing_ok=True)
+    page = open_notebook(browser, jupyter, name, app="notebook", viewport=(1600, 2000))
+    try:
+        run_all(page)
+        # selected from Python before the views existed: they draw it
+        page.wait_for_selector(f"{GRID}[data-draws]")
+        assert page.locator(GRID).get_attribute("data-tiles") == "16"
+        wait_for_outline(page, 5, tile=11)  # conv2's 8 input channels of 3 x 3, side by side: 11 x 11
+        # relu2[5] is off everywhere for random starts: its preferred input is searched for through conv2[5]
+        page.wait_for_function(f"() => document.querySelector('{OPTIMIZER} strong')?.textContent.startsWith('conv2[5]')")
+        page.wait_for_selector(f"{OPTIMIZER}[data-state='done']", timeout=60_000)  # 128 steps by default
+        assert canvas_stats(page, f"{OPTIMIZER} canvas.nbvis-images")["colors"] > 20
+        page.wait_for_function(f"() => document.querySelector('{HEATMAP} .nbvis-ah-toppanel')?.dataset.count === '9'")
+        screenshot(page.locator(EXPLORER), "explorer_notebook_cnn.png")
+
+        # click channel 2 of pool1 in the heatmap: conv1's filter 2
+        page.mouse.click(*position_center(page, "pool1", 2, 7, 7))
+        state = read_state(jupyter, lambda s: s["selected"] == ["pool1", 2] and s["objective"] == "conv1[2]")
+        assert state["grid_layer"] == "conv1" and state["grid_selected"] == 2
+        wait_for_outline(page, 2, tile=5)
+        page.wait_for_function(f"() => document.querySelector('{OPTIMIZER} strong').textContent.startsWith('conv1[2]')")
+        # and back: filter 6 in the grid selects pool1's channel 6
+        page.mouse.click(*tile_center(page, 6, tile=5))
+        state = read_state(jupyter, lambda s: s["selected"] == ["pool1", 6] and s["objective"] == "conv1[6]")
+        assert state["grid_selected"] == 6
+        errors = [m for m in page.console_messages if m.startswith(("error", "pageerror")) and "nbvis" in m.lower()]
+        assert not errors, errors
+    except Exception:
+        screenshot(page, "explorer_notebook_cnn_failure.png")
+        raise
+    finally:
+        page.close()
