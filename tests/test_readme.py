@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import ipywidgets
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
@@ -15,4 +17,6 @@ def test_readme_examples_run():
     for block in blocks:
         exec(compile(block, "README.md", "exec"), namespace)
     assert namespace["grid"].selected is None
-    namespace["grid"].live = False
+    for value in namespace.values():
+        if isinstance(value, ipywidgets.Widget):
+            value.close()  # stops live mode and background runs

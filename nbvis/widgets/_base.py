@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -100,6 +102,16 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
+_THREAD_JOBS: "weakref.WeakSet[Job]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_thread_jobs() -> None:
+    # A daemon thread still inside torch when the interpreter finalizes aborts the process.
+    for job in list(_THREAD_JOBS):
+        job.stop()
+
+
 class Job:
     """Drive a generator of steps without blocking the kernel.
 
@@ -148,6 +160,7 @@ class Job:
             self._task = loop.create_task(self._run_async())
         else:
             self._thread = threading.Thread(target=self._run_thread, name="nbvis-job", daemon=True)
+            _THREAD_JOBS.add(self)
             self._thread.start()
         return self
 
