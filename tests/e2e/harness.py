@@ -154,6 +154,22 @@ class JupyterServer:
             time.sleep(0.1)
         raise TimeoutError(f"{name} was not written with {content!r} in {timeout} s (last: {text!r})")
 
+    def wait_for_json(self, name: str, predicate, timeout: float = 30):
+        """The JSON the kernel last wrote to ``name`` in the root, once ``predicate(value)`` holds.
+
+        The kernel may write the file several times; predicates name every field they rely on."""
+        deadline = time.monotonic() + timeout
+        value = None
+        while time.monotonic() < deadline:
+            try:
+                value = json.loads((self.root / name).read_text())
+                if predicate(value):
+                    return value
+            except (FileNotFoundError, json.JSONDecodeError):
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{name} never matched in {timeout} s (last: {value})")
+
     def wait_for_kernel(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

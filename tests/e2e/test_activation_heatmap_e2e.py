@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import time
 
 import numpy as np
 import pytest
@@ -37,20 +35,6 @@ COUNT_SENDS = """() => {
     }
     return window.__nbvisSends;
 }"""
-
-
-def read_state(jupyter, predicate, timeout=20):
-    deadline = time.monotonic() + timeout
-    state = None
-    while time.monotonic() < deadline:
-        try:
-            state = json.loads((jupyter.root / "state.json").read_text())
-            if predicate(state):
-                return state
-        except (FileNotFoundError, json.JSONDecodeError):
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"the kernel state never matched (last: {state and {k: state[k] for k in ('index', 'caption', 'selected')}})")
 
 
 def unit_center(page, layer: str, unit: int):
@@ -136,7 +120,7 @@ def test_heatmaps_hover_draw_and_slider(jupyter, browser, app):
         # the dataset slider changes the input
         slider = page.locator(f"{ROOT} .nbvis-ah-dataset input[type=range]")
         slider.fill("42")
-        state = read_state(jupyter, lambda s: s["index"] == 42)
+        state = jupyter.wait_for_json("state.json", lambda s: s["index"] == 42, timeout=20)
         assert state["caption"] == f"dataset #42 (label {int(labels[42])})"
         np.testing.assert_allclose(state["input"], images[42].reshape(-1).numpy(), atol=1e-6)
         page.wait_for_function(
@@ -146,7 +130,7 @@ def test_heatmaps_hover_draw_and_slider(jupyter, browser, app):
 
         # drawing on the canvas changes the input and the output bars
         page.locator(f"{ROOT} button", has_text="clear").click()
-        cleared = read_state(jupyter, lambda s: s["caption"] == "drawing" and max(s["input"]) == 0)
+        cleared = jupyter.wait_for_json("state.json", lambda s: s["caption"] == "drawing" and max(s["input"]) == 0, timeout=20)
         canvas = page.locator(f"{ROOT} [data-layer='input'] canvas.nbvis-ah-draw")
         box = canvas.bounding_box()
         page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.15)
@@ -154,7 +138,7 @@ def test_heatmaps_hover_draw_and_slider(jupyter, browser, app):
         for i in range(1, 21):
             page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * (0.15 + 0.035 * i))
         page.mouse.up()
-        drawn = read_state(jupyter, lambda s: s["caption"] == "drawing" and sum(s["input"]) > 20)
+        drawn = jupyter.wait_for_json("state.json", lambda s: s["caption"] == "drawing" and sum(s["input"]) > 20, timeout=20)
         # the stroke is a vertical line in the middle columns
         ink = np.array(drawn["input"]).reshape(28, 28)
         assert ink[:, 12:16].sum() > 0.9 * ink.sum()
@@ -171,7 +155,7 @@ def test_heatmaps_hover_draw_and_slider(jupyter, browser, app):
 
         # clicking a unit selects it in Python and draws its gradient over the input
         page.mouse.click(*unit_center(page, "sigmoid", 12))
-        state = read_state(jupyter, lambda s: s["selected"] == ["sigmoid", 12] and s["grad"] is not None)
+        state = jupyter.wait_for_json("state.json", lambda s: s["selected"] == ["sigmoid", 12] and s["grad"] is not None, timeout=20)
         assert len(state["grad"]) == 784
         page.wait_for_function("(el) => el.querySelector('canvas.nbvis-ah-grad').width > 0", arg=root)
         screenshot(page.locator(ROOT), f"activation_heatmap_{app}_drawn.png")

@@ -3,7 +3,6 @@ weight grid and the optimization view, and a click on a tile in the grid comes b
 
 from __future__ import annotations
 
-import json
 import time
 
 from harness import canvas_stats, open_notebook, run_all, screenshot
@@ -54,22 +53,6 @@ def cell_pixels(tile: int) -> int:
     lays them out: a one-pixel border, zoomed to about 64 px, at most 12x)."""
     zoom = max(1, min(12, round(64 / tile)))
     return (tile + 2) * zoom
-
-
-def read_state(jupyter, predicate, timeout=30):
-    """The latest state.json that matches ``predicate`` (a scan starting on a new selection writes
-    one before the explorer has linked it, so predicates name every field they rely on)."""
-    deadline = time.monotonic() + timeout
-    state = None
-    while time.monotonic() < deadline:
-        try:
-            state = json.loads((jupyter.root / "state.json").read_text())
-            if predicate(state):
-                return state
-        except (FileNotFoundError, json.JSONDecodeError):
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"the kernel state never matched (last: {state})")
 
 
 def grid_cell(page, position: int) -> tuple[int, int]:
@@ -129,7 +112,7 @@ def test_a_click_in_the_heatmap_selects_the_unit_everywhere_and_back(jupyter, br
 
         # click hidden unit 12 in the heatmap: the grid of fc1 outlines its tile, the optimizer starts on it
         page.mouse.click(*unit_center(page, "sigmoid", 12))
-        state = read_state(jupyter, lambda s: s["selected"] == ["sigmoid", 12] and s["top"] == "done", timeout=60)
+        state = jupyter.wait_for_json("state.json", lambda s: s["selected"] == ["sigmoid", 12] and s["top"] == "done", timeout=60)
         assert state["grid_layer"] == "fc1" and state["grid_selected"] == 12
         assert state["objective"] == "fc1[12]" and state["optimizer_state"] == "running" and not state["error"]
         wait_for_outline(page, 12)
@@ -144,7 +127,7 @@ def test_a_click_in_the_heatmap_selects_the_unit_everywhere_and_back(jupyter, br
 
         # click the tile of unit 20 in the grid: the heatmap selects sigmoid[20], a new run replaces the old one
         page.mouse.click(*tile_center(page, 20))
-        state = read_state(jupyter, lambda s: s["selected"] == ["sigmoid", 20] and s["objective"] == "fc1[20]")
+        state = jupyter.wait_for_json("state.json", lambda s: s["selected"] == ["sigmoid", 20] and s["objective"] == "fc1[20]", timeout=30)
         assert state["grid_selected"] == 20 and state["optimizer_state"] == "running"
         wait_for_outline(page, 20)
         page.wait_for_function(f"() => document.querySelector('{OPTIMIZER} strong').textContent.startsWith('fc1[20]')")
@@ -155,7 +138,7 @@ def test_a_click_in_the_heatmap_selects_the_unit_everywhere_and_back(jupyter, br
 
         # a unit of the output layer: the grid switches to fc2
         page.mouse.click(*bar_center(page, "fc2", 3))
-        state = read_state(jupyter, lambda s: s["selected"] == ["fc2", 3] and s["objective"] == "fc2[3]")
+        state = jupyter.wait_for_json("state.json", lambda s: s["selected"] == ["fc2", 3] and s["objective"] == "fc2[3]", timeout=30)
         assert state["grid_layer"] == "fc2" and state["grid_selected"] == 3
         page.wait_for_function(f"() => document.querySelector('{GRID}').textContent.includes('fc2 \u00b7 10 units')")
         errors = [m for m in page.console_messages if m.startswith(("error", "pageerror")) and "nbvis" in m.lower()]
@@ -194,13 +177,13 @@ def test_conv_channels_select_their_filters_in_notebook_7(jupyter, browser):
 
         # click channel 2 of pool1 in the heatmap: conv1's filter 2
         page.mouse.click(*position_center(page, "pool1", 2, 7, 7))
-        state = read_state(jupyter, lambda s: s["selected"] == ["pool1", 2] and s["objective"] == "conv1[2]")
+        state = jupyter.wait_for_json("state.json", lambda s: s["selected"] == ["pool1", 2] and s["objective"] == "conv1[2]", timeout=30)
         assert state["grid_layer"] == "conv1" and state["grid_selected"] == 2
         wait_for_outline(page, 2, tile=5)
         page.wait_for_function(f"() => document.querySelector('{OPTIMIZER} strong').textContent.startsWith('conv1[2]')")
         # and back: filter 6 in the grid selects pool1's channel 6
         page.mouse.click(*tile_center(page, 6, tile=5))
-        state = read_state(jupyter, lambda s: s["selected"] == ["pool1", 6] and s["objective"] == "conv1[6]")
+        state = jupyter.wait_for_json("state.json", lambda s: s["selected"] == ["pool1", 6] and s["objective"] == "conv1[6]", timeout=30)
         assert state["grid_selected"] == 6
         errors = [m for m in page.console_messages if m.startswith(("error", "pageerror")) and "nbvis" in m.lower()]
         assert not errors, errors

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from harness import canvas_stats, open_notebook, run_all, screenshot
 
