@@ -21,7 +21,10 @@ DTYPES = ("float32", "uint8", "int32")
 
 def _to_numpy(array) -> np.ndarray:
     if torch is not None and isinstance(array, torch.Tensor):
-        return array.detach().cpu().numpy()
+        tensor = array.detach()
+        if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16
+            tensor = tensor.float()
+        return tensor.cpu().numpy()
     return np.asarray(array)
 
 

@@ -87,7 +87,8 @@ def _train(
 ) -> nn.Module:
     """Train ``build()`` on ``data`` with a fixed seed, or load it from the cache."""
     images, labels = data
-    model = build()
+    with torch.random.fork_rng(devices=[]):  # the cache key needs the model; the caller's RNG must not move
+        model = build()
     key = hashlib.sha256(f"{name}|{model}|{epochs}|{batch_size}|{lr}|{torch.__version__}".encode()).hexdigest()[:12]
     path = cache_dir() / f"{name}-{key}.pt"
     if path.exists():
@@ -97,7 +98,7 @@ def _train(
         except Exception:
             path.unlink(missing_ok=True)  # a damaged cache file: train again
     generator = torch.Generator().manual_seed(0)
-    with torch.random.fork_rng():
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = build()
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)

@@ -28,3 +28,8 @@ def test_pack_uint8_checks_range_and_int32():
         pack([1], "float64")
     with pytest.raises(ValueError, match="packed array is a dict"):
         unpack({"data": b""})
+
+
+def test_pack_bfloat16_tensor():
+    packed = pack(torch.tensor([[1.5, -2.0]], dtype=torch.bfloat16))
+    np.testing.assert_array_equal(unpack(packed), np.array([[1.5, -2.0]], dtype=np.float32))

@@ -347,3 +347,21 @@ def test_model_unchanged_by_a_whole_session(digits_cnn, digits_data, unchanged):
         explorer.optimizer.wait()
         explorer.close()
     assert not job_threads()
+
+
+def test_a_failing_grid_still_moves_the_run_to_the_new_unit(digits_mlp, digits_data, monkeypatch):
+    explorer = Explorer(digits_mlp, digits_data[0], steps=1_000_000, selected=("fc2", 1))
+    try:
+        first = explorer.optimizer
+
+        def broken(selection):
+            raise RuntimeError("grid failed")
+
+        monkeypatch.setattr(explorer, "_show_grid", broken)
+        with pytest.raises(RuntimeError, match="grid failed"):
+            explorer.selected = ("fc2", 2)
+        assert first.state == "stopped" and explorer.optimizer.objective_text == "fc2[2]"
+        assert "grid failed" in explorer.error and "fc2[2]" in explorer._caption.value
+    finally:
+        explorer.close()
+    assert not job_threads()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import threading
 import time
 
 import numpy as np
@@ -125,6 +126,31 @@ def test_cancel_keeps_partial_results_and_run_starts_again(digits_mlp, digits_da
     assert w.status == "running"
     w.stop()
     assert w.status == "cancelled"
+
+
+def test_a_stop_that_comes_after_the_end_keeps_the_final_status(diabetes):
+    X, y, model = diabetes
+    w = nbvis.FeatureImportance(model, X, y, n_repeats=2, start=False)
+    gate = threading.Event()
+    steps = w._steps
+
+    def gated():
+        gate.wait()
+        return (yield from steps)
+
+    w._steps = gated()
+    w._launch()  # outside a kernel: on a thread, held at the gate
+    job = w._job
+    stop = job.stop
+
+    def stop_after_the_end():
+        gate.set()
+        job.wait()  # the run ends while the stop is on its way
+        stop()
+
+    job.stop = stop_after_the_end
+    w.stop()
+    assert job.state == "done" and w.status == "done" and np.isfinite(w.importances).all()
 
 
 def test_errors_show_in_the_view_and_raise_from_wait(diabetes):

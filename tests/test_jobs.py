@@ -113,3 +113,21 @@ def test_a_real_kernel_answers_while_a_job_runs():
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_a_step_callback_may_stop_its_own_asyncio_job():
+    async def main():
+        seen = []
+
+        def on_step(item):
+            seen.append(item)
+            if item == 2:
+                job.stop()  # on the loop's thread, inside a step: must not deadlock
+
+        job = Job(counting(100), on_step=on_step).start()
+        for _ in range(20):
+            await asyncio.sleep(0)
+        return job, seen
+
+    job, seen = asyncio.run(main())
+    assert job.state == "stopped" and seen == [0, 1, 2]

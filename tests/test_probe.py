@@ -149,3 +149,9 @@ def test_bad_inputs_are_named():
         nbvis.capture(model, np.array(["a", "b", "c"]))
     with pytest.raises(TypeError, match="real-valued"):
         nbvis.capture(model, torch.zeros(1, 3, dtype=torch.complex64))
+
+
+def test_capture_input_of_the_model_itself(net):
+    x = torch.randn(2, 3, 4, 4)
+    seen = nbvis.capture(net, x, [""], inputs=True)[""]
+    assert torch.equal(seen, x)

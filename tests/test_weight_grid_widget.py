@@ -170,3 +170,26 @@ def test_live_from_the_constructor(digits_data):
     np.testing.assert_array_equal(unpack(grid._tiles)[..., 0].reshape(3, 784), model.fc1.weight.detach().numpy()[:3])
     grid.close()
     assert grid._watch_handle is None
+
+
+def test_a_model_that_is_one_linear_layer():
+    torch.manual_seed(0)
+    model = nn.Linear(16, 3)
+    grid = nbvis.WeightGrid(model)
+    assert grid.layer == "" and grid.tiles().shape == (3, 4, 4, 1)
+    grid.close()
+
+
+def test_live_mode_survives_a_layer_being_replaced(digits_data):
+    images, labels = digits_data
+    torch.manual_seed(0)
+    model = nbvis.demo._mlp()
+    grid = nbvis.WeightGrid(model, "fc1", live=True)
+    model.fc1 = nn.Identity()
+    model.fc2 = nn.Linear(784, 10)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(images[:8]), labels[:8]).backward()
+    opt.step()  # the post-step hook must not fail the training loop; the view says why
+    assert "fc1" in grid.error
+    grid.close()

@@ -125,3 +125,11 @@ def test_input_products(digits_mlp, digits_data):
     np.testing.assert_allclose(products[..., 0].reshape(100, 784).numpy(), expected.numpy())
     with pytest.raises(ValueError, match="has 784 inputs"):
         input_products(grid, torch.zeros(10))
+
+
+def test_norm_order_uses_the_incoming_weights_not_the_layout():
+    torch.manual_seed(3)
+    conv = nn.Conv2d(6, 5, 3)
+    grid = layer_tiles(conv, "", reduce="mean")  # the mean hides most of the weights' size
+    norms = conv.weight.detach().reshape(5, -1).norm(dim=1)
+    assert unit_order(grid, "norm").tolist() == torch.argsort(norms, descending=True).tolist()

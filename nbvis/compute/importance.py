@@ -867,24 +867,24 @@ class _Plan:
         rows = unit.row[start:stop]
         torch.index_select(self.fast[1] if self.fast else self.Xs, 0, rows, out=buf)
         groups = len(unit.batch)
-        if unit.element is not None:  # one element per group: every row in one go
-            element, value = unit.element[start:stop], unit.value[start:stop]
-            if self.fast:  # first layer output += delta * W[:, element]
-                buf.addcmul_(value[:, None], self.fast[0].index_select(0, element))
-            else:
-                buf[torch.arange(len(rows), device=buf.device), element] = value
+        if unit.element is not None and not self.fast:  # one element per group: every row in one go
+            buf[torch.arange(len(rows), device=buf.device), unit.element[start:stop]] = unit.value[start:stop]
         else:
             j = int(np.searchsorted(unit.offsets, start, side="right")) - 1
             while j < len(unit.counts) and unit.offsets[j] < stop:
                 s, e = max(start, int(unit.offsets[j])), min(stop, int(unit.offsets[j + 1]))
                 if e > s:
                     k = j % groups
-                    lo, hi = int(unit.ends[k] - unit.sizes[k]), int(unit.ends[k])
-                    values = unit.values[j // groups, :, lo:hi].index_select(0, rows[s - start : e - start])
-                    if self.fast:  # first layer output += delta @ W[:, group]^T
-                        buf[s - start : e - start].addmm_(values, self.fast[0][unit.index[lo:hi]])
+                    if unit.element is not None:  # first layer output += delta * W[:, element], one element per item
+                        weights = self.fast[0][int(self.groups[unit.batch[k]][0])]
+                        buf[s - start : e - start].addcmul_(unit.value[s:e, None], weights)
                     else:
-                        buf[s - start : e - start, unit.index[lo:hi]] = values
+                        lo, hi = int(unit.ends[k] - unit.sizes[k]), int(unit.ends[k])
+                        values = unit.values[j // groups, :, lo:hi].index_select(0, rows[s - start : e - start])
+                        if self.fast:  # first layer output += delta @ W[:, group]^T
+                            buf[s - start : e - start].addmm_(values, self.fast[0][unit.index[lo:hi]])
+                        else:
+                            buf[s - start : e - start, unit.index[lo:hi]] = values
                 j += 1
         if self.fast:
             return _run_tail(self.fast[2], buf)

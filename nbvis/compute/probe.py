@@ -216,7 +216,8 @@ def forward_with(
     decides grad mode and model mode (see :func:`borrowed`).
     """
     if layers is None:
-        wanted = [(name, dict(model.named_modules())[name]) for name in leaf_layers(model)]
+        modules = dict(model.named_modules())
+        wanted = [(name, modules[name]) for name in leaf_layers(model)]
         explicit = False
     else:
         if isinstance(layers, (str, nn.Module)):
@@ -248,7 +249,7 @@ def forward_with(
         for handle in handles:
             handle.remove()
     if any(name == "" for name, _ in wanted):
-        tensor = first_tensor(output)
+        tensor = x if inputs else first_tensor(output)
         if tensor is not None:
             seen[""] = tensor.detach() if detach else tensor
     if not explicit:

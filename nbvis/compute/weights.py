@@ -201,7 +201,7 @@ def unit_order(
     if sort_by == "index":
         return torch.arange(n)
     if sort_by == "norm":
-        key = torch.nan_to_num(tiles.tiles).reshape(n, -1).norm(dim=1)
+        key = tiles.filters.reshape(n, -1).norm(dim=1)  # the incoming weights, whatever the layout
     elif sort_by == "bias":
         key = tiles.bias
     elif sort_by == "class":

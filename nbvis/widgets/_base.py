@@ -140,7 +140,8 @@ class Job:
         self._on_done = on_done
         self._on_error = on_error
         self._stop = False
-        self._lock = threading.Lock()
+        # re-entrant: on_step may stop or wait for its own job (stop() advances the job on the loop)
+        self._lock = threading.RLock()
         self._task: asyncio.Task | None = None
         self._thread: threading.Thread | None = None
         self.state = "idle"  # idle | running | stopped | done | error

@@ -299,9 +299,11 @@ class Explorer(ipywidgets.VBox):
 
     def _link(self, selection) -> None:
         """Show ``selection`` (the heatmap's ``(name, unit)`` or None) in the grid and the optimizer."""
-        self._show_grid(selection)
-        self._start_optimizer(selection)
         self._caption.value = self._caption_html(selection)
+        try:
+            self._show_grid(selection)
+        finally:  # even when the grid fails, the previous unit's run must not go on
+            self._start_optimizer(selection)
 
     def _show_grid(self, selection) -> None:
         if selection is None:

@@ -176,7 +176,8 @@ class FeatureImportance(NbvisWidget):
         """Cancel the computation; the importances computed so far stay."""
         if self._job is not None and self._job.running:
             self._job.stop()
-            self._finished("cancelled")
+            if self._job.state == "stopped":  # not when it ended (done or failed) before the stop took
+                self._finished("cancelled")
         return self
 
     def wait(self, timeout: float | None = None) -> ImportanceResult:

@@ -112,9 +112,9 @@ class WeightGrid(NbvisWidget):
 
     def _weights_signature(self):
         _, module = resolve_layer(self.model, self._grid.name)
-        tensors = [module.weight, getattr(module, "bias", None)]
+        tensors = [getattr(module, "weight", None), getattr(module, "bias", None)]
         if self._readout_name is not None:
-            tensors.append(resolve_layer(self.model, self._readout_name)[1].weight)
+            tensors.append(getattr(resolve_layer(self.model, self._readout_name)[1], "weight", None))
         return tuple((id(t), t._version) for t in tensors if t is not None)
 
     # ----- public API --------------------------------------------------------------------------
@@ -321,7 +321,7 @@ class WeightGrid(NbvisWidget):
 
 
 def _first_weighted_layer(model: nn.Module) -> str:
-    for name, module in model.named_modules():
-        if name and isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
+    for name, module in model.named_modules():  # the model itself ("") when it is one nn.Linear
+        if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
             return name
     raise ValueError("the model has no nn.Linear or nn.Conv layer whose weights could be shown")

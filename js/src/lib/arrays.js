@@ -47,6 +47,7 @@ export function finiteRange(data, start = 0, end = data.length) {
   let hi = -Infinity;
   for (let i = start; i < end; i++) {
     const v = data[i];
+    if (!Number.isFinite(v)) continue;
     if (v < lo) lo = v;
     if (v > hi) hi = v;
   }
