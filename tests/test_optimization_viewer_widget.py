@@ -171,6 +171,30 @@ def test_regularizer_controls_apply_on_the_next_run(digits_cnn):
     assert viewer.regularizers["decay"] == 0.3  # nothing lost
 
 
+def test_a_stop_that_comes_after_the_last_step_keeps_done(digits_cnn):
+    viewer = nbvis.OptimizationViewer(digits_cnn, objective=("conv2", 5), input_shape=SHAPE, steps=40, starts=1)
+    job = viewer._job
+    stop = job.stop
+
+    def late_stop():  # the run ends on its own while the stop is on its way
+        job.wait()
+        stop()
+
+    job.stop = late_stop
+    viewer.stop()
+    assert job.state == "done" and viewer.state == "done" and viewer.step == 40
+    assert no_job_thread()
+
+
+def test_bad_steps_and_seed_are_refused_and_keep_the_value(digits_cnn):
+    viewer = nbvis.OptimizationViewer(digits_cnn, objective=("conv2", 5), input_shape=SHAPE, autostart=False)
+    with pytest.raises(traitlets.TraitError):
+        viewer.steps = 0
+    with pytest.raises(traitlets.TraitError):
+        viewer.seed = -1
+    assert viewer.steps == 256 and viewer.seed == 0
+
+
 def test_commands_from_the_view(digits_cnn):
     viewer = nbvis.OptimizationViewer(
         digits_cnn, objective=("conv2", 5), input_shape=SHAPE, steps=100_000, autostart=False

@@ -480,6 +480,8 @@ def test_regularizers_change_between_steps(digits_cnn):
 def test_iter_maximize_streams_steps_and_checks_arguments_at_once(digits_mlp):
     with pytest.raises(ValueError, match="unknown layer"):
         iter_maximize(digits_mlp, ("fc3", 1), SHAPE)  # raised at the call, not at the first next()
+    with pytest.raises(ValueError, match="steps must be an integer >= 0"):
+        iter_maximize(digits_mlp, ("fc2", 4), SHAPE, steps=-1)
     steps = list(iter_maximize(digits_mlp, ("fc2", 4), SHAPE, steps=5, starts=2))
     assert [s.index for s in steps] == [1, 2, 3, 4, 5]
     assert steps[0].images.shape == (2, 28, 28, 1) and steps[0].images.dtype == np.uint8

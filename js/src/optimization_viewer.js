@@ -67,9 +67,10 @@ function render({ model, el }) {
   const regs = h("div", {}, [h("div", { class: "nbvis-bar" }, [h("label", {}, ["priors ", presetSelect]), pendingNote]), sliders]);
   view.body.append(bar, panels, regs);
 
-  const sliderInputs = {};
+  let sliderInputs = {};
   function buildSliders() {
     sliders.replaceChildren();
+    sliderInputs = {};
     for (const name of model.get("adjustable") || []) {
       const [label, min, max, step, help] = SLIDERS[name] || [name, 0, 1, "any", ""];
       const input = h("input", { type: "range", min, max, step, title: help, style: { width: "110px" } });
@@ -99,6 +100,12 @@ function render({ model, el }) {
     resumeButton.disabled = state === "running";
     if (document.activeElement !== seedInput) seedInput.value = String(model.get("seed"));
     if (document.activeElement !== stepsInput) stepsInput.value = String(model.get("steps"));
+    view.root.dataset.step = String(step);
+    view.root.dataset.state = state;
+  }
+
+  // Only when the priors change (not on every frame, which would pull a slider from under the pointer).
+  function updatePriors() {
     const presets = model.get("presets") || [];
     const preset = model.get("preset");
     const options = [...presets, "custom"];
@@ -113,8 +120,6 @@ function render({ model, el }) {
       value.textContent = show(values[name]);
     }
     pendingNote.style.visibility = model.get("pending") ? "visible" : "hidden";
-    view.root.dataset.step = String(step);
-    view.root.dataset.state = state;
   }
 
   // ----- drawing the inputs -----
@@ -241,6 +246,7 @@ function render({ model, el }) {
     if (model.get("input_kind") === "vector") drawBars();
     else drawImages();
     drawCurve();
+    if (hovered) hover(hovered); // the tooltip follows the live values
   }
 
   // Frames received from Python (for the eye: the counter; for tests: data-frames).
@@ -253,7 +259,9 @@ function render({ model, el }) {
   on("_vector", countFrame);
 
   // ----- hover -----
-  listen(images, "mousemove", (event) => {
+  let hovered = null; // the last mouse event over the images, while the pointer is there
+  function hover(event) {
+    hovered = event;
     if (!layout) return;
     const rect = images.getBoundingClientRect();
     const px = (event.clientX - rect.left) * (images.width / rect.width);
@@ -278,16 +286,21 @@ function render({ model, el }) {
       const value = vector().data[s * layout.dims + j];
       tooltip.show(`start ${s + 1}\n${names[j] ?? `feature ${j}`}: ${fmt(value)}\nobjective ${fmt(values[s])}`, event);
     }
+  }
+  listen(images, "mousemove", hover);
+  listen(images, "mouseleave", () => {
+    hovered = null;
+    tooltip.hide();
   });
-  listen(images, "mouseleave", () => tooltip.hide());
 
-  const scheduleDraw = view.redrawOn(["_frame", "_vector", "_curve", "_curve_steps", "values", "step", "state", "steps", "seed",
-    "preset", "regularizers", "pending"], draw);
+  view.redrawOn(["_frame", "_vector", "_curve", "_curve_steps", "values", "step", "state", "steps", "seed"], draw);
+  const schedulePriors = view.redrawOn(["presets", "preset", "regularizers", "pending"], updatePriors);
   on("adjustable", () => {
     buildSliders();
-    scheduleDraw();
+    schedulePriors();
   });
   buildSliders();
+  updatePriors();
   draw();
   return view.cleanup;
 }

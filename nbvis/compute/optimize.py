@@ -845,10 +845,9 @@ class OptimizationRun:
         return Step(self._count, snapshot, values, self.value_range)
 
     def iter(self, steps: int) -> Iterator[Step]:
-        """Yield ``steps`` further steps."""
+        """Yield ``steps`` further steps (``steps`` is checked at the call, not at the first step)."""
         steps = _positive_int("steps", steps, minimum=0)
-        for _ in range(steps):
-            yield self.step()
+        return (self.step() for _ in range(steps))
 
     def run(self, steps: int) -> "OptimizationRun":
         """Do ``steps`` further steps; return the run."""

@@ -44,8 +44,8 @@ class OptimizationViewer(NbvisWidget):
     input_kind = traitlets.Enum(("image", "vector"), default_value="image", read_only=True).tag(sync=True)
     parametrization = traitlets.Unicode("pixel", read_only=True).tag(sync=True)
     n_starts = traitlets.Int(1, read_only=True).tag(sync=True)
-    steps = traitlets.Int(256).tag(sync=True)
-    seed = traitlets.Int(0).tag(sync=True)
+    steps = traitlets.Int(256, min=1).tag(sync=True)
+    seed = traitlets.Int(0, min=0).tag(sync=True)
     step = traitlets.Int(0, read_only=True).tag(sync=True)
     state = traitlets.Enum(STATES, default_value="idle", read_only=True).tag(sync=True)
     values = traitlets.List(traitlets.Float(), read_only=True).tag(sync=True)
@@ -163,7 +163,6 @@ class OptimizationViewer(NbvisWidget):
             if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
                 raise ValueError(f"steps must be an integer >= 1, not {steps!r}")
             self._halt()
-            self._run.regularizers = self._regularizers()
             done = self._run.step_count
             target = done + steps if steps is not None else (self.steps if done < self.steps else done + self.steps)
             self._launch(target)
@@ -171,9 +170,7 @@ class OptimizationViewer(NbvisWidget):
 
     def stop(self) -> "OptimizationViewer":
         """Stop after the step in progress; ``resume()`` goes on from there."""
-        if self._job is not None and self._job.running:
-            self._job.stop()
-            self._finished("stopped")
+        self._halt()
         return self
 
     def wait(self, timeout: float | None = None) -> "OptimizationViewer":
@@ -210,9 +207,11 @@ class OptimizationViewer(NbvisWidget):
             yield run.step()
 
     def _halt(self) -> None:
-        if self._job is not None and self._job.running:
-            self._job.stop()
-            self._finished("stopped")
+        job = self._job
+        if job is not None and job.running:
+            job.stop()
+            if job.state not in ("done", "error"):  # it may have ended on its own meanwhile
+                self._finished("stopped")
 
     def _on_step(self, step: Step) -> None:
         if self._throttle.ready():

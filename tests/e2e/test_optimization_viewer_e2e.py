@@ -58,6 +58,22 @@ def test_frames_arrive_change_and_stop_stops(jupyter, browser, app):
         assert stats["colors"] > 20, stats
         curve = canvas_stats(page, f"{VIEW} canvas.nbvis-curve")
         assert curve["colors"] >= 4  # three colored lines and the frame
+        # a slider being dragged stays where the pointer put it while frames arrive
+        slider = page.locator(f"{VIEW} input[type=range][data-name='decay']")
+        slider.evaluate("(s) => { s.value = '0.4'; s.dispatchEvent(new Event('input')); }")
+        # the tooltip over a start follows its live objective
+        box = page.locator(IMAGES).bounding_box()
+        page.mouse.move(box["x"] + 20, box["y"] + 20)
+        tip = page.locator(".nbvis-tooltip").first
+        tip.wait_for(state="visible")
+        hovered = tip.inner_text()
+        assert "start 1" in hovered and "objective" in hovered
+        page.wait_for_function(
+            f"(n) => Number(document.querySelector('{VIEW}').dataset.frames) >= n + 3", arg=frames(page)
+        )
+        assert float(slider.input_value()) == pytest.approx(0.4)
+        assert tip.inner_text() != hovered
+        page.mouse.move(0, 0)
         time.sleep(1.5)  # let the images form a little for the screenshot
         screenshot(page.locator(VIEW), f"optimization_viewer_{app}.png")
 
