@@ -880,7 +880,7 @@ class OptimizationRun:
             if pending:
                 new = torch.stack(pending).cpu().numpy().astype(np.float64)
                 self._history = np.concatenate([self._history, new])
-            return self._history
+            return self._history.copy()  # the caller may edit it; the run keeps its own
 
     def evaluate(self) -> np.ndarray:
         """The objective of the current inputs, without transforms: ``(starts,)``."""
