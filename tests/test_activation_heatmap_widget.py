@@ -332,3 +332,66 @@ def test_start_index_and_preprocess_hook(digits_mlp, digits_data):
     assert values.min() == -1.0 and values.max() == 1.0
     with pytest.raises(TypeError, match="preprocess must be a callable"):
         nbvis.ActivationHeatmap(digits_mlp, images[0], preprocess="imagenet")
+
+
+def test_a_list_of_samples_is_scanned_sample_by_sample(digits_cnn, digits_data):
+    images, labels = digits_data
+    images, labels = images[:40], labels[:40]
+    pairs = [(images[i], int(labels[i])) for i in range(len(images))]
+    view = nbvis.ActivationHeatmap(digits_cnn, dataset=pairs, top_k=5)
+    assert view.input_caption == f"dataset #0 (label {int(labels[0])})"
+    view.selected = ("conv1", 2)
+    view.top_job.wait()
+    expected = top_examples(digits_cnn, "conv1", 2, images, k=5)
+    assert view.top_state == "done" and view.error == ""
+    assert view.top.indices.tolist() == expected.indices.tolist()
+    view.close()
+
+
+def test_top_examples_follow_the_selection_and_progress_comes_with_them(digits_cnn, digits_data):
+    images = digits_data[0]
+    view = nbvis.ActivationHeatmap(digits_cnn, images[0], dataset=images)
+    sent = {"top_progress": 0, "_top": 0}
+    view.observe(lambda change: sent.__setitem__(change["name"], sent[change["name"]] + 1), names=list(sent))
+    view.selected = ("conv1", 2)
+    view.top_job.wait()
+    assert view.top_progress == 1.0 and view.top.layer == "conv1"
+    # one progress update per batch would be 8 of them; they go out with the (throttled) examples
+    assert sent["top_progress"] <= sent["_top"] + 1
+    view.selected = None
+    assert view.top is None and view._top is None
+    view.close()
+
+
+def test_a_bad_dataset_item_is_shown_in_the_view(digits_mlp, digits_data):
+    images = digits_data[0]
+    samples = [images[0], images[1], "not a sample"]
+    view = nbvis.ActivationHeatmap(digits_mlp, dataset=samples)
+    with pytest.raises(TypeError, match="dataset items must be"):
+        view.index = 2
+    assert "TypeError" in view.error and "dataset items must be" in view.error
+    view.index = 1
+    assert view.error == "" and view.input_caption.startswith("dataset #1")
+
+
+def test_a_map_that_cannot_be_drawn_still_scans_for_top_examples(digits_mlp, digits_data):
+    images = digits_data[0]
+    view = nbvis.ActivationHeatmap(digits_mlp, images[0], dataset=images[:300], method="guided")
+    with pytest.raises(ValueError, match="no ReLU ran"):
+        view.selected = ("fc1", 3)  # the demo MLP has sigmoids: no guided backprop
+    assert "no ReLU ran" in view.error and view.gradient_map is None
+    view.top_job.wait()
+    assert view.top_state == "done" and view.top.layer == "fc1" and view.top.unit == 3
+    view.close()
+
+
+def test_moving_the_selection_before_wrt_computes_the_map_once(digits_cnn, digits_data, monkeypatch):
+    view = nbvis.ActivationHeatmap(digits_cnn, digits_data[0][0])
+    view.selected = ("conv2", 1)
+    view.wrt = "pool1"
+    calls = []
+    original = view._gradient_state
+    monkeypatch.setattr(view, "_gradient_state", lambda: calls.append(1) or original())
+    view.selected = ("conv1", 0)
+    assert view.wrt == "input" and len(calls) == 1
+    assert view.grad_caption == "gradient of conv1[0] over the input"

@@ -60,8 +60,16 @@ def test_every_kind_of_dataset_gives_the_same_answer(digits_cnn, digits_data):
         def __getitem__(self, i):
             return images[i].numpy(), int(labels[i])
 
+    class Stream(torch.utils.data.IterableDataset):  # yields batches; its length counts batches
+        def __iter__(self):
+            return (images[i : i + 60] for i in range(0, 300, 60))
+
+        def __len__(self):
+            return 5
+
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=33)
     sources = {
+        "iterable dataset with a length": Stream(),
         "numpy": images.numpy(),
         "tensor dataset": torch.utils.data.TensorDataset(images, labels),
         "map-style dataset": Pairs(),

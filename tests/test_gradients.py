@@ -186,6 +186,22 @@ def test_functional_and_inplace_relus(cnn, images, method):
     )
 
 
+def test_a_model_that_starts_with_an_inplace_relu():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.ReLU(inplace=True), nn.Linear(3, 2))
+    x = torch.tensor([[1.0, -2.0, 3.0], [-1.0, 2.0, 0.5]])
+    before = x.clone()
+    weight = model[1].weight.detach()
+    expected = (x > 0).float() * weight[1]
+    torch.testing.assert_close(gradient(model, x, of=("1", 1)), expected)
+    torch.testing.assert_close(guided_backprop(model, x, of=("1", 1)), expected * (weight[1] > 0).float())
+    target = torch.tensor([0, 1])
+    logits = model(torch.relu(x.clone()))
+    probs = torch.softmax(logits, 1) - F.one_hot(target, 2).float()
+    torch.testing.assert_close(loss_gradient(model, x, target), (x > 0).float() * (probs @ weight))
+    torch.testing.assert_close(x, before)  # the caller's tensor is untouched
+
+
 def test_guided_maps_differ_from_plain_gradient(cnn, images):
     plain = gradient(cnn, images, of=("fc", 2))
     guided = guided_backprop(cnn, images, of=("fc", 2))

@@ -819,28 +819,49 @@ function render({ model, el }) {
     const rgba = ctx.getImageData(0, 0, wid, hgt).data;
     send("webcam", [hgt, wid, 4], new Uint8Array(rgba.buffer));
   }
+  let starting = false; // a camera has been asked for and not yet given
+  let disposed = false;
   listen(webcamButton, "click", async () => {
     if (stream) return stopWebcam();
+    if (starting) return;
+    starting = true;
     try {
-      stream = await navigator.mediaDevices.getUserMedia({ video: { width: 320, height: 240 }, audio: false });
+      const media = await navigator.mediaDevices.getUserMedia({ video: { width: 320, height: 240 }, audio: false });
+      if (disposed) return media.getTracks().forEach((t) => t.stop()); // the view went away while asking
+      stream = media;
       video.srcObject = stream;
       await video.play();
+      if (stream !== media) return; // stopped, or the view went away, while starting
       webcamButton.textContent = "stop webcam";
       const fps = Math.max(0.5, Math.min(15, model.get("webcam_fps")));
       timer = setInterval(grabFrame, 1000 / fps);
     } catch (err) {
       stopWebcam();
-      status.textContent = `webcam unavailable: ${err && err.message ? err.message : err}`;
+      if (!disposed) status.textContent = `webcam unavailable: ${err && err.message ? err.message : err}`;
+    } finally {
+      starting = false;
     }
   });
-  view.dispose(stopWebcam);
+  view.dispose(() => {
+    disposed = true;
+    stopWebcam();
+  });
 
   // ----- redraw when Python changes anything (once per message) -----
   on("_seq_done", onAck);
   view.redrawOn(["_layout", "_input", "_acts", "labels", "selected", "_grad", "grad_caption", "wrt", "index",
-    "dataset_size", "input_caption", "can_draw", "_top", "top_state", "top_progress", "_seq_done"], () => {
+    "dataset_size", "input_caption", "can_draw", "_seq_done"], () => {
     if (!drawing && !inflight && !pendingSend) paint = null; // the kernel has caught up with the drawing
     draw();
+  });
+  // a scan updates only the top-examples panel: the layers are not redrawn for it
+  view.redrawOn(["_top", "top_state", "top_progress"], () => {
+    try {
+      drawTop();
+    } catch (err) {
+      status.textContent = `drawing failed: ${err}`;
+      console.error(err);
+    }
   });
   draw();
   return view.cleanup;

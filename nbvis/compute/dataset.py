@@ -337,10 +337,17 @@ def _sample_tensor(item) -> torch.Tensor:
     )
 
 
+def _map_style(data) -> bool:
+    """A torch Dataset read by index (an IterableDataset is read as an iterable of batches)."""
+    return (
+        isinstance(data, torch.utils.data.Dataset)
+        and not isinstance(data, torch.utils.data.IterableDataset)
+        and hasattr(data, "__len__")
+    )
+
+
 def _dataset_length(data) -> Optional[int]:
-    if isinstance(data, (torch.Tensor, np.ndarray)) or (
-        isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__len__")
-    ):
+    if isinstance(data, (torch.Tensor, np.ndarray)) or _map_style(data):
         return len(data)
     inner = getattr(data, "dataset", None)  # a DataLoader
     if inner is not None and hasattr(inner, "__len__"):
@@ -357,7 +364,7 @@ def iter_batches(data, batch_size: int) -> Iterator[torch.Tensor]:
         for start in range(0, len(data), batch_size):
             yield _sample_tensor(data[start : start + batch_size])
         return
-    if isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__len__") and hasattr(data, "__getitem__"):
+    if _map_style(data):
         for start in range(0, len(data), batch_size):
             items = [_sample_tensor(data[i]) for i in range(start, min(start + batch_size, len(data)))]
             try:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .probe import LayerRef, as_input, borrowed, check_unit, resolve_layer, run_model
+from .probe import LayerRef, as_input, borrowed, check_unit, first_tensor, resolve_layer, run_model
 
 __all__ = ["deconvnet", "gradient", "guided_backprop", "loss_gradient", "select_unit"]
 
@@ -170,11 +170,10 @@ def _traced(model: nn.Module, of_module: nn.Module | None, wrt_module: nn.Module
 
 
 def _output_tensor(output) -> torch.Tensor:
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
-    raise ValueError(f"the model returned a {type(output).__name__}, not a tensor")
+    tensor = first_tensor(output)
+    if tensor is None:
+        raise ValueError(f"the model returned a {type(output).__name__}, not a tensor")
+    return tensor
 
 
 def _check_grad_possible() -> None:
@@ -203,7 +202,7 @@ def _backprop(model: nn.Module, x, of, wrt, reduce: str, rule: str | None) -> to
         start = tensor.clone().requires_grad_(wrt_module is None)
         mode = _ReluRule(rule) if rule else contextlib.nullcontext()
         with _traced(model, of_module if of_name else None, wrt_module) as seen, mode:
-            output = run_model(model, start)
+            output = run_model(model, start.clone())  # a copy: a first in-place layer cannot touch the leaf
         if of_name:
             if "of" not in seen:
                 raise ValueError(f"layer {of_name!r} did not run (or returned no tensor) when the model was called")
@@ -311,7 +310,7 @@ def loss_gradient(
     tensor = as_input(x, model)
     with borrowed(model), torch.enable_grad():
         start = tensor.clone().requires_grad_(True)
-        output = _output_tensor(run_model(model, start))
+        output = _output_tensor(run_model(model, start.clone()))  # a copy, as in _backprop
         if loss == "cross_entropy":
             value = F.cross_entropy(output, _class_targets(target, output), reduction="sum")
         elif loss == "mse":

@@ -12,7 +12,7 @@ import traitlets
 from torch import nn
 
 from .._arrays import pack
-from ..compute.dataset import TopExamples, _sample_tensor, field_geometries, scan_top_examples
+from ..compute.dataset import TopExamples, _map_style, _sample_tensor, field_geometries, scan_top_examples
 from ..compute.gradients import deconvnet, gradient, guided_backprop
 from ..compute.images import DEFAULT_MAX_BYTES, decode_image, image_layout, pixels_to_input
 from ..compute.probe import LayerRef, as_input, borrowed, first_tensor, forward_with, resolve_layer
@@ -209,9 +209,7 @@ class ActivationHeatmap(NbvisWidget):
 
     def _capture(self, batch: torch.Tensor):
         with self._lock, borrowed(self.model), torch.no_grad():
-            layers = self._names if self._names is not None else None
-            output, acts = forward_with(self.model, batch, layers)
-        return output, acts
+            return forward_with(self.model, batch, self._names)
 
     def _run(self, x):
         """Validate ``x`` as one sample and capture the activations: (batch, activations, output name)."""
@@ -267,11 +265,11 @@ class ActivationHeatmap(NbvisWidget):
                 f"x looks like a batch of {len(batch)} inputs; pass one sample (x[0]), or dataset=x to pick from them"
             )
 
-    def _set_input(self, x, caption: str) -> None:
+    def _set_input(self, x, caption: str, seq: Optional[int] = None) -> None:
         with self._guard():
             batch, acts, output_name = self._run(x)
             self._batch, self._activations, self._output_name = batch, acts, output_name
-            self._publish(caption=caption)
+            self._publish(caption=caption, seq=seq)
 
     def _decode_upload(self, data) -> np.ndarray:
         layout = _image_layout(self._sample_shape)
@@ -304,9 +302,7 @@ class ActivationHeatmap(NbvisWidget):
                     x = pixels_to_input(pixels, self._sample_shape, self._preprocess, fit="crop",
                                         invert=False if source == "draw" else self._default_invert())
                     caption = {"draw": "drawing", "webcam": "webcam"}.get(source, source)
-                batch, acts, output_name = self._run(x)
-                self._batch, self._activations, self._output_name = batch, acts, output_name
-                self._publish(caption=caption, seq=seq)
+                self._set_input(x, caption, seq)
         except Exception:
             self.set_trait("_seq_done", seq)  # the view may send again; the error is shown under it
 
@@ -425,16 +421,20 @@ class ActivationHeatmap(NbvisWidget):
     def _on_index(self, change) -> None:
         if self._dataset is None:
             return
-        self._set_input(self._sample(change["new"]), f"dataset #{change['new']}" + self._target_text(change["new"]))
+        with self._guard():  # a bad dataset item is shown in the view, not only raised
+            self._set_input(self._sample(change["new"]), f"dataset #{change['new']}" + self._target_text(change["new"]))
 
     def _on_selected(self, change) -> None:
         with self._guard():
             names = list(self._activations)
             new = change["new"]
-            if self.wrt != "input" and new is not None and names.index(self.wrt) >= names.index(new[0]):
-                self.wrt = "input"  # only layers before the selected one can be asked
-            self._refresh_gradient()
-            self._start_top()
+            try:
+                if self.wrt != "input" and new is not None and names.index(self.wrt) >= names.index(new[0]):
+                    self.wrt = "input"  # only layers before the selected one can be asked; its observer refreshes the map
+                else:
+                    self._refresh_gradient()
+            finally:  # the unit's top examples are worth finding even when its map cannot be drawn
+                self._start_top()
 
     def _on_grad_options(self, _change) -> None:
         with self._guard():
@@ -459,6 +459,7 @@ class ActivationHeatmap(NbvisWidget):
 
     def _start_top(self) -> Optional[Job]:
         self._stop_top()
+        self._top_result = None  # another unit's examples must not stay on show
         if self._dataset is None or self.selected is None:
             self._top = None
             return None
@@ -489,10 +490,11 @@ class ActivationHeatmap(NbvisWidget):
 
     def _top_step(self, progress) -> None:
         self._top_result = progress.result
-        if progress.total:
-            self.set_trait("top_progress", progress.done / progress.total)
         if self._top_throttle.ready() or (progress.total and progress.done >= progress.total):
-            self._send_top(progress.result)
+            with self.hold_sync():  # progress and examples in one message, at most 10 a second
+                if progress.total:
+                    self.set_trait("top_progress", progress.done / progress.total)
+                self._send_top(progress.result)
 
     def _send_top(self, result: TopExamples) -> None:
         self._top = {
@@ -545,7 +547,7 @@ def _as_dataset(dataset):
         inputs, targets = dataset
         if len(inputs) != len(targets):
             raise ValueError(f"dataset=(inputs, targets) needs as many targets as inputs; got {len(inputs)} and {len(targets)}")
-        return inputs, targets
+        return _indexed(inputs), targets
     if isinstance(dataset, (torch.Tensor, np.ndarray)):
         if dataset.ndim < 2 or len(dataset) == 0:
             raise ValueError(f"dataset must hold samples along its first axis; got shape {tuple(dataset.shape)}")
@@ -553,11 +555,32 @@ def _as_dataset(dataset):
     if hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__") and not isinstance(dataset, (str, bytes, dict)):
         if len(dataset) == 0:
             raise ValueError("the dataset is empty")
-        return dataset, _DatasetTargets(dataset)
+        return _indexed(dataset), _DatasetTargets(dataset)
     raise TypeError(
         "dataset must be a tensor or array of samples, an (inputs, targets) pair, or a map-style torch Dataset; "
         f"got {type(dataset).__name__}"
     )
+
+
+def _indexed(samples):
+    """``samples`` as something the top-example scan reads one sample per index (it reads any
+    other iterable, such as a list, as a sequence of batches)."""
+    if isinstance(samples, (torch.Tensor, np.ndarray)) or _map_style(samples):
+        return samples
+    return _Samples(samples)
+
+
+class _Samples(torch.utils.data.Dataset):
+    """A sequence of samples (or of (input, target) pairs) read by index."""
+
+    def __init__(self, samples):
+        self._samples = samples
+
+    def __len__(self):
+        return len(self._samples)
+
+    def __getitem__(self, index):
+        return self._samples[index]
 
 
 class _DatasetTargets:
