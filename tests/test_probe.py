@@ -155,3 +155,12 @@ def test_capture_input_of_the_model_itself(net):
     x = torch.randn(2, 3, 4, 4)
     seen = nbvis.capture(net, x, [""], inputs=True)[""]
     assert torch.equal(seen, x)
+
+
+def test_capture_never_changes_the_callers_input():
+    model = nn.Sequential(nn.ReLU(inplace=True), nn.Linear(3, 2))
+    x = torch.tensor([[-1.0, 2.0, -3.0]])
+    a = x.numpy().copy()
+    nbvis.capture(model, x)
+    nbvis.capture(model, a)
+    assert x.tolist() == [[-1.0, 2.0, -3.0]] and a.tolist() == [[-1.0, 2.0, -3.0]]

@@ -95,22 +95,25 @@ def model_dtype(model: nn.Module) -> torch.dtype:
 
 
 def as_input(x, model: nn.Module, name: str = "x") -> torch.Tensor:
-    """Convert numpy arrays, lists and tensors to a floating tensor on the model's device."""
+    """A new floating tensor on the model's device from a numpy array, list or tensor.
+
+    Always a copy: a model that starts with an in-place op (``nn.ReLU(inplace=True)``) must not
+    change the caller's data.
+    """
+    device, dtype = model_device(model), model_dtype(model)
     if isinstance(x, torch.Tensor):
-        tensor = x.detach()
-    else:
-        try:
-            array = np.asarray(x)
-        except Exception as err:  # ragged lists and the like
-            raise TypeError(f"{name} must be a tensor or an array of numbers, not {type(x).__name__}") from err
-        if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-            raise TypeError(f"{name} must hold numbers; got an array of dtype {array.dtype}")
-        if not array.flags.writeable:  # pandas and scikit-learn hand out read-only arrays
-            array = array.copy()
-        tensor = torch.from_numpy(np.ascontiguousarray(array))
-    if tensor.is_complex():
-        raise TypeError(f"{name} must be real-valued; got a {tensor.dtype} tensor")
-    return tensor.to(device=model_device(model), dtype=model_dtype(model))
+        if x.is_complex():
+            raise TypeError(f"{name} must be real-valued; got a {x.dtype} tensor")
+        return x.detach().to(device=device, dtype=dtype, copy=True)
+    try:
+        array = np.asarray(x)
+    except Exception as err:  # ragged lists and the like
+        raise TypeError(f"{name} must be a tensor or an array of numbers, not {type(x).__name__}") from err
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise TypeError(f"{name} must hold numbers; got an array of dtype {array.dtype}")
+    if np.iscomplexobj(array):
+        raise TypeError(f"{name} must be real-valued; got an array of dtype {array.dtype}")
+    return torch.tensor(array, device=device, dtype=dtype)  # copies (read-only arrays too)
 
 
 def describe_input(model: nn.Module) -> str:
