@@ -2,7 +2,7 @@
 // gradient map and top examples. Hover reads values already in the browser: no kernel message.
 import { arrayGetter, decode, finiteRange, maxAbs } from "./lib/arrays.js";
 import { DIVERGING, SEQUENTIAL, fmt, gradientCss, lutIndex, setPixel } from "./lib/colormap.js";
-import { boundSelect, command, h, setTraits, setupView } from "./lib/view.js";
+import { blit, boundSelect, command, h, setTraits, setupView } from "./lib/view.js";
 
 const LAYER_WIDTH = 420; // CSS px available to one layer's canvas
 const INPUT_WIDTH = 224;
@@ -44,18 +44,6 @@ function scaleOf(data, diverging = false) {
 function imageRange(data) {
   const [lo, hi] = finiteRange(data);
   return lo >= 0 && hi <= 1 ? [0, 1] : [lo, hi > lo ? hi : lo + 1];
-}
-
-/** Paint an ImageData from a native-resolution painter and scale it onto `canvas` by `zoom`. */
-function blit(canvas, image, zoom) {
-  const off = new OffscreenCanvas(image.width, image.height);
-  off.getContext("2d").putImageData(image, 0, 0);
-  canvas.width = image.width * zoom;
-  canvas.height = image.height * zoom;
-  const ctx = canvas.getContext("2d");
-  ctx.imageSmoothingEnabled = false;
-  ctx.drawImage(off, 0, 0, canvas.width, canvas.height);
-  return ctx;
 }
 
 /** Geometry of a layer drawn as a grid: dense units as a near-square grid, conv channels as tiles. */

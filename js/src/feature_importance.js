@@ -2,7 +2,7 @@
 // cancel, and for image inputs the importance map drawn over a sample image.
 import { arrayGetter, maxAbs } from "./lib/arrays.js";
 import { DIVERGING, fmt, gradientCss, lutIndex } from "./lib/colormap.js";
-import { colorbar, command, h, setTraits, setupView } from "./lib/view.js";
+import { blit, colorbar, command, h, setTraits, setupView } from "./lib/view.js";
 
 const BAR = "#4c78a8";
 const SELECTED = "#f58518";
@@ -238,13 +238,7 @@ function render({ model, el }) {
       }
       picture.data[p * 4 + 3] = 255;
     }
-    const off = new OffscreenCanvas(W, H);
-    off.getContext("2d").putImageData(picture, 0, 0);
-    canvas.width = W * zoom;
-    canvas.height = H * zoom;
-    const ctx = canvas.getContext("2d");
-    ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(off, 0, 0, canvas.width, canvas.height);
+    const ctx = blit(canvas, picture, zoom);
     // outline the pixels of the selected feature
     const selected = model.get("selected");
     if (selected !== null && selected !== undefined) {

@@ -2,7 +2,7 @@
 // start / stop / resume, and regularizer sliders.
 import { arrayGetter, finiteRange, maxAbs } from "./lib/arrays.js";
 import { fmt } from "./lib/colormap.js";
-import { command, h, setTraits, setupView } from "./lib/view.js";
+import { blit, command, h, setTraits, setupView } from "./lib/view.js";
 
 const MAX_WIDTH = 960;
 const TILE = 140; // target display size of one start, in CSS pixels
@@ -152,13 +152,7 @@ function render({ model, el }) {
         }
       }
     }
-    const off = new OffscreenCanvas(image.width, image.height);
-    off.getContext("2d").putImageData(image, 0, 0);
-    images.width = image.width * zoom;
-    images.height = image.height * zoom;
-    const ctx = images.getContext("2d");
-    ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(off, 0, 0, images.width, images.height);
+    blit(images, image, zoom);
     layout = { kind: "image", n, th, tw, cols, cellW, cellH, zoom };
   }
 

@@ -1,7 +1,7 @@
 // WeightGrid view: each unit's incoming weights as a tile on one canvas.
 import { arrayGetter, maxAbs } from "./lib/arrays.js";
 import { DIVERGING, fmt, gradientCss, lutIndex, setPixel } from "./lib/colormap.js";
-import { boundCheckbox, boundSelect, colorbar, h, setTraits, setupView } from "./lib/view.js";
+import { blit, boundCheckbox, boundSelect, colorbar, h, setTraits, setupView } from "./lib/view.js";
 
 const MAX_WIDTH = 960;
 
@@ -119,12 +119,7 @@ function render({ model, el }) {
       paintTile(image, w.data, w.shape, t, ox, oy, shared);
       if (prod) paintTile(image, prod.data, prod.shape, t, ox + tw + 1, oy, sharedProd);
     }
-    const off = new OffscreenCanvas(image.width, image.height);
-    off.getContext("2d").putImageData(image, 0, 0);
-    canvas.width = image.width * zoom;
-    canvas.height = image.height * zoom;
-    ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(off, 0, 0, canvas.width, canvas.height);
+    blit(canvas, image, zoom);
     const selected = model.get("selected");
     for (let t = 0; t < n; t++) {
       if (u.data[t] !== selected) continue;

@@ -168,3 +168,15 @@ export function colorbar(gradient) {
     },
   };
 }
+
+/** Put a native-resolution ImageData onto `canvas`, scaled by `zoom` without smoothing; returns its 2D context. */
+export function blit(canvas, image, zoom) {
+  const off = new OffscreenCanvas(image.width, image.height);
+  off.getContext("2d").putImageData(image, 0, 0);
+  canvas.width = image.width * zoom;
+  canvas.height = image.height * zoom;
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(off, 0, 0, canvas.width, canvas.height);
+  return ctx;
+}
