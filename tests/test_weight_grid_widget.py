@@ -193,3 +193,17 @@ def test_live_mode_survives_a_layer_being_replaced(digits_data):
     opt.step()  # the post-step hook must not fail the training loop; the view says why
     assert "fc1" in grid.error
     grid.close()
+
+
+def test_an_out_of_range_page_is_clamped_and_packed_once(digits_mlp, monkeypatch):
+    grid = nbvis.WeightGrid(digits_mlp, "fc1", page_size=10)
+    grid.page = 9
+    packs = []
+    import nbvis.widgets.weight_grid as module
+
+    real = module.pack
+    monkeypatch.setattr(module, "pack", lambda *a, **k: packs.append(1) or real(*a, **k))
+    grid.top_k = 25  # three pages now: page 9 becomes page 2
+    assert grid.page == 2 and grid.n_pages == 3
+    np.testing.assert_array_equal(unpack(grid._units), grid.units()[20:25])
+    assert len(packs) == 3  # tiles, units and bias once each

@@ -56,6 +56,7 @@ class WeightGrid(NbvisWidget):
     live = traitlets.Bool(False).tag(sync=True)
     live_interval = traitlets.Float(0.25)
 
+    _clamping = False  # True while _sync moves an out-of-range page
     _watch_handle = None  # the optimizer hook of live mode
     _watch_timer: asyncio.TimerHandle | None = None  # the idle poll of live mode
 
@@ -205,8 +206,12 @@ class WeightGrid(NbvisWidget):
             self.set_trait("n_pages", pages)
             self.set_trait("vmax", float(torch.nan_to_num(self._grid.tiles).abs().max()) if self._grid.units else 0.0)
             self.set_trait("class_labels", self._class_labels())
-            if page != self.page:
-                self.page = page
+            if page != self.page:  # out of range after a change of top_k or page_size
+                self._clamping = True
+                try:
+                    self.page = page
+                finally:
+                    self._clamping = False
             self._tiles = pack(self._tile_values(units))
             self._units = pack(units, "int32")
             self._bias = pack(self._grid.bias[units])
@@ -265,6 +270,8 @@ class WeightGrid(NbvisWidget):
         return value
 
     def _on_view_change(self, _change) -> None:
+        if self._clamping:  # _sync itself moved the page: it is drawing that page already
+            return
         with self._guard():
             self._sync()
 
