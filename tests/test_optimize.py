@@ -535,3 +535,15 @@ def test_runs_on_the_models_device(unchanged):
     model.cuda()  # moved while the run was paused
     run.step()
     assert run.inputs.is_cuda
+
+
+def test_a_paused_run_follows_a_model_cast_to_float64():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU())
+    for parametrization in ("pixel", "fourier"):
+        run = OptimizationRun(model, ("0", 1), (1, 12, 12), starts=2, parametrization=parametrization)
+        run.run(3)
+        model.double()
+        run.run(3)  # would fail with a dtype mismatch if the run stayed in float32
+        assert run.inputs.dtype == torch.float64 and run.history.shape == (6, 2)
+        model.float()

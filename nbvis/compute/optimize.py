@@ -694,7 +694,7 @@ class OptimizationRun:
             self._param = _Fourier(self.input_shape, self.starts, self._generator, device, dtype, value_range)
         self._optimizer_name, self.lr = optimizer, float(lr)
         self._optimizer = self._make_optimizer()
-        self._device = device
+        self._device, self._dtype = device, dtype
         self._count = 0
         self._pending: list[torch.Tensor] = []  # objective values not yet copied into _history
         self._history = np.zeros((0, self.starts))
@@ -766,23 +766,27 @@ class OptimizationRun:
         return values
 
     def _follow_device(self):
-        """Move the run to the model's device if the model moved while the run was paused."""
-        device = model_device(self.model)
-        if device == self._device:
+        """Move the run to the model's device and dtype if the model moved while the run was paused."""
+        device, dtype = model_device(self.model), model_dtype(self.model)
+        if (device, dtype) == (self._device, self._dtype):
             return
+
+        def moved(value):
+            return value.to(device=device, dtype=dtype) if value.is_floating_point() else value.to(device)
+
         param = self._param.param
-        param.data = param.data.to(device)
+        param.data = moved(param.data)
         for name in ("scale", "color"):
             value = getattr(self._param, name, None)
             if isinstance(value, torch.Tensor):
-                setattr(self._param, name, value.to(device))
+                setattr(self._param, name, moved(value))
         for state in self._optimizer.state.values():
             for key, value in state.items():
                 if isinstance(value, torch.Tensor) and value.dim() > 0:
-                    state[key] = value.to(device)
+                    state[key] = moved(value)
         with self._history_lock:
             self._pending = [v.to(device) for v in self._pending]
-        self._device = device
+        self._device, self._dtype = device, dtype
 
     # -- running --------------------------------------------------------------------------
 
