@@ -370,6 +370,7 @@ def test_a_bad_dataset_item_is_shown_in_the_view(digits_mlp, digits_data):
     with pytest.raises(TypeError, match="dataset items must be"):
         view.index = 2
     assert "TypeError" in view.error and "dataset items must be" in view.error
+    assert view.index == 0 and view.input_caption.startswith("dataset #0")  # index and input agree
     view.index = 1
     assert view.error == "" and view.input_caption.startswith("dataset #1")
 

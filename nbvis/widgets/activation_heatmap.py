@@ -46,6 +46,7 @@ class ActivationHeatmap(NbvisWidget):
     """
 
     _esm = STATIC / "activation_heatmap.js"
+    _restoring_index = False  # True while a failed dataset pick puts the index back
 
     _layout = traitlets.List().tag(sync=True)
     _input = array_trait()
@@ -419,10 +420,19 @@ class ActivationHeatmap(NbvisWidget):
         return proposal["value"]
 
     def _on_index(self, change) -> None:
-        if self._dataset is None:
+        if self._dataset is None or self._restoring_index:
             return
-        with self._guard():  # a bad dataset item is shown in the view, not only raised
-            self._set_input(self._sample(change["new"]), f"dataset #{change['new']}" + self._target_text(change["new"]))
+        try:
+            with self._guard():  # a bad dataset item is shown in the view, not only raised
+                self._set_input(self._sample(change["new"]), f"dataset #{change['new']}" + self._target_text(change["new"]))
+        except Exception:
+            # The input shown is still the old sample's (or a drawing): so is the index.
+            self._restoring_index = True
+            try:
+                self.index = change["old"]
+            finally:
+                self._restoring_index = False
+            raise
 
     def _on_selected(self, change) -> None:
         with self._guard():
