@@ -130,6 +130,8 @@ def run_model(model: nn.Module, x: torch.Tensor):
     """Call the model; a failure of the model on this input becomes a ValueError that names the shape."""
     try:
         return model(x)
+    except torch.OutOfMemoryError:
+        raise  # not a problem with the input's shape
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(
