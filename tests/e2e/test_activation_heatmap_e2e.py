@@ -124,7 +124,7 @@ def test_heatmaps_hover_draw_and_slider(jupyter, browser, app):
         assert state["caption"] == f"dataset #42 (label {int(labels[42])})"
         np.testing.assert_allclose(state["input"], images[42].reshape(-1).numpy(), atol=1e-6)
         page.wait_for_function(
-            "(el) => el.querySelector('.nbvis-ah-panel[data-layer=input] span.nbvis-muted').textContent.startsWith('dataset #42')",
+            "(el) => el.querySelector('.nbvis-ah-panel[data-layer=input] span.nbvis-muted')?.textContent.startsWith('dataset #42')",
             arg=root,
         )
 
@@ -148,7 +148,7 @@ def test_heatmaps_hover_draw_and_slider(jupyter, browser, app):
         assert not np.allclose(drawn["fc2"], cleared["fc2"])
         best = int(np.argmax(drawn["fc2"]))
         page.wait_for_function(
-            "([el, best]) => el.querySelector('[data-layer=fc2]').dataset.best === String(best)", arg=[root, best]
+            "([el, best]) => el.querySelector('[data-layer=fc2]')?.dataset.best === String(best)", arg=[root, best]
         )
         trips = page.evaluate("(el) => el.dataset.roundTrips", root)
         assert trips and all(float(t) > 0 for t in trips.split(","))
@@ -157,7 +157,7 @@ def test_heatmaps_hover_draw_and_slider(jupyter, browser, app):
         page.mouse.click(*unit_center(page, "sigmoid", 12))
         state = jupyter.wait_for_json("state.json", lambda s: s["selected"] == ["sigmoid", 12] and s["grad"] is not None, timeout=20)
         assert len(state["grad"]) == 784
-        page.wait_for_function("(el) => el.querySelector('canvas.nbvis-ah-grad').width > 0", arg=root)
+        page.wait_for_function("(el) => el.querySelector('canvas.nbvis-ah-grad')?.width > 0", arg=root)
         screenshot(page.locator(ROOT), f"activation_heatmap_{app}_drawn.png")
         assert_no_view_errors(page)
     except Exception:
@@ -211,17 +211,17 @@ def test_conv_channels_receptive_fields_and_top_examples(jupyter, browser):
         # click: gradient map and top examples with progress
         page.mouse.click(*position_center(page, "conv2", channel, row, col))  # the screenshot scrolled
         assert jupyter.wait_for_file("top.txt", content="done", timeout=60) == "done"
-        page.wait_for_function("(el) => el.querySelector('.nbvis-ah-toppanel').dataset.count === '9'", arg=root)
-        page.wait_for_function("(el) => el.querySelector('canvas.nbvis-ah-grad').width > 0", arg=root)
+        page.wait_for_function("(el) => el.querySelector('.nbvis-ah-toppanel')?.dataset.count === '9'", arg=root)
+        page.wait_for_function("(el) => el.querySelector('canvas.nbvis-ah-grad')?.width > 0", arg=root)
         page.locator(f"{ROOT} select").first.select_option("guided")
         page.wait_for_function(
-            "(el) => el.querySelector('.nbvis-ah-why').textContent.includes('guided backprop of conv2[5]')", arg=root
+            "(el) => el.querySelector('.nbvis-ah-why')?.textContent.includes('guided backprop of conv2[5]')", arg=root
         )
         screenshot(page.locator(ROOT), "activation_heatmap_cnn_selected.png")
         # a top example is clickable: it becomes the input
         page.locator(f"{ROOT} .nbvis-ah-top figure").first.click()
         page.wait_for_function(
-            "(el) => el.querySelector('.nbvis-ah-panel[data-layer=input] span.nbvis-muted').textContent.startsWith('dataset #')",
+            "(el) => el.querySelector('.nbvis-ah-panel[data-layer=input] span.nbvis-muted')?.textContent.startsWith('dataset #')",
             arg=root,
         )
         assert_no_view_errors(page)
@@ -246,7 +246,7 @@ def test_example_notebook_draws_its_views(jupyter, browser):
         second.scroll_into_view_if_needed()
         # the CNN view starts with conv2[5] selected: its guided backprop map and top examples show
         page.wait_for_function(
-            "(el) => el.querySelector('.nbvis-ah-toppanel').dataset.count === '9'", arg=second.element_handle()
+            "(el) => el.querySelector('.nbvis-ah-toppanel')?.dataset.count === '9'", arg=second.element_handle()
         )
         assert "guided backprop of conv2[5]" in second.locator(".nbvis-ah-why").inner_text()
         screenshot(second, "activation_heatmap_example_cnn.png")

@@ -117,7 +117,7 @@ def test_a_click_in_the_heatmap_selects_the_unit_everywhere_and_back(jupyter, br
         assert state["objective"] == "fc1[12]" and state["optimizer_state"] == "running" and not state["error"]
         wait_for_outline(page, 12)
         page.wait_for_selector(f"{OPTIMIZER}[data-state='running']")
-        page.wait_for_function(f"() => Number(document.querySelector('{OPTIMIZER}').dataset.frames) >= 3")
+        page.wait_for_function(f"() => Number(document.querySelector('{OPTIMIZER}')?.dataset.frames) >= 3")
         assert optimizer_title(page).startswith("fc1[12]")
         assert canvas_stats(page, f"{OPTIMIZER} canvas.nbvis-images")["colors"] > 20
         assert page.locator(f"{HEATMAP} .nbvis-ah-toppanel").get_attribute("data-count") == "9"
@@ -130,17 +130,17 @@ def test_a_click_in_the_heatmap_selects_the_unit_everywhere_and_back(jupyter, br
         state = jupyter.wait_for_json("state.json", lambda s: s["selected"] == ["sigmoid", 20] and s["objective"] == "fc1[20]", timeout=30)
         assert state["grid_selected"] == 20 and state["optimizer_state"] == "running"
         wait_for_outline(page, 20)
-        page.wait_for_function(f"() => document.querySelector('{OPTIMIZER} strong').textContent.startsWith('fc1[20]')")
+        page.wait_for_function(f"() => document.querySelector('{OPTIMIZER} strong')?.textContent.startsWith('fc1[20]')")
         assert page.locator(OPTIMIZER).count() == 1  # the old view is gone with its run
         page.wait_for_function(
-            f"() => document.querySelector('{HEATMAP} .nbvis-ah-why').textContent.includes('sigmoid[20]')"
+            f"() => document.querySelector('{HEATMAP} .nbvis-ah-why')?.textContent.includes('sigmoid[20]')"
         )
 
         # a unit of the output layer: the grid switches to fc2
         page.mouse.click(*bar_center(page, "fc2", 3))
         state = jupyter.wait_for_json("state.json", lambda s: s["selected"] == ["fc2", 3] and s["objective"] == "fc2[3]", timeout=30)
         assert state["grid_layer"] == "fc2" and state["grid_selected"] == 3
-        page.wait_for_function(f"() => document.querySelector('{GRID}').textContent.includes('fc2 \u00b7 10 units')")
+        page.wait_for_function(f"() => document.querySelector('{GRID}')?.textContent.includes('fc2 \u00b7 10 units')")
         errors = [m for m in page.console_messages if m.startswith(("error", "pageerror")) and "nbvis" in m.lower()]
         assert not errors, errors
     except Exception:
@@ -180,7 +180,7 @@ def test_conv_channels_select_their_filters_in_notebook_7(jupyter, browser):
         state = jupyter.wait_for_json("state.json", lambda s: s["selected"] == ["pool1", 2] and s["objective"] == "conv1[2]", timeout=30)
         assert state["grid_layer"] == "conv1" and state["grid_selected"] == 2
         wait_for_outline(page, 2, tile=5)
-        page.wait_for_function(f"() => document.querySelector('{OPTIMIZER} strong').textContent.startsWith('conv1[2]')")
+        page.wait_for_function(f"() => document.querySelector('{OPTIMIZER} strong')?.textContent.startsWith('conv1[2]')")
         # and back: filter 6 in the grid selects pool1's channel 6
         page.mouse.click(*tile_center(page, 6, tile=5))
         state = jupyter.wait_for_json("state.json", lambda s: s["selected"] == ["pool1", 6] and s["objective"] == "conv1[6]", timeout=30)

@@ -45,11 +45,11 @@ def test_frames_arrive_change_and_stop_stops(jupyter, browser, app):
         run_all(page)
         page.wait_for_selector(f"{VIEW}[data-state='running']")
         # frames keep arriving while the run goes on in the kernel, and the images change
-        page.wait_for_function(f"() => Number(document.querySelector('{VIEW}').dataset.frames) >= 3")
+        page.wait_for_function(f"() => Number(document.querySelector('{VIEW}')?.dataset.frames) >= 3")
         first = page.eval_on_selector(IMAGES, CHECKSUM)
         step_then, frames_then = shown_step(page), frames(page)
         page.wait_for_function(
-            f"(n) => Number(document.querySelector('{VIEW}').dataset.frames) >= n + 3", arg=frames_then
+            f"(n) => Number(document.querySelector('{VIEW}')?.dataset.frames) >= n + 3", arg=frames_then
         )
         assert page.eval_on_selector(IMAGES, CHECKSUM) != first
         assert shown_step(page) > step_then
@@ -69,7 +69,7 @@ def test_frames_arrive_change_and_stop_stops(jupyter, browser, app):
         hovered = tip.inner_text()
         assert "start 1" in hovered and "objective" in hovered
         page.wait_for_function(
-            f"(n) => Number(document.querySelector('{VIEW}').dataset.frames) >= n + 3", arg=frames(page)
+            f"(n) => Number(document.querySelector('{VIEW}')?.dataset.frames) >= n + 3", arg=frames(page)
         )
         assert float(slider.input_value()) == pytest.approx(0.4)
         assert tip.inner_text() != hovered
@@ -91,7 +91,7 @@ def test_frames_arrive_change_and_stop_stops(jupyter, browser, app):
         page.locator(f"{VIEW} button", has_text="Resume").click()
         assert jupyter.wait_for_file("state.txt", content="running") == "running"
         page.wait_for_function(
-            f"(n) => Number(document.querySelector('{VIEW}').dataset.step) > n", arg=stopped_step
+            f"(n) => Number(document.querySelector('{VIEW}')?.dataset.step) > n", arg=stopped_step
         )
         page.locator(f"{VIEW} button", has_text="Stop").click()
         assert jupyter.wait_for_file("state.txt", content="stopped") == "stopped"
