@@ -17,53 +17,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.datasets import load_diabetes
 from sklearn.inspection import permutation_importance as sklearn_importance
 from torch import nn
 
-import nbvis
-from nbvis.compute.importance import MEMORY_BUDGET
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-
-class TorchRegressor(RegressorMixin, BaseEstimator):
-    """A fitted torch regression model as a scikit-learn estimator (``fit`` does nothing)."""
-
-    def __init__(self, model=None, input_shape=None):
-        self.model = model
-        self.input_shape = input_shape
-
-    def fit(self, X, y):
-        return self
-
-    def _forward(self, X):
-        x = torch.as_tensor(np.asarray(X), dtype=torch.float32)
-        if self.input_shape is not None:
-            x = x.view(len(x), *self.input_shape)
-        with torch.no_grad():
-            return self.model(x).double().numpy()
-
-    def predict(self, X):
-        out = self._forward(X)
-        return out[:, 0] if out.shape[1] == 1 else out
-
-
-class TorchClassifier(ClassifierMixin, TorchRegressor):
-    """A fitted torch classifier (logits out) as a scikit-learn estimator."""
-
-    def fit(self, X, y):
-        self.classes_ = np.unique(y)
-        return self
-
-    def predict(self, X):
-        return self._forward(X).argmax(axis=1)
-
-    def predict_proba(self, X):
-        return torch.softmax(torch.from_numpy(self._forward(X)), dim=1).numpy()
+import nbvis  # noqa: E402
+from nbvis.compute.importance import MEMORY_BUDGET  # noqa: E402
+from sklearn_estimators import TorchClassifier, TorchRegressor  # noqa: E402
 
 
 def best_of(fn, runs: int) -> tuple[float, object]:

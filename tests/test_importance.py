@@ -8,62 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.datasets import load_diabetes, load_digits
 from sklearn.inspection import permutation_importance as sklearn_importance
 from sklearn.metrics import make_scorer, mean_absolute_error
 from sklearn.utils.random import sample_without_replacement
+from sklearn_estimators import TorchClassifier, TorchRegressor
 from torch import nn
 
 from nbvis.compute import importance as imp
 from nbvis.compute.importance import ImportanceStep, iter_permutation_importance, permutation_importance
-
-
-class TorchRegressor(RegressorMixin, BaseEstimator):
-    """A fitted torch model seen by scikit-learn (``fit`` does nothing)."""
-
-    def __init__(self, model=None, input_shape=None):
-        self.model = model
-        self.input_shape = input_shape
-
-    def fit(self, X, y):
-        return self
-
-    def _forward(self, X):
-        dtype = next(self.model.parameters()).dtype
-        x = torch.as_tensor(np.array(X, dtype=np.float64), dtype=dtype)
-        if self.input_shape is not None:
-            x = x.view(len(x), *self.input_shape)
-        with torch.no_grad():
-            return self.model(x).double().numpy()
-
-    def predict(self, X):
-        out = self._forward(X)
-        return out[:, 0] if out.shape[1] == 1 else out
-
-
-class TorchClassifier(ClassifierMixin, TorchRegressor):
-    """Logits (or one binary logit, or probabilities with ``probabilities=True``) as a classifier."""
-
-    def __init__(self, model=None, input_shape=None, probabilities=False):
-        super().__init__(model, input_shape)
-        self.probabilities = probabilities
-
-    def fit(self, X, y):
-        self.classes_ = np.unique(y)
-        return self
-
-    def predict_proba(self, X):
-        out = torch.from_numpy(self._forward(X))
-        if self.probabilities:
-            return out.numpy()
-        if out.shape[1] == 1:
-            p = torch.sigmoid(out)
-            return torch.cat([1 - p, p], dim=1).numpy()
-        return torch.softmax(out, dim=1).numpy()
-
-    def predict(self, X):
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
 
 class Wrapped(nn.Module):
