@@ -36,6 +36,7 @@ class WeightGrid(NbvisWidget):
     """
 
     _esm = STATIC / "weight_grid.js"
+    _css = STATIC / "weight_grid.css"
 
     layer = traitlets.Unicode(read_only=True).tag(sync=True)
     kind = traitlets.Unicode(read_only=True).tag(sync=True)
