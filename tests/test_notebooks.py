@@ -61,7 +61,9 @@ def executed(path: Path, tmp_path_factory) -> Run:
             for index, cell in enumerate(nb.cells):
                 client.execute_cell(cell, index)
             probe = nbformat.v4.new_code_cell(_OPEN_WIDGETS)
-            client.execute_cell(probe, len(nb.cells))
+            nb.cells.append(probe)
+            client.execute_cell(probe, len(nb.cells) - 1)
+            nb.cells.pop()
         open_widgets = json.loads("".join(o.get("text", "") for o in probe.outputs if o.get("output_type") == "stream"))
         _RUNS[path] = Run(nb, open_widgets)
     return _RUNS[path]
