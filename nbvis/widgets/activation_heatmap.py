@@ -317,6 +317,17 @@ class ActivationHeatmap(NbvisWidget):
         act = self._activations[name]
         return 1 if act.dim() < 2 else int(act.shape[1])
 
+    def _fold(self, name: str, units: int, previous) -> Optional[list[int]]:
+        """(C, H, W) when layer ``name`` is an ``nn.Flatten`` of the (C, H, W) maps shown just
+        before it: the view draws its units as those maps rather than as one scrambled square."""
+        if previous is None or len(previous) != 3 or math.prod(previous) != units:
+            return None
+        try:
+            module = self.model.get_submodule(name.split("#")[0])
+        except (AttributeError, ValueError):
+            return None
+        return [int(d) for d in previous] if isinstance(module, nn.Flatten) else None
+
     def _layout_entries(self) -> list[dict]:
         """What the view needs to lay out every panel; recomputed only when shapes change."""
         key = (self._sample_shape, self._output_name, tuple((n, tuple(a.shape)) for n, a in self._activations.items()))
@@ -332,18 +343,24 @@ class ActivationHeatmap(NbvisWidget):
                 geometry = {}
         entries = [{"name": "input", "label": "input", "kind": "image" if image else "dense",
                     "shape": list(self._sample_shape), "image": list(image) if image else None}]
+        previous = None  # the sample shape of the layer shown before
         for name, act in self._activations.items():
             sample = tuple(act.shape[1:])
+            fold = None
             if len(sample) <= 1:
                 units = int(sample[0]) if sample else 1
                 kind = "bars" if name == self._output_name and units <= MAX_BARS else "dense"
                 maps = None
+                fold = self._fold(name, units, previous)
             else:
                 kind = "conv"
                 units = int(sample[0])
                 maps = [int(math.prod(sample[1:-1])), int(sample[-1])]
             entry = {"name": name, "label": self._label(name), "kind": kind, "shape": list(sample),
                      "units": units, "maps": maps, "output": name == self._output_name}
+            if fold is not None:
+                entry["fold"] = fold
+            previous = sample
             if name in geometry and not geometry[name].whole:
                 entry["field"] = geometry[name].to_dict()
             entries.append(entry)

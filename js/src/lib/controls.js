@@ -85,8 +85,9 @@ export function numberBox(listen, { current, apply, min = 0, max = Infinity, ste
 
 /**
  * A range slider. The arrow keys, PageUp/PageDown and Home/End move it (as in any browser), and
- * dragging it previews through `preview(value)`; the released or keyed value, clamped, goes to
- * `apply(value)` when it differs from `current()`. Returns the <input>, with `show()`.
+ * each move while dragging calls `preview(value)`; the released or keyed value, clamped, goes to
+ * `apply(value)` when it differs from `current()`. Returns the <input>, with `show()` to put it
+ * at `current()`.
  */
 export function slider(listen, { current, apply, preview, min = 0, max = 1, step = 1, width = "110px", title }) {
   const input = h("input", { type: "range", step, style: { width } });
@@ -97,7 +98,6 @@ export function slider(listen, { current, apply, preview, min = 0, max = 1, step
     input.min = String(lo);
     input.max = String(Math.max(lo, hi));
     input.value = String(current());
-    if (preview) preview(current());
   };
   keepKeys(listen, input);
   if (preview) listen(input, "input", () => preview(clampNumber(input.value, bounds())));
