@@ -67,8 +67,8 @@ function render({ model, el }) {
   listen(scoring, "change", () => setTraits(model, { scoring: scoring.value }));
   listen(repeats, "change", () => setTraits(model, { n_repeats: Math.max(1, Math.floor(Number(repeats.value) || 1)) }));
   listen(topK, "change", () => setTraits(model, { top_k: Math.max(0, Math.floor(Number(topK.value) || 0)) }));
-  listen(run, "click", () => command(model, "run"));
-  listen(cancel, "click", () => command(model, "cancel"));
+  listen(run, "click", () => command(model, "start"));
+  listen(cancel, "click", () => command(model, "stop"));
   const bar = h("div", { class: "nbvis-bar" }, [
     h("strong", { textContent: "Feature importance" }),
     h("label", {}, ["method ", method]),
@@ -106,15 +106,15 @@ function render({ model, el }) {
     method.value = model.get("method");
     repeats.value = String(model.get("n_repeats"));
     topK.value = String(model.get("top_k"));
-    const status = model.get("status");
+    const state = model.get("state");
     const done = model.get("done");
     const total = model.get("total");
     progress.max = Math.max(1, total);
     progress.value = done;
-    progressText.textContent = `${done} / ${total} \u00b7 ${status}`;
-    cancel.disabled = status !== "running";
-    run.disabled = status === "running";
-    view.root.dataset.status = status;
+    progressText.textContent = `${done} / ${total} \u00b7 ${state}`;
+    cancel.disabled = state !== "running";
+    run.disabled = state === "running";
+    view.root.dataset.state = state;
   }
 
   function drawChart() {
@@ -293,7 +293,7 @@ function render({ model, el }) {
   });
 
   view.redrawOn(["_stats", "_map", "_owner", "_image", "feature_names", "top_k", "selected", "scoring", "scorings",
-    "method", "n_repeats", "status", "done", "total", "baseline", "sample"], () => {
+    "method", "n_repeats", "state", "done", "total", "baseline", "sample"], () => {
     updateBar();
     drawChart();
     drawMap();
