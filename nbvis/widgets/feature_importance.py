@@ -294,5 +294,11 @@ class FeatureImportance(JobView, NbvisWidget):
 
     # ----- commands from the view (the former names of start and stop) ---------------------------
 
-    _cmd_run = JobView._cmd_start
+    def _cmd_start(self) -> None:
+        # The view disables Start while a computation runs; a click that arrives during one comes
+        # with a setting typed just before it, whose change has already started that computation.
+        if self.state != "running":
+            self.start()
+
+    _cmd_run = _cmd_start
     _cmd_cancel = JobView._cmd_stop
