@@ -16,7 +16,8 @@ export function datasetSlider(ctx) {
     current: () => model.get("index"),
     apply: pick,
     max: last,
-    width: "220px",
+    width: null,
+    className: "nbvis-ah-slider",
     preview: (index) => {
       if (timer || index === null || index === model.get("index")) return;
       timer = setTimeout(() => {
@@ -25,7 +26,7 @@ export function datasetSlider(ctx) {
       }, THROTTLE_MS);
     },
   });
-  const indexBox = numberBox(listen, { current: () => model.get("index"), apply: pick, max: last, width: "5em" });
+  const indexBox = numberBox(listen, { current: () => model.get("index"), apply: pick, max: last, width: null, className: "nbvis-ah-index" });
   const element = h("label", { class: "nbvis-ah-dataset" }, ["sample ", slider, indexBox]);
   view.dispose(() => timer && clearTimeout(timer));
 
