@@ -543,13 +543,23 @@ def split_sample(
                 f"x has shape {shape}: a batch of {shape[0]} inputs; pass one sample (x[0]) or a batch of one, or dataset=x to pick from them"
             )
         raise ValueError(f"x has shape {shape}; {describe_consumer(model)}: expected {expected}")
-    if x.dim() == 1:
+    if x.dim() == 1 and not (isinstance(module, nn.Linear) and shape[0] != module.in_features and not one):
         return x.unsqueeze(0), True
     if isinstance(module, nn.Linear) and shape[-1] != module.in_features:
-        if one and shape[0] == 1:
-            return x, False
-        if x.numel() == module.in_features:  # the input is reshaped before the Linear layer
+        features = module.in_features
+        if x.numel() == features:  # one sample, reshaped before the Linear layer (a flatten)
+            if x.dim() >= 4 and shape[0] == 1:
+                return x, False  # a batch of one image
             return x.unsqueeze(0), True
+        if shape[0] > 1 and x.numel() == shape[0] * features:
+            if one:
+                raise ValueError(
+                    f"x has shape {shape}: a batch of {shape[0]} inputs ({describe_consumer(model)}); "
+                    "pass one sample (x[0]) or a batch of one, or dataset=x to pick from them"
+                )
+            return x, False
+        if one:
+            raise ValueError(f"x has shape {shape} ({x.numel()} values); {describe_consumer(model)}")
     if one:
         return (x, False) if shape[0] == 1 else (x.unsqueeze(0), True)  # a leading axis > 1: a sequence
     return x, False
