@@ -5,7 +5,6 @@ Each test is one finding of the contract issue: it failed before the contract ex
 from __future__ import annotations
 
 import collections
-from collections import OrderedDict
 
 import numpy as np
 import pytest

@@ -15,7 +15,7 @@ from typing import Iterable, Iterator, Optional, Union
 import torch
 from torch import nn
 
-from . import units
+from . import samples, units
 
 LayerRef = Union[str, nn.Module, None]
 
@@ -55,23 +55,8 @@ def resolve_layer(model: nn.Module, layer: LayerRef) -> tuple[str, nn.Module]:
     return parsed.name, parsed.module
 
 
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter or buffer (CPU for a model with neither)."""
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return torch.device("cpu")
-
-
-def model_dtype(model: nn.Module) -> torch.dtype:
-    """The floating dtype of the model's first floating parameter (float32 when it has none)."""
-    for tensor in model.parameters():
-        if tensor.is_floating_point():
-            return tensor.dtype
-    return torch.float32
-
-
+model_device = samples.model_device
+model_dtype = samples.model_dtype
 as_input = units.to_tensor
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import html
-import math
 from typing import Callable, Optional, Sequence
 
 import ipywidgets
