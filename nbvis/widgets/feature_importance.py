@@ -71,6 +71,7 @@ class FeatureImportance(NbvisWidget):
     """
 
     _esm = STATIC / "feature_importance.js"
+    _css = STATIC / "feature_importance.css"
 
     scoring = traitlets.Unicode("r2").tag(sync=True)
     scorings = traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True)
@@ -315,7 +316,10 @@ class FeatureImportance(NbvisWidget):
     # ----- commands from the view ----------------------------------------------------------------
 
     def _cmd_run(self) -> None:
-        self.start()
+        # The view disables Run while a computation runs; a click that arrives during one comes
+        # with a setting typed just before it, whose change has already started that computation.
+        if self.status != "running":
+            self.start()
 
     def _cmd_cancel(self) -> None:
         self.stop()
