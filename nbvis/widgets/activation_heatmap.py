@@ -288,10 +288,10 @@ class ActivationHeatmap(NbvisWidget):
         axis = self._axis(name)
         return values.movedim(axis - 1, 0) if values.dim() >= 2 and axis > 1 else values
 
-    def _fold(self, name: str, units: int, previous) -> Optional[list[int]]:
+    def _fold(self, name: str, count: int, previous) -> Optional[list[int]]:
         """(C, H, W) when layer ``name`` is an ``nn.Flatten`` of the (C, H, W) maps shown just
         before it: the view draws its units as those maps rather than as one scrambled square."""
-        if previous is None or len(previous) != 3 or math.prod(previous) != units:
+        if previous is None or len(previous) != 3 or math.prod(previous) != count:
             return None
         layer = units.parse_layer(self.model, name)
         if layer.pick or not isinstance(layer.module, nn.Flatten):
