@@ -272,6 +272,16 @@ class ActivationHeatmap(NbvisWidget):
         axis = self._axis(name)
         return values.movedim(axis - 1, 0) if values.dim() >= 2 and axis > 1 else values
 
+    def _fold(self, name: str, count: int, previous) -> Optional[list[int]]:
+        """(C, H, W) when layer ``name`` is an ``nn.Flatten`` of the (C, H, W) maps shown just
+        before it: the view draws its units as those maps rather than as one scrambled square."""
+        if previous is None or len(previous) != 3 or math.prod(previous) != count:
+            return None
+        layer = units.parse_layer(self.model, name)
+        if layer.pick or not isinstance(layer.module, nn.Flatten):
+            return None
+        return [int(d) for d in previous]
+
     def _layout_entries(self) -> list[dict]:
         """What the view needs to lay out every panel; recomputed only when shapes change."""
         key = (self._sample_shape, self._output_name, tuple((n, tuple(a.shape)) for n, a in self._activations.items()))
@@ -287,18 +297,24 @@ class ActivationHeatmap(NbvisWidget):
                 geometry = {}
         entries = [{"name": "input", "label": "input", "kind": "image" if image else "dense",
                     "shape": list(self._sample_shape), "image": list(image) if image else None}]
+        previous = None  # the sample shape of the layer shown before
         for name, act in self._activations.items():
             sample = tuple(self._shown(name, act[0]).shape)
+            fold = None
             if len(sample) <= 1:
                 units = int(sample[0]) if sample else 1
                 kind = "bars" if name == self._output_name and units <= MAX_BARS else "dense"
                 maps = None
+                fold = self._fold(name, units, previous)
             else:
                 kind = "conv"
                 units = int(sample[0])
                 maps = [int(math.prod(sample[1:-1])), int(sample[-1])]
             entry = {"name": name, "label": self._label(name), "kind": kind, "shape": list(sample),
                      "units": units, "maps": maps, "output": name == self._output_name}
+            if fold is not None:
+                entry["fold"] = fold
+            previous = sample
             if name in geometry and not geometry[name].whole:
                 entry["field"] = geometry[name].to_dict()
             entries.append(entry)
