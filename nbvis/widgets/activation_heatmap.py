@@ -302,16 +302,16 @@ class ActivationHeatmap(NbvisWidget):
             sample = tuple(self._shown(name, act[0]).shape)
             fold = None
             if len(sample) <= 1:
-                units = int(sample[0]) if sample else 1
-                kind = "bars" if name == self._output_name and units <= MAX_BARS else "dense"
+                count = int(sample[0]) if sample else 1
+                kind = "bars" if name == self._output_name and count <= MAX_BARS else "dense"
                 maps = None
-                fold = self._fold(name, units, previous)
+                fold = self._fold(name, count, previous)
             else:
                 kind = "conv"
-                units = int(sample[0])
+                count = int(sample[0])
                 maps = [int(math.prod(sample[1:-1])), int(sample[-1])]
             entry = {"name": name, "label": self._label(name), "kind": kind, "shape": list(sample),
-                     "units": units, "maps": maps, "output": name == self._output_name}
+                     "units": count, "maps": maps, "output": name == self._output_name}
             if fold is not None:
                 entry["fold"] = fold
             previous = sample
