@@ -349,7 +349,8 @@ class ActivationHeatmap(NbvisWidget):
         if wrt == "input" and not self._batch.is_floating_point():
             return None, "the input is token ids, which have no gradient: choose a layer to see the map over it"
         with self._lock:
-            values = METHODS[self.method](self.model, self._batch, of=(layer, unit), wrt=wrt, reduce=self.reduce)[0]
+            reduce = self.reduce if self._has_positions(layer) else units.DEFAULT_REDUCE
+            values = METHODS[self.method](self.model, self._batch, of=(layer, unit), wrt=wrt, reduce=reduce)[0]
         if wrt != "input":
             values = self._shown(wrt, values)
         what = {"gradient": "gradient", "guided": "guided backprop", "deconvnet": "deconvnet"}[self.method]
@@ -360,9 +361,10 @@ class ActivationHeatmap(NbvisWidget):
         return values.detach().float().cpu().numpy(), f"{what} of {self._label(layer)}[{unit}]{how} over {over}"
 
     def _has_positions(self, name: str) -> bool:
-        """Whether a unit of layer ``name`` has several values (a conv channel's positions)."""
+        """Whether a unit of layer ``name`` is a channel of 2-D maps (N, C, H, W), whose positions
+        ``reduce`` gathers; other units (tokens of a sequence) keep the contract's mean."""
         act = self._activations[name]
-        return act[0].numel() > self._units(name)
+        return act.dim() == 4 and self._axis(name) == 1 and act[0, 0].numel() > 1
 
     # ----- observers ---------------------------------------------------------------------------
 

@@ -53,7 +53,7 @@ export function whyPanel(ctx) {
     caption.textContent = model.get("grad_caption") || (sel ? "" : "click a unit to see what changes it");
     updateWrt(sel);
     const selectedEntry = sel && ctx.entryOf(sel[0]);
-    reduceSelect.style.display = selectedEntry && selectedEntry.kind === "conv" ? "" : "none";
+    reduceSelect.style.display = selectedEntry && selectedEntry.kind === "conv" && selectedEntry.shape.length === 3 ? "" : "none";
     if (!g) {
       canvas.width = 0;
       canvas.height = 0;
