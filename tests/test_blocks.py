@@ -16,21 +16,6 @@ from nbvis.compute.blocks import FeatureCache, direction_objective, feature_cach
 from nbvis.compute.blocks.layer import default_layer
 
 
-def model_state(model):
-    return (
-        {k: v.clone() for k, v in model.state_dict().items()},
-        [p.requires_grad for p in model.parameters()],
-        [m.training for m in model.modules()],
-        [len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules()],
-    )
-
-
-def assert_same_state(before, after):
-    for key in before[0]:
-        assert torch.equal(before[0][key], after[0][key]), key
-    assert before[1:] == after[1:]
-
-
 def color_model() -> nn.Module:
     """Channels 0 and 1 see red, 2 and 3 see green (3x3 kernels), then ReLU, pooling and a 2-class head."""
     torch.manual_seed(0)
@@ -58,14 +43,14 @@ def halves(size: int = 16) -> torch.Tensor:
     return x
 
 
-@pytest.fixture(scope="module")
-def cnn():
-    return nbvis.demo.digits_cnn()
+@pytest.fixture
+def cnn(digits_cnn):
+    return digits_cnn
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return nbvis.demo.digits()
+@pytest.fixture
+def digits(digits_data):
+    return digits_data
 
 
 def test_groups_match_scikit_learn_nmf(cnn, digits):
@@ -109,16 +94,13 @@ def test_attribution_is_group_vector_dot_logit_gradient(cnn, digits):
     assert chosen.classes.tolist() == [9, 0]
 
 
-def test_negative_layer_refused_or_clipped(cnn, digits):
+def test_negative_layer_refused_or_clipped(cnn, digits, unchanged):
     images, _ = digits
-    before = model_state(cnn)
-    with pytest.raises(ValueError, match="negative activations.*'relu2'.*negative='clip'"):
+    with unchanged(cnn), pytest.raises(ValueError, match="negative activations.*'relu2'.*negative='clip'"):
         nbvis.neuron_groups(cnn, images[0], "conv2", k=3)
-    assert_same_state(before, model_state(cnn))
-    with pytest.warns(UserWarning, match="clipped to zero"):
+    with unchanged(cnn), pytest.warns(UserWarning, match="clipped to zero"):
         clipped = nbvis.neuron_groups(cnn, images[0], "conv2", k=3, negative="clip")
     assert clipped.clipped > 0 and (clipped.activation >= 0).all()
-    assert_same_state(before, model_state(cnn))
 
 
 def test_bad_arguments_say_what_exists(cnn, digits):
@@ -139,12 +121,11 @@ def test_bad_arguments_say_what_exists(cnn, digits):
         nbvis.neuron_groups(cnn, images[0], "relu2", negative="abs")
 
 
-def test_known_model_groups_separate_the_halves():
+def test_known_model_groups_separate_the_halves(unchanged):
     model = color_model()
     x = halves()
-    before = model_state(model)
-    groups = nbvis.neuron_groups(model, x, "relu", k=2)
-    assert_same_state(before, model_state(model))
+    with unchanged(model):
+        groups = nbvis.neuron_groups(model, x, "relu", k=2)
     truth = np.zeros((16, 16), bool)
     truth[:, :8] = True
     for i, region in enumerate([truth, ~truth]):  # left group first
@@ -206,18 +187,17 @@ def test_top_direction_examples_match_a_brute_force_search(cnn, digits):
     np.testing.assert_allclose(values, scores.max(0).values.numpy(), rtol=1e-5)
 
 
-def test_cache_streams_icons_and_computes_each_once(cnn, tmp_path):
-    before = model_state(cnn)
+def test_cache_streams_icons_and_computes_each_once(cnn, tmp_path, unchanged):
     cache = FeatureCache(cnn, (1, 28, 28), steps=12, every=4, value_range=(0, 1), directory=tmp_path)
     keys = cache.request("relu2", [0, 1, 2])
     assert [cache.state(k) for k in keys] == ["pending"] * 3
-    updates = list(cache.work())
+    with unchanged(cnn):
+        updates = list(cache.work())
     assert [u.step for u in updates] == [1, 4, 8, 12]  # streamed as it improves
     assert updates[-1].done and not updates[0].done
     assert updates[0].images.shape == (3, 28, 28, 1) and updates[0].images.dtype == np.uint8
     assert not np.array_equal(updates[0].images, updates[-1].images)
     assert [cache.state(k) for k in keys] == ["done"] * 3 and cache.computed == 3
-    assert_same_state(before, model_state(cnn))
     # asking again (another view) computes nothing
     assert cache.request("relu2", [2, 1]) == keys[2:0:-1]
     assert list(cache.work()) == [] and cache.computed == 3

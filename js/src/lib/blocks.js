@@ -1,0 +1,208 @@
+// What the building-block views (neuron groups, semantic dictionary) share: the input bar
+// (dataset slider, upload), the input drawn in gray or color, and feature-visualization icons.
+import { decode } from "./arrays.js";
+import { h, setTraits } from "./view.js";
+
+export const BLOCKS_CSS = `
+.nbvis-blocks .nbvis-bk-main { display: flex; gap: 16px; align-items: flex-start; flex-wrap: wrap; }
+.nbvis-blocks .nbvis-bk-stack { position: relative; line-height: 0; }
+.nbvis-blocks .nbvis-bk-stack canvas + canvas { position: absolute; left: 0; top: 0; }
+.nbvis-blocks .nbvis-bk-title { font-weight: 600; }
+.nbvis-blocks .nbvis-bk-icon { border: 1px solid #8886; image-rendering: pixelated; }
+.nbvis-blocks .nbvis-bk-icon[data-state="example"] { border-style: dashed; opacity: 0.85; }
+.nbvis-blocks .nbvis-bk-column { display: flex; flex-direction: column; gap: 4px; }
+.nbvis-blocks table { border-collapse: collapse; font-size: 11px; }
+.nbvis-blocks td, .nbvis-blocks th { padding: 2px 6px; text-align: right; }
+.nbvis-blocks tr[data-group] { cursor: pointer; }
+.nbvis-blocks tr.nbvis-bk-selected { outline: 2px solid #f90; }
+`;
+
+/** Add the shared style once. */
+export function ensureBlocksStyle() {
+  if (document.getElementById("nbvis-blocks-style")) return;
+  const style = document.createElement("style");
+  style.id = "nbvis-blocks-style";
+  style.textContent = BLOCKS_CSS;
+  document.head.appendChild(style);
+}
+
+/** "#rrggbb" -> [r, g, b] */
+export function rgbOf(hex) {
+  const n = parseInt(hex.slice(1), 16);
+  return [(n >> 16) & 255, (n >> 8) & 255, n & 255];
+}
+
+/** The input (C, H, W) as gray values in [0, 1] per pixel (the mean over channels, on its own range). */
+export function grayOf(input) {
+  const [c, hgt, wid] = input.shape.length === 3 ? input.shape : [1, ...input.shape.slice(-2)];
+  const plane = hgt * wid;
+  const gray = new Float32Array(plane);
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let p = 0; p < plane; p++) {
+    let v = 0;
+    for (let k = 0; k < c; k++) v += input.data[k * plane + p];
+    v /= c;
+    gray[p] = v;
+    if (Number.isFinite(v)) {
+      lo = Math.min(lo, v);
+      hi = Math.max(hi, v);
+    }
+  }
+  if (lo >= 0 && hi <= 1) [lo, hi] = [0, 1];
+  const span = hi > lo ? hi - lo : 1;
+  for (let p = 0; p < plane; p++) gray[p] = Number.isFinite(gray[p]) ? (gray[p] - lo) / span : 0;
+  return { gray, hgt, wid, c };
+}
+
+/** Draw the input (C, H, W) at `zoom`: RGB for 3 channels, gray otherwise (dimmed by `dim`). */
+export function drawInput(canvas, input, zoom, dim = 1) {
+  const [c, hgt, wid] = input.shape;
+  const plane = hgt * wid;
+  const image = new ImageData(wid, hgt);
+  const { gray } = grayOf(input);
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const v of input.data) if (Number.isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+  if (lo >= 0 && hi <= 1) [lo, hi] = [0, 1];
+  for (let p = 0; p < plane; p++) {
+    for (let k = 0; k < 3; k++) {
+      const v = c === 3 ? (input.data[k * plane + p] - lo) / (hi - lo || 1) : gray[p];
+      image.data[p * 4 + k] = 255 * dim * Math.max(0, Math.min(1, v));
+    }
+    image.data[p * 4 + 3] = 255;
+  }
+  const off = new OffscreenCanvas(wid, hgt);
+  off.getContext("2d").putImageData(image, 0, 0);
+  canvas.width = wid * zoom;
+  canvas.height = hgt * zoom;
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(off, 0, 0, canvas.width, canvas.height);
+  return ctx;
+}
+
+/** The icons trait decoded: {count, get(i) -> ImageData | null, state(i), step(i)}. */
+export function iconSet(model) {
+  const packed = model.get("_icons");
+  const icons = decode(packed);
+  const states = model.get("_icon_state") || [];
+  const steps = model.get("_icon_step") || [];
+  if (!icons) return { count: 0, get: () => null, state: () => "none", step: () => 0 };
+  const [n, hgt, wid, c] = icons.shape;
+  const size = hgt * wid * c;
+  return {
+    count: n,
+    state: (i) => states[i] || "none",
+    step: (i) => steps[i] || 0,
+    get(i) {
+      if (i < 0 || i >= n) return null;
+      const image = new ImageData(wid, hgt);
+      const o = i * size;
+      for (let p = 0; p < hgt * wid; p++) {
+        for (let k = 0; k < 3; k++) image.data[p * 4 + k] = icons.data[o + p * c + (c === 3 ? k : 0)];
+        image.data[p * 4 + 3] = 255;
+      }
+      return image;
+    },
+  };
+}
+
+/** A canvas of icon i, `size` CSS px wide, with data-state (done | running | example | none). */
+export function iconCanvas(set, i, size) {
+  const canvas = h("canvas", { class: "nbvis-bk-icon" });
+  const image = set.get(i);
+  canvas.dataset.state = set.state(i);
+  canvas.dataset.step = String(set.step(i));
+  canvas.title = { done: "feature visualization", running: `feature visualization (step ${set.step(i)}, forming)`,
+    pending: "top dataset example (its feature visualization is on the way)", example: "top dataset example (its feature visualization is on the way)",
+    none: "no icon yet" }[set.state(i)] || set.state(i);
+  if (!image) {
+    canvas.width = size;
+    canvas.height = size;
+    return canvas;
+  }
+  const off = new OffscreenCanvas(image.width, image.height);
+  off.getContext("2d").putImageData(image, 0, 0);
+  canvas.width = size;
+  canvas.height = Math.round((size * image.height) / image.width);
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(off, 0, 0, canvas.width, canvas.height);
+  return canvas;
+}
+
+/**
+ * The input bar: a layer picker, a dataset slider (when there is a dataset) and an upload box.
+ * Returns {element, update(), status}. Uploads go to Python as {type: "input", source: "upload"}.
+ */
+export function inputBar(model, view, title, extra = []) {
+  const { listen, on } = view;
+  const layerSelect = h("select", { class: "nbvis-bk-layer" });
+  listen(layerSelect, "change", () => setTraits(model, { layer: layerSelect.value }));
+  const slider = h("input", { type: "range", min: 0, step: 1, style: { width: "180px" } });
+  const indexBox = h("input", { type: "number", min: 0, step: 1, style: { width: "5em" } });
+  const datasetGroup = h("label", { class: "nbvis-bk-dataset" }, ["sample ", slider, indexBox]);
+  const fileInput = h("input", { type: "file", accept: "image/*", style: { maxWidth: "190px" } });
+  const status = h("span", { class: "nbvis-muted nbvis-bk-status" });
+  const element = h("div", { class: "nbvis-bar" }, [h("strong", { textContent: title }), h("label", {}, ["layer ", layerSelect]),
+    ...extra, datasetGroup, h("label", {}, ["upload ", fileInput]), status]);
+
+  let timer = null;
+  listen(slider, "input", () => {
+    if (timer) return;
+    timer = setTimeout(() => {
+      timer = null;
+      setTraits(model, { index: Number(slider.value) });
+    }, 60);
+  });
+  listen(slider, "change", () => setTraits(model, { index: Number(slider.value) }));
+  listen(indexBox, "change", () => {
+    const n = model.get("dataset_size");
+    const i = Math.max(0, Math.min(n - 1, Math.floor(Number(indexBox.value) || 0)));
+    indexBox.value = String(i);
+    setTraits(model, { index: i });
+  });
+  // keys typed into the controls belong to them, not to the notebook's shortcuts
+  for (const control of [indexBox, slider, layerSelect]) listen(control, "keydown", (event) => event.stopPropagation());
+  view.dispose(() => timer && clearTimeout(timer));
+
+  let seq = 0;
+  listen(fileInput, "change", async () => {
+    const file = fileInput.files && fileInput.files[0];
+    if (!file) return;
+    const limit = model.get("upload_max_bytes");
+    if (file.size > limit) {
+      status.textContent = `${file.name} is ${(file.size / 2 ** 20).toFixed(1)} MiB; the limit is ${(limit / 2 ** 20).toFixed(1)} MiB`;
+      fileInput.value = "";
+      return;
+    }
+    status.textContent = "";
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    seq += 1;
+    model.send({ type: "input", source: "upload", seq, name: file.name }, undefined, [bytes.buffer]);
+    fileInput.value = "";
+  });
+
+  function update() {
+    const layers = model.get("layers") || [];
+    if (layerSelect.options.length !== layers.length || [...layerSelect.options].some((o, i) => o.value !== layers[i])) {
+      layerSelect.replaceChildren(...layers.map((name) => h("option", { value: name, textContent: name })));
+    }
+    layerSelect.value = model.get("layer");
+    const size = model.get("dataset_size");
+    datasetGroup.style.display = size > 0 ? "" : "none";
+    slider.max = String(Math.max(0, size - 1));
+    indexBox.max = String(Math.max(0, size - 1));
+    if (document.activeElement !== slider) slider.value = String(model.get("index"));
+    if (document.activeElement !== indexBox) indexBox.value = String(model.get("index"));
+  }
+  on("layers", update);
+  return { element, update, status };
+}
+
+/** Page-independent canvas coordinates of a pointer event. */
+export function canvasPoint(canvas, event) {
+  const rect = canvas.getBoundingClientRect();
+  return [(event.clientX - rect.left) * (canvas.width / rect.width), (event.clientY - rect.top) * (canvas.height / rect.height)];
+}
