@@ -78,14 +78,21 @@ function render({ model, el }) {
   view.body.append(bar.element, h("div", { class: "nbvis-bk-main" }, [pictures, legend, tablePanel]));
 
   let isolated = null; // the group hovered, or null
-  let rows = []; // legend rows and table rows, per group
+  let legendRows = []; // per group
+  let tableRows = []; // per group
+  const rowsOf = (g) => [legendRows[g], tableRows[g]].filter(Boolean);
+  function fade() {
+    for (let g = 0; g < Math.max(legendRows.length, tableRows.length); g++) {
+      for (const node of rowsOf(g)) node.style.opacity = isolated === null || isolated === g ? "1" : "0.35";
+    }
+  }
 
   function isolate(i) {
     if (isolated === i) return;
     isolated = i;
     root.dataset.isolated = i === null ? "" : String(i);
     drawMaps();
-    for (const [g, group] of rows.entries()) for (const node of group) node.style.opacity = i === null || i === g ? "1" : "0.35";
+    fade();
   }
 
   function drawMaps() {
@@ -149,7 +156,7 @@ function render({ model, el }) {
     const hues = model.get("hues") || [];
     const icons = iconSet(model);
     const selected = model.get("selected");
-    rows = [];
+    legendRows = [];
     const entries = [];
     for (let i = 0; i < k; i++) {
       const swatch = h("span", { style: { display: "inline-block", width: "12px", height: "12px", background: hues[i], borderRadius: "2px" } });
@@ -158,7 +165,7 @@ function render({ model, el }) {
         swatch, h("span", { textContent: `group ${i}`, style: { width: "52px" } }), iconCanvas(icons, i, ICON), thumbnail(i),
       ]);
       hoverable(entry, i);
-      rows.push([entry]);
+      legendRows.push(entry);
       entries.push(entry);
     }
     const done = [...Array(k).keys()].filter((i) => icons.state(i) === "done").length;
@@ -181,6 +188,7 @@ function render({ model, el }) {
     const [k, n] = a.shape;
     const head = h("tr", {}, [h("th", { textContent: "group" }), ...labels.map((label) => h("th", { textContent: label }))]);
     const body = [];
+    tableRows = [];
     for (let i = 0; i < k; i++) {
       const cells = [];
       for (let j = 0; j < n; j++) {
@@ -193,7 +201,7 @@ function render({ model, el }) {
       const row = h("tr", { "data-group": String(i), class: model.get("selected") === i ? "nbvis-bk-selected" : "" }, [
         h("th", {}, [h("span", { style: { color: hues[i] }, textContent: "\u25a0 " }), String(i)]), ...cells]);
       hoverable(row, i);
-      rows[i] = [...(rows[i] || []), row];
+      tableRows.push(row);
       body.push(row);
     }
     table.replaceChildren(head, ...body);
@@ -241,7 +249,7 @@ function render({ model, el }) {
   view.redrawOn(["_icons", "_icon_state"], () => {
     try {
       drawLegend();
-      if (isolated !== null) for (const [g, group] of rows.entries()) for (const node of group) node.style.opacity = isolated === g ? "1" : "0.35";
+      fade();
     } catch (err) {
       console.error(err);
     }
