@@ -1,6 +1,7 @@
 // WeightGrid view: each unit's incoming weights as a tile on one canvas.
 import { arrayGetter, maxAbs } from "./lib/arrays.js";
 import { DIVERGING, fmt, gradientCss, lutIndex, setPixel } from "./lib/colormap.js";
+import { numberBox } from "./lib/controls.js";
 import { blit, boundCheckbox, boundSelect, colorbar, h, setTraits, setupView } from "./lib/view.js";
 
 const MAX_WIDTH = 960;
@@ -23,8 +24,12 @@ function render({ model, el }) {
   const classSelect = h("select");
   const classLabel = h("label", {}, ["class ", classSelect]);
   classSelect.addEventListener("change", () => setTraits(model, { sort_class: Number(classSelect.value) }));
-  const topK = h("input", { type: "number", min: 0, step: 1, style: { width: "4.5em" } });
-  topK.addEventListener("change", () => setTraits(model, { top_k: Math.max(0, Math.floor(Number(topK.value) || 0)) }));
+  const topK = numberBox(listen, {
+    current: () => model.get("top_k"),
+    apply: (value) => setTraits(model, { top_k: value }),
+    max: () => model.get("n_units"),
+    title: "show only the first k units in this order (0: all)",
+  });
   const scaleSelect = boundSelect(model, on, "scale", [
     ["shared", "shared"],
     ["tile", "per tile"],
@@ -56,7 +61,7 @@ function render({ model, el }) {
       classSelect.replaceChildren(...labels.map((text, i) => h("option", { value: i, textContent: text })));
     }
     classSelect.value = String(model.get("sort_class"));
-    topK.value = String(model.get("top_k"));
+    topK.show();
     productsBox.style.display = model.get("has_input") && model.get("kind") === "linear" ? "" : "none";
     const pages = model.get("n_pages");
     pageText.textContent = `page ${model.get("page") + 1} / ${pages}`;

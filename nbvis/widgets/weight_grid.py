@@ -282,6 +282,9 @@ class WeightGrid(NbvisWidget):
             self._start_watching()
         else:
             self._stop_watching()
+            # The last steps of a loop may have fallen inside the throttle interval: the grid
+            # ends on the weights as they are when live mode is turned off.
+            self._refresh_if_changed()
 
     def _start_watching(self) -> None:
         if self._watch_handle is None:
