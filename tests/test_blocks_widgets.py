@@ -161,3 +161,29 @@ def test_icons_follow_a_change_of_the_weights(digits_data):
     view.wait_icons(60)
     assert view._icon_state == ["done"] * 16 and cache.computed == 32
     assert not np.array_equal(unpack(view._icons), old)
+
+
+def test_explorer_links_its_selection_and_input_to_the_building_blocks(digits_cnn, digits_data):
+    images, labels = digits_data
+    explorer = nbvis.Explorer(digits_cnn, (images, labels), labels=nbvis.demo.DIGIT_LABELS, steps=2, starts=1)
+    try:
+        panel = explorer.blocks
+        assert panel is not None and panel in explorer.children
+        groups, dictionary = panel.groups, panel.dictionary
+        assert torch.equal(groups.input, explorer.heatmap.input)
+        # a unit selected in the Explorer at a conv layer is selected in the dictionary
+        explorer.selected = ("relu2", 5)
+        assert dictionary.layer == "relu2" and dictionary.selected == ("relu2", 5)
+        # a channel clicked in the dictionary is selected in the Explorer
+        dictionary.selected = ("relu2", 9)
+        assert explorer.selected == ("relu2", 9) and explorer.optimizer is not None
+        # the heatmap's input is the groups' input
+        explorer.heatmap.index = 12
+        assert torch.equal(groups.input, images[12]) and torch.equal(dictionary.input, images[12])
+        np.testing.assert_array_equal(groups.groups.spatial, nbvis.neuron_groups(digits_cnn, images[12], groups.layer, k=4).spatial)
+        # picking a sample in a building-block view picks it in the heatmap
+        groups.index = 30
+        assert explorer.heatmap.index == 30 and torch.equal(dictionary.input, images[30])
+    finally:
+        explorer.close()
+    assert nbvis.Explorer(nbvis.demo.digits_mlp(), images, steps=2, starts=1).blocks is None

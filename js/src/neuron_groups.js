@@ -4,6 +4,7 @@
 import { arrayGetter } from "./lib/arrays.js";
 import { DIVERGING, fmt, lutIndex } from "./lib/colormap.js";
 import { canvasPoint, drawInput, ensureBlocksStyle, grayOf, iconCanvas, iconSet, inputBar, rgbOf } from "./lib/blocks.js";
+import { slider } from "./lib/controls.js";
 import { h, setTraits, setupView } from "./lib/view.js";
 
 const SIZE = 224; // CSS px of the big canvases
@@ -51,11 +52,10 @@ function render({ model, el }) {
   const maps = arrayGetter(model, "_maps");
   const attribution = arrayGetter(model, "_attribution");
 
-  const kSlider = h("input", { type: "range", min: 1, max: 12, step: 1, style: { width: "110px" }, class: "nbvis-ng-k" });
   const kValue = h("span");
-  listen(kSlider, "input", () => (kValue.textContent = kSlider.value));
-  listen(kSlider, "change", () => setTraits(model, { k: Number(kSlider.value) }));
-  listen(kSlider, "keydown", (event) => event.stopPropagation());
+  const kSlider = slider(listen, { current: () => model.get("k"), apply: (k) => setTraits(model, { k }),
+    preview: (k) => (kValue.textContent = String(k)), min: 1, max: 12, title: "number of groups" });
+  kSlider.classList.add("nbvis-ng-k");
   const bar = inputBar(model, view, "neuron groups", [h("label", {}, ["k ", kSlider, kValue])]);
 
   const inputCanvas = h("canvas", { class: "nbvis-ng-input" });
@@ -211,8 +211,7 @@ function render({ model, el }) {
   function draw() {
     try {
       bar.update();
-      kSlider.value = String(model.get("k"));
-      kValue.textContent = String(model.get("k"));
+      kSlider.show();
       inputCaption.textContent = model.get("input_caption") || "";
       const note = model.get("note");
       caption.textContent = `${model.get("k")} groups at ${model.get("layer")} \u00b7 reconstruction R\u00b2 ${model.get("r2").toFixed(3)}${note ? ` \u00b7 ${note}` : ""} \u00b7 hover a group to isolate it, click to select it`;

@@ -1,6 +1,7 @@
 // What the building-block views (neuron groups, semantic dictionary) share: the input bar
 // (dataset slider, upload), the input drawn in gray or color, and feature-visualization icons.
 import { decode } from "./arrays.js";
+import { keepKeys, numberBox, slider } from "./controls.js";
 import { h, setTraits } from "./view.js";
 
 export const BLOCKS_CSS = `
@@ -140,32 +141,17 @@ export function inputBar(model, view, title, extra = []) {
   const { listen, on } = view;
   const layerSelect = h("select", { class: "nbvis-bk-layer" });
   listen(layerSelect, "change", () => setTraits(model, { layer: layerSelect.value }));
-  const slider = h("input", { type: "range", min: 0, step: 1, style: { width: "180px" } });
-  const indexBox = h("input", { type: "number", min: 0, step: 1, style: { width: "5em" } });
-  const datasetGroup = h("label", { class: "nbvis-bk-dataset" }, ["sample ", slider, indexBox]);
+  keepKeys(listen, layerSelect);
+  const last = () => Math.max(0, model.get("dataset_size") - 1);
+  const pick = (i) => setTraits(model, { index: i });
+  const index = () => model.get("index");
+  const indexSlider = slider(listen, { current: index, apply: pick, min: 0, max: last, width: "180px", title: "dataset sample" });
+  const indexBox = numberBox(listen, { current: index, apply: pick, min: 0, max: last, width: "5em" });
+  const datasetGroup = h("label", { class: "nbvis-bk-dataset" }, ["sample ", indexSlider, indexBox]);
   const fileInput = h("input", { type: "file", accept: "image/*", style: { maxWidth: "190px" } });
   const status = h("span", { class: "nbvis-muted nbvis-bk-status" });
   const element = h("div", { class: "nbvis-bar" }, [h("strong", { textContent: title }), h("label", {}, ["layer ", layerSelect]),
     ...extra, datasetGroup, h("label", {}, ["upload ", fileInput]), status]);
-
-  let timer = null;
-  listen(slider, "input", () => {
-    if (timer) return;
-    timer = setTimeout(() => {
-      timer = null;
-      setTraits(model, { index: Number(slider.value) });
-    }, 60);
-  });
-  listen(slider, "change", () => setTraits(model, { index: Number(slider.value) }));
-  listen(indexBox, "change", () => {
-    const n = model.get("dataset_size");
-    const i = Math.max(0, Math.min(n - 1, Math.floor(Number(indexBox.value) || 0)));
-    indexBox.value = String(i);
-    setTraits(model, { index: i });
-  });
-  // keys typed into the controls belong to them, not to the notebook's shortcuts
-  for (const control of [indexBox, slider, layerSelect]) listen(control, "keydown", (event) => event.stopPropagation());
-  view.dispose(() => timer && clearTimeout(timer));
 
   let seq = 0;
   listen(fileInput, "change", async () => {
@@ -190,12 +176,9 @@ export function inputBar(model, view, title, extra = []) {
       layerSelect.replaceChildren(...layers.map((name) => h("option", { value: name, textContent: name })));
     }
     layerSelect.value = model.get("layer");
-    const size = model.get("dataset_size");
-    datasetGroup.style.display = size > 0 ? "" : "none";
-    slider.max = String(Math.max(0, size - 1));
-    indexBox.max = String(Math.max(0, size - 1));
-    if (document.activeElement !== slider) slider.value = String(model.get("index"));
-    if (document.activeElement !== indexBox) indexBox.value = String(model.get("index"));
+    datasetGroup.style.display = model.get("dataset_size") > 0 ? "" : "none";
+    indexSlider.show();
+    indexBox.show();
   }
   on("layers", update);
   return { element, update, status };
