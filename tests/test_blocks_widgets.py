@@ -74,9 +74,9 @@ def test_groups_view_k_layer_selection_and_direction(digits_cnn, digits_data):
 def test_groups_view_new_input_from_python_dataset_and_upload(digits_cnn, digits_data):
     images, labels = digits_data
     view = nbvis.NeuronGroups(digits_cnn, layer="relu2", k=3, dataset=(images, labels), icons=False)
-    assert torch.equal(view.input, images[0])
+    assert torch.equal(view.input, images[0]) and view.input_caption == f"dataset #0 (label {int(labels[0])})"
     view.index = 9
-    assert torch.equal(view.input, images[9]) and "dataset #9" in view.input_caption
+    assert torch.equal(view.input, images[9]) and view.input_caption == f"dataset #9 (label {int(labels[9])})"
     np.testing.assert_array_equal(view.groups.spatial, nbvis.neuron_groups(digits_cnn, images[9], "relu2", k=3).spatial)
     view.input = images[4]
     assert torch.equal(view.input, images[4])

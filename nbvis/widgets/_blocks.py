@@ -109,7 +109,8 @@ class BlocksView(NbvisWidget):
         self._preprocess = preprocess
         self._dataset, self._targets = _as_dataset(dataset)
         start = int(kwargs.get("index", 0))
-        if x is None:
+        from_dataset = x is None
+        if from_dataset:
             if self._dataset is None:
                 raise TypeError(f"{type(self).__name__} needs an input x (one image), or a dataset to pick from")
             x = _sample_tensor(self._dataset[start])
@@ -134,7 +135,7 @@ class BlocksView(NbvisWidget):
         self.set_trait("layers", names)
         self.set_trait("dataset_size", 0 if self._dataset is None else len(self._dataset))
         self.layer = name
-        self.input_caption = f"dataset #{start}" if dataset is not None and x is not None and "index" in kwargs else ""
+        self.input_caption = f"dataset #{start}{self._target_text(start)}" if from_dataset else ""
         self.observe(self._on_index, names=["index"])
         self.observe(self._on_layer, names=["layer"])
         self.on_msg(self._on_input_msg)
@@ -248,8 +249,8 @@ class BlocksView(NbvisWidget):
         if self._dataset is None or self._restoring_index:
             return
         try:
-            target = "" if self._targets is None else f" (label {self._targets[change['new']]})"
-            self._set_input(_sample_tensor(self._dataset[change["new"]]), f"dataset #{change['new']}{target}")
+            index = change["new"]
+            self._set_input(_sample_tensor(self._dataset[index]), f"dataset #{index}{self._target_text(index)}")
         except Exception:
             self._restoring_index = True
             try:
@@ -257,6 +258,13 @@ class BlocksView(NbvisWidget):
             finally:
                 self._restoring_index = False
             raise
+
+    def _target_text(self, index: int) -> str:
+        if self._targets is None:
+            return ""
+        target = self._targets[index]
+        value = target.item() if hasattr(target, "item") and np.size(target) == 1 else target
+        return "" if value == "" else f" (label {value})"
 
     def _on_layer(self, _change) -> None:
         with self._guard():
