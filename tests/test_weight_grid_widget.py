@@ -225,3 +225,13 @@ def test_an_out_of_range_page_is_clamped_and_packed_once(digits_mlp, monkeypatch
     assert grid.page == 2 and grid.n_pages == 3
     np.testing.assert_array_equal(unpack(grid._units), grid.units()[20:25])
     assert len(packs) == 3  # tiles, units and bias once each
+
+
+def test_grid_reports_what_a_tile_is_made_of():
+    cnn = nbvis.demo.digits_cnn()
+    grid = nbvis.WeightGrid(cnn, "conv2")
+    assert grid.source_shape == list(cnn.conv2.weight.shape[1:]) and grid.reduction == "channels"
+    assert nbvis.WeightGrid(cnn, "conv2", reduce="mean").reduction == "mean"
+    assert nbvis.WeightGrid(torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3)), "0").reduction == "rgb"
+    mlp = nbvis.WeightGrid(nbvis.demo.digits_mlp(), "fc1")
+    assert mlp.source_shape == [1, 28, 28]

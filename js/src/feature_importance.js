@@ -1,9 +1,12 @@
 // FeatureImportance view: a sorted horizontal plotly bar chart with error bars, progress and
 // cancel, and for image inputs the importance map drawn over a sample image.
+import "./lib/nbvis.css";
 import { arrayGetter, maxAbs } from "./lib/arrays.js";
 import { DIVERGING, fmt, gradientCss, lutIndex } from "./lib/colormap.js";
+import { blit } from "./lib/draw.js";
 import { numberBox } from "./lib/controls.js";
-import { blit, colorbar, command, h, setTraits, setupView } from "./lib/view.js";
+import { canvasPoint } from "./lib/pointer.js";
+import { colorbar, command, h, setTraits, setupView } from "./lib/view.js";
 
 const BAR = "#4c78a8";
 const SELECTED = "#f58518";
@@ -203,7 +206,7 @@ function render({ model, el }) {
       font: { size: 11 },
     };
     const config = { displayModeBar: false, responsive: true };
-    Plotly.react(chart, [trace], layout, config);
+    view.timed(() => Plotly.react(chart, [trace], layout, config));
     if (!plotted) {
       plotted = true;
       chart.on("plotly_click", (event) => {
@@ -215,7 +218,6 @@ function render({ model, el }) {
       });
     }
     view.root.dataset.bars = String(labels.length);
-    view.root.dataset.draws = String(Number(view.root.dataset.draws || 0) + 1);
   }
 
   let mapLayout = null;
@@ -293,9 +295,9 @@ function render({ model, el }) {
 
   function pixelAt(event) {
     if (!mapLayout) return null;
-    const rect = canvas.getBoundingClientRect();
-    const x = Math.floor(((event.clientX - rect.left) * (canvas.width / rect.width)) / mapLayout.zoom);
-    const y = Math.floor(((event.clientY - rect.top) * (canvas.height / rect.height)) / mapLayout.zoom);
+    const [px, py] = canvasPoint(canvas, event);
+    const x = Math.floor(px / mapLayout.zoom);
+    const y = Math.floor(py / mapLayout.zoom);
     if (x < 0 || y < 0 || x >= mapLayout.W || y >= mapLayout.H) return null;
     return { x, y, feature: owner().data[y * mapLayout.W + x] };
   }

@@ -3,7 +3,11 @@
 // kernel message); a click selects it.
 import { arrayGetter } from "./lib/arrays.js";
 import { DIVERGING, fmt, lutIndex } from "./lib/colormap.js";
-import { canvasPoint, drawInput, ensureBlocksStyle, grayOf, iconCanvas, iconSet, inputBar, rgbOf } from "./lib/blocks.js";
+import "./lib/nbvis.css";
+import "./lib/blocks.css";
+import { drawInput, grayOf, iconCanvas, iconSet, inputBar, rgbOf } from "./lib/blocks.js";
+import { SELECTION } from "./lib/draw.js";
+import { canvasPoint } from "./lib/pointer.js";
 import { slider } from "./lib/controls.js";
 import { h, setTraits, setupView } from "./lib/view.js";
 
@@ -45,7 +49,6 @@ function scaled(image, width, height, smooth) {
 }
 
 function render({ model, el }) {
-  ensureBlocksStyle();
   const view = setupView(model, el, "neuron-groups nbvis-blocks");
   const { listen, tooltip, root } = view;
   const input = arrayGetter(model, "_input");
@@ -161,7 +164,7 @@ function render({ model, el }) {
     for (let i = 0; i < k; i++) {
       const swatch = h("span", { style: { display: "inline-block", width: "12px", height: "12px", background: hues[i], borderRadius: "2px" } });
       const entry = h("div", { class: "nbvis-ng-group", "data-group": String(i), style: { display: "flex", gap: "6px", alignItems: "center", cursor: "pointer",
-        outline: selected === i ? "2px solid #f90" : "none", padding: "2px" } }, [
+        outline: selected === i ? `2px solid ${SELECTION}` : "none", padding: "2px" } }, [
         swatch, h("span", { textContent: `group ${i}`, style: { width: "52px" } }), iconCanvas(icons, i, ICON), thumbnail(i),
       ]);
       hoverable(entry, i);
@@ -223,7 +226,6 @@ function render({ model, el }) {
         isolated = null;
         isolate(keep);
       }
-      root.dataset.draws = String(Number(root.dataset.draws || 0) + 1);
     } catch (err) {
       bar.status.textContent = `drawing failed: ${err}`;
       console.error(err);
@@ -244,7 +246,7 @@ function render({ model, el }) {
   });
   listen(mapCanvas, "mouseleave", () => tooltip.hide());
 
-  view.redrawOn(["_maps", "_input", "_attribution", "hues", "selected", "r2", "class_labels", "layer", "layers", "k", "index", "dataset_size", "input_caption"], draw);
+  view.redrawOn(["_maps", "_input", "_attribution", "hues", "selected", "r2", "class_labels", "layer", "layers", "k", "index", "dataset_size", "input_caption"], () => view.timed(draw));
   view.redrawOn(["_icons", "_icon_state"], () => {
     try {
       drawLegend();
@@ -253,7 +255,7 @@ function render({ model, el }) {
       console.error(err);
     }
   });
-  draw();
+  view.timed(draw);
   return view.cleanup;
 }
 

@@ -4,7 +4,11 @@
 // channel selects it.
 import { arrayGetter } from "./lib/arrays.js";
 import { fmt } from "./lib/colormap.js";
-import { canvasPoint, drawInput, ensureBlocksStyle, iconCanvas, iconSet, inputBar } from "./lib/blocks.js";
+import "./lib/nbvis.css";
+import "./lib/blocks.css";
+import { drawInput, iconCanvas, iconSet, inputBar } from "./lib/blocks.js";
+import { SELECTION } from "./lib/draw.js";
+import { canvasPoint } from "./lib/pointer.js";
 import { h, setTraits, setupView } from "./lib/view.js";
 
 const SIZE = 224;
@@ -12,7 +16,6 @@ const ICON = 64;
 const BAR = 120;
 
 function render({ model, el }) {
-  ensureBlocksStyle();
   const view = setupView(model, el, "semantic-dictionary nbvis-blocks");
   const { listen, root } = view;
   const input = arrayGetter(model, "_input");
@@ -95,7 +98,7 @@ function render({ model, el }) {
       const isSelected = Array.isArray(selected) && selected[0] === layer && selected[1] === channel;
       const fill = h("div", { style: { width: `${Math.round(norm * BAR)}px`, height: "10px", background: "#4393c3" } });
       const entry = h("div", { class: "nbvis-sd-entry", "data-channel": String(channel), title: `click to select ${layer}[${channel}]`,
-        style: { display: "flex", gap: "8px", alignItems: "center", cursor: "pointer", padding: "2px", outline: isSelected ? "2px solid #f90" : "none" } }, [
+        style: { display: "flex", gap: "8px", alignItems: "center", cursor: "pointer", padding: "2px", outline: isSelected ? `2px solid ${SELECTION}` : "none" } }, [
         iconCanvas(icons, channel, ICON),
         h("div", { class: "nbvis-bk-column" }, [
           h("span", { textContent: `channel ${channel}` }),
@@ -125,7 +128,6 @@ function render({ model, el }) {
       caption.textContent = `${model.get("layer")}: ${gh}\u00d7${gw} positions \u00b7 bars: activation \u00f7 the layer's maximum ${fmt(model.get("maximum"))} \u00b7 click to pin a position`;
       drawReticle();
       drawEntries();
-      root.dataset.draws = String(Number(root.dataset.draws || 0) + 1);
     } catch (err) {
       bar.status.textContent = `drawing failed: ${err}`;
       console.error(err);
@@ -157,7 +159,7 @@ function render({ model, el }) {
     if (cell) setTraits(model, { position: cell });
   });
 
-  view.redrawOn(["_input", "_channels", "_values", "maximum", "grid", "position", "selected", "layer", "layers", "index", "dataset_size", "input_caption"], draw);
+  view.redrawOn(["_input", "_channels", "_values", "maximum", "grid", "position", "selected", "layer", "layers", "index", "dataset_size", "input_caption"], () => view.timed(draw));
   view.redrawOn(["_icons", "_icon_state"], () => {
     try {
       drawEntries();
@@ -165,7 +167,7 @@ function render({ model, el }) {
       console.error(err);
     }
   });
-  draw();
+  view.timed(draw);
   return view.cleanup;
 }
 

@@ -41,12 +41,12 @@ class NbvisWidget(anywidget.AnyWidget):
             raise TypeError(
                 f"{type(self).__name__}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}"
             )
-        esm = type(self)._esm
-        if isinstance(esm, Path) and not esm.exists():
-            raise RuntimeError(
-                f"the browser view {esm.name} is not built: run `npm install && npm run build` in js/, "
-                "or reinstall nbvis with `pip install .`"
-            )
+        for asset in (getattr(type(self), "_esm", None), getattr(type(self), "_css", None)):
+            if isinstance(asset, Path) and not asset.exists():
+                raise RuntimeError(
+                    f"the browser view {asset.name} is not built: run `npm install && npm run build` in js/, "
+                    "or reinstall nbvis with `pip install .`"
+                )
         super().__init__(**kwargs)
         self.on_msg(self._on_custom_msg)
 

@@ -46,6 +46,7 @@ class ActivationHeatmap(NbvisWidget):
     """
 
     _esm = STATIC / "activation_heatmap.js"
+    _css = STATIC / "activation_heatmap.css"
     _restoring_index = False  # True while a failed dataset pick puts the index back
 
     _layout = traitlets.List().tag(sync=True)

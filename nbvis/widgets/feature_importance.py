@@ -71,6 +71,7 @@ class FeatureImportance(NbvisWidget):
     """
 
     _esm = STATIC / "feature_importance.js"
+    _css = STATIC / "feature_importance.css"
 
     scoring = traitlets.Unicode("r2").tag(sync=True)
     scorings = traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True)

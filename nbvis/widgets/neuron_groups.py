@@ -52,6 +52,7 @@ class NeuronGroups(BlocksView):
     """
 
     _esm = STATIC / "neuron_groups.js"
+    _css = STATIC / "neuron_groups.css"
 
     k = traitlets.Int(6).tag(sync=True)
     selected = traitlets.Int(None, allow_none=True).tag(sync=True)

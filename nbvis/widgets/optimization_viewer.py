@@ -39,6 +39,7 @@ class OptimizationViewer(NbvisWidget):
     """
 
     _esm = STATIC / "optimization_viewer.js"
+    _css = STATIC / "optimization_viewer.css"
 
     objective_text = traitlets.Unicode(read_only=True).tag(sync=True)
     input_kind = traitlets.Enum(("image", "vector"), default_value="image", read_only=True).tag(sync=True)

@@ -35,6 +35,7 @@ class SemanticDictionary(BlocksView):
     """
 
     _esm = STATIC / "semantic_dictionary.js"
+    _css = STATIC / "semantic_dictionary.css"
 
     k = traitlets.Int(5).tag(sync=True)
     position = traitlets.List(traitlets.Int(), default_value=[0, 0]).tag(sync=True)

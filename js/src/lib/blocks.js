@@ -1,31 +1,10 @@
 // What the building-block views (neuron groups, semantic dictionary) share: the input bar
 // (dataset slider, upload), the input drawn in gray or color, and feature-visualization icons.
+// Their style is blocks.css, which each of the two views imports.
 import { decode } from "./arrays.js";
+import { blit } from "./draw.js";
 import { keepKeys, numberBox, slider } from "./controls.js";
 import { h, setTraits } from "./view.js";
-
-export const BLOCKS_CSS = `
-.nbvis-blocks .nbvis-bk-main { display: flex; gap: 16px; align-items: flex-start; flex-wrap: wrap; }
-.nbvis-blocks .nbvis-bk-stack { position: relative; line-height: 0; }
-.nbvis-blocks .nbvis-bk-stack canvas + canvas { position: absolute; left: 0; top: 0; }
-.nbvis-blocks .nbvis-bk-title { font-weight: 600; }
-.nbvis-blocks .nbvis-bk-icon { border: 1px solid #8886; image-rendering: pixelated; }
-.nbvis-blocks .nbvis-bk-icon[data-state="example"] { border-style: dashed; opacity: 0.85; }
-.nbvis-blocks .nbvis-bk-column { display: flex; flex-direction: column; gap: 4px; }
-.nbvis-blocks table { border-collapse: collapse; font-size: 11px; }
-.nbvis-blocks td, .nbvis-blocks th { padding: 2px 6px; text-align: right; }
-.nbvis-blocks tr[data-group] { cursor: pointer; }
-.nbvis-blocks tr.nbvis-bk-selected { outline: 2px solid #f90; }
-`;
-
-/** Add the shared style once. */
-export function ensureBlocksStyle() {
-  if (document.getElementById("nbvis-blocks-style")) return;
-  const style = document.createElement("style");
-  style.id = "nbvis-blocks-style";
-  style.textContent = BLOCKS_CSS;
-  document.head.appendChild(style);
-}
 
 /** "#rrggbb" -> [r, g, b] */
 export function rgbOf(hex) {
@@ -73,14 +52,7 @@ export function drawInput(canvas, input, zoom, dim = 1) {
     }
     image.data[p * 4 + 3] = 255;
   }
-  const off = new OffscreenCanvas(wid, hgt);
-  off.getContext("2d").putImageData(image, 0, 0);
-  canvas.width = wid * zoom;
-  canvas.height = hgt * zoom;
-  const ctx = canvas.getContext("2d");
-  ctx.imageSmoothingEnabled = false;
-  ctx.drawImage(off, 0, 0, canvas.width, canvas.height);
-  return ctx;
+  return blit(canvas, image, zoom);
 }
 
 /** The icons trait decoded: {count, get(i) -> ImageData | null, state(i), step(i)}. */
@@ -182,10 +154,4 @@ export function inputBar(model, view, title, extra = []) {
   }
   on("layers", update);
   return { element, update, status };
-}
-
-/** Page-independent canvas coordinates of a pointer event. */
-export function canvasPoint(canvas, event) {
-  const rect = canvas.getBoundingClientRect();
-  return [(event.clientX - rect.left) * (canvas.width / rect.width), (event.clientY - rect.top) * (canvas.height / rect.height)];
 }
