@@ -87,10 +87,10 @@ function render({ model, el }) {
     applied = repeats.commit();
   });
   listen(run, "click", () => {
-    if (!applied) command(model, "run");
+    if (!applied) command(model, "start");
     applied = false;
   });
-  listen(cancel, "click", () => command(model, "cancel"));
+  listen(cancel, "click", () => command(model, "stop"));
   const bar = h("div", { class: "nbvis-bar" }, [
     h("strong", { textContent: "Feature importance" }),
     h("label", {}, ["method ", method]),
@@ -132,15 +132,15 @@ function render({ model, el }) {
     method.value = model.get("method");
     repeats.show();
     topK.show();
-    const status = model.get("status");
+    const state = model.get("state");
     const done = model.get("done");
     const total = model.get("total");
     progress.max = Math.max(1, total);
     progress.value = done;
-    progressText.textContent = `${done} / ${total} \u00b7 ${status}`;
-    cancel.disabled = status !== "running";
-    run.disabled = status === "running";
-    view.root.dataset.status = status;
+    progressText.textContent = `${done} / ${total} \u00b7 ${state}`;
+    cancel.disabled = state !== "running";
+    run.disabled = state === "running";
+    view.root.dataset.state = state;
   }
 
   function drawChart() {
@@ -317,7 +317,7 @@ function render({ model, el }) {
   });
 
   view.redrawOn(["_stats", "_map", "_owner", "_image", "feature_names", "top_k", "selected", "scoring", "scorings",
-    "method", "n_repeats", "status", "done", "total", "baseline", "sample"], () => {
+    "method", "n_repeats", "state", "done", "total", "baseline", "sample"], () => {
     updateBar();
     drawChart();
     drawMap();

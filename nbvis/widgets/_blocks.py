@@ -12,14 +12,15 @@ import torch
 import traitlets
 from torch import nn
 
-from .._arrays import pack
 from ..compute.blocks import FeatureCache, IconUpdate, feature_cache, top_direction_examples
 from ..compute.blocks.layer import conv_layers, default_layer, one_sample
 from ..compute.dataset import _sample_tensor
 from ..compute.images import DEFAULT_MAX_BYTES, decode_image
 from ..compute.optimize import to_uint8
 from ..compute.probe import resolve_layer
-from ._base import Job, NbvisWidget, Throttle, array_trait
+from ._base import NbvisWidget
+from ._jobs import Job, Throttle
+from ._traits import Array
 from .activation_heatmap import _as_dataset, _image_layout
 
 __all__ = ["BlocksView", "IconFeed"]
@@ -91,8 +92,8 @@ class BlocksView(NbvisWidget):
     input_caption = traitlets.Unicode("").tag(sync=True)
     upload_max_bytes = traitlets.Int(DEFAULT_MAX_BYTES).tag(sync=True)
     icons_ready = traitlets.Int(0, read_only=True).tag(sync=True)
-    _input = array_trait()  # float32 (C, H, W): the input
-    _icons = array_trait()  # uint8 (n, h, w, c): one icon per slot
+    _input = Array()  # float32 (C, H, W): the input
+    _icons = Array("uint8")  # (n, h, w, c): one icon per slot
     _icon_state = traitlets.List().tag(sync=True)  # per slot: "done" | "running" | "example" | "none"
     _icon_step = traitlets.List().tag(sync=True)  # per slot: optimization steps reached
     _seq_done = traitlets.Int(0).tag(sync=True)
@@ -315,7 +316,7 @@ class BlocksView(NbvisWidget):
             shape = (*self._batch.shape[2:], 1 if self._batch.shape[1] != 3 else 3)
         stacked = np.stack([np.zeros(shape, np.uint8) if im is None else im for im in images])
         with self.hold_sync():
-            self._icons = pack(stacked, "uint8")
+            self._icons = stacked
             self._icon_state = states
             self._icon_step = steps
             self.set_trait("icons_ready", sum(s == "done" for s in states))

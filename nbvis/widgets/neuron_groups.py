@@ -9,11 +9,11 @@ import numpy as np
 import traitlets
 from torch import nn
 
-from .._arrays import pack
 from ..compute.blocks import Groups, neuron_groups
 from ..compute.probe import LayerRef
 from ._base import STATIC
 from ._blocks import BlocksView
+from ._traits import Array
 
 __all__ = ["NeuronGroups", "group_hues"]
 
@@ -61,8 +61,8 @@ class NeuronGroups(BlocksView):
     class_labels = traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True)
     attribution_scale = traitlets.Float(0.0, read_only=True).tag(sync=True)
     note = traitlets.Unicode("", read_only=True).tag(sync=True)
-    _maps = traitlets.Dict(default_value=None, allow_none=True).tag(sync=True)  # float32 (k, H, W) in [0, 1]
-    _attribution = traitlets.Dict(default_value=None, allow_none=True).tag(sync=True)  # float32 (k, classes)
+    _maps = Array()  # float32 (k, H, W) in [0, 1]
+    _attribution = Array()  # float32 (k, classes)
 
     def __init__(
         self,
@@ -136,9 +136,9 @@ class NeuronGroups(BlocksView):
             self.set_trait("class_labels", labels)
             self.set_trait("attribution_scale", scale)
             self.set_trait("note", note)
-            self._input = pack(self._batch[0])
-            self._maps = pack(groups.normalized_maps())
-            self._attribution = None if groups.attribution is None else pack(groups.attribution)
+            self._input = self._batch[0]
+            self._maps = groups.normalized_maps()
+            self._attribution = groups.attribution
             self._request_icons()
 
     def _icon_items(self):

@@ -8,12 +8,12 @@ import numpy as np
 import traitlets
 from torch import nn
 
-from .._arrays import pack
 from ..compute.blocks import Dictionary, semantic_dictionary
 from ..compute.blocks.layer import layer_activation
 from ..compute.probe import LayerRef
 from ._base import STATIC
 from ._blocks import BlocksView
+from ._traits import Array
 
 __all__ = ["SemanticDictionary"]
 
@@ -42,8 +42,8 @@ class SemanticDictionary(BlocksView):
     selected = traitlets.Any(None).tag(sync=True)
     maximum = traitlets.Float(0.0, read_only=True).tag(sync=True)
     grid = traitlets.List(traitlets.Int(), default_value=[1, 1], read_only=True).tag(sync=True)
-    _channels = traitlets.Dict(default_value=None, allow_none=True).tag(sync=True)  # int32 (H, W, k)
-    _values = traitlets.Dict(default_value=None, allow_none=True).tag(sync=True)  # float32 (H, W, k)
+    _channels = Array("int32")  # (H, W, k)
+    _values = Array()  # float32 (H, W, k)
 
     def __init__(
         self,
@@ -124,9 +124,9 @@ class SemanticDictionary(BlocksView):
                 self.selected = None
             self.set_trait("grid", [height, width])
             self.set_trait("maximum", dictionary.maximum)
-            self._input = pack(self._batch[0])
-            self._channels = pack(dictionary.channels, "int32")
-            self._values = pack(dictionary.values)
+            self._input = self._batch[0]
+            self._channels = dictionary.channels
+            self._values = dictionary.values
             self.position = list(dictionary.start)
             if layer_changed or not self._icon_keys:
                 self._request_icons()
