@@ -14,14 +14,14 @@ from torch import nn
 
 from ..compute.blocks import FeatureCache, IconUpdate, feature_cache, top_direction_examples
 from ..compute.blocks.layer import conv_layers, default_layer, one_sample
-from ..compute.dataset import _sample_tensor
+from ..compute.dataset import as_samples, sample_tensor
 from ..compute.images import DEFAULT_MAX_BYTES, decode_image
 from ..compute.optimize import to_uint8
 from ..compute.probe import resolve_layer
 from ._base import NbvisWidget
 from ._jobs import Job, Throttle
 from ._traits import Array
-from .activation_heatmap import _as_dataset, _image_layout
+from .activation_heatmap import _image_layout
 
 __all__ = ["BlocksView", "IconFeed"]
 
@@ -108,13 +108,13 @@ class BlocksView(NbvisWidget):
             raise TypeError(f"preprocess must be a callable(PIL.Image) -> array, not {type(preprocess).__name__}")
         self.model = model
         self._preprocess = preprocess
-        self._dataset, self._targets = _as_dataset(dataset)
+        self._dataset, self._targets = as_samples(dataset)
         start = int(kwargs.get("index", 0))
         from_dataset = x is None
         if from_dataset:
             if self._dataset is None:
                 raise TypeError(f"{type(self).__name__} needs an input x (one image), or a dataset to pick from")
-            x = _sample_tensor(self._dataset[start])
+            x = sample_tensor(self._dataset[start])
         self._batch = one_sample(model, x)
         names = conv_layers(model, self._batch)
         if not names:
@@ -251,7 +251,7 @@ class BlocksView(NbvisWidget):
             return
         try:
             index = change["new"]
-            self._set_input(_sample_tensor(self._dataset[index]), f"dataset #{index}{self._target_text(index)}")
+            self._set_input(sample_tensor(self._dataset[index]), f"dataset #{index}{self._target_text(index)}")
         except Exception:
             self._restoring_index = True
             try:
@@ -286,7 +286,7 @@ class BlocksView(NbvisWidget):
         self._examples = None
         if self._dataset is not None:
             indices, _ = top_direction_examples(self.model, self.layer, directions, self._dataset, limit=EXAMPLE_LIMIT)
-            samples = torch.stack([one_sample(self.model, _sample_tensor(self._dataset[int(i)]))[0] for i in indices])
+            samples = torch.stack([one_sample(self.model, sample_tensor(self._dataset[int(i)]))[0] for i in indices])
             low, high = float(self._batch.min()), float(self._batch.max())
             value_range = self._cache.value_range or ((0.0, 1.0) if low >= 0 and high <= 1 else None)
             self._examples = to_uint8(samples, value_range)

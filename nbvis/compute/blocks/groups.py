@@ -17,8 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..gradients import _traced
-from ..probe import LayerRef, borrowed, first_tensor, resolve_layer, run_model
+from ..probe import LayerRef, borrowed, first_tensor, forward_with
 from .layer import layer_activation, nearest_non_negative, spatial_layers
 
 __all__ = ["Groups", "NEGATIVE", "neuron_groups"]
@@ -137,11 +136,11 @@ def _attribution(model, batch, name: str, vectors: np.ndarray, classes):
 
     One forward pass with the layer's output replaced by a leaf, then one backward pass per class
     through the layers after it only."""
-    _, module = resolve_layer(model, name)
     with borrowed(model), torch.enable_grad():
-        with _traced(model, None, module) as seen:
-            out = first_tensor(run_model(model, batch.clone()))
-        if out is None or out.dim() != 2 or out.shape[0] != 1 or "wrt" not in seen:
+        output, acts = forward_with(model, batch.clone(), [], detach=False, leaf=name)
+        out = first_tensor(output)
+        leaf = getattr(acts, "leaf", None)
+        if out is None or out.dim() != 2 or out.shape[0] != 1 or leaf is None:
             return None, None, None
         logits = out[0]
         chosen = _classes(logits.detach().float(), classes)
@@ -151,7 +150,7 @@ def _attribution(model, batch, name: str, vectors: np.ndarray, classes):
             if not logits[int(c)].requires_grad:  # the logit does not depend on this layer
                 rows.append(torch.zeros(len(vec)))
                 continue
-            (grad,) = torch.autograd.grad(logits[int(c)], seen["wrt"], retain_graph=True, allow_unused=True)
+            (grad,) = torch.autograd.grad(logits[int(c)], leaf, retain_graph=True, allow_unused=True)
             rows.append(torch.zeros(len(vec)) if grad is None else vec @ grad[0].detach().float().cpu().reshape(-1))
     attribution = torch.stack(rows, dim=1).numpy() if rows else np.zeros((len(vectors), 0), np.float32)
     return chosen, logits.detach()[torch.as_tensor(chosen, dtype=torch.long)].float().cpu().numpy(), attribution
