@@ -253,3 +253,11 @@ def test_cache_rejects_bad_requests(cnn):
         cache.request("relu2", [np.ones(3)])
     with pytest.raises(ValueError, match="steps must be a positive integer"):
         FeatureCache(cnn, (1, 28, 28), steps=0)
+
+
+def test_rising_layers_are_optimized_through_the_layer_that_feeds_them(cnn):
+    cache = FeatureCache(cnn, (1, 28, 28), steps=2)
+    assert cache._source("relu2") == "conv2"
+    assert cache._source("pool2") == "conv2"  # through relu2
+    assert cache._source("conv2") == "conv2"
+    assert FeatureCache(cnn, (1, 28, 28), steps=2, preactivation=False)._source("relu2") == "relu2"

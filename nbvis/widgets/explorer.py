@@ -207,7 +207,7 @@ class Explorer(ErrorGuard, ipywidgets.VBox):
         take) raise here rather than at the first click; return the checked input shape."""
         options = {k: v for k, v in self._run_options.items() if k != "steps"}
         every_layer = objective(
-            lambda acts: sum(a.flatten(1).sum(1) for a in acts.values() if a.is_floating_point()),
+            lambda acts: sum(a.reshape(len(a), -1).sum(1) for a in acts.values() if a.is_floating_point() and a.dim()),
             description="every layer",
         )
         return OptimizationRun(self.model, every_layer, input_shape, **options).input_shape

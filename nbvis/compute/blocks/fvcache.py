@@ -30,12 +30,13 @@ from torch import nn
 
 from ..optimize import OptimizationRun, objective, resolve_regularizers
 from ..probe import LayerRef, borrowed, forward_with, leaf_layers, model_device, model_dtype, resolve_layer
+from ..structure import RISING
 
 __all__ = ["FeatureCache", "IconUpdate", "direction_objective", "feature_cache"]
 
-# Elementwise layers that never lower a value when their input rises: a non-negative direction of
-# their output is optimized through their input, whose gradient does not vanish where they are flat.
-RISING = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.CELU, nn.SELU, nn.Softplus, nn.Sigmoid, nn.Tanh, nn.Hardtanh)
+# Layers that never lower a value when their input rises (structure.RISING): a non-negative direction
+# of their output is optimized through the layer that feeds them, whose gradient does not vanish
+# where they are flat (a ReLU that is off, a saturated sigmoid).
 
 
 def direction_objective(layer: str, directions) -> "objective":
@@ -284,21 +285,22 @@ class FeatureCache:
     # ----- computing --------------------------------------------------------------------------
 
     def _source(self, name: str) -> str:
-        """The layer whose output feeds the ReLU-like layer ``name`` (``name`` itself otherwise)."""
+        """The layer whose output feeds the rising layer ``name`` (through any chain of rising layers:
+        ``conv2`` for ``pool2`` after ``relu2``); ``name`` itself otherwise."""
         if name in self._sources:
             return self._sources[name]
         modules = dict(self.model.named_modules())
         source = name
         if self.preactivation and isinstance(modules.get(name), RISING):
             produced: dict[int, str] = {}
-            fed: list = []
+            fed_by: dict[str, Optional[str]] = {}
 
             def record(layer):
                 def hook(_module, args, output):
-                    if layer == name and args and isinstance(args[0], torch.Tensor):
-                        fed.append(produced.get(id(args[0])))
+                    if layer not in fed_by and args and isinstance(args[0], torch.Tensor):
+                        fed_by[layer] = produced.get(id(args[0]))
                     if isinstance(output, torch.Tensor):
-                        produced[id(output)] = layer
+                        produced[id(output)] = layer  # an in-place layer returns its input: it takes it over
                 return hook
 
             handles = [modules[n].register_forward_hook(record(n)) for n in leaf_layers(self.model)]
@@ -309,9 +311,10 @@ class FeatureCache:
             finally:
                 for handle in handles:
                     handle.remove()
-            # an in-place ReLU returns its input: the feeding layer is the one recorded before it
-            if fed and fed[0] is not None and fed[0] != name:
-                source = fed[0]
+            seen = {name}
+            while isinstance(modules.get(source), RISING) and fed_by.get(source) not in (None, *seen):
+                source = fed_by[source]
+                seen.add(source)
         self._sources[name] = source
         return source
 
