@@ -89,6 +89,12 @@ class _Unit(Objective):
 
     def bind(self, model):
         name, _ = resolve_layer(model, self.layer)
+        if name == "" and self.position is None:
+            logits = _pre_softmax(model)
+            if logits is not None:  # a class objective reads the logits, not the probabilities
+                bound = _Unit(logits, self.index)
+                bound.logit_of, bound.description = self.index, self.description
+                return bound
         return _Unit(name, self.index, self.position)
 
     def __call__(self, activations):
@@ -111,6 +117,15 @@ class _Unit(Objective):
                     f"position {self.position} is outside layer {label!r}, whose unit maps are {spatial}"
                 )
         return channel[(slice(None),) + self.position]
+
+
+def _pre_softmax(model: nn.Module) -> str | None:
+    """The layer before a final ``nn.Softmax`` / ``nn.LogSoftmax`` of a Sequential model, else None."""
+    if not isinstance(model, nn.Sequential) or len(model) < 2:
+        return None
+    if not isinstance(model[-1], (nn.Softmax, nn.LogSoftmax)):
+        return None
+    return list(model._modules)[-2]
 
 
 class _Sum(Objective):
