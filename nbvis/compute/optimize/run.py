@@ -21,7 +21,7 @@ from nbvis.compute.probe import as_input, borrowed, forward_with, model_device, 
 from .data import check_range, data_range
 from .diversity import gram_similarity
 from .objectives import as_objective
-from .optimizers import ASCENTS, ascent_of
+from .optimizers import ASCENTS, Ascent, ascent_of
 from .overrides import redirected_relus
 from .parametrizations import Fourier, Pixels
 from .regularizers import Regularizers, fit_regularizers
@@ -92,12 +92,15 @@ class OptimizationRun:
         self.redirect = _positive_int("redirect", redirect, minimum=0)
         if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0 or not math.isfinite(lr)):
             raise ValueError(f"lr must be a positive number, not {lr!r}")
-        if optimizer is not None and optimizer not in ("adam", "sgd"):
+        if optimizer is not None and not isinstance(optimizer, Ascent) and optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd' (plain gradient ascent), not {optimizer!r}")
         if isinstance(regularizers, str) and regularizers not in ASCENTS:
             fit_regularizers(regularizers, self.input_shape)  # raises the unknown preset's error
-        #: the optimizer (the preset's unless ``optimizer`` or ``lr`` are given)
-        self.ascent = ascent_of(regularizers, optimizer, None if lr is None else float(lr))
+        #: the optimizer (the preset's unless ``optimizer`` or ``lr`` are given; ``optimizer`` may be an Ascent)
+        if isinstance(optimizer, Ascent):
+            self.ascent = ascent_of(None, None, None if lr is None else float(lr), base=optimizer)
+        else:
+            self.ascent = ascent_of(regularizers, optimizer, None if lr is None else float(lr))
         parametrization = self.ascent.parametrization if parametrization is None else parametrization
         if parametrization not in ("pixel", "fourier"):
             raise ValueError(f"parametrization must be 'pixel' or 'fourier', not {parametrization!r}")
