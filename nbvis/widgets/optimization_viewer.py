@@ -15,6 +15,7 @@ from .._arrays import pack
 from ..compute.optimize import PRESETS, OptimizationRun, Regularizers, Step, fit_regularizers, resolve_regularizers
 from ..compute.optimize.data import check_range, data_range
 from ..compute.optimize.optimizers import ascent_of
+from ..compute.optimize.regularizers import auto_preset
 from ..compute.optimize.quality import Quality, evaluate
 from ._base import STATIC, Job, NbvisWidget, Throttle, array_trait
 
@@ -107,7 +108,7 @@ class OptimizationViewer(NbvisWidget):
             value_range = data_range(dataset)
         self._dataset = dataset
         if isinstance(regularizers, str) and regularizers == "auto":
-            regularizers = "lucid" if value_range is not None else "yosinski2015"
+            regularizers = auto_preset(value_range)
         self._options = dict(
             objective=objective,
             input_shape=input_shape,

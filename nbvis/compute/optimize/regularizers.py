@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["PRESETS", "SIZED_PRESETS", "Regularizers", "fit_regularizers", "resolve_regularizers", "sized"]
+__all__ = ["PRESETS", "SIZED_PRESETS", "auto_preset", "Regularizers", "fit_regularizers", "resolve_regularizers", "sized"]
 
 _SPATIAL = ("blur_every", "jitter", "scale", "rotate", "tv")
 _PIXEL_ONLY = ("blur_every", "norm_pct", "contribution_pct")
@@ -124,6 +124,12 @@ def sized(regs: Regularizers, input_shape: Sequence[int]) -> Regularizers:
         scale=round(regs.scale * soft, 4),
         rotate=round(regs.rotate * soft, 2),
     )
+
+
+def auto_preset(value_range) -> str:
+    """``regularizers="auto"``: ``"lucid"`` (transforms and diversity, inputs clipped into the data's
+    range) when the range is known, else ``"yosinski2015"``."""
+    return "lucid" if value_range is not None else "yosinski2015"
 
 
 def resolve_regularizers(spec) -> Regularizers:

@@ -24,7 +24,7 @@ from .objectives import as_objective
 from .optimizers import ASCENTS, Ascent, ascent_of
 from .overrides import redirected_relus
 from .parametrizations import Fourier, Pixels
-from .regularizers import Regularizers, fit_regularizers
+from .regularizers import Regularizers, auto_preset, fit_regularizers
 from .result import Result, Step, to_uint8
 from .transforms import affine_resample, as_images, blur, small_pixel_mask, total_variation
 
@@ -94,6 +94,11 @@ class OptimizationRun:
             raise ValueError(f"lr must be a positive number, not {lr!r}")
         if optimizer is not None and not isinstance(optimizer, Ascent) and optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd' (plain gradient ascent), not {optimizer!r}")
+        if value_range is None and dataset is not None:
+            value_range = data_range(dataset)
+        self.value_range = check_range(value_range)
+        if isinstance(regularizers, str) and regularizers == "auto":
+            regularizers = auto_preset(self.value_range)
         if isinstance(regularizers, str) and regularizers not in ASCENTS:
             fit_regularizers(regularizers, self.input_shape)  # raises the unknown preset's error
         #: the optimizer (the preset's unless ``optimizer`` or ``lr`` are given; ``optimizer`` may be an Ascent)
@@ -109,9 +114,6 @@ class OptimizationRun:
         if parametrization == "fourier" and init is not None:
             raise ValueError("init sets pixel values: use it with parametrization='pixel'")
         self.parametrization = parametrization
-        if value_range is None and dataset is not None:
-            value_range = data_range(dataset)
-        self.value_range = check_range(value_range)
         if diversity is not None and (isinstance(diversity, bool) or not isinstance(diversity, (int, float)) or not diversity >= 0):
             raise ValueError(f"diversity must be a number >= 0, not {diversity!r}")
         self._diversity = None if diversity is None else float(diversity)
