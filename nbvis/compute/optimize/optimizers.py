@@ -93,14 +93,14 @@ class GradientAscent(torch.optim.Optimizer):
 #: The optimizer of each preset. The four Yosinski et al. 2015 sets as the toolbox's README gives
 #: them for Table 1 (iterations 500 / 750 / 1000 / 1000; "progress" at max_lr 100 and desired
 #: progress 2 for sets 1 and 4, a constant 100 for sets 2 and 3); Lucid's and the article's Adam
-#: at 0.05, the article with 512 steps in the decorrelated Fourier space.
+#: at 0.05 for 512 steps (render_vis's default), the article in the decorrelated Fourier space.
 ASCENTS: dict[str, Ascent] = {
     "none": Ascent(),
     "yosinski2015-1": Ascent("sgd", 100.0, "progress", 2.0, steps=500, paper_units=True),
     "yosinski2015-2": Ascent("sgd", 100.0, "constant", steps=750, paper_units=True),
     "yosinski2015-3": Ascent("sgd", 100.0, "constant", steps=1000, paper_units=True),
     "yosinski2015-4": Ascent("sgd", 100.0, "progress", 2.0, steps=1000, paper_units=True),
-    "lucid": Ascent("adam", 0.05, steps=256),
+    "lucid": Ascent("adam", 0.05, steps=512),
     "distill2017": Ascent("adam", 0.05, steps=512, parametrization="fourier"),
 }
 ASCENTS["yosinski2015"] = ASCENTS["yosinski2015-3"]

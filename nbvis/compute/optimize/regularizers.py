@@ -98,8 +98,8 @@ PRESETS: dict[str, Regularizers] = {
     "yosinski2015-2": Regularizers(decay=0.3, norm_pct=20),
     "yosinski2015-3": Regularizers(decay=1e-4, blur_width=1.0, blur_every=4),
     "yosinski2015-4": Regularizers(blur_width=0.5, blur_every=4, contribution_pct=90),
-    "lucid": Regularizers(jitter=8, scale=0.1, rotate=10, diversity=1.0),
-    "distill2017": Regularizers(jitter=8, scale=0.1, rotate=10, diversity=1.0),
+    "lucid": Regularizers(jitter=8, scale=0.1, rotate=10, diversity=0.3),
+    "distill2017": Regularizers(jitter=8, scale=0.1, rotate=10, diversity=0.3),
 }
 PRESETS["yosinski2015"] = PRESETS["yosinski2015-3"]
 
