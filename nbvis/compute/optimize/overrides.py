@@ -57,7 +57,7 @@ def redirected_relus(model: nn.Module, on: bool = True) -> Iterator[int]:
     try:
         for module in relus:
             handles.append(module.register_forward_pre_hook(before))
-            handles.append(module.register_forward_hook(after))
+            handles.append(module.register_forward_hook(after, prepend=True))  # before any capture
         yield len(relus)
     finally:
         for handle in handles:

@@ -1,7 +1,8 @@
 """The run: :class:`OptimizationRun` (resumable), :func:`iter_maximize`, :func:`maximize`, and what they give back.
 
-The model is borrowed for each step only: between steps (while a run is paused) it is exactly
-as its owner left it, in train or eval mode, with its parameters' ``requires_grad`` untouched.
+The model is borrowed for each step only (for all the steps of one ``run(n)`` call): between
+steps (while a run is paused) it is exactly as its owner left it, in train or eval mode, with its
+parameters' ``requires_grad`` untouched.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nbvis.compute.probe import as_input, borrowed, forward_with, model_device, model_dtype
+from nbvis.compute.probe import as_input, model_device, model_dtype
 
 from .data import check_range, data_range
 from .diversity import gram_similarity
@@ -26,6 +27,7 @@ from .overrides import redirected_relus
 from .parametrizations import Fourier, Pixels
 from .regularizers import Regularizers, auto_preset, fit_regularizers
 from .result import Result, Step, to_uint8
+from .session import Session
 from .transforms import affine_resample, as_images, blur, small_pixel_mask, total_variation
 
 __all__ = ["REDIRECT_STEPS", "OptimizationRun", "iter_maximize", "maximize"]
@@ -170,19 +172,17 @@ class OptimizationRun:
 
     def _check_objective(self):
         """One forward pass on the starting inputs, so bad objectives fail before the first step."""
-        with borrowed(self.model), torch.enable_grad():
-            values = self._evaluate(self._param.image())
+        with Session(self.model, self._layers) as forward:
+            values = self._evaluate(forward, self._param.image())
         if not values.requires_grad:
             raise ValueError(
                 f"the objective {self.objective.description} does not depend on the input (no gradient reaches it)"
             )
 
-    def _evaluate(self, inputs: torch.Tensor, acts_out: dict | None = None) -> torch.Tensor:
-        output, acts = forward_with(self.model, inputs, self._layers, detach=False)
+    def _evaluate(self, forward, inputs: torch.Tensor, acts_out: dict | None = None) -> torch.Tensor:
+        output, acts = forward(inputs)
         if acts_out is not None:
             acts_out.update(acts)
-        if self._layers is None and isinstance(output, torch.Tensor):
-            acts = {**acts, "": output}
         values = self.objective(acts)
         if not isinstance(values, torch.Tensor):
             raise TypeError(
@@ -260,11 +260,14 @@ class OptimizationRun:
     def step(self) -> Step:
         """One gradient-ascent update of every start; the model is borrowed only meanwhile."""
         self._follow_device()
+        with Session(self.model, self._layers) as forward:
+            return self._step(forward, snapshot=True)
+
+    def _step(self, forward, snapshot: bool) -> Step | None:
         regs = self._regularizers
-        redirect = self._count < self.redirect
-        with borrowed(self.model), torch.enable_grad(), redirected_relus(self.model, redirect):
+        with redirected_relus(self.model, self._count < self.redirect):
             image = self._param.image()
-            snapshot = self._param.snapshot(image)
+            before = self._param.snapshot(image) if snapshot else None
             seen = image
             if regs.jitter or regs.scale or regs.rotate or regs.tv:
                 pictures = as_images(image)
@@ -272,7 +275,7 @@ class OptimizationRun:
                 seen = moved.reshape(image.shape)
             diverse = regs.diversity and self.starts > 1
             acts: dict | None = {} if diverse else None
-            values = self._evaluate(seen, acts)
+            values = self._evaluate(forward, seen, acts)
             loss = -values.sum()
             if regs.tv:
                 loss = loss + regs.tv * total_variation(as_images(image)).sum()
@@ -286,7 +289,7 @@ class OptimizationRun:
         values = values.detach()
         with self._history_lock:
             self._pending.append(values)
-        return Step(self._count, snapshot, values, self.value_range)
+        return Step(self._count, before, values, self.value_range) if snapshot else None
 
     def _diversity_penalty(self, values: torch.Tensor, acts: dict, seen: torch.Tensor) -> torch.Tensor:
         """``diversity x starts x`` the objective's mean size ``x`` the Gram similarity: the weight is
@@ -301,9 +304,17 @@ class OptimizationRun:
         return (self.step() for _ in range(steps))
 
     def run(self, steps: int) -> "OptimizationRun":
-        """Do ``steps`` further steps; return the run."""
-        for _ in self.iter(steps):
-            pass
+        """Do ``steps`` further steps; return the run.
+
+        The model is borrowed once for all of them (no code of the caller runs in between), and
+        given back as it was when the call returns or raises.
+        """
+        steps = _positive_int("steps", steps, minimum=0)
+        if steps:
+            self._follow_device()
+            with Session(self.model, self._layers) as forward:
+                for _ in range(steps):
+                    self._step(forward, snapshot=False)
         return self
 
     # -- state ----------------------------------------------------------------------------
@@ -335,8 +346,8 @@ class OptimizationRun:
 
     def evaluate(self) -> np.ndarray:
         """The objective of the current inputs, without transforms: ``(starts,)``."""
-        with borrowed(self.model), torch.no_grad():
-            return self._evaluate(self.inputs).cpu().numpy().astype(np.float64)
+        with Session(self.model, self._layers, grad=False) as forward:
+            return self._evaluate(forward, self.inputs).cpu().numpy().astype(np.float64)
 
     def result(self) -> Result:
         return Result(self.inputs, self.history, self.objective, self.value_range)
