@@ -32,7 +32,8 @@ from .transforms import affine_resample, as_images, blur, small_pixel_mask, tota
 
 __all__ = ["REDIRECT_STEPS", "OptimizationRun", "iter_maximize", "maximize"]
 
-#: Steps with redirected ReLU gradients at the start of a run (see :mod:`.overrides`).
+#: Steps at the start of a run whose ReLU gradients are redirected while the objective of some
+#: start is exactly 0, a unit that is off (see :mod:`.overrides`).
 REDIRECT_STEPS = 16
 
 
@@ -174,6 +175,7 @@ class OptimizationRun:
         """One forward pass on the starting inputs, so bad objectives fail before the first step."""
         with Session(self.model, self._layers) as forward:
             values = self._evaluate(forward, self._param.image())
+        self._off = bool((values.detach() == 0).any())
         if not values.requires_grad:
             raise ValueError(
                 f"the objective {self.objective.description} does not depend on the input (no gradient reaches it)"
@@ -265,7 +267,7 @@ class OptimizationRun:
 
     def _step(self, forward, snapshot: bool) -> Step | None:
         regs = self._regularizers
-        with redirected_relus(self.model, self._count < self.redirect):
+        with redirected_relus(self.model, self._off and self._count < self.redirect):
             image = self._param.image()
             before = self._param.snapshot(image) if snapshot else None
             seen = image
@@ -287,6 +289,8 @@ class OptimizationRun:
             self._regularize()
             self._count += 1
         values = values.detach()
+        if self._count < self.redirect:  # a start whose unit is off: redirect the next step
+            self._off = bool((values == 0).any())
         with self._history_lock:
             self._pending.append(values)
         return Step(self._count, before, values, self.value_range) if snapshot else None
