@@ -51,7 +51,7 @@ def test_the_viewer_shows_the_range_and_data_values(digits_cnn, digits_data):
                                       dataset=(images, labels))
     viewer.wait()
     assert viewer.value_range == [0.0, 1.0]
-    assert viewer.preset == "lucid"  # the default for a known range
+    assert viewer.preset == "smooth"  # the default for a known range
     frame, span = unpack(viewer._frame), unpack(viewer._frame_range)
     np.testing.assert_array_equal(span, [[0.0, 1.0], [0.0, 1.0]])
     # a pixel's value in data units is recovered from the frame within half a grey level

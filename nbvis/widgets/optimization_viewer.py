@@ -35,8 +35,9 @@ class OptimizationViewer(NbvisWidget):
     optimizer and step count). ``dataset=`` (samples, an ``(inputs, targets)`` pair or a Dataset) or
     ``value_range=(low, high)`` keeps the inputs inside the data's range, shows that range and each
     hovered pixel's value in data units, and finds each start's nearest top dataset example.
-    The default ``regularizers="auto"`` is ``"lucid"`` (transforms scaled to the input, a diversity
-    penalty between the starts) when the range is known, else ``"yosinski2015"``.
+    The default ``regularizers="auto"`` is ``"smooth"`` (Lucid's transforms scaled to the input, a
+    diversity penalty between the starts, light decay and blur) when the range is known, else
+    ``"yosinski2015"``.
 
     The run goes on in the background (an asyncio task on the kernel's loop, yielding between
     steps), so the kernel answers other cells meanwhile. In the view: start (new random starts),

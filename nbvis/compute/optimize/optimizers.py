@@ -102,6 +102,7 @@ ASCENTS: dict[str, Ascent] = {
     "yosinski2015-4": Ascent("sgd", 100.0, "progress", 2.0, steps=1000, paper_units=True),
     "lucid": Ascent("adam", 0.05, steps=512),
     "distill2017": Ascent("adam", 0.05, steps=512, parametrization="fourier"),
+    "smooth": Ascent("adam", 0.05, steps=512),
 }
 ASCENTS["yosinski2015"] = ASCENTS["yosinski2015-3"]
 

@@ -90,8 +90,10 @@ class Regularizers:
 #: ("lucid"), the Feature Visualization article's recipe ("distill2017", with the Fourier
 #: parametrization), and "none" (plain gradient ascent, which makes fooling images). The
 #: optimizer and step count that go with each are in :data:`~nbvis.compute.optimize.optimizers.ASCENTS`.
-#: "lucid" and "distill2017" give their transforms for 224-pixel inputs: :func:`fit_regularizers`
-#: scales them to the input's size, and they keep the starts apart with a diversity penalty.
+#: "smooth" adds to Lucid's transforms a light L2 decay (towards 0, a dark background) and a
+#: light blur, the default when the data's range is known. "lucid", "distill2017" and "smooth"
+#: give their transforms for 224-pixel inputs: :func:`fit_regularizers` scales them to the
+#: input's size; they keep the starts apart with a diversity penalty.
 PRESETS: dict[str, Regularizers] = {
     "none": Regularizers(),
     "yosinski2015-1": Regularizers(blur_width=0.5, blur_every=4, norm_pct=50),
@@ -100,11 +102,12 @@ PRESETS: dict[str, Regularizers] = {
     "yosinski2015-4": Regularizers(blur_width=0.5, blur_every=4, contribution_pct=90),
     "lucid": Regularizers(jitter=8, scale=0.1, rotate=10, diversity=0.3),
     "distill2017": Regularizers(jitter=8, scale=0.1, rotate=10, diversity=0.3),
+    "smooth": Regularizers(decay=0.02, blur_width=0.5, blur_every=8, jitter=8, scale=0.1, rotate=10, diversity=0.3),
 }
 PRESETS["yosinski2015"] = PRESETS["yosinski2015-3"]
 
 #: The presets whose transforms are given for this input size and scaled to the actual one.
-SIZED_PRESETS = ("lucid", "distill2017")
+SIZED_PRESETS = ("lucid", "distill2017", "smooth")
 REFERENCE_SIZE = 224
 
 
@@ -127,9 +130,9 @@ def sized(regs: Regularizers, input_shape: Sequence[int]) -> Regularizers:
 
 
 def auto_preset(value_range) -> str:
-    """``regularizers="auto"``: ``"lucid"`` (transforms and diversity, inputs clipped into the data's
-    range) when the range is known, else ``"yosinski2015"``."""
-    return "lucid" if value_range is not None else "yosinski2015"
+    """``regularizers="auto"``: ``"smooth"`` (transforms, diversity, light decay and blur, inputs
+    clipped into the data's range) when the range is known, else ``"yosinski2015"``."""
+    return "smooth" if value_range is not None else "yosinski2015"
 
 
 def resolve_regularizers(spec) -> Regularizers:
