@@ -1,8 +1,12 @@
 // FeatureImportance view: a sorted horizontal plotly bar chart with error bars, progress and
 // cancel, and for image inputs the importance map drawn over a sample image.
+import "./lib/nbvis.css";
 import { arrayGetter, maxAbs } from "./lib/arrays.js";
 import { DIVERGING, fmt, gradientCss, lutIndex } from "./lib/colormap.js";
-import { blit, colorbar, command, h, setTraits, setupView } from "./lib/view.js";
+import { blit } from "./lib/draw.js";
+import { numberBox } from "./lib/controls.js";
+import { canvasPoint } from "./lib/pointer.js";
+import { colorbar, command, h, setTraits, setupView } from "./lib/view.js";
 
 const BAR = "#4c78a8";
 const SELECTED = "#f58518";
@@ -57,18 +61,36 @@ function render({ model, el }) {
     h("option", { value: "noise", textContent: "noise" }),
   ]);
   const scoring = h("select");
-  const repeats = h("input", { type: "number", min: 1, step: 1, style: { width: "4em" } });
-  const topK = h("input", { type: "number", min: 0, step: 1, style: { width: "4.5em" }, title: "0 shows every feature" });
+  const repeats = numberBox(listen, {
+    current: () => model.get("n_repeats"),
+    apply: (value) => setTraits(model, { n_repeats: value }),
+    min: 1,
+    max: 1000,
+    width: "4em",
+  });
+  const topK = numberBox(listen, {
+    current: () => model.get("top_k"),
+    apply: (value) => setTraits(model, { top_k: value }),
+    max: () => (model.get("feature_names") || []).length,
+    title: "0 shows every feature",
+  });
   const run = h("button", { textContent: "Run", title: "compute again" });
   const cancel = h("button", { textContent: "Cancel", title: "stop the computation" });
   const progress = h("progress", { max: 1, value: 0 });
   const progressText = h("span", { class: "nbvis-muted" });
   listen(method, "change", () => setTraits(model, { method: method.value }));
   listen(scoring, "change", () => setTraits(model, { scoring: scoring.value }));
-  listen(repeats, "change", () => setTraits(model, { n_repeats: Math.max(1, Math.floor(Number(repeats.value) || 1)) }));
-  listen(topK, "change", () => setTraits(model, { top_k: Math.max(0, Math.floor(Number(topK.value) || 0)) }));
-  listen(run, "click", () => command(model, "run"));
-  listen(cancel, "click", () => command(model, "cancel"));
+  // A repeats value typed just before clicking Run is applied as the button is pressed (before
+  // the box loses focus); that change already recomputes, so the click does not start a second run.
+  let applied = false;
+  listen(run, "pointerdown", () => {
+    applied = repeats.commit();
+  });
+  listen(run, "click", () => {
+    if (!applied) command(model, "start");
+    applied = false;
+  });
+  listen(cancel, "click", () => command(model, "stop"));
   const bar = h("div", { class: "nbvis-bar" }, [
     h("strong", { textContent: "Feature importance" }),
     h("label", {}, ["method ", method]),
@@ -83,8 +105,12 @@ function render({ model, el }) {
 
   // ----- importance map over a sample image -----
   const canvas = h("canvas", { style: { cursor: "pointer", alignSelf: "flex-start" } });
-  const sample = h("input", { type: "number", min: 0, step: 1, style: { width: "5em" } });
-  listen(sample, "change", () => setTraits(model, { sample: Math.max(0, Math.floor(Number(sample.value) || 0)) }));
+  const sample = numberBox(listen, {
+    current: () => model.get("sample"),
+    apply: (value) => setTraits(model, { sample: value }),
+    max: () => model.get("n_samples") - 1,
+    width: "5em",
+  });
   const legend = colorbar(gradientCss(DIVERGING));
   const mapPanel = h("div", { style: { display: "none", flexDirection: "column", gap: "4px" } }, [
     h("div", { class: "nbvis-bar" }, [h("label", {}, ["sample ", sample]), legend.element]),
@@ -104,17 +130,17 @@ function render({ model, el }) {
     }
     scoring.value = model.get("scoring");
     method.value = model.get("method");
-    repeats.value = String(model.get("n_repeats"));
-    topK.value = String(model.get("top_k"));
-    const status = model.get("status");
+    repeats.show();
+    topK.show();
+    const state = model.get("state");
     const done = model.get("done");
     const total = model.get("total");
     progress.max = Math.max(1, total);
     progress.value = done;
-    progressText.textContent = `${done} / ${total} \u00b7 ${status}`;
-    cancel.disabled = status !== "running";
-    run.disabled = status === "running";
-    view.root.dataset.status = status;
+    progressText.textContent = `${done} / ${total} \u00b7 ${state}`;
+    cancel.disabled = state !== "running";
+    run.disabled = state === "running";
+    view.root.dataset.state = state;
   }
 
   function drawChart() {
@@ -180,7 +206,7 @@ function render({ model, el }) {
       font: { size: 11 },
     };
     const config = { displayModeBar: false, responsive: true };
-    Plotly.react(chart, [trace], layout, config);
+    view.timed(() => Plotly.react(chart, [trace], layout, config));
     if (!plotted) {
       plotted = true;
       chart.on("plotly_click", (event) => {
@@ -192,7 +218,6 @@ function render({ model, el }) {
       });
     }
     view.root.dataset.bars = String(labels.length);
-    view.root.dataset.draws = String(Number(view.root.dataset.draws || 0) + 1);
   }
 
   let mapLayout = null;
@@ -203,8 +228,7 @@ function render({ model, el }) {
     const own = owner();
     mapPanel.style.display = m && img ? "flex" : "none";
     if (!m || !img || !own) return;
-    sample.value = String(model.get("sample"));
-    sample.max = String(Math.max(0, model.get("n_samples") - 1));
+    sample.show();
     const [H, W] = m.shape;
     const [C] = img.shape;
     const zoom = Math.max(1, Math.floor(MAP_SIZE / Math.max(H, W)));
@@ -271,9 +295,9 @@ function render({ model, el }) {
 
   function pixelAt(event) {
     if (!mapLayout) return null;
-    const rect = canvas.getBoundingClientRect();
-    const x = Math.floor(((event.clientX - rect.left) * (canvas.width / rect.width)) / mapLayout.zoom);
-    const y = Math.floor(((event.clientY - rect.top) * (canvas.height / rect.height)) / mapLayout.zoom);
+    const [px, py] = canvasPoint(canvas, event);
+    const x = Math.floor(px / mapLayout.zoom);
+    const y = Math.floor(py / mapLayout.zoom);
     if (x < 0 || y < 0 || x >= mapLayout.W || y >= mapLayout.H) return null;
     return { x, y, feature: owner().data[y * mapLayout.W + x] };
   }
@@ -293,7 +317,7 @@ function render({ model, el }) {
   });
 
   view.redrawOn(["_stats", "_map", "_owner", "_image", "feature_names", "top_k", "selected", "scoring", "scorings",
-    "method", "n_repeats", "status", "done", "total", "baseline", "sample"], () => {
+    "method", "n_repeats", "state", "done", "total", "baseline", "sample"], () => {
     updateBar();
     drawChart();
     drawMap();

@@ -1,8 +1,13 @@
 // OptimizationViewer view: the synthetic inputs of every start side by side, the objective curve,
 // start / stop / resume, and regularizer sliders.
+import "./lib/nbvis.css";
 import { arrayGetter, finiteRange, maxAbs } from "./lib/arrays.js";
 import { fmt } from "./lib/colormap.js";
-import { blit, command, h, setTraits, setupView } from "./lib/view.js";
+import { numberBox, slider } from "./lib/controls.js";
+import { blit } from "./lib/draw.js";
+import { publishLayout, tileAt, tileGrid, tileOrigin } from "./lib/grid.js";
+import { canvasPoint } from "./lib/pointer.js";
+import { command, h, setTraits, setupView } from "./lib/view.js";
 
 const MAX_WIDTH = 960;
 const TILE = 140; // target display size of one start, in CSS pixels
@@ -41,10 +46,18 @@ function render({ model, el }) {
   listen(resumeButton, "click", () => command(model, "resume"));
   const counter = h("span", { class: "nbvis-counter" });
   const stateText = h("span", { class: "nbvis-muted nbvis-state" });
-  const seedInput = h("input", { type: "number", min: 0, step: 1, style: { width: "4.5em" } });
-  const stepsInput = h("input", { type: "number", min: 1, step: 1, style: { width: "7em" } });
-  listen(seedInput, "change", () => setTraits(model, { seed: Math.max(0, Math.floor(Number(seedInput.value) || 0)) }));
-  listen(stepsInput, "change", () => setTraits(model, { steps: Math.max(1, Math.floor(Number(stepsInput.value) || 1)) }));
+  const seedInput = numberBox(listen, {
+    current: () => model.get("seed"),
+    apply: (value) => setTraits(model, { seed: value }),
+    max: 2 ** 31 - 1,
+  });
+  const stepsInput = numberBox(listen, {
+    current: () => model.get("steps"),
+    apply: (value) => setTraits(model, { steps: value }),
+    min: 1,
+    max: 1000000,
+    width: "7em",
+  });
   const bar = h("div", { class: "nbvis-bar" }, [
     title, startButton, stopButton, resumeButton, counter, stateText,
     h("label", {}, ["steps ", stepsInput]), h("label", {}, ["seed ", seedInput]),
@@ -77,18 +90,20 @@ function render({ model, el }) {
     sliderInputs = {};
     for (const name of model.get("adjustable") || []) {
       const [label, min, max, step, help] = SLIDERS[name] || [name, 0, 1, "any", ""];
-      const input = h("input", { type: "range", min, max, step, title: help, style: { width: "110px" } });
-      input.dataset.name = name;
       const value = h("span", { class: "nbvis-muted", style: { minWidth: "3.5em", display: "inline-block" } });
       const show = (v) => (step === 1 ? String(Math.round(v)) : fmt(v));
-      input.addEventListener("input", () => {
-        value.textContent = show(Number(input.value));
+      const input = slider(listen, {
+        current: () => (model.get("regularizers") || {})[name] ?? min,
+        apply: (v) => setTraits(model, { regularizers: { ...model.get("regularizers"), [name]: v } }),
+        preview: (v) => {
+          value.textContent = show(v);
+        },
+        min,
+        max,
+        step,
+        title: help,
       });
-      input.addEventListener("change", () => {
-        const current = { ...model.get("regularizers") };
-        current[name] = step === 1 ? Math.round(Number(input.value)) : Number(input.value);
-        setTraits(model, { regularizers: current });
-      });
+      input.dataset.name = name;
       sliderInputs[name] = { input, value, show };
       sliders.append(h("label", { title: help }, [label, " ", input, value]));
     }
@@ -102,8 +117,8 @@ function render({ model, el }) {
     stateText.textContent = state;
     stopButton.disabled = state !== "running";
     resumeButton.disabled = state === "running";
-    if (document.activeElement !== seedInput) seedInput.value = String(model.get("seed"));
-    if (document.activeElement !== stepsInput) stepsInput.value = String(model.get("steps"));
+    seedInput.show();
+    stepsInput.show();
     view.root.dataset.step = String(step);
     view.root.dataset.state = state;
   }
@@ -136,15 +151,12 @@ function render({ model, el }) {
     let zoom = Math.max(1, Math.floor(TILE / Math.max(th, tw)));
     while (zoom > 1 && n * (tw + 2) * zoom > MAX_WIDTH) zoom--;
     const cols = Math.max(1, Math.min(n, Math.floor(MAX_WIDTH / ((tw + 2) * zoom)) || 1));
-    const rows = Math.ceil(n / cols);
-    const cellW = tw + 2;
-    const cellH = th + 2;
-    const image = new ImageData(cols * cellW, rows * cellH);
+    const grid = tileGrid({ count: n, cols, tileW: tw, tileH: th, pitchW: tw + 2, pitchH: th + 2, originX: 1, zoom });
+    const image = new ImageData(grid.nativeW, grid.nativeH);
     const px = image.data;
     const d = f.data;
     for (let s = 0; s < n; s++) {
-      const ox = (s % cols) * cellW + 1;
-      const oy = Math.floor(s / cols) * cellH + 1;
+      const [ox, oy] = tileOrigin(grid, s);
       for (let y = 0; y < th; y++) {
         for (let x = 0; x < tw; x++) {
           const i = ((s * th + y) * tw + x) * tc;
@@ -157,7 +169,8 @@ function render({ model, el }) {
       }
     }
     blit(images, image, zoom);
-    layout = { kind: "image", n, th, tw, cols, cellW, cellH, zoom };
+    layout = { ...grid, kind: "image" };
+    publishLayout(images, grid);
   }
 
   function drawBars() {
@@ -290,29 +303,25 @@ function render({ model, el }) {
   function hover(event) {
     hovered = event;
     if (!layout) return;
-    const rect = images.getBoundingClientRect();
-    const px = (event.clientX - rect.left) * (images.width / rect.width);
-    const py = (event.clientY - rect.top) * (images.height / rect.height);
+    const [px, py] = canvasPoint(images, event);
     const values = model.get("values") || [];
     if (layout.kind === "image") {
-      const nx = Math.floor(px / layout.zoom);
-      const ny = Math.floor(py / layout.zoom);
-      const col = Math.floor(nx / layout.cellW);
-      const s = Math.floor(ny / layout.cellH) * layout.cols + col;
-      if (col >= layout.cols || s >= layout.n) return tooltip.hide();
-      const xx = nx - col * layout.cellW - 1;
-      const yy = ny - Math.floor(ny / layout.cellH) * layout.cellH - 1;
+      const hit = tileAt(layout, px, py);
+      if (!hit) return tooltip.hide();
       let where = "";
       const f = frame();
       const r = frameRange();
-      if (xx >= 0 && yy >= 0 && xx < layout.tw && yy < layout.th && f && r) {
+      if (hit.inside && f && r) {
+        const s = hit.tile;
         const tc = f.shape[3];
         const [lo, hi] = [r.data[2 * s], r.data[2 * s + 1]];
-        const base = ((s * layout.th + yy) * layout.tw + xx) * tc;
+        const base = ((s * f.shape[1] + hit.y) * f.shape[2] + hit.x) * tc;
         const data = Array.from({ length: tc }, (_, c) => fmt(lo + ((hi - lo) * f.data[base + c]) / 255));
-        where = `\npixel (${yy}, ${xx}): ${data.join(", ")}`;
+        where = `\npixel (${hit.y}, ${hit.x}): ${data.join(", ")}`;
+      } else if (hit.inside) {
+        where = `\npixel (${hit.y}, ${hit.x})`;
       }
-      tooltip.show(`start ${s + 1}\nobjective ${fmt(values[s])}${where}`, event);
+      tooltip.show(`start ${hit.tile + 1}\nobjective ${fmt(values[hit.tile])}${where}`, event);
     } else {
       const col = Math.floor(px / (layout.panelW + 8));
       const s = Math.floor(py / (layout.panelH + 8)) * layout.cols + col;

@@ -1,7 +1,12 @@
 // WeightGrid view: each unit's incoming weights as a tile on one canvas.
+import "./lib/nbvis.css";
 import { arrayGetter, maxAbs } from "./lib/arrays.js";
 import { DIVERGING, fmt, gradientCss, lutIndex, setPixel } from "./lib/colormap.js";
-import { blit, boundCheckbox, boundSelect, colorbar, h, setTraits, setupView } from "./lib/view.js";
+import { numberBox } from "./lib/controls.js";
+import { SELECTION, blit } from "./lib/draw.js";
+import { publishLayout, tileAt, tileGrid, tileOrigin, tileRect } from "./lib/grid.js";
+import { canvasPoint } from "./lib/pointer.js";
+import { boundCheckbox, boundSelect, colorbar, h, setTraits, setupView } from "./lib/view.js";
 
 const MAX_WIDTH = 960;
 
@@ -23,23 +28,29 @@ function render({ model, el }) {
   const classSelect = h("select");
   const classLabel = h("label", {}, ["class ", classSelect]);
   classSelect.addEventListener("change", () => setTraits(model, { sort_class: Number(classSelect.value) }));
-  const topK = h("input", { type: "number", min: 0, step: 1, style: { width: "4.5em" } });
-  topK.addEventListener("change", () => setTraits(model, { top_k: Math.max(0, Math.floor(Number(topK.value) || 0)) }));
+  const topK = numberBox(listen, {
+    current: () => model.get("top_k"),
+    apply: (value) => setTraits(model, { top_k: value }),
+    max: () => model.get("n_units"),
+    title: "show only the first k units in this order (0: all)",
+  });
   const scaleSelect = boundSelect(model, on, "scale", [
     ["shared", "shared"],
     ["tile", "per tile"],
   ], "scale ");
   const productsBox = boundCheckbox(model, on, "show_products", "input \u00d7 weights");
+  const indexBox = boundCheckbox(model, on, "show_index", "unit numbers");
   const prev = h("button", { textContent: "\u25c0", title: "previous page" });
   const next = h("button", { textContent: "\u25b6", title: "next page" });
   const pageText = h("span", { class: "nbvis-muted" });
   prev.addEventListener("click", () => setTraits(model, { page: Math.max(0, model.get("page") - 1) }));
   next.addEventListener("click", () => setTraits(model, { page: Math.min(model.get("n_pages") - 1, model.get("page") + 1) }));
   const legend = colorbar(gradientCss(DIVERGING));
+  const rgbNote = h("span", { class: "nbvis-muted nbvis-rgb-note" });
   const title = h("strong");
   const bar = h("div", { class: "nbvis-bar" }, [
-    title, sortSelect, classLabel, h("label", {}, ["top k ", topK]), scaleSelect, productsBox,
-    h("span", {}, [prev, " ", pageText, " ", next]), legend.element,
+    title, sortSelect, classLabel, h("label", {}, ["top k ", topK]), scaleSelect, productsBox, indexBox,
+    h("span", {}, [prev, " ", pageText, " ", next]), legend.element, rgbNote,
   ]);
   const canvas = h("canvas");
   view.body.append(bar, canvas);
@@ -49,14 +60,16 @@ function render({ model, el }) {
 
   function updateBar() {
     const labels = model.get("class_labels") || [];
-    title.textContent = `${model.get("layer")} \u00b7 ${model.get("n_units")} units`;
+    const total = model.get("n_units");
+    const shown = units()?.data.length ?? total;
+    title.textContent = `${model.get("layer")} \u00b7 ${shown < total ? `${shown} of ${total}` : total} unit${total === 1 ? "" : "s"}`;
     sortSelect.querySelector('option[value="class"]').disabled = labels.length === 0;
     classLabel.style.display = model.get("sort_by") === "class" ? "" : "none";
     if (classSelect.options.length !== labels.length) {
       classSelect.replaceChildren(...labels.map((text, i) => h("option", { value: i, textContent: text })));
     }
     classSelect.value = String(model.get("sort_class"));
-    topK.value = String(model.get("top_k"));
+    topK.show();
     productsBox.style.display = model.get("has_input") && model.get("kind") === "linear" ? "" : "none";
     const pages = model.get("n_pages");
     pageText.textContent = `page ${model.get("page") + 1} / ${pages}`;
@@ -97,11 +110,13 @@ function render({ model, el }) {
   }
 
   function draw() {
-    const start = performance.now();
     updateBar();
     const w = tiles();
     const u = units();
-    if (!w || !u) return;
+    if (w && u) view.timed(() => drawTiles(w, u));
+  }
+
+  function drawTiles(w, u) {
     const [n, th, tw, tc] = w.shape;
     const prod = model.get("show_products") ? products() : null;
     const panels = prod ? 2 : 1;
@@ -109,13 +124,13 @@ function render({ model, el }) {
     const cellW = panels * (tw + 1) + 1; // native pixels: tile(s) + gaps
     const cellH = th + 2;
     const cols = Math.max(1, Math.min(Math.ceil(Math.sqrt(n * (cellH / cellW))), Math.floor(MAX_WIDTH / (cellW * zoom)) || 1, n));
-    const rows = Math.ceil(n / cols);
-    const image = new ImageData(Math.max(1, cols * cellW), Math.max(1, rows * cellH));
+    // one grid cell holds the tile and its input x weights beside it; a 1 px border around each
+    const grid = tileGrid({ count: n, cols, tileW: cellW - 2, tileH: th, pitchW: cellW, pitchH: cellH, originX: 1, zoom });
+    const image = new ImageData(grid.nativeW, grid.nativeH);
     const shared = model.get("vmax");
     const sharedProd = prod ? maxAbs(prod.data) : 0;
     for (let t = 0; t < n; t++) {
-      const ox = (t % cols) * cellW + 1;
-      const oy = Math.floor(t / cols) * cellH + 1;
+      const [ox, oy] = tileOrigin(grid, t);
       paintTile(image, w.data, w.shape, t, ox, oy, shared);
       if (prod) paintTile(image, prod.data, prod.shape, t, ox + tw + 1, oy, sharedProd);
     }
@@ -123,35 +138,66 @@ function render({ model, el }) {
     const selected = model.get("selected");
     for (let t = 0; t < n; t++) {
       if (u.data[t] !== selected) continue;
-      ctx.strokeStyle = "#f90";
+      const [x, y] = tileRect(grid, t);
+      ctx.strokeStyle = SELECTION;
       ctx.lineWidth = 2;
-      ctx.strokeRect(((t % cols) * cellW + 0.5) * zoom, (Math.floor(t / cols) * cellH + 0.5) * zoom, (cellW - 1) * zoom, (cellH - 1) * zoom);
+      ctx.strokeRect(x + 0.5 * zoom, y + 0.5 * zoom, (cellW - 1) * zoom, (cellH - 1) * zoom);
     }
-    layout = { n, th, tw, tc, cols, cellW, cellH, zoom, panels };
-    legend.update(
-      model.get("scale") === "tile" ? "-max" : fmt(-shared),
-      model.get("scale") === "tile" ? "+max" : fmt(shared),
-      model.get("scale") === "tile" ? "per tile" : "weight",
-    );
-    const ms = performance.now() - start;
-    view.root.dataset.drawMs = ms.toFixed(2);
-    view.root.dataset.draws = String(Number(view.root.dataset.draws || 0) + 1);
+    if (model.get("show_index")) drawIndices(u, n, cols, cellW, cellH, th, zoom);
+    layout = { ...grid, n, th, tw, tc, panels };
+    publishLayout(canvas, grid);
+    const perTile = model.get("scale") === "tile";
+    // RGB tiles are colors (mid-gray is 0), not the diverging map: no colorbar for them.
+    legend.element.style.display = tc === 3 ? "none" : "";
+    rgbNote.style.display = tc === 3 ? "" : "none";
+    rgbNote.textContent = perTile ? "RGB weights, gray = 0, \u00b1max of each tile" : `RGB weights, gray = 0, \u00b1${fmt(shared)}`;
+    legend.update(perTile ? "-max" : fmt(-shared), perTile ? "+max" : fmt(shared), perTile ? "per tile" : "weight");
     view.root.dataset.tiles = String(n);
     view.root.dataset.cols = String(cols);
+  }
+
+  // Each tile's unit index in its top-left corner, on a dark plate so it reads on any colors.
+  function drawIndices(u, n, cols, cellW, cellH, th, zoom) {
+    const size = Math.max(9, Math.min(14, Math.round((th * zoom) / 3)));
+    ctx.font = `${size}px var(--jp-code-font-family, monospace)`;
+    ctx.textBaseline = "top";
+    for (let t = 0; t < n; t++) {
+      const text = String(u.data[t]);
+      const x = ((t % cols) * cellW + 1) * zoom;
+      const y = (Math.floor(t / cols) * cellH + 1) * zoom;
+      ctx.fillStyle = "rgba(0, 0, 0, 0.6)";
+      ctx.fillRect(x, y, ctx.measureText(text).width + 4, size + 2);
+      ctx.fillStyle = "#fff";
+      ctx.fillText(text, x + 2, y + 1);
+    }
+  }
+
+  // What pixel (y, x) of a tile is, from the unit's (C, H, W) weights and how they were laid out.
+  function describePixel(y, x) {
+    const [channels, height, width] = model.get("source_shape") || [1, layout.th, layout.tw];
+    const reduction = model.get("reduction");
+    const conv = model.get("kind") === "conv";
+    const where = (c, ky, kx) => {
+      const pos = conv ? `kernel offset (${ky}, ${kx})` : `input pixel (${ky}, ${kx})`;
+      return c === null ? pos : `input channel ${c}, ${pos}`;
+    };
+    if (reduction === "channels" && channels > 1) {
+      const cols = Math.ceil(Math.sqrt(channels));
+      const r = Math.floor(y / (height + 1));
+      const q = Math.floor(x / (width + 1));
+      return where(r * cols + q, y % (height + 1), x % (width + 1));
+    }
+    if (reduction === "mean" || reduction === "norm") return `${where(null, y, x)}, ${reduction} over ${channels} channels`;
+    if (/^\d+$/.test(reduction)) return where(Number(reduction), y, x);
+    return where(channels > 1 && reduction !== "rgb" ? 0 : null, y, x);
   }
 
   // The tile and pixel under a mouse event, or null.
   function hit(event) {
     if (!layout) return null;
-    const rect = canvas.getBoundingClientRect();
-    const nx = Math.floor(((event.clientX - rect.left) * (canvas.width / rect.width)) / layout.zoom);
-    const ny = Math.floor(((event.clientY - rect.top) * (canvas.height / rect.height)) / layout.zoom);
-    const col = Math.floor(nx / layout.cellW);
-    const row = Math.floor(ny / layout.cellH);
-    const t = row * layout.cols + col;
-    if (col >= layout.cols || t < 0 || t >= layout.n) return null;
-    const inX = nx - col * layout.cellW - 1;
-    const y = ny - row * layout.cellH - 1;
+    const cell = tileAt(layout, ...canvasPoint(canvas, event));
+    if (!cell) return null;
+    const { tile: t, x: inX, y } = cell;
     const panel = Math.floor(inX / (layout.tw + 1));
     const x = inX - panel * (layout.tw + 1);
     const inside = y >= 0 && y < layout.th && x >= 0 && x < layout.tw && panel < layout.panels;
@@ -169,9 +215,9 @@ function render({ model, el }) {
       const i = where.t * th * tw * tc + (where.y * tw + where.x) * tc;
       const what = where.panel === 1 ? "input\u00d7weight" : "weight";
       if (tc === 3) {
-        lines.push(`pixel (${where.y}, ${where.x})`, `${what} R ${fmt(source.data[i])} G ${fmt(source.data[i + 1])} B ${fmt(source.data[i + 2])}`);
+        lines.push(describePixel(where.y, where.x), `${what} R ${fmt(source.data[i])} G ${fmt(source.data[i + 1])} B ${fmt(source.data[i + 2])}`);
       } else if (!Number.isNaN(source.data[i])) {
-        lines.push(`pixel (${where.y}, ${where.x})`, `${what} ${fmt(source.data[i])}`);
+        lines.push(describePixel(where.y, where.x), `${what} ${fmt(source.data[i])}`);
       }
     }
     tooltip.show(lines.join("\n"), event);
@@ -183,7 +229,8 @@ function render({ model, el }) {
   });
 
   view.redrawOn(["_tiles", "_products", "_units", "_bias", "scale", "selected", "vmax", "zoom", "show_products",
-    "page", "n_pages", "sort_by", "sort_class", "top_k", "has_input", "class_labels"], draw);
+    "page", "n_pages", "sort_by", "sort_class", "top_k", "has_input", "class_labels", "show_index", "source_shape",
+    "reduction"], draw);
   draw();
   return view.cleanup;
 }

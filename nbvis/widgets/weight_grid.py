@@ -12,10 +12,11 @@ import traitlets
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from .._arrays import pack
 from ..compute.probe import LayerRef, as_input, capture, resolve_layer
 from ..compute.weights import input_products, layer_tiles, readout_weights, unit_order
-from ._base import STATIC, NbvisWidget, Throttle, _running_loop, array_trait
+from ._base import STATIC, NbvisWidget
+from ._jobs import Throttle, running_loop
+from ._traits import Array
 
 __all__ = ["WeightGrid"]
 
@@ -36,6 +37,7 @@ class WeightGrid(NbvisWidget):
     """
 
     _esm = STATIC / "weight_grid.js"
+    _css = STATIC / "weight_grid.css"
 
     layer = traitlets.Unicode(read_only=True).tag(sync=True)
     kind = traitlets.Unicode(read_only=True).tag(sync=True)
@@ -52,6 +54,11 @@ class WeightGrid(NbvisWidget):
     has_input = traitlets.Bool(False, read_only=True).tag(sync=True)
     class_labels = traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True)
     zoom = traitlets.Int(0).tag(sync=True)
+    show_index = traitlets.Bool(False).tag(sync=True)  # draw each tile's unit index on it
+    # what a tile's pixels are: the (C, H, W) weights of one unit before layout ("channels": the
+    # C maps side by side; "rgb": one RGB image; "mean"/"norm": over C; a number: that channel)
+    source_shape = traitlets.List(traitlets.Int(), read_only=True).tag(sync=True)
+    reduction = traitlets.Unicode(read_only=True).tag(sync=True)
     selected = traitlets.Int(None, allow_none=True).tag(sync=True)
     live = traitlets.Bool(False).tag(sync=True)
     live_interval = traitlets.Float(0.25)
@@ -60,10 +67,10 @@ class WeightGrid(NbvisWidget):
     _watch_handle = None  # the optimizer hook of live mode
     _watch_timer: asyncio.TimerHandle | None = None  # the idle poll of live mode
 
-    _tiles = array_trait()
-    _units = array_trait()
-    _bias = array_trait()
-    _products = array_trait()
+    _tiles = Array()
+    _units = Array("int32")
+    _bias = Array()
+    _products = Array()
 
     def __init__(
         self,
@@ -203,6 +210,8 @@ class WeightGrid(NbvisWidget):
             self.set_trait("layer", self._grid.name)
             self.set_trait("kind", self._grid.kind)
             self.set_trait("n_units", self._grid.units)
+            self.set_trait("source_shape", [int(d) for d in self._grid.input_shape])
+            self.set_trait("reduction", str(self._grid.reduce))
             self.set_trait("n_pages", pages)
             self.set_trait("vmax", float(torch.nan_to_num(self._grid.tiles).abs().max()) if self._grid.units else 0.0)
             self.set_trait("class_labels", self._class_labels())
@@ -212,11 +221,11 @@ class WeightGrid(NbvisWidget):
                     self.page = page
                 finally:
                     self._clamping = False
-            self._tiles = pack(self._tile_values(units))
-            self._units = pack(units, "int32")
-            self._bias = pack(self._grid.bias[units])
+            self._tiles = self._tile_values(units)
+            self._units = units
+            self._bias = self._grid.bias[units]
             if self.show_products and self._x is not None:
-                self._products = pack(input_products(self._grid, self._x)[units])
+                self._products = input_products(self._grid, self._x)[units]
             else:
                 self._products = None
 
@@ -282,6 +291,9 @@ class WeightGrid(NbvisWidget):
             self._start_watching()
         else:
             self._stop_watching()
+            # The last steps of a loop may have fallen inside the throttle interval: the grid
+            # ends on the weights as they are when live mode is turned off.
+            self._refresh_if_changed()
 
     def _start_watching(self) -> None:
         if self._watch_handle is None:
@@ -304,7 +316,7 @@ class WeightGrid(NbvisWidget):
 
     def _schedule_poll(self) -> None:
         # While the kernel is idle, notice changes made without an optimizer (e.g. by hand).
-        loop = _running_loop()
+        loop = running_loop()
         if loop is not None and self.live:
             self._watch_timer = loop.call_later(self.live_interval * 4, self._poll)
 

@@ -79,9 +79,9 @@ class Quality:
 
 def class_of(objective: Objective) -> int | None:
     """The class index when ``objective`` is one output of the model (a class logit), else None."""
-    layer = getattr(objective, "layer", None)
-    if getattr(objective, "position", None) is None and layer == "" and isinstance(getattr(objective, "index", None), int):
-        return objective.index
+    parsed = getattr(objective, "unit", None)
+    if getattr(objective, "layer", None) == "" and parsed is not None and parsed.index is not None and parsed.position is None:
+        return parsed.index
     return getattr(objective, "logit_of", None)
 
 

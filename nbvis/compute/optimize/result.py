@@ -51,7 +51,7 @@ class Step:
 
     @property
     def values(self) -> np.ndarray:
-        return self._values.cpu().numpy().astype(np.float64)
+        return self._values.float().cpu().numpy().astype(np.float64)
 
     @property
     def images(self) -> np.ndarray:

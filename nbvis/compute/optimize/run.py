@@ -344,14 +344,14 @@ class OptimizationRun:
         with self._history_lock:
             pending, self._pending = self._pending, []
             if pending:
-                new = torch.stack(pending).cpu().numpy().astype(np.float64)
+                new = torch.stack(pending).float().cpu().numpy().astype(np.float64)
                 self._history = np.concatenate([self._history, new])
             return self._history.copy()  # the caller may edit it; the run keeps its own
 
     def evaluate(self) -> np.ndarray:
         """The objective of the current inputs, without transforms: ``(starts,)``."""
         with Session(self.model, self._layers, grad=False) as forward:
-            return self._evaluate(forward, self.inputs).cpu().numpy().astype(np.float64)
+            return self._evaluate(forward, self.inputs).float().cpu().numpy().astype(np.float64)
 
     def result(self) -> Result:
         return Result(self.inputs, self.history, self.objective, self.value_range)
