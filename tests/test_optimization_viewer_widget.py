@@ -142,7 +142,7 @@ def test_bad_arguments_raise_before_a_view_exists(digits_cnn):
     with pytest.raises(TypeError, match="unexpected keyword argument.*'colour'"):
         nbvis.OptimizationViewer(digits_cnn, objective=("conv2", 1), input_shape=SHAPE, colour="red", autostart=False)
     with pytest.raises(ValueError, match="unknown regularizer preset"):
-        nbvis.OptimizationViewer(digits_cnn, objective=("conv2", 1), input_shape=SHAPE, regularizers="smooth")
+        nbvis.OptimizationViewer(digits_cnn, objective=("conv2", 1), input_shape=SHAPE, regularizers="smoothest")
     with pytest.raises(ValueError, match="steps must be an integer >= 1"):
         nbvis.OptimizationViewer(digits_cnn, objective=("conv2", 1), input_shape=SHAPE, steps=0)
 

@@ -236,21 +236,24 @@ class OptimizationViewer(JobView, NbvisWidget):
         self.set_trait("pending", False)
         self._launch_job(self._steps(self._run, target))
 
-    @staticmethod
-    def _steps(run: OptimizationRun, target: int):
+    def _steps(self, run: OptimizationRun, target: int):
         while run.step_count < target:
             yield run.step()
+        self._figures()  # part of the job: the quality row is there when the state says done
+
+    def _figures(self) -> None:
+        try:
+            self._evaluate()
+        except Exception as exc:  # the figures are extra: a failure shows, the run's state stays
+            self._report(exc)
 
     def _job_step(self, step: Step) -> None:
         if self._throttle.ready():
             self._publish(step)
 
     def _job_ended(self, state: str) -> None:
-        if state in ("done", "stopped"):
-            try:
-                self._evaluate()
-            except Exception as exc:  # the figures are extra: a failure shows, the run's state stays
-                self._report(exc)
+        if state == "stopped":
+            self._figures()
         super()._job_ended(state)
 
     def _evaluate(self) -> None:
