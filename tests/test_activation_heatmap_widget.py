@@ -396,3 +396,14 @@ def test_moving_the_selection_before_wrt_computes_the_map_once(digits_cnn, digit
     view.selected = ("conv1", 0)
     assert view.wrt == "input" and len(calls) == 1
     assert view.grad_caption == "gradient of conv1[0] over the input"
+
+
+def test_a_flatten_after_conv_maps_is_laid_out_as_those_maps(digits_cnn, digits_data):
+    images, _ = digits_data
+    view = nbvis.ActivationHeatmap(digits_cnn, images[0])
+    entries = {entry["name"]: entry for entry in view._layout}
+    assert entries["flatten"]["fold"] == list(view.activations["pool2"].shape)  # 16 maps of 7x7
+    assert entries["flatten"]["kind"] == "dense" and entries["flatten"]["units"] == 784
+    assert "fold" not in entries["fc"] and "fold" not in entries["conv2"]
+    np.testing.assert_array_equal(view.activations["flatten"], view.activations["pool2"].reshape(-1))
+    view.close()

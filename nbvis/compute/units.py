@@ -371,8 +371,11 @@ def select(unit: Unit, name: str, activation: torch.Tensor, axis: Optional[int] 
     check_reduce(reduce)
     label = layer_label(name)
     sample = tuple(activation.shape[1:])
-    if activation.dim() < 2:
-        raise ValueError(f"layer {label!r} has an output of shape {tuple(activation.shape)}: no unit axis")
+    if activation.dim() < 2:  # one value per sample: a single unit, 0
+        if unit.element not in (None, ()) or unit.position is not None:
+            raise ValueError(f"layer {label!r} has one value per sample (shape {tuple(activation.shape)}): its only unit is 0")
+        check_index(unit.index, 1, "unit", f" for layer {label!r}", "; it has one value per sample")
+        return activation
     axis = default_axis(activation) if axis is None else axis
     if unit.element is not None or unit.position is not None:
         element = unit.element
