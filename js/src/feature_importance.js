@@ -1,6 +1,6 @@
 // FeatureImportance view: a sorted horizontal plotly bar chart with error bars, progress and
 // cancel, and for image inputs the importance map drawn over a sample image.
-import { arrayGetter, maxAbs } from "./lib/arrays.js";
+import { arrayGetter, decode, maxAbs } from "./lib/arrays.js";
 import { DIVERGING, fmt, gradientCss, lutIndex } from "./lib/colormap.js";
 import { blit, colorbar, command, h, setTraits, setupView } from "./lib/view.js";
 
@@ -20,7 +20,7 @@ function loadPlotly(model) {
     globalThis[PLOTLY] = (async () => {
       const ref = String(model.get("_library") || "");
       const library = await model.widget_manager.get_model(ref.replace(/^IPY_MODEL_/, ""));
-      const unzipped = new Blob([library.get("source")]).stream().pipeThrough(new DecompressionStream("gzip"));
+      const unzipped = new Blob([decode(library.get("source")).data]).stream().pipeThrough(new DecompressionStream("gzip"));
       const url = URL.createObjectURL(new Blob([await new Response(unzipped).arrayBuffer()], { type: "text/javascript" }));
       globalThis.__nbvisPlotlyLoads = (globalThis.__nbvisPlotlyLoads || 0) + 1; // checked by the browser tests
       try {

@@ -22,6 +22,7 @@ from torch import nn
 from ..compute.optimize import OptimizationRun, objective
 from ..compute.probe import LayerRef, capture, resolve_layer
 from ..compute.weights import infer_input_shape
+from ._export import Exportable
 from .activation_heatmap import ActivationHeatmap
 from .optimization_viewer import OptimizationViewer
 from .weight_grid import WeightGrid
@@ -36,7 +37,7 @@ RISING = (nn.Sigmoid, nn.Tanh, nn.ReLU, nn.ReLU6, nn.ELU, nn.SELU, nn.CELU, nn.S
 HINT = "Click a unit in the heatmap: its weights, its preferred input and its top dataset examples appear here."
 
 
-class Explorer(ipywidgets.VBox):
+class Explorer(Exportable, ipywidgets.VBox):
     """Navigate a model by clicking: one selected unit, shown in every view.
 
     ``model``: any ``nn.Module``. ``dataset``: the samples to look at and to scan for top examples
@@ -187,6 +188,15 @@ class Explorer(ipywidgets.VBox):
         if name not in self._sources:
             self._sources[name] = self._find_source(name)
         return self._sources[name]
+
+    def _snapshot_target(self):
+        return self.heatmap, "explorer"  # the heatmap's view captures the whole Explorer around it
+
+    def _picture(self):
+        from ._picture import row, stack
+
+        side = [view._picture() for view in (self._grid, self._optimizer) if view is not None]
+        return row([self.heatmap._picture(), stack(side) if side else None], gap=16)
 
     def close(self):
         if self._optimizer is not None:

@@ -1,5 +1,7 @@
 // Scaffolding every view shares: the root element with its style, the error area under the
-// view, a floating tooltip, and one place that undoes every listener when the view goes away.
+// view, a floating tooltip, the PNG download and snapshot answers, the static mode of an export,
+// and one place that undoes every listener when the view goes away.
+import { answerSnapshot, disableKernelControls, downloadPng, isStatic } from "./export.js";
 
 const CSS = `
 .nbvis { font: 12px/1.4 var(--jp-ui-font-family, system-ui, sans-serif); color: var(--jp-ui-font-color1, #222); }
@@ -17,6 +19,9 @@ const CSS = `
 .nbvis .nbvis-colorbar { width: 120px; height: 10px; border: 1px solid #8888; }
 .nbvis .nbvis-muted { color: var(--jp-ui-font-color2, #666); }
 .nbvis progress { width: 160px; }
+.nbvis .nbvis-footer { display: flex; justify-content: flex-end; gap: 8px; margin-top: 4px; }
+.nbvis .nbvis-download { font-size: 11px; padding: 0 6px; }
+.nbvis.nbvis-static button:disabled, .nbvis.nbvis-static select:disabled, .nbvis.nbvis-static input:disabled { opacity: 0.45; cursor: not-allowed; }
 `;
 
 function ensureStyle() {
@@ -53,7 +58,9 @@ export function setupView(model, el, kind) {
   const root = h("div", { class: `nbvis nbvis-${kind}` });
   const body = h("div");
   const error = h("div", { class: "nbvis-error" });
-  root.append(body, error);
+  const download = h("button", { class: "nbvis-download nbvis-local", textContent: "\u2913 PNG", title: "download what is drawn as a PNG image" });
+  const footer = h("div", { class: "nbvis-footer" }, [download]);
+  root.append(body, error, footer);
   el.append(root);
 
   const on = (name, fn) => {
@@ -90,6 +97,21 @@ export function setupView(model, el, kind) {
     element: tip,
   };
 
+  listen(download, "click", () => downloadPng(root, `nbvis-${kind}`).catch((e) => console.error(e)));
+  on("msg:custom", (content) => {
+    if (content && content.type === "snapshot") answerSnapshot(model, el, root, content);
+  });
+  if (isStatic(model)) {
+    root.classList.add("nbvis-static");
+    root.dataset.static = "1";
+    footer.prepend(h("span", { class: "nbvis-muted", textContent: "static export: the controls need the Python kernel" }));
+    disposers.push(disableKernelControls(root));
+  } else {
+    // Python counts the views shown, so that snapshot() knows whether any front end can answer.
+    model.send({ type: "view", attached: true });
+    disposers.push(() => model.send({ type: "view", attached: false }));
+  }
+
   const cleanup = () => {
     while (disposers.length) {
       try {
@@ -119,11 +141,13 @@ export function setupView(model, el, kind) {
 
 /** Send a command to the Python side (handled by NbvisWidget._cmd_<name>). */
 export function command(model, name, args = {}) {
+  if (isStatic(model)) return;
   model.send({ type: "command", name, args });
 }
 
-/** Set traits from the view and sync them to Python. */
+/** Set traits from the view and sync them to Python (nothing in a static export: no kernel). */
 export function setTraits(model, values) {
+  if (isStatic(model)) return;
   for (const [key, value] of Object.entries(values)) model.set(key, value);
   model.save_changes();
 }
