@@ -205,6 +205,38 @@ def open_notebook(browser, server: JupyterServer, name: str, app: str = "lab", v
     return page
 
 
+LOCAL = ("file:", "data:", "blob:", "http://127.0.0.1", "http://localhost", "ws://127.0.0.1", "ws://localhost")
+
+
+def block_network(page) -> list:
+    """Abort every request of ``page`` that leaves this machine (anything but file:, data:, blob:
+    and localhost); returns the list the aborted URLs are appended to."""
+    blocked: list = []
+
+    def route(request_route):
+        url = request_route.request.url
+        if url.startswith(LOCAL):
+            request_route.continue_()
+        else:
+            blocked.append(url)
+            request_route.abort()
+
+    page.route("**/*", route)
+    return blocked
+
+
+def offline_page(browser, path, viewport=(1400, 1000)):
+    """Open an HTML file from ``file://`` with the network blocked; returns (page, blocked URLs)."""
+    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]}, accept_downloads=True)
+    page.set_default_timeout(30_000)
+    page.console_messages = []
+    page.on("console", lambda msg: page.console_messages.append(f"{msg.type}: {msg.text}"))
+    page.on("pageerror", lambda err: page.console_messages.append(f"pageerror: {err}"))
+    blocked = block_network(page)
+    page.goto(Path(path).resolve().as_uri())
+    return page, blocked
+
+
 def run_all(page, timeout: float = 180) -> None:
     """Run All Cells through the menu and wait for the marker cell's output."""
     page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
