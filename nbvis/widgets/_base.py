@@ -99,6 +99,16 @@ class NbvisWidget(Exportable, anywidget.AnyWidget):
             pass  # already shown in the view; nobody in Python is waiting for a browser command
 
 
+    def _resync(self) -> None:
+        """Send the whole state again, from the cell that runs now.
+
+        A background job's updates carry the cell that started it; tools that record a notebook's
+        widget state cell by cell (``nbconvert --execute``, nbclient) keep only the messages of the
+        cell they run, and would save the state as it was when the job began. ``wait()`` calls this.
+        """
+        if self.comm is not None:
+            self.send_state()
+
     def _snapshot_reply(self, content: dict, buffers) -> None:
         future = self._snapshots.get(content.get("id"))
         if future is None or future.done():

@@ -221,7 +221,10 @@ class FeatureImportance(NbvisWidget):
         Raises the exception that stopped the computation, if one did.
         """
         if self._job is not None:
-            self._job.wait(timeout)
+            try:
+                self._job.wait(timeout)
+            finally:
+                self._resync()
         return self._result
 
     def close(self):

@@ -192,7 +192,10 @@ class OptimizationViewer(NbvisWidget):
         Raises the exception that stopped the run, if one did.
         """
         if self._job is not None:
-            self._job.wait(timeout)
+            try:
+                self._job.wait(timeout)
+            finally:
+                self._resync()
         return self
 
     def close(self):
