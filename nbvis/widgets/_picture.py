@@ -151,10 +151,12 @@ def bars(labels: Sequence[str], values: Sequence[float], errors: Optional[Sequen
 
 
 def png(picture: Image.Image) -> bytes:
-    """PNG bytes of ``picture``, shrunk so that its longer side is at most ``MAX_SIDE``."""
+    """PNG bytes of ``picture`` (128 colours), shrunk so that its longer side is at most ``MAX_SIDE``."""
     if max(picture.size) > MAX_SIDE:
         scale = MAX_SIDE / max(picture.size)
         picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))), Image.NEAREST)
+    # an adaptive palette of 128 colours: smooth colormaps stay smooth, the file shrinks 2-4x
+    picture = picture.convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()

@@ -3,12 +3,13 @@ embedded state, no kernel), and snapshots read back from JupyterLab."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 
 import nbformat
 import numpy as np
-import pytest
 from harness import DONE, block_network, canvas_stats, open_notebook, run_all, screenshot
 
 from nbvis.widgets._export import ASSETS, _anywidget_frontend
@@ -105,6 +106,8 @@ def test_snapshot_reads_the_drawn_image_back(jupyter, browser):
         "np.save('grid.npy', image)",
         "picture = await heatmap.snapshot()\n"
         "np.save('heatmap.npy', picture)",
+        "json.dump({'base64': nbvis._arrays.base64_transport(), 'tiles': type(grid._tiles['data']).__name__}, "
+        "open('transport.json', 'w'))",
     ]
     name = jupyter.write_notebook("snapshot.ipynb", cells)
     page = open_notebook(browser, jupyter, name)
@@ -122,6 +125,10 @@ def test_snapshot_reads_the_drawn_image_back(jupyter, browser):
         assert len(np.unique(crop.reshape(-1, 3), axis=0)) > 50
         heatmap = np.load(jupyter.root / "heatmap.npy")
         assert heatmap.shape[0] > 100 and len(np.unique(heatmap.reshape(-1, 4), axis=0)) > 50
+        # the kernel used the transport this run asked for (--nbvis-base64: text, as in Colab)
+        forced = os.environ.get("NBVIS_BASE64") == "1"
+        transport = json.loads((jupyter.root / "transport.json").read_text())
+        assert transport == {"base64": forced, "tiles": "str" if forced else "bytes"}
     except Exception:
         screenshot(page, "snapshot_failure.png")
         raise
