@@ -1,0 +1,79 @@
+"""Image operations of the priors and transforms: blur, pixel masks, total variation, zoom/rotation."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["affine_resample", "as_images", "blur", "gaussian_kernel", "small_pixel_mask", "total_variation"]
+
+
+def as_images(x: torch.Tensor) -> torch.Tensor:
+    """View a batch of inputs as ``(N, C, H, W)``: vectors as ``(N, 1, 1, D)``, maps as ``(N, 1, H, W)``."""
+    if x.dim() == 2:
+        return x[:, None, None, :]
+    if x.dim() == 3:
+        return x[:, None]
+    return x
+
+
+def gaussian_kernel(sigma: float, radius: int) -> torch.Tensor:
+    """A normalized 1-D Gaussian of standard deviation ``sigma`` over ``2 * radius + 1`` taps."""
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    return kernel / kernel.sum()
+
+
+def blur(images: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch.Tensor:
+    """Gaussian blur of ``(N, C, H, W)`` images, each channel alone, mirrored at the edges.
+
+    Matches ``scipy.ndimage.gaussian_filter(image, sigma, mode="mirror", truncate=truncate)`` per
+    channel where the image is larger than the kernel.
+    """
+    n, c, h, w = images.shape
+    radius = int(truncate * sigma + 0.5)
+    out = images.reshape(n * c, 1, h, w)
+    for axis, size in ((2, h), (3, w)):
+        r = min(radius, size - 1)
+        if r <= 0:
+            continue
+        kernel = gaussian_kernel(sigma, r).to(images.device, images.dtype)
+        if axis == 2:
+            out = F.conv2d(F.pad(out, (0, 0, r, r), mode="reflect"), kernel.view(1, 1, -1, 1))
+        else:
+            out = F.conv2d(F.pad(out, (r, r, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
+    return out.reshape(n, c, h, w)
+
+
+def small_pixel_mask(score: torch.Tensor, percentile: float) -> torch.Tensor:
+    """``score < numpy.percentile(score, percentile)`` for each start; ``score`` is ``(N, H, W)``.
+
+    The percentile interpolates between the ranks ``k`` and ``k + 1`` around it, so the mask holds
+    exactly the values at ranks up to ``k`` (or below it when it falls on ``k``): one selection,
+    no sort, and the same mask for any increasing function of the scores.
+    """
+    flat = score.reshape(score.shape[0], -1)
+    position = percentile / 100.0 * (flat.shape[1] - 1)
+    rank = math.floor(position)
+    value = flat.kthvalue(rank + 1, dim=1, keepdim=True).values
+    mask = flat <= value if position > rank else flat < value
+    return mask.reshape(score.shape)
+
+
+def total_variation(images: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference between vertical and horizontal neighbours, per start: ``(N,)``."""
+    dy = (images[:, :, 1:, :] - images[:, :, :-1, :]).abs().flatten(1)
+    dx = (images[:, :, :, 1:] - images[:, :, :, :-1]).abs().flatten(1)
+    parts = [d.mean(dim=1) for d in (dy, dx) if d.shape[1]]
+    return sum(parts) if parts else images.new_zeros(images.shape[0])
+
+
+def affine_resample(images: torch.Tensor, zoom: float, degrees: float) -> torch.Tensor:
+    """Zoom by ``zoom`` and rotate by ``degrees`` about the centre, keeping the size (edges reflected)."""
+    angle = math.radians(degrees)
+    cos, sin = math.cos(angle) / zoom, math.sin(angle) / zoom
+    theta = images.new_tensor([[cos, -sin, 0.0], [sin, cos, 0.0]]).expand(images.shape[0], 2, 3)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
