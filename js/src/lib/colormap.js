@@ -1,6 +1,6 @@
 // Colormaps as 256-entry RGB lookup tables, and painting values into ImageData. The stops live in
 // nbvis/colormaps.json, shared with the static pictures drawn in Python.
-import STOPS from "../../../nbvis/colormaps.json";
+import STOPS from "../../../nbvis/colormaps.json" with { type: "json" };
 
 function lut(stops) {
   // stops: [[t, r, g, b], ...] with t in [0, 1]; linear interpolation.
