@@ -1,6 +1,7 @@
 // FeatureImportance view: a sorted horizontal plotly bar chart with error bars, progress and
 // cancel, and for image inputs the importance map drawn over a sample image.
 import { arrayGetter, decode, maxAbs } from "./lib/arrays.js";
+import { onThemeChange, themeColors } from "./lib/theme.js";
 import { DIVERGING, fmt, gradientCss, lutIndex } from "./lib/colormap.js";
 import { blit, colorbar, command, h, setTraits, setupView } from "./lib/view.js";
 
@@ -154,12 +155,13 @@ function render({ model, el }) {
       bars.push(-1);
     }
     const metric = model.get("scoring");
+    const theme = themeColors(view.root); // text, axes and grid follow the notebook's theme
     const trace = {
       type: "bar",
       orientation: "h",
       x,
       y: labels.map((_, i) => i),
-      error_x: { type: "data", array: err, visible: true, color: "#444", thickness: 1.2, width: 3 },
+      error_x: { type: "data", array: err, visible: true, color: theme.muted, thickness: 1.2, width: 3 },
       marker: { color: colors },
       hovertext: hover,
       hoverinfo: "text",
@@ -170,14 +172,18 @@ function render({ model, el }) {
       xaxis: {
         title: { text: `decrease in ${metric} (baseline ${fmt(model.get("baseline"))})` },
         zeroline: true,
-        zerolinecolor: "#888",
+        zerolinecolor: theme.muted,
+        gridcolor: theme.grid,
+        linecolor: theme.border,
+        color: theme.text,
       },
-      yaxis: { tickvals: labels.map((_, i) => i), ticktext: labels, autorange: "reversed", automargin: true },
+      yaxis: { tickvals: labels.map((_, i) => i), ticktext: labels, autorange: "reversed", automargin: true, color: theme.text },
       bargap: 0.25,
       showlegend: false,
       paper_bgcolor: "rgba(0,0,0,0)",
       plot_bgcolor: "rgba(0,0,0,0)",
-      font: { size: 11 },
+      font: { size: 11, color: theme.text },
+      hoverlabel: { bgcolor: theme.panel, bordercolor: theme.border, font: { color: theme.strong } },
     };
     const config = { displayModeBar: false, responsive: true };
     Plotly.react(chart, [trace], layout, config);
@@ -317,6 +323,7 @@ function render({ model, el }) {
       chart.textContent = `could not load plotly.js: ${error}`;
     },
   );
+  view.dispose(onThemeChange(() => drawChart()));
   view.dispose(() => {
     disposed = true;
     if (Plotly) Plotly.purge(chart);

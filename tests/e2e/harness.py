@@ -54,7 +54,8 @@ def _free_port() -> int:
 class JupyterServer:
     """A Jupyter server (JupyterLab and Notebook 7 on one port) in a private temporary home."""
 
-    def __init__(self):
+    def __init__(self, theme: str | None = None):
+        self.theme = theme  # a JupyterLab theme name ("JupyterLab Dark"); None: the default light theme
         self.home = Path(tempfile.mkdtemp(prefix="nbvis-jupyter-"))
         self.root = self.home / "root"
         self.root.mkdir()
@@ -84,6 +85,8 @@ class JupyterServer:
         (settings / "notification.jupyterlab-settings").write_text(
             json.dumps({"fetchNews": "false", "checkForUpdates": False})
         )
+        if self.theme is not None:
+            (settings / "themes.jupyterlab-settings").write_text(json.dumps({"theme": self.theme}))
         cmd = [
             sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
             "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
