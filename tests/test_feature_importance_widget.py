@@ -19,7 +19,7 @@ from torch import nn
 
 import nbvis
 from nbvis._arrays import unpack
-from nbvis.compute import importance as imp
+from nbvis.compute.importance import run as imp_run
 from nbvis.widgets.feature_importance import _plotly_js, plotly_library
 
 
@@ -113,7 +113,7 @@ def test_click_selects_a_feature(diabetes):
 
 
 def test_cancel_keeps_partial_results_and_run_starts_again(digits_mlp, digits_data, monkeypatch):
-    monkeypatch.setattr(imp, "STEP_SECONDS", 0.01)
+    monkeypatch.setattr(imp_run, "STEP_SECONDS", 0.01)
     images, labels = digits_data
     w = nbvis.FeatureImportance(digits_mlp, images, labels, scoring="accuracy", n_repeats=40)
     deadline = time.monotonic() + 30
@@ -201,7 +201,7 @@ def test_image_map_over_a_sample(digits_mlp, digits_data):
 
 
 def test_the_kernel_stays_free_while_it_runs(digits_mlp, digits_data, unchanged, monkeypatch):
-    monkeypatch.setattr(imp, "STEP_SECONDS", 0.01)
+    monkeypatch.setattr(imp_run, "STEP_SECONDS", 0.01)
     images, labels = digits_data
 
     async def main():

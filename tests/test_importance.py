@@ -15,7 +15,8 @@ from sklearn.utils.random import sample_without_replacement
 from sklearn_estimators import TorchClassifier, TorchRegressor
 from torch import nn
 
-from nbvis.compute import importance as imp
+from nbvis.compute.importance import draws
+from nbvis.compute.importance import run as imp_run
 from nbvis.compute.importance import ImportanceStep, iter_permutation_importance, permutation_importance
 
 
@@ -88,13 +89,13 @@ def test_matches_sklearn_regression(diabetes, dtype, tol, wrap):
 
 def test_rank1_shortcut_is_used_only_where_exact(diabetes, digits8):
     X, y, model = diabetes
-    plan = imp._Plan(model, X, y, "r2", "permutation", 2, 0, None, None, None, None, 1.0)
+    plan = imp_run._Plan(model, X, y, "r2", "permutation", 2, 0, None, None, None, None, 1.0)
     assert plan.fast is not None
-    plan = imp._Plan(Wrapped(model), X, y, "r2", "permutation", 2, 0, None, None, None, None, 1.0)
+    plan = imp_run._Plan(Wrapped(model), X, y, "r2", "permutation", 2, 0, None, None, None, None, 1.0)
     assert plan.fast is None
     handle = model[0].register_forward_hook(lambda m, i, o: o * 2)  # a hook changes what the layer returns
     try:
-        plan = imp._Plan(model, X, y, "r2", "permutation", 2, 0, None, None, None, None, 1.0)
+        plan = imp_run._Plan(model, X, y, "r2", "permutation", 2, 0, None, None, None, None, 1.0)
         assert plan.fast is None
         hooked = permutation_importance(model, X, y, n_repeats=2)
         ref = sklearn_importance(TorchRegressor(model), X, y, scoring="r2", n_repeats=2, random_state=0)
@@ -102,7 +103,7 @@ def test_rank1_shortcut_is_used_only_where_exact(diabetes, digits8):
     finally:
         handle.remove()
     Xd, yd, clf = digits8  # Flatten then Linear on images
-    assert imp._Plan(clf, Xd, yd, "accuracy", "permutation", 1, 0, None, None, None, None, 1.0).fast is not None
+    assert imp_run._Plan(clf, Xd, yd, "accuracy", "permutation", 1, 0, None, None, None, None, 1.0).fast is not None
 
 
 def test_in_place_layers_do_not_corrupt_the_data(diabetes):
@@ -133,7 +134,7 @@ def test_row_sampling_draws_like_sklearn(n, m):
     # tracking selection (m/n <= 1%), permutation, reservoir sampling (m/n >= 99%)
     for seed in range(3):
         expected = sample_without_replacement(n, m, random_state=np.random.RandomState(seed))
-        np.testing.assert_array_equal(imp._subsample(np.random.RandomState(seed), n, m), expected)
+        np.testing.assert_array_equal(draws.subsample(np.random.RandomState(seed), n, m), expected)
 
 
 def test_matches_sklearn_dataframe_and_names(diabetes):
@@ -278,7 +279,7 @@ def test_image_groups_match_hand_computation(digits8, spec, count):
     X, y, model = digits8
     res = permutation_importance(model, X, y, scoring="accuracy", n_repeats=3, feature_groups=spec, random_state=5)
     assert len(res.groups) == len(res.feature_names) == count
-    _, perms = imp._permutations(imp._seed(5), len(X), len(X), 3)
+    _, perms = draws.permutations(draws.draw_seed(5), len(X), len(X), 3)
     np.testing.assert_allclose(res.importances, _by_hand(model, X, y, res.groups, perms), atol=1e-9)
     picture = res.importance_map()
     assert picture.shape == (1, 8, 8)
@@ -292,7 +293,7 @@ def test_cnn_patches_and_mask_with_subsampling(digits_cnn, digits_data):
     mask = np.repeat(np.repeat(np.arange(4).reshape(2, 2), 14, axis=0), 14, axis=1)  # 4 quadrants, (H, W)
     res = permutation_importance(digits_cnn, X, y, scoring="accuracy", n_repeats=2, feature_groups=mask, max_samples=200)
     assert res.feature_names == ["group 0", "group 1", "group 2", "group 3"]
-    rows, perms = imp._permutations(imp._seed(0), 300, 200, 2)
+    rows, perms = draws.permutations(draws.draw_seed(0), 300, 200, 2)
     np.testing.assert_allclose(res.importances, _by_hand(digits_cnn, X, y, res.groups, perms, rows), atol=1e-9)
     by_patch = permutation_importance(digits_cnn, X, y, scoring="accuracy", n_repeats=2, feature_groups=14, max_samples=200)
     np.testing.assert_allclose(by_patch.importances, res.importances, atol=1e-12)
@@ -313,7 +314,7 @@ def test_tabular_groups_by_name(diabetes):
 
 def test_steps_fill_the_result_progressively(diabetes, monkeypatch):
     X, y, model = diabetes
-    monkeypatch.setattr(imp, "STEP_SECONDS", 0.0)  # one step per forward pass
+    monkeypatch.setattr(imp_run, "STEP_SECONDS", 0.0)  # one step per forward pass
     steps, filled = [], []
     for step in iter_permutation_importance(model, X, y, n_repeats=4, batch_size=50):
         steps.append(step)
@@ -333,7 +334,7 @@ def test_steps_fill_the_result_progressively(diabetes, monkeypatch):
 
 def test_stopping_early_and_failing_leave_the_model_alone(diabetes, unchanged, monkeypatch):
     X, y, model = diabetes
-    monkeypatch.setattr(imp, "STEP_SECONDS", 0.0)
+    monkeypatch.setattr(imp_run, "STEP_SECONDS", 0.0)
     model.train()
     model[0].weight.requires_grad_(False)
     try:

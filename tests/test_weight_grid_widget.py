@@ -146,6 +146,24 @@ def test_refresh_and_live_mode_follow_training(digits_data):
     assert grid._watch_handle is None
 
 
+def test_turning_live_off_shows_the_final_weights(digits_data):
+    images, labels = digits_data
+    torch.manual_seed(0)
+    model = nbvis.demo._mlp()
+    grid = nbvis.WeightGrid(model, "fc1", page_size=4, live=True)
+    grid._throttle.interval = 3600.0  # however slow the machine, the later steps are throttled
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    for _ in range(3):  # the first step refreshes; the next ones fall inside the throttle interval
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(images[:32]), labels[:32]).backward()
+        opt.step()
+    shown = unpack(grid._tiles)[..., 0].reshape(4, 784)
+    assert not np.array_equal(shown, model.fc1.weight.detach().numpy()[:4])  # throttled: stale
+    grid.live = False
+    np.testing.assert_array_equal(unpack(grid._tiles)[..., 0].reshape(4, 784), model.fc1.weight.detach().numpy()[:4])
+    grid.close()
+
+
 def test_model_unchanged_by_every_call(digits_mlp, digits_data, unchanged):
     images, _ = digits_data
     with unchanged(digits_mlp):
@@ -207,3 +225,13 @@ def test_an_out_of_range_page_is_clamped_and_packed_once(digits_mlp, monkeypatch
     assert grid.page == 2 and grid.n_pages == 3
     np.testing.assert_array_equal(unpack(grid._units), grid.units()[20:25])
     assert len(packs) == 3  # tiles, units and bias once each
+
+
+def test_grid_reports_what_a_tile_is_made_of():
+    cnn = nbvis.demo.digits_cnn()
+    grid = nbvis.WeightGrid(cnn, "conv2")
+    assert grid.source_shape == list(cnn.conv2.weight.shape[1:]) and grid.reduction == "channels"
+    assert nbvis.WeightGrid(cnn, "conv2", reduce="mean").reduction == "mean"
+    assert nbvis.WeightGrid(torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3)), "0").reduction == "rgb"
+    mlp = nbvis.WeightGrid(nbvis.demo.digits_mlp(), "fc1")
+    assert mlp.source_shape == [1, 28, 28]

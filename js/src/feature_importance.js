@@ -3,6 +3,7 @@
 import { arrayGetter, decode, maxAbs } from "./lib/arrays.js";
 import { onThemeChange, themeColors } from "./lib/theme.js";
 import { DIVERGING, fmt, gradientCss, lutIndex } from "./lib/colormap.js";
+import { numberBox } from "./lib/controls.js";
 import { blit, colorbar, command, h, setTraits, setupView } from "./lib/view.js";
 
 const BAR = "#4c78a8";
@@ -58,17 +59,35 @@ function render({ model, el }) {
     h("option", { value: "noise", textContent: "noise" }),
   ]);
   const scoring = h("select");
-  const repeats = h("input", { type: "number", min: 1, step: 1, style: { width: "4em" } });
-  const topK = h("input", { type: "number", min: 0, step: 1, style: { width: "4.5em" }, title: "0 shows every feature" });
+  const repeats = numberBox(listen, {
+    current: () => model.get("n_repeats"),
+    apply: (value) => setTraits(model, { n_repeats: value }),
+    min: 1,
+    max: 1000,
+    width: "4em",
+  });
+  const topK = numberBox(listen, {
+    current: () => model.get("top_k"),
+    apply: (value) => setTraits(model, { top_k: value }),
+    max: () => (model.get("feature_names") || []).length,
+    title: "0 shows every feature",
+  });
   const run = h("button", { textContent: "Run", title: "compute again" });
   const cancel = h("button", { textContent: "Cancel", title: "stop the computation" });
   const progress = h("progress", { max: 1, value: 0 });
   const progressText = h("span", { class: "nbvis-muted" });
   listen(method, "change", () => setTraits(model, { method: method.value }));
   listen(scoring, "change", () => setTraits(model, { scoring: scoring.value }));
-  listen(repeats, "change", () => setTraits(model, { n_repeats: Math.max(1, Math.floor(Number(repeats.value) || 1)) }));
-  listen(topK, "change", () => setTraits(model, { top_k: Math.max(0, Math.floor(Number(topK.value) || 0)) }));
-  listen(run, "click", () => command(model, "run"));
+  // A repeats value typed just before clicking Run is applied as the button is pressed (before
+  // the box loses focus); that change already recomputes, so the click does not start a second run.
+  let applied = false;
+  listen(run, "pointerdown", () => {
+    applied = repeats.commit();
+  });
+  listen(run, "click", () => {
+    if (!applied) command(model, "run");
+    applied = false;
+  });
   listen(cancel, "click", () => command(model, "cancel"));
   const bar = h("div", { class: "nbvis-bar" }, [
     h("strong", { textContent: "Feature importance" }),
@@ -84,8 +103,12 @@ function render({ model, el }) {
 
   // ----- importance map over a sample image -----
   const canvas = h("canvas", { style: { cursor: "pointer", alignSelf: "flex-start" } });
-  const sample = h("input", { type: "number", min: 0, step: 1, style: { width: "5em" } });
-  listen(sample, "change", () => setTraits(model, { sample: Math.max(0, Math.floor(Number(sample.value) || 0)) }));
+  const sample = numberBox(listen, {
+    current: () => model.get("sample"),
+    apply: (value) => setTraits(model, { sample: value }),
+    max: () => model.get("n_samples") - 1,
+    width: "5em",
+  });
   const legend = colorbar(gradientCss(DIVERGING));
   const mapPanel = h("div", { style: { display: "none", flexDirection: "column", gap: "4px" } }, [
     h("div", { class: "nbvis-bar" }, [h("label", {}, ["sample ", sample]), legend.element]),
@@ -105,8 +128,8 @@ function render({ model, el }) {
     }
     scoring.value = model.get("scoring");
     method.value = model.get("method");
-    repeats.value = String(model.get("n_repeats"));
-    topK.value = String(model.get("top_k"));
+    repeats.show();
+    topK.show();
     const status = model.get("status");
     const done = model.get("done");
     const total = model.get("total");
@@ -209,8 +232,7 @@ function render({ model, el }) {
     const own = owner();
     mapPanel.style.display = m && img ? "flex" : "none";
     if (!m || !img || !own) return;
-    sample.value = String(model.get("sample"));
-    sample.max = String(Math.max(0, model.get("n_samples") - 1));
+    sample.show();
     const [H, W] = m.shape;
     const [C] = img.shape;
     const zoom = Math.max(1, Math.floor(MAP_SIZE / Math.max(H, W)));

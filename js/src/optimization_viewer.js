@@ -2,6 +2,7 @@
 // start / stop / resume, and regularizer sliders.
 import { arrayGetter, finiteRange, maxAbs } from "./lib/arrays.js";
 import { fmt } from "./lib/colormap.js";
+import { numberBox, slider } from "./lib/controls.js";
 import { blit, command, h, setTraits, setupView } from "./lib/view.js";
 
 const MAX_WIDTH = 960;
@@ -39,10 +40,18 @@ function render({ model, el }) {
   listen(resumeButton, "click", () => command(model, "resume"));
   const counter = h("span", { class: "nbvis-counter" });
   const stateText = h("span", { class: "nbvis-muted nbvis-state" });
-  const seedInput = h("input", { type: "number", min: 0, step: 1, style: { width: "4.5em" } });
-  const stepsInput = h("input", { type: "number", min: 1, step: 1, style: { width: "7em" } });
-  listen(seedInput, "change", () => setTraits(model, { seed: Math.max(0, Math.floor(Number(seedInput.value) || 0)) }));
-  listen(stepsInput, "change", () => setTraits(model, { steps: Math.max(1, Math.floor(Number(stepsInput.value) || 1)) }));
+  const seedInput = numberBox(listen, {
+    current: () => model.get("seed"),
+    apply: (value) => setTraits(model, { seed: value }),
+    max: 2 ** 31 - 1,
+  });
+  const stepsInput = numberBox(listen, {
+    current: () => model.get("steps"),
+    apply: (value) => setTraits(model, { steps: value }),
+    min: 1,
+    max: 1000000,
+    width: "7em",
+  });
   const bar = h("div", { class: "nbvis-bar" }, [
     title, startButton, stopButton, resumeButton, counter, stateText,
     h("label", {}, ["steps ", stepsInput]), h("label", {}, ["seed ", seedInput]),
@@ -73,18 +82,20 @@ function render({ model, el }) {
     sliderInputs = {};
     for (const name of model.get("adjustable") || []) {
       const [label, min, max, step, help] = SLIDERS[name] || [name, 0, 1, "any", ""];
-      const input = h("input", { type: "range", min, max, step, title: help, style: { width: "110px" } });
-      input.dataset.name = name;
       const value = h("span", { class: "nbvis-muted", style: { minWidth: "3.5em", display: "inline-block" } });
       const show = (v) => (step === 1 ? String(Math.round(v)) : fmt(v));
-      input.addEventListener("input", () => {
-        value.textContent = show(Number(input.value));
+      const input = slider(listen, {
+        current: () => (model.get("regularizers") || {})[name] ?? min,
+        apply: (v) => setTraits(model, { regularizers: { ...model.get("regularizers"), [name]: v } }),
+        preview: (v) => {
+          value.textContent = show(v);
+        },
+        min,
+        max,
+        step,
+        title: help,
       });
-      input.addEventListener("change", () => {
-        const current = { ...model.get("regularizers") };
-        current[name] = step === 1 ? Math.round(Number(input.value)) : Number(input.value);
-        setTraits(model, { regularizers: current });
-      });
+      input.dataset.name = name;
       sliderInputs[name] = { input, value, show };
       sliders.append(h("label", { title: help }, [label, " ", input, value]));
     }
@@ -98,8 +109,8 @@ function render({ model, el }) {
     stateText.textContent = state;
     stopButton.disabled = state !== "running";
     resumeButton.disabled = state === "running";
-    if (document.activeElement !== seedInput) seedInput.value = String(model.get("seed"));
-    if (document.activeElement !== stepsInput) stepsInput.value = String(model.get("steps"));
+    seedInput.show();
+    stepsInput.show();
     view.root.dataset.step = String(step);
     view.root.dataset.state = state;
   }

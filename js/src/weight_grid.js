@@ -1,6 +1,7 @@
 // WeightGrid view: each unit's incoming weights as a tile on one canvas.
 import { arrayGetter, maxAbs } from "./lib/arrays.js";
 import { DIVERGING, fmt, gradientCss, lutIndex, setPixel } from "./lib/colormap.js";
+import { numberBox } from "./lib/controls.js";
 import { blit, boundCheckbox, boundSelect, colorbar, h, setTraits, setupView } from "./lib/view.js";
 
 const MAX_WIDTH = 960;
@@ -23,23 +24,29 @@ function render({ model, el }) {
   const classSelect = h("select");
   const classLabel = h("label", {}, ["class ", classSelect]);
   classSelect.addEventListener("change", () => setTraits(model, { sort_class: Number(classSelect.value) }));
-  const topK = h("input", { type: "number", min: 0, step: 1, style: { width: "4.5em" } });
-  topK.addEventListener("change", () => setTraits(model, { top_k: Math.max(0, Math.floor(Number(topK.value) || 0)) }));
+  const topK = numberBox(listen, {
+    current: () => model.get("top_k"),
+    apply: (value) => setTraits(model, { top_k: value }),
+    max: () => model.get("n_units"),
+    title: "show only the first k units in this order (0: all)",
+  });
   const scaleSelect = boundSelect(model, on, "scale", [
     ["shared", "shared"],
     ["tile", "per tile"],
   ], "scale ");
   const productsBox = boundCheckbox(model, on, "show_products", "input \u00d7 weights");
+  const indexBox = boundCheckbox(model, on, "show_index", "unit numbers");
   const prev = h("button", { textContent: "\u25c0", title: "previous page" });
   const next = h("button", { textContent: "\u25b6", title: "next page" });
   const pageText = h("span", { class: "nbvis-muted" });
   prev.addEventListener("click", () => setTraits(model, { page: Math.max(0, model.get("page") - 1) }));
   next.addEventListener("click", () => setTraits(model, { page: Math.min(model.get("n_pages") - 1, model.get("page") + 1) }));
   const legend = colorbar(gradientCss(DIVERGING));
+  const rgbNote = h("span", { class: "nbvis-muted nbvis-rgb-note" });
   const title = h("strong");
   const bar = h("div", { class: "nbvis-bar" }, [
-    title, sortSelect, classLabel, h("label", {}, ["top k ", topK]), scaleSelect, productsBox,
-    h("span", {}, [prev, " ", pageText, " ", next]), legend.element,
+    title, sortSelect, classLabel, h("label", {}, ["top k ", topK]), scaleSelect, productsBox, indexBox,
+    h("span", {}, [prev, " ", pageText, " ", next]), legend.element, rgbNote,
   ]);
   const canvas = h("canvas");
   view.body.append(bar, canvas);
@@ -49,14 +56,16 @@ function render({ model, el }) {
 
   function updateBar() {
     const labels = model.get("class_labels") || [];
-    title.textContent = `${model.get("layer")} \u00b7 ${model.get("n_units")} units`;
+    const total = model.get("n_units");
+    const shown = units()?.data.length ?? total;
+    title.textContent = `${model.get("layer")} \u00b7 ${shown < total ? `${shown} of ${total}` : total} unit${total === 1 ? "" : "s"}`;
     sortSelect.querySelector('option[value="class"]').disabled = labels.length === 0;
     classLabel.style.display = model.get("sort_by") === "class" ? "" : "none";
     if (classSelect.options.length !== labels.length) {
       classSelect.replaceChildren(...labels.map((text, i) => h("option", { value: i, textContent: text })));
     }
     classSelect.value = String(model.get("sort_class"));
-    topK.value = String(model.get("top_k"));
+    topK.show();
     productsBox.style.display = model.get("has_input") && model.get("kind") === "linear" ? "" : "none";
     const pages = model.get("n_pages");
     pageText.textContent = `page ${model.get("page") + 1} / ${pages}`;
@@ -127,17 +136,55 @@ function render({ model, el }) {
       ctx.lineWidth = 2;
       ctx.strokeRect(((t % cols) * cellW + 0.5) * zoom, (Math.floor(t / cols) * cellH + 0.5) * zoom, (cellW - 1) * zoom, (cellH - 1) * zoom);
     }
+    if (model.get("show_index")) drawIndices(u, n, cols, cellW, cellH, th, zoom);
     layout = { n, th, tw, tc, cols, cellW, cellH, zoom, panels };
-    legend.update(
-      model.get("scale") === "tile" ? "-max" : fmt(-shared),
-      model.get("scale") === "tile" ? "+max" : fmt(shared),
-      model.get("scale") === "tile" ? "per tile" : "weight",
-    );
+    const perTile = model.get("scale") === "tile";
+    // RGB tiles are colors (mid-gray is 0), not the diverging map: no colorbar for them.
+    legend.element.style.display = tc === 3 ? "none" : "";
+    rgbNote.style.display = tc === 3 ? "" : "none";
+    rgbNote.textContent = perTile ? "RGB weights, gray = 0, \u00b1max of each tile" : `RGB weights, gray = 0, \u00b1${fmt(shared)}`;
+    legend.update(perTile ? "-max" : fmt(-shared), perTile ? "+max" : fmt(shared), perTile ? "per tile" : "weight");
     const ms = performance.now() - start;
     view.root.dataset.drawMs = ms.toFixed(2);
     view.root.dataset.draws = String(Number(view.root.dataset.draws || 0) + 1);
     view.root.dataset.tiles = String(n);
     view.root.dataset.cols = String(cols);
+  }
+
+  // Each tile's unit index in its top-left corner, on a dark plate so it reads on any colors.
+  function drawIndices(u, n, cols, cellW, cellH, th, zoom) {
+    const size = Math.max(9, Math.min(14, Math.round((th * zoom) / 3)));
+    ctx.font = `${size}px var(--jp-code-font-family, monospace)`;
+    ctx.textBaseline = "top";
+    for (let t = 0; t < n; t++) {
+      const text = String(u.data[t]);
+      const x = ((t % cols) * cellW + 1) * zoom;
+      const y = (Math.floor(t / cols) * cellH + 1) * zoom;
+      ctx.fillStyle = "rgba(0, 0, 0, 0.6)";
+      ctx.fillRect(x, y, ctx.measureText(text).width + 4, size + 2);
+      ctx.fillStyle = "#fff";
+      ctx.fillText(text, x + 2, y + 1);
+    }
+  }
+
+  // What pixel (y, x) of a tile is, from the unit's (C, H, W) weights and how they were laid out.
+  function describePixel(y, x) {
+    const [channels, height, width] = model.get("source_shape") || [1, layout.th, layout.tw];
+    const reduction = model.get("reduction");
+    const conv = model.get("kind") === "conv";
+    const where = (c, ky, kx) => {
+      const pos = conv ? `kernel offset (${ky}, ${kx})` : `input pixel (${ky}, ${kx})`;
+      return c === null ? pos : `input channel ${c}, ${pos}`;
+    };
+    if (reduction === "channels" && channels > 1) {
+      const cols = Math.ceil(Math.sqrt(channels));
+      const r = Math.floor(y / (height + 1));
+      const q = Math.floor(x / (width + 1));
+      return where(r * cols + q, y % (height + 1), x % (width + 1));
+    }
+    if (reduction === "mean" || reduction === "norm") return `${where(null, y, x)}, ${reduction} over ${channels} channels`;
+    if (/^\d+$/.test(reduction)) return where(Number(reduction), y, x);
+    return where(channels > 1 && reduction !== "rgb" ? 0 : null, y, x);
   }
 
   // The tile and pixel under a mouse event, or null.
@@ -169,9 +216,9 @@ function render({ model, el }) {
       const i = where.t * th * tw * tc + (where.y * tw + where.x) * tc;
       const what = where.panel === 1 ? "input\u00d7weight" : "weight";
       if (tc === 3) {
-        lines.push(`pixel (${where.y}, ${where.x})`, `${what} R ${fmt(source.data[i])} G ${fmt(source.data[i + 1])} B ${fmt(source.data[i + 2])}`);
+        lines.push(describePixel(where.y, where.x), `${what} R ${fmt(source.data[i])} G ${fmt(source.data[i + 1])} B ${fmt(source.data[i + 2])}`);
       } else if (!Number.isNaN(source.data[i])) {
-        lines.push(`pixel (${where.y}, ${where.x})`, `${what} ${fmt(source.data[i])}`);
+        lines.push(describePixel(where.y, where.x), `${what} ${fmt(source.data[i])}`);
       }
     }
     tooltip.show(lines.join("\n"), event);
@@ -183,7 +230,8 @@ function render({ model, el }) {
   });
 
   view.redrawOn(["_tiles", "_products", "_units", "_bias", "scale", "selected", "vmax", "zoom", "show_products",
-    "page", "n_pages", "sort_by", "sort_class", "top_k", "has_input", "class_labels"], draw);
+    "page", "n_pages", "sort_by", "sort_class", "top_k", "has_input", "class_labels", "show_index", "source_shape",
+    "reduction"], draw);
   draw();
   return view.cleanup;
 }

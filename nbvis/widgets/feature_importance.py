@@ -353,7 +353,10 @@ class FeatureImportance(NbvisWidget):
     # ----- commands from the view ----------------------------------------------------------------
 
     def _cmd_run(self) -> None:
-        self.start()
+        # The view disables Run while a computation runs; a click that arrives during one comes
+        # with a setting typed just before it, whose change has already started that computation.
+        if self.status != "running":
+            self.start()
 
     def _cmd_cancel(self) -> None:
         self.stop()

@@ -52,6 +52,11 @@ class WeightGrid(NbvisWidget):
     has_input = traitlets.Bool(False, read_only=True).tag(sync=True)
     class_labels = traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True)
     zoom = traitlets.Int(0).tag(sync=True)
+    show_index = traitlets.Bool(False).tag(sync=True)  # draw each tile's unit index on it
+    # what a tile's pixels are: the (C, H, W) weights of one unit before layout ("channels": the
+    # C maps side by side; "rgb": one RGB image; "mean"/"norm": over C; a number: that channel)
+    source_shape = traitlets.List(traitlets.Int(), read_only=True).tag(sync=True)
+    reduction = traitlets.Unicode(read_only=True).tag(sync=True)
     selected = traitlets.Int(None, allow_none=True).tag(sync=True)
     live = traitlets.Bool(False).tag(sync=True)
     live_interval = traitlets.Float(0.25)
@@ -225,6 +230,8 @@ class WeightGrid(NbvisWidget):
             self.set_trait("layer", self._grid.name)
             self.set_trait("kind", self._grid.kind)
             self.set_trait("n_units", self._grid.units)
+            self.set_trait("source_shape", [int(d) for d in self._grid.input_shape])
+            self.set_trait("reduction", str(self._grid.reduce))
             self.set_trait("n_pages", pages)
             self.set_trait("vmax", float(torch.nan_to_num(self._grid.tiles).abs().max()) if self._grid.units else 0.0)
             self.set_trait("class_labels", self._class_labels())
@@ -304,6 +311,9 @@ class WeightGrid(NbvisWidget):
             self._start_watching()
         else:
             self._stop_watching()
+            # The last steps of a loop may have fallen inside the throttle interval: the grid
+            # ends on the weights as they are when live mode is turned off.
+            self._refresh_if_changed()
 
     def _start_watching(self) -> None:
         if self._watch_handle is None:

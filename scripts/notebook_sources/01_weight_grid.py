@@ -44,22 +44,30 @@ nbvis.WeightGrid(tiny, "fc1")
 # ## Watch receptive fields form while a network trains
 #
 # `live=True` follows the weights while a training loop runs in another cell: the grid refreshes
-# after optimizer steps (at most four times a second), with no change to the model.
+# after optimizer steps (at most four times a second), with no change to the model. The loop
+# below trains a fresh network for eight seconds, long enough to watch the tiles turn from
+# noise into strokes; turning live mode off at the end draws the final weights.
 # %%
 torch.manual_seed(1)
 fresh = nbvis.demo._mlp()
 live = nbvis.WeightGrid(fresh, "fc1", page_size=36, live=True)
 live
 # %%
+import time
+
 optimizer = torch.optim.Adam(fresh.parameters(), lr=1e-3)
-for epoch in range(5):
+epochs, deadline = 0, time.monotonic() + 8.0
+while epochs == 0 or time.monotonic() < deadline:
     for start in range(0, len(images), 64):
         optimizer.zero_grad()
         loss = torch.nn.functional.cross_entropy(fresh(images[start:start + 64]), labels[start:start + 64])
         loss.backward()
         optimizer.step()
-print(f"loss after 5 epochs: {loss.item():.3f}")
-live.live = False
+    epochs += 1
+live.live = False  # stop following; the grid shows the weights as training left them
+print(f"loss after {epochs} epochs: {loss.item():.3f}")
+shown = live.tiles()[..., 0].reshape(len(live.units()), -1)
+print("the grid shows the final weights:", bool((shown == fresh.fc1.weight.detach().numpy()[live.units()]).all()))
 # %% [markdown]
 # ## Convolution filters
 #

@@ -64,9 +64,11 @@ print({layer: cnn_explorer.weighted_layer(layer) for layer in cnn_explorer.heatm
 # ## Closing
 #
 # `close()` stops the optimization and the dataset scan and closes every view: nothing is left
-# running, and the model is exactly as it was.
+# running, and the model is exactly as it was. The two Explorers above stay open; this one is
+# made only to be closed.
 # %%
 for view in (explorer, cnn_explorer):
     view.optimizer.wait()
-cnn_explorer.close()
-print("running after close:", cnn_explorer.heatmap.top_job.running)
+scratch = nbvis.Explorer(cnn, (images, labels), selected=("conv2", 3))
+scratch.close()
+print("after close: dataset scan running:", scratch.heatmap.top_job.running, "| optimizer:", scratch.optimizer.state)

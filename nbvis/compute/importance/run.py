@@ -1,0 +1,403 @@
+"""The run: check the arguments, compute the baseline, then evaluate every perturbation in steps."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Generator, Iterator, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from nbvis.compute.probe import borrowed, forward_with, model_device, model_dtype, run_model
+
+from .chunks import MEMORY_BUDGET, Unit, pieces, units
+from .draws import draw_seed, permutations
+from .groups import feature_groups as groups_of
+from .inputs import check_int, noise_scales, sample_count, table, targets
+from .result import ImportanceResult, ImportanceStep
+from .scoring import BUILTIN, SCORINGS, gives_probabilities, mismatch
+from .shortcut import linear_start, run_tail
+
+__all__ = ["METHODS", "STEP_SECONDS", "iter_permutation_importance", "permutation_importance"]
+
+#: Seconds of work between two steps of :func:`iter_permutation_importance`.
+STEP_SECONDS = 0.05
+
+METHODS = ("permutation", "noise")
+
+
+class _Plan:
+    """Everything checked and precomputed once; :meth:`steps` then evaluates the perturbations."""
+
+    def __init__(
+        self, model, X, y, scoring, method, n_repeats, random_state, feature_groups, feature_names,
+        batch_size, max_samples, noise_scale,
+    ):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch nn.Module, not {type(model).__name__}")
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+        self.model = model
+        self.method = method
+        self.n_repeats = check_int("n_repeats", n_repeats, 1)
+        self.X, self.sample_shape, columns = table(X, model)
+        n, size = self.X.shape
+        self.y_np = targets(y, n)
+        self.groups, names = groups_of(feature_groups, self.sample_shape, columns)
+        if feature_names is not None:
+            names = [str(v) for v in feature_names]
+            if len(names) != len(self.groups):
+                raise ValueError(f"feature_names has {len(names)} names but there are {len(self.groups)} features")
+        self.device, self.dtype = model_device(model), model_dtype(model)
+        m = sample_count(max_samples, n)
+        self.noise_scale = noise_scales(noise_scale, size)
+        self.seed = draw_seed(random_state)
+        rows, perms = permutations(self.seed, n, m, self.n_repeats)
+        self.perms = [torch.from_numpy(p).to(self.device) for p in perms]
+        self.rows = None if rows is None else torch.from_numpy(rows).to(self.device)
+
+        with borrowed(model), torch.no_grad():
+            self.batch = self._batch_rows(batch_size, 4 * self.X[:1].numel() * self.X.element_size())
+            base = self._forward_rows(self.X)  # (n, o)
+            name, y_full = self._scorer(scoring, base)
+            self.fast = self._shortcut(base)
+            # rows per forward pass: only the layers after the first one run with the shortcut
+            self.batch = self._batch_rows(batch_size, self._row_bytes(self.fast))
+        self.base_sub = base if self.rows is None else base[self.rows]
+        self.Xs = self.X if self.rows is None else self.X[self.rows]
+        if self.rows is None:
+            self.y_sub = y_full
+        else:
+            self.y_sub = y_full[self.rows] if isinstance(y_full, torch.Tensor) else y_full[rows]
+        self.baseline = float(self._scores(y_full, base[None])[0])
+        # the score of the unperturbed rows the perturbations use (all rows, unless subsampled)
+        self.sub_score = self.baseline if self.rows is None else float(self._scores(self.y_sub, self.base_sub[None])[0])
+        if self.callable is None:
+            self.base_rows = self.contributions(self.y_sub, self.base_sub)  # (m, q)
+            self.base_sum = self.base_rows.sum(dim=0)
+        self.result = ImportanceResult(
+            importances=np.full((len(self.groups), self.n_repeats), np.nan),
+            baseline_score=self.baseline,
+            feature_names=names,
+            scoring=name,
+            method=method,
+            groups=self.groups,
+            sample_shape=self.sample_shape,
+            scorings=tuple(k for k in SCORINGS if mismatch(k, self.y_np, base.shape[1]) is None),
+        )
+        if method == "noise":
+            self.span = (self.X.amax(dim=0) - self.X.amin(dim=0)).cpu().numpy().astype(np.float64)
+
+    # ---- checks that need the model
+
+    def _row_bytes(self, fast=None) -> int:
+        """Bytes one row takes as input plus every intermediate output (after the first layer, for
+        the shortcut)."""
+        if fast:
+            h = fast[1][:2].clone()  # a layer may work in place
+            outputs = [h]
+            for module in fast[2]:
+                h = module(h)
+                outputs.append(h)
+        else:
+            _, acts = forward_with(self.model, self.X[:2].clone().view(2, *self.sample_shape), None)
+            outputs = [self.X[:2], *acts.values()]
+        return sum(a.numel() * a.element_size() for a in outputs) // 2
+
+    @staticmethod
+    def _batch_rows(batch_size, row_bytes: int) -> int:
+        if batch_size is not None:
+            return check_int("batch_size", batch_size, 1)
+        return max(256, MEMORY_BUDGET // max(1, row_bytes))
+
+    def _forward_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's outputs, flattened per row (n, o), computed in batches."""
+        outs = []
+        for start in range(0, len(x), self.batch):
+            chunk = x[start : start + self.batch].clone()  # a model may change its input in place
+            out = run_model(self.model, chunk.view(len(chunk), *self.sample_shape))
+            if not isinstance(out, torch.Tensor):
+                raise TypeError(f"the model must return a tensor, not {type(out).__name__}")
+            outs.append(out.reshape(len(chunk), -1))
+            self.out_shape = tuple(out.shape[1:])
+        return torch.cat(outs)
+
+    def _scorer(self, scoring, base: torch.Tensor) -> tuple[str, object]:
+        """Set up the score for this model's outputs; return its name and y in the form it needs."""
+        self.contributions = self.total = self.callable = None
+        if callable(scoring):
+            self.callable = scoring
+            return getattr(scoring, "__name__", "score"), self.y_np
+        if scoring not in BUILTIN:
+            raise ValueError(f"unknown scoring {scoring!r}; expected one of {SCORINGS} or a callable(y_true, y_pred)")
+        contributions, self.total, task = BUILTIN[scoring]
+        problem = mismatch(scoring, self.y_np, base.shape[1])
+        if problem:
+            raise ValueError(problem)
+        if task == "regression":
+            self.contributions = lambda yy, out: contributions(yy, out, False)
+            return scoring, torch.as_tensor(self.y_np.astype(np.float64).reshape(len(self.y_np), -1)).to(self.device)
+        probs = gives_probabilities(self.model, base)
+        self.contributions = lambda yy, out: contributions(yy, out, probs)
+        return scoring, torch.as_tensor(self.y_np.astype(np.int64)).to(self.device)
+
+    def _scores(self, y, outputs: torch.Tensor) -> np.ndarray:
+        """The score of each set of outputs (K, m, o) against y."""
+        if self.callable is None:
+            sums = torch.stack([self.contributions(y, out).sum(dim=0) for out in outputs])
+            return self.total(sums, y).cpu().numpy()
+        shape = () if int(np.prod(self.out_shape)) == 1 else self.out_shape  # (m,) for one output per sample
+        scores = []
+        for out in outputs.detach().cpu().numpy():
+            value = self.callable(y, out.reshape(len(y), *shape))
+            try:
+                scores.append(float(value))
+            except (TypeError, ValueError):
+                raise TypeError(f"the scoring callable must return one number, got {value!r}") from None
+        return np.asarray(scores)
+
+    def _shortcut(self, base: torch.Tensor):
+        """(W^T, first-layer outputs, tail) when the rank-1 update is exact for this model, else None."""
+        found = linear_start(self.model, self.sample_shape)
+        if found is None:
+            return None
+        linear, tail = found
+        hidden = nn.functional.linear(self.X, linear.weight, linear.bias)
+        check = run_tail(tail, hidden[:256].clone()).reshape(min(256, len(hidden)), -1)
+        if check.shape != base[: len(check)].shape or not torch.allclose(check, base[: len(check)], rtol=1e-4, atol=1e-5):
+            return None  # the Sequential does something we did not foresee: run the whole model
+        weight_t = linear.weight.detach().t().contiguous()
+        return weight_t, hidden if self.rows is None else hidden[self.rows], tail
+
+    # ---- the perturbations
+
+    def _perturbed(self, r: int, batch: list[int], index: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+        """The perturbed values (m, E) of the elements ``index`` of the groups in ``batch``."""
+        if self.method == "permutation":
+            return original.index_select(0, self.perms[r])
+        m = len(original)
+        noise = np.empty((m, len(index)))
+        start = 0
+        for k in batch:
+            size = len(self.groups[k])
+            rng = np.random.default_rng([self.seed, r, k])
+            noise[:, start : start + size] = rng.random((m, size)) - 0.5
+            start += size
+        elements = index.cpu().numpy()
+        noise *= self.noise_scale[elements] * self.span[elements]
+        return original + torch.from_numpy(noise).to(device=self.device, dtype=self.dtype)
+
+    def _unit(self, repeats: list[int], batch: list[int]) -> Unit:
+        """Perturb the groups of ``batch`` for ``repeats``; find the rows each perturbation changes."""
+        m = len(self.Xs)
+        sizes = np.array([len(self.groups[k]) for k in batch])
+        index = torch.from_numpy(np.concatenate([self.groups[k] for k in batch])).to(self.device)
+        original = self.Xs.index_select(1, index)
+        new = torch.stack([self._perturbed(r, batch, index, original) for r in repeats])  # (R, m, E)
+        changed = new != original
+        if sizes.max() == 1:
+            rows_changed = changed
+        else:
+            owner = torch.from_numpy(np.repeat(np.arange(len(batch)), sizes)).to(self.device)
+            counts = torch.zeros((len(repeats), m, len(batch)), device=self.device)
+            rows_changed = counts.index_add_(2, owner, changed.float()) > 0
+        r, k, row = rows_changed.transpose(1, 2).contiguous().nonzero(as_tuple=True)  # sorted by r, k, row
+        counts = rows_changed.sum(dim=1).reshape(-1).cpu().numpy()
+        values = new - original if self.fast else new
+        single = sizes.max() == 1  # then each changed row has one new value: gather them all now
+        return Unit(
+            repeats=repeats,
+            batch=batch,
+            ends=np.cumsum(sizes),
+            sizes=sizes,
+            index=index,
+            values=values,
+            item=r * len(batch) + k,
+            row=row,
+            counts=counts,
+            offsets=np.concatenate([[0], np.cumsum(counts)]),
+            element=index[k] if single else None,
+            value=values[r, row, k] if single else None,
+        )
+
+    def _work(self) -> Iterator[None]:
+        """Evaluate every perturbation, pausing (yielding) after each forward pass."""
+        m, outputs = self.base_sub.shape
+        # buffers allocated once, reused for every chunk
+        width = self.fast[0].shape[1] if self.fast else self.X.shape[1]
+        rows_buf = torch.empty((self.batch, width), device=self.device, dtype=self.dtype)
+        if self.callable is None:  # per-item sums of the rows' score contributions
+            max_items = self.batch
+        else:  # a callable needs every item's full predictions
+            max_items = max(1, MEMORY_BUDGET // (m * outputs * self.base_sub.element_size()))
+            preds_buf = torch.empty((max_items, m, outputs), device=self.device, dtype=self.base_sub.dtype)
+        importances = self.result.importances
+        for repeats, batch in units(self.groups, self.n_repeats, len(self.Xs)):
+            unit = self._unit(repeats, batch)
+            for j in np.flatnonzero(unit.counts == 0):  # nothing changed: the score of the unperturbed rows
+                r, k = unit.owner(j)
+                importances[k, r] = self.baseline - self.sub_score
+                self.done += 1
+            for first, last in pieces(unit.counts, self.batch, max_items):
+                if self.callable is None:
+                    sums = self.base_sum.expand(last - first, -1).clone()
+                else:
+                    preds = preds_buf[: last - first]
+                    preds.copy_(self.base_sub.expand(last - first, m, outputs))
+                a, b = int(unit.offsets[first]), int(unit.offsets[last])
+                for start in range(a, b, self.batch):
+                    stop = min(b, start + self.batch)
+                    out = self._evaluate(unit, rows_buf[: stop - start], start, stop)
+                    out = out.reshape(stop - start, outputs)
+                    rows, local = unit.row[start:stop], unit.item[start:stop] - first
+                    if self.callable is None:
+                        change = self.contributions(self.y_sub[rows], out) - self.base_rows[rows]
+                        sums.index_add_(0, local, change)
+                    else:
+                        preds[local, rows] = out
+                    if stop < b:
+                        yield
+                scores = self._scores(self.y_sub, preds) if self.callable else self.total(sums, self.y_sub).cpu().numpy()
+                for j, score in zip(range(first, last), scores):
+                    if unit.counts[j]:
+                        r, k = unit.owner(j)
+                        importances[k, r] = self.baseline - score
+                self.done += int((unit.counts[first:last] > 0).sum())
+                yield
+
+    def steps(self) -> Generator[ImportanceStep, None, ImportanceResult]:
+        """Run :meth:`_work` in slices of about ``STEP_SECONDS``, the model borrowed during each slice;
+        return the result."""
+        total = len(self.groups) * self.n_repeats
+        self.done = 0
+        yield ImportanceStep(0, total, self.result)
+        work = self._work()
+        finished = False
+        while not finished:
+            with borrowed(self.model), torch.no_grad():
+                deadline = time.perf_counter() + STEP_SECONDS
+                for _ in work:
+                    if time.perf_counter() > deadline:
+                        break
+                else:
+                    finished = True
+            yield ImportanceStep(self.done, total, self.result)
+        return self.result
+
+    def _evaluate(self, unit: Unit, buf: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Model outputs for the changed rows ``start:stop`` of the unit."""
+        rows = unit.row[start:stop]
+        torch.index_select(self.fast[1] if self.fast else self.Xs, 0, rows, out=buf)
+        groups = len(unit.batch)
+        if unit.element is not None and not self.fast:  # one element per group: every row in one go
+            buf[torch.arange(len(rows), device=buf.device), unit.element[start:stop]] = unit.value[start:stop]
+        else:
+            j = int(np.searchsorted(unit.offsets, start, side="right")) - 1
+            while j < len(unit.counts) and unit.offsets[j] < stop:
+                s, e = max(start, int(unit.offsets[j])), min(stop, int(unit.offsets[j + 1]))
+                if e > s:
+                    k = j % groups
+                    if unit.element is not None:  # first layer output += delta * W[:, element], one element per item
+                        weights = self.fast[0][int(self.groups[unit.batch[k]][0])]
+                        buf[s - start : e - start].addcmul_(unit.value[s:e, None], weights)
+                    else:
+                        lo, hi = int(unit.ends[k] - unit.sizes[k]), int(unit.ends[k])
+                        values = unit.values[j // groups, :, lo:hi].index_select(0, rows[s - start : e - start])
+                        if self.fast:  # first layer output += delta @ W[:, group]^T
+                            buf[s - start : e - start].addmm_(values, self.fast[0][unit.index[lo:hi]])
+                        else:
+                            buf[s - start : e - start, unit.index[lo:hi]] = values
+                j += 1
+        if self.fast:
+            return run_tail(self.fast[2], buf)
+        return run_model(self.model, buf.view(len(buf), *self.sample_shape))
+
+
+def iter_permutation_importance(
+    model: nn.Module,
+    X,
+    y,
+    *,
+    scoring="r2",
+    method: str = "permutation",
+    n_repeats: int = 10,
+    random_state=0,
+    feature_groups=None,
+    feature_names=None,
+    batch_size: Optional[int] = None,
+    max_samples=None,
+    noise_scale=1.0,
+) -> Generator[ImportanceStep, None, ImportanceResult]:
+    """The steps of :func:`permutation_importance`, for running it piece by piece.
+
+    The arguments are checked and the baseline is computed when this is called (bad input raises
+    here); the returned iterator then yields :class:`ImportanceStep` s, each after a bounded amount
+    of work. Every step's ``result`` is the same object, filled in as the work goes on; the
+    generator returns it at the end. Stopping early is safe: the model is only borrowed while a
+    step runs.
+    """
+    plan = _Plan(
+        model, X, y, scoring, method, n_repeats, random_state, feature_groups, feature_names,
+        batch_size, max_samples, noise_scale,
+    )
+    return plan.steps()
+
+
+def permutation_importance(
+    model: nn.Module,
+    X,
+    y,
+    scoring="r2",
+    method: str = "permutation",
+    n_repeats: int = 10,
+    random_state=0,
+    feature_groups=None,
+    feature_names=None,
+    batch_size: Optional[int] = None,
+    max_samples=None,
+    noise_scale=1.0,
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> ImportanceResult:
+    """How much the score drops when each feature (or feature group) is perturbed.
+
+    Parameters
+    ----------
+    model : the torch model; it is borrowed and left exactly as it was (mode, parameters, hooks).
+    X : numpy array, torch tensor or pandas DataFrame, (n_samples, n_features) or images
+        (n_samples, C, H, W). DataFrame column names become feature names.
+    y : targets, (n_samples,) or (n_samples, n_targets); class indices for classification scores.
+    scoring : "r2", "neg_mean_squared_error", "neg_mean_absolute_error", "accuracy", "neg_log_loss",
+        or a callable ``score(y_true, y_pred) -> float`` (higher is better) that receives the model's
+        outputs as numpy, shape (m,) for one output per sample. Classification scores read the
+        outputs as logits (or probabilities when the model ends with Softmax/Sigmoid).
+    method : "permutation" shuffles a feature's values across rows (as scikit-learn); "noise" adds
+        ``noise_scale * (max - min) * (U(0, 1) - 0.5)`` to it.
+    n_repeats : how many times each feature is perturbed.
+    random_state : int, numpy RandomState or None; the same value gives scikit-learn's permutations.
+    feature_groups : perturb features together. None: each column, or each pixel (all channels) of
+        an image; "channels"; a patch size ``p`` or ``(ph, pw)``; an integer mask of group ids shaped
+        like one sample (or like its H x W); a list of index lists (column names allowed); a dict of
+        name -> indices.
+    feature_names : a name per feature (group), overriding the defaults.
+    batch_size : rows per forward pass; by default sized to a few MB of activations.
+    max_samples : rows drawn (without replacement) for the perturbed scores, an int or a fraction,
+        as scikit-learn's ``max_samples``.
+    noise_scale : the noise amplitude as a fraction of each feature's range (a number or one per
+        input element).
+    progress : called as ``progress(done, total)`` after each step.
+
+    Returns
+    -------
+    ImportanceResult with ``importances`` (n_features, n_repeats), ``importances_mean``,
+    ``importances_std``, ``baseline_score``, ``feature_names`` and ``importance_map()``.
+    """
+    step = None
+    for step in iter_permutation_importance(
+        model, X, y, scoring=scoring, method=method, n_repeats=n_repeats, random_state=random_state,
+        feature_groups=feature_groups, feature_names=feature_names, batch_size=batch_size,
+        max_samples=max_samples, noise_scale=noise_scale,
+    ):
+        if progress is not None:
+            progress(step.done, step.total)
+    return step.result

@@ -1,0 +1,109 @@
+"""The built-in scores, as sums of per-row contributions.
+
+Every built-in score is a function of per-row contributions summed over the rows, so a
+perturbation that changes a few rows only needs those rows' new contributions:
+
+- ``rows(y (T, ...), out (T, o), probs) -> (T, q)`` contributions, float64;
+- ``total(sums (K, q), y (m, ...)) -> (K,)`` scores, higher is better.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["BUILTIN", "SCORINGS", "gives_probabilities", "mismatch"]
+
+
+def _probabilities(out: torch.Tensor, already: bool) -> torch.Tensor:
+    """Class probabilities (T, C) in float64 from logits or probabilities (T, o)."""
+    out = out.double()
+    if out.shape[-1] == 1:  # one output: the positive class of a binary problem
+        p = out if already else torch.sigmoid(out)
+        return torch.cat([1.0 - p, p], dim=-1)
+    return out if already else torch.softmax(out, dim=-1)
+
+
+def _labels(out: torch.Tensor, already: bool) -> torch.Tensor:
+    if out.shape[-1] == 1:
+        return (out[:, 0] > (0.5 if already else 0.0)).long()
+    return out.max(dim=-1).indices  # the first maximum, as argmax; fast on any memory layout
+
+
+def _squared(y, out, _probs):
+    return (y - out.double()) ** 2
+
+
+def _absolute(y, out, _probs):
+    return (y - out.double()).abs()
+
+
+def _correct(y, out, probs):
+    return (_labels(out, probs) == y).double()[:, None]
+
+
+def _log_likelihood(y, out, probs):
+    eps = torch.finfo(torch.float64).eps  # scikit-learn clips to [eps, 1 - eps]
+    return torch.log(_probabilities(out, probs).gather(1, y[:, None]).clamp(eps, 1.0 - eps))
+
+
+def _r2_total(sums, y):
+    spread = ((y - y.mean(dim=0)) ** 2).sum(dim=0)  # (o,)
+    # scikit-learn's conventions for a constant target: 1 when predicted exactly, else 0
+    scores = torch.where(spread > 0, 1.0 - sums / torch.where(spread > 0, spread, 1.0), (sums == 0).double())
+    return scores.mean(dim=1)
+
+
+def _mean_total(sums, y):
+    return sums.mean(dim=1) / len(y)
+
+
+def _negative_mean_total(sums, y):
+    return -sums.mean(dim=1) / len(y)
+
+
+BUILTIN = {
+    "r2": (_squared, _r2_total, "regression"),
+    "neg_mean_squared_error": (_squared, _negative_mean_total, "regression"),
+    "neg_mean_absolute_error": (_absolute, _negative_mean_total, "regression"),
+    "accuracy": (_correct, _mean_total, "classification"),
+    "neg_log_loss": (_log_likelihood, _mean_total, "classification"),
+}
+
+#: The scoring names understood (a callable ``score(y_true, y_pred)`` works too).
+SCORINGS = tuple(BUILTIN)
+
+
+def mismatch(scoring: str, y: np.ndarray, outputs: int) -> Optional[str]:
+    """Why the built-in ``scoring`` cannot score ``outputs`` model outputs per sample against y (None: it can)."""
+    if BUILTIN[scoring][2] == "regression":
+        targets = 1 if y.ndim == 1 else y.shape[1]
+        if targets != outputs:
+            hint = " (for class scores use scoring='accuracy' or 'neg_log_loss')" if targets == 1 else ""
+            return f"the model gives {outputs} output(s) per sample but y has {targets} target(s){hint}"
+        return None
+    if y.ndim != 1 or (np.issubdtype(y.dtype, np.floating) and not np.all(y == np.round(y))):
+        return f"scoring={scoring!r} needs y as class indices of shape (n_samples,); got {y.dtype} of shape {y.shape}"
+    classes = max(outputs, 2)
+    if y.min() < 0 or y.max() >= classes:
+        return (
+            f"y holds class indices from {int(y.min())} to {int(y.max())} but the model gives {outputs} output(s) "
+            f"per sample (classes 0..{classes - 1})"
+        )
+    return None
+
+
+def gives_probabilities(model: nn.Module, base: torch.Tensor) -> bool:
+    """Whether the outputs ``base`` (n, o) are already probabilities (a final Softmax or Sigmoid layer)."""
+    last = None
+    for module in model.modules():
+        if not any(True for _ in module.children()):
+            last = module
+    if isinstance(last, (nn.Softmax, nn.Sigmoid)):
+        return True
+    if base.shape[1] > 1 and bool((base >= 0).all()):
+        return bool(torch.allclose(base.double().sum(dim=1), torch.ones(1, dtype=torch.float64, device=base.device), atol=1e-5))
+    return False
