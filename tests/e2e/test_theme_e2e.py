@@ -50,11 +50,10 @@ def test_views_are_readable_in_the_dark_theme(dark_lab, browser):
     name = dark_lab.write_notebook("dark.ipynb", CELLS)
     page = open_notebook(browser, dark_lab, name)
     try:
-        page.wait_for_selector('body[data-jp-theme-light="false"]')
         run_all(page)
         page.wait_for_selector(".nbvis-feature-importance[data-bars='6']", timeout=60_000)
         page.wait_for_selector(".nbvis-activation-heatmap[data-draws]")
-        background = rgb(page.evaluate("() => getComputedStyle(document.body).backgroundColor"))
+        background = rgb(page.eval_on_selector(".jp-NotebookPanel-notebook", "(el) => getComputedStyle(el).backgroundColor"))
         assert luminance(background) < 0.1, background  # the page really is dark
         # the views' own text (toolbars, captions, legends) is light on the dark page
         for selector in (".nbvis-weight-grid", ".nbvis-activation-heatmap .nbvis-muted", ".nbvis-feature-importance"):
