@@ -3,6 +3,8 @@
 import { arrayGetter, decode, finiteRange, maxAbs } from "./lib/arrays.js";
 import { DIVERGING, SEQUENTIAL, fmt, gradientCss, lutIndex, setPixel } from "./lib/colormap.js";
 import { blit, boundSelect, command, h, setTraits, setupView } from "./lib/view.js";
+import { sendBytes } from "./lib/export.js";
+import { themeColors } from "./lib/theme.js";
 
 const LAYER_WIDTH = 420; // CSS px available to one layer's canvas
 const INPUT_WIDTH = 224;
@@ -133,10 +135,11 @@ function drawBars(canvas, values, labels, selected) {
   for (let i = 0; i < n; i++) if (Number.isFinite(values[i]) && (best < 0 || values[i] > values[best])) best = i;
   ctx.font = "11px sans-serif";
   ctx.textBaseline = "middle";
+  const theme = themeColors(canvas); // labels in the notebook's text colors (light in a dark theme)
   for (let i = 0; i < n; i++) {
     const y = i * BAR_ROW + 1;
     const v = values[i];
-    ctx.fillStyle = "#444";
+    ctx.fillStyle = theme.muted;
     ctx.textAlign = "right";
     ctx.fillText(labels[i] ?? String(i), labelW - 6, y + BAR_ROW / 2);
     if (Number.isFinite(v)) {
@@ -147,7 +150,7 @@ function drawBars(canvas, values, labels, selected) {
       ctx.fillStyle = "rgb(0,200,0)";
       ctx.fillRect(zeroX, y + 2, span, BAR_ROW - 4);
     }
-    ctx.fillStyle = "#222";
+    ctx.fillStyle = theme.text;
     ctx.textAlign = "left";
     ctx.fillText(fmt(v), width - valueW + 4, y + BAR_ROW / 2);
     if (i === selected) {
@@ -640,7 +643,7 @@ function render({ model, el }) {
     inflight = seq;
     inflightAt = performance.now();
     sentAt.set(seq, inflightAt);
-    model.send({ type: "input", source, seq, shape, ...extra }, undefined, [bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)]);
+    sendBytes(model, { type: "input", source, seq, shape, ...extra }, bytes);
   }
 
   function onAck() {

@@ -12,9 +12,10 @@ const VARIABLES = {
   grid: ["--jp-border-color2", "#e0e0e0"],
 };
 
-/** {text, strong, muted, background, panel, border, grid} as CSS colors, as seen from `el`. */
+/** {text, strong, muted, background, panel, border, grid} as CSS colors, as seen from `el` (from the
+ * page's <body> while `el` is not in the page yet: a detached element has no computed style). */
 export function themeColors(el) {
-  const style = getComputedStyle(el || document.body);
+  const style = getComputedStyle(el && el.isConnected ? el : document.body);
   const colors = {};
   for (const [key, [name, fallback]] of Object.entries(VARIABLES)) {
     colors[key] = style.getPropertyValue(name).trim() || fallback;

@@ -13,7 +13,8 @@ const CSS = `
   border: 1px solid #f5c2c0; border-radius: 3px; padding: 4px 8px; margin-top: 6px; }
 .nbvis .nbvis-error.nbvis-shown { display: block; }
 .nbvis-tooltip { position: fixed; z-index: 10000; pointer-events: none; display: none;
-  background: rgba(20, 20, 20, 0.9); color: #fff; padding: 3px 6px; border-radius: 3px;
+  background: var(--jp-inverse-layout-color1, rgba(20, 20, 20, 0.9)); color: var(--jp-ui-inverse-font-color0, #fff);
+  padding: 3px 6px; border-radius: 3px; opacity: 0.94;
   font: 11px/1.35 var(--jp-code-font-family, monospace); white-space: pre; }
 .nbvis .nbvis-legend { display: inline-flex; align-items: center; gap: 6px; }
 .nbvis .nbvis-colorbar { width: 120px; height: 10px; border: 1px solid #8888; }
