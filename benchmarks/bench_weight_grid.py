@@ -70,7 +70,7 @@ def main() -> None:
                     page.wait_for_function(
                         "([el, n]) => Number(el.dataset.draws) > n", arg=[root.element_handle(), before]
                     )
-                    draws.append(float(root.get_attribute("data-draw-ms")))
+                    draws.append(root.evaluate("(el) => el.nbvisDebug.lastDrawMs"))
                 parses = page.evaluate(
                     """([n, per]) => {
                         const rows = Array.from({length: n}, (_, i) => Array.from({length: per}, (_, j) => Math.sin(i * per + j) * 0.05));

@@ -71,7 +71,7 @@ def test_importances_match_the_compute_function(diabetes, unchanged):
         result = w.wait()
     ref = nbvis.permutation_importance(model, X, y, n_repeats=4, random_state=2)
     np.testing.assert_allclose(w.importances, ref.importances, atol=1e-12)
-    assert w.status == "done" and w.done == w.total == 40 and result is w.result
+    assert w.state == "done" and w.done == w.total == 40 and result is w.result
     assert w.feature_names == list(X.columns)
     assert w.scorings == ["r2", "neg_mean_squared_error", "neg_mean_absolute_error"]
     np.testing.assert_allclose(unpack(w._stats), np.stack([ref.importances_mean, ref.importances_std], 1), rtol=1e-6)
@@ -101,8 +101,8 @@ def test_changing_the_metric_restarts_and_bad_values_are_refused(diabetes):
 
 def test_click_selects_a_feature(diabetes):
     X, y, model = diabetes
-    w = nbvis.FeatureImportance(model, X, y, n_repeats=2, start=False)
-    assert w.status == "idle" and np.isnan(w.importances).all()
+    w = nbvis.FeatureImportance(model, X, y, n_repeats=2, autostart=False)
+    assert w.state == "idle" and np.isnan(w.importances).all()
     seen = []
     w.observe(lambda change: seen.append(change["new"]), names=["selected"])
     w.set_state({"selected": 2})  # what the view sends on a bar click
@@ -121,18 +121,18 @@ def test_cancel_keeps_partial_results_and_run_starts_again(digits_mlp, digits_da
         time.sleep(0.02)
         w._publish()  # outside a kernel the steps run on a thread; publish what it has so far
     w._on_custom_msg(w, {"type": "command", "name": "cancel"}, [])  # the Cancel button
-    assert w.status == "cancelled"
+    assert w.state == "stopped"
     filled = np.isfinite(w.importances)
     assert 0 < filled.sum() < filled.size and w.done == filled.sum()
     w._on_custom_msg(w, {"type": "command", "name": "run"}, [])  # the Run button
-    assert w.status == "running"
+    assert w.state == "running"
     w.stop()
-    assert w.status == "cancelled"
+    assert w.state == "stopped"
 
 
 def test_a_stop_that_comes_after_the_end_keeps_the_final_status(diabetes):
     X, y, model = diabetes
-    w = nbvis.FeatureImportance(model, X, y, n_repeats=2, start=False)
+    w = nbvis.FeatureImportance(model, X, y, n_repeats=2, autostart=False)
     gate = threading.Event()
     steps = w._steps
 
@@ -141,7 +141,7 @@ def test_a_stop_that_comes_after_the_end_keeps_the_final_status(diabetes):
         return (yield from steps)
 
     w._steps = gated()
-    w._launch()  # outside a kernel: on a thread, held at the gate
+    w._launch_job(w._steps)  # outside a kernel: on a thread, held at the gate
     job = w._job
     stop = job.stop
 
@@ -152,7 +152,7 @@ def test_a_stop_that_comes_after_the_end_keeps_the_final_status(diabetes):
 
     job.stop = stop_after_the_end
     w.stop()
-    assert job.state == "done" and w.status == "done" and np.isfinite(w.importances).all()
+    assert job.state == "done" and w.state == "done" and np.isfinite(w.importances).all()
 
 
 def test_errors_show_in_the_view_and_raise_from_wait(diabetes):
@@ -168,7 +168,7 @@ def test_errors_show_in_the_view_and_raise_from_wait(diabetes):
     w = nbvis.FeatureImportance(model, X, y, scoring=flaky, n_repeats=2)
     with pytest.raises(RuntimeError, match="the metric broke"):
         w.wait()
-    assert w.status == "error" and "RuntimeError: the metric broke" in w.error
+    assert w.state == "error" and "RuntimeError: the metric broke" in w.error
     assert w.scorings == ["flaky"]
     with pytest.raises(ValueError, match="X has 442 rows but y has 3"):
         nbvis.FeatureImportance(model, X, y[:3])
@@ -209,11 +209,11 @@ def test_the_kernel_stays_free_while_it_runs(digits_mlp, digits_data, unchanged,
             w = nbvis.FeatureImportance(digits_mlp, images, labels, scoring="accuracy", n_repeats=3)
             assert w._job._task is not None  # an asyncio task on the kernel's loop, not a thread
             ticks, progress = 0, set()
-            while w.status == "running":
+            while w.state == "running":
                 await asyncio.sleep(0)  # the kernel answering other messages meanwhile
                 ticks += 1
                 progress.add(w.done)
-            assert w.status == "done" and ticks > 10 and len(progress) > 2
+            assert w.state == "done" and ticks > 10 and len(progress) > 2
         return w
 
     w = asyncio.run(main())
@@ -226,3 +226,15 @@ def test_dataframe_groups_by_name(diabetes):
     w = nbvis.FeatureImportance(model, pd.DataFrame(X), y, n_repeats=2, feature_groups={"body": ["bmi", "bp"], "age": ["age"]})
     w.wait()
     assert w.feature_names == ["body", "age"] and w.importances.shape == (2, 2)
+
+
+def test_the_former_job_names_still_work_with_a_warning(diabetes):
+    X, y, model = diabetes
+    with pytest.warns(DeprecationWarning, match="autostart"):
+        w = nbvis.FeatureImportance(model, X, y, n_repeats=2, start=False)
+    assert w.state == "idle" and w._job is None
+    w._on_custom_msg(w, {"type": "command", "name": "run"}, [])  # the former button command
+    w.wait()
+    with pytest.warns(DeprecationWarning, match="state"):
+        assert w.status == "done"
+    w.close()

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from nbvis.widgets._base import Job, Throttle
+from nbvis.widgets._jobs import Job, Throttle
 
 
 def counting(n, delay=0.0, fail_at=None, closed=None):
@@ -89,7 +89,7 @@ def test_a_real_kernel_answers_while_a_job_runs():
         setup = textwrap.dedent(
             """
             import time
-            from nbvis.widgets._base import Job
+            from nbvis.widgets._jobs import Job
             def slow():
                 for i in range(300):
                     time.sleep(0.01)

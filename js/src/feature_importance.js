@@ -1,10 +1,13 @@
 // FeatureImportance view: a sorted horizontal plotly bar chart with error bars, progress and
 // cancel, and for image inputs the importance map drawn over a sample image.
+import "./lib/nbvis.css";
 import { arrayGetter, decode, maxAbs } from "./lib/arrays.js";
 import { onThemeChange, themeColors } from "./lib/theme.js";
 import { DIVERGING, fmt, gradientCss, lutIndex } from "./lib/colormap.js";
+import { blit } from "./lib/draw.js";
 import { numberBox } from "./lib/controls.js";
-import { blit, colorbar, command, h, setTraits, setupView } from "./lib/view.js";
+import { canvasPoint } from "./lib/pointer.js";
+import { colorbar, command, h, setTraits, setupView } from "./lib/view.js";
 
 const BAR = "#4c78a8";
 const SELECTED = "#f58518";
@@ -85,10 +88,10 @@ function render({ model, el }) {
     applied = repeats.commit();
   });
   listen(run, "click", () => {
-    if (!applied) command(model, "run");
+    if (!applied) command(model, "start");
     applied = false;
   });
-  listen(cancel, "click", () => command(model, "cancel"));
+  listen(cancel, "click", () => command(model, "stop"));
   const bar = h("div", { class: "nbvis-bar" }, [
     h("strong", { textContent: "Feature importance" }),
     h("label", {}, ["method ", method]),
@@ -130,15 +133,15 @@ function render({ model, el }) {
     method.value = model.get("method");
     repeats.show();
     topK.show();
-    const status = model.get("status");
+    const state = model.get("state");
     const done = model.get("done");
     const total = model.get("total");
     progress.max = Math.max(1, total);
     progress.value = done;
-    progressText.textContent = `${done} / ${total} \u00b7 ${status}`;
-    cancel.disabled = status !== "running";
-    run.disabled = status === "running";
-    view.root.dataset.status = status;
+    progressText.textContent = `${done} / ${total} \u00b7 ${state}`;
+    cancel.disabled = state !== "running";
+    run.disabled = state === "running";
+    view.root.dataset.state = state;
   }
 
   function drawChart() {
@@ -209,7 +212,7 @@ function render({ model, el }) {
       hoverlabel: { bgcolor: theme.panel, bordercolor: theme.border, font: { color: theme.strong } },
     };
     const config = { displayModeBar: false, responsive: true };
-    Plotly.react(chart, [trace], layout, config);
+    view.timed(() => Plotly.react(chart, [trace], layout, config));
     if (!plotted) {
       plotted = true;
       chart.on("plotly_click", (event) => {
@@ -221,7 +224,6 @@ function render({ model, el }) {
       });
     }
     view.root.dataset.bars = String(labels.length);
-    view.root.dataset.draws = String(Number(view.root.dataset.draws || 0) + 1);
   }
 
   let mapLayout = null;
@@ -299,9 +301,9 @@ function render({ model, el }) {
 
   function pixelAt(event) {
     if (!mapLayout) return null;
-    const rect = canvas.getBoundingClientRect();
-    const x = Math.floor(((event.clientX - rect.left) * (canvas.width / rect.width)) / mapLayout.zoom);
-    const y = Math.floor(((event.clientY - rect.top) * (canvas.height / rect.height)) / mapLayout.zoom);
+    const [px, py] = canvasPoint(canvas, event);
+    const x = Math.floor(px / mapLayout.zoom);
+    const y = Math.floor(py / mapLayout.zoom);
     if (x < 0 || y < 0 || x >= mapLayout.W || y >= mapLayout.H) return null;
     return { x, y, feature: owner().data[y * mapLayout.W + x] };
   }
@@ -321,7 +323,7 @@ function render({ model, el }) {
   });
 
   view.redrawOn(["_stats", "_map", "_owner", "_image", "feature_names", "top_k", "selected", "scoring", "scorings",
-    "method", "n_repeats", "status", "done", "total", "baseline", "sample"], () => {
+    "method", "n_repeats", "state", "done", "total", "baseline", "sample"], () => {
     updateBar();
     drawChart();
     drawMap();

@@ -1,9 +1,13 @@
 // OptimizationViewer view: the synthetic inputs of every start side by side, the objective curve,
 // start / stop / resume, and regularizer sliders.
+import "./lib/nbvis.css";
 import { arrayGetter, finiteRange, maxAbs } from "./lib/arrays.js";
 import { fmt } from "./lib/colormap.js";
 import { numberBox, slider } from "./lib/controls.js";
-import { blit, command, h, setTraits, setupView } from "./lib/view.js";
+import { blit } from "./lib/draw.js";
+import { publishLayout, tileAt, tileGrid, tileOrigin } from "./lib/grid.js";
+import { canvasPoint } from "./lib/pointer.js";
+import { command, h, setTraits, setupView } from "./lib/view.js";
 
 const MAX_WIDTH = 960;
 const TILE = 140; // target display size of one start, in CSS pixels
@@ -143,15 +147,12 @@ function render({ model, el }) {
     let zoom = Math.max(1, Math.floor(TILE / Math.max(th, tw)));
     while (zoom > 1 && n * (tw + 2) * zoom > MAX_WIDTH) zoom--;
     const cols = Math.max(1, Math.min(n, Math.floor(MAX_WIDTH / ((tw + 2) * zoom)) || 1));
-    const rows = Math.ceil(n / cols);
-    const cellW = tw + 2;
-    const cellH = th + 2;
-    const image = new ImageData(cols * cellW, rows * cellH);
+    const grid = tileGrid({ count: n, cols, tileW: tw, tileH: th, pitchW: tw + 2, pitchH: th + 2, originX: 1, zoom });
+    const image = new ImageData(grid.nativeW, grid.nativeH);
     const px = image.data;
     const d = f.data;
     for (let s = 0; s < n; s++) {
-      const ox = (s % cols) * cellW + 1;
-      const oy = Math.floor(s / cols) * cellH + 1;
+      const [ox, oy] = tileOrigin(grid, s);
       for (let y = 0; y < th; y++) {
         for (let x = 0; x < tw; x++) {
           const i = ((s * th + y) * tw + x) * tc;
@@ -164,7 +165,8 @@ function render({ model, el }) {
       }
     }
     blit(images, image, zoom);
-    layout = { kind: "image", n, th, tw, cols, cellW, cellH, zoom };
+    layout = { ...grid, kind: "image" };
+    publishLayout(images, grid);
   }
 
   function drawBars() {
@@ -268,20 +270,13 @@ function render({ model, el }) {
   function hover(event) {
     hovered = event;
     if (!layout) return;
-    const rect = images.getBoundingClientRect();
-    const px = (event.clientX - rect.left) * (images.width / rect.width);
-    const py = (event.clientY - rect.top) * (images.height / rect.height);
+    const [px, py] = canvasPoint(images, event);
     const values = model.get("values") || [];
     if (layout.kind === "image") {
-      const nx = Math.floor(px / layout.zoom);
-      const ny = Math.floor(py / layout.zoom);
-      const col = Math.floor(nx / layout.cellW);
-      const s = Math.floor(ny / layout.cellH) * layout.cols + col;
-      if (col >= layout.cols || s >= layout.n) return tooltip.hide();
-      const xx = nx - col * layout.cellW - 1;
-      const yy = ny - Math.floor(ny / layout.cellH) * layout.cellH - 1;
-      const where = xx >= 0 && yy >= 0 && xx < layout.tw && yy < layout.th ? `\npixel (${yy}, ${xx})` : "";
-      tooltip.show(`start ${s + 1}\nobjective ${fmt(values[s])}${where}`, event);
+      const hit = tileAt(layout, px, py);
+      if (!hit) return tooltip.hide();
+      const where = hit.inside ? `\npixel (${hit.y}, ${hit.x})` : "";
+      tooltip.show(`start ${hit.tile + 1}\nobjective ${fmt(values[hit.tile])}${where}`, event);
     } else {
       const col = Math.floor(px / (layout.panelW + 8));
       const s = Math.floor(py / (layout.panelH + 8)) * layout.cols + col;

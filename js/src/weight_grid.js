@@ -1,8 +1,12 @@
 // WeightGrid view: each unit's incoming weights as a tile on one canvas.
+import "./lib/nbvis.css";
 import { arrayGetter, maxAbs } from "./lib/arrays.js";
 import { DIVERGING, fmt, gradientCss, lutIndex, setPixel } from "./lib/colormap.js";
 import { numberBox } from "./lib/controls.js";
-import { blit, boundCheckbox, boundSelect, colorbar, h, setTraits, setupView } from "./lib/view.js";
+import { SELECTION, blit } from "./lib/draw.js";
+import { publishLayout, tileAt, tileGrid, tileOrigin, tileRect } from "./lib/grid.js";
+import { canvasPoint } from "./lib/pointer.js";
+import { boundCheckbox, boundSelect, colorbar, h, setTraits, setupView } from "./lib/view.js";
 
 const MAX_WIDTH = 960;
 
@@ -106,11 +110,13 @@ function render({ model, el }) {
   }
 
   function draw() {
-    const start = performance.now();
     updateBar();
     const w = tiles();
     const u = units();
-    if (!w || !u) return;
+    if (w && u) view.timed(() => drawTiles(w, u));
+  }
+
+  function drawTiles(w, u) {
     const [n, th, tw, tc] = w.shape;
     const prod = model.get("show_products") ? products() : null;
     const panels = prod ? 2 : 1;
@@ -118,13 +124,13 @@ function render({ model, el }) {
     const cellW = panels * (tw + 1) + 1; // native pixels: tile(s) + gaps
     const cellH = th + 2;
     const cols = Math.max(1, Math.min(Math.ceil(Math.sqrt(n * (cellH / cellW))), Math.floor(MAX_WIDTH / (cellW * zoom)) || 1, n));
-    const rows = Math.ceil(n / cols);
-    const image = new ImageData(Math.max(1, cols * cellW), Math.max(1, rows * cellH));
+    // one grid cell holds the tile and its input x weights beside it; a 1 px border around each
+    const grid = tileGrid({ count: n, cols, tileW: cellW - 2, tileH: th, pitchW: cellW, pitchH: cellH, originX: 1, zoom });
+    const image = new ImageData(grid.nativeW, grid.nativeH);
     const shared = model.get("vmax");
     const sharedProd = prod ? maxAbs(prod.data) : 0;
     for (let t = 0; t < n; t++) {
-      const ox = (t % cols) * cellW + 1;
-      const oy = Math.floor(t / cols) * cellH + 1;
+      const [ox, oy] = tileOrigin(grid, t);
       paintTile(image, w.data, w.shape, t, ox, oy, shared);
       if (prod) paintTile(image, prod.data, prod.shape, t, ox + tw + 1, oy, sharedProd);
     }
@@ -132,21 +138,20 @@ function render({ model, el }) {
     const selected = model.get("selected");
     for (let t = 0; t < n; t++) {
       if (u.data[t] !== selected) continue;
-      ctx.strokeStyle = "#f90";
+      const [x, y] = tileRect(grid, t);
+      ctx.strokeStyle = SELECTION;
       ctx.lineWidth = 2;
-      ctx.strokeRect(((t % cols) * cellW + 0.5) * zoom, (Math.floor(t / cols) * cellH + 0.5) * zoom, (cellW - 1) * zoom, (cellH - 1) * zoom);
+      ctx.strokeRect(x + 0.5 * zoom, y + 0.5 * zoom, (cellW - 1) * zoom, (cellH - 1) * zoom);
     }
     if (model.get("show_index")) drawIndices(u, n, cols, cellW, cellH, th, zoom);
-    layout = { n, th, tw, tc, cols, cellW, cellH, zoom, panels };
+    layout = { ...grid, n, th, tw, tc, panels };
+    publishLayout(canvas, grid);
     const perTile = model.get("scale") === "tile";
     // RGB tiles are colors (mid-gray is 0), not the diverging map: no colorbar for them.
     legend.element.style.display = tc === 3 ? "none" : "";
     rgbNote.style.display = tc === 3 ? "" : "none";
     rgbNote.textContent = perTile ? "RGB weights, gray = 0, \u00b1max of each tile" : `RGB weights, gray = 0, \u00b1${fmt(shared)}`;
     legend.update(perTile ? "-max" : fmt(-shared), perTile ? "+max" : fmt(shared), perTile ? "per tile" : "weight");
-    const ms = performance.now() - start;
-    view.root.dataset.drawMs = ms.toFixed(2);
-    view.root.dataset.draws = String(Number(view.root.dataset.draws || 0) + 1);
     view.root.dataset.tiles = String(n);
     view.root.dataset.cols = String(cols);
   }
@@ -190,15 +195,9 @@ function render({ model, el }) {
   // The tile and pixel under a mouse event, or null.
   function hit(event) {
     if (!layout) return null;
-    const rect = canvas.getBoundingClientRect();
-    const nx = Math.floor(((event.clientX - rect.left) * (canvas.width / rect.width)) / layout.zoom);
-    const ny = Math.floor(((event.clientY - rect.top) * (canvas.height / rect.height)) / layout.zoom);
-    const col = Math.floor(nx / layout.cellW);
-    const row = Math.floor(ny / layout.cellH);
-    const t = row * layout.cols + col;
-    if (col >= layout.cols || t < 0 || t >= layout.n) return null;
-    const inX = nx - col * layout.cellW - 1;
-    const y = ny - row * layout.cellH - 1;
+    const cell = tileAt(layout, ...canvasPoint(canvas, event));
+    if (!cell) return null;
+    const { tile: t, x: inX, y } = cell;
     const panel = Math.floor(inX / (layout.tw + 1));
     const x = inX - panel * (layout.tw + 1);
     const inside = y >= 0 && y < layout.th && x >= 0 && x < layout.tw && panel < layout.panels;

@@ -11,12 +11,14 @@ import torch
 import traitlets
 from torch import nn
 
-from .._arrays import message_bytes, pack
+from .._arrays import message_bytes
 from ..compute.dataset import TopExamples, _map_style, _sample_tensor, field_geometries, scan_top_examples
 from ..compute.gradients import deconvnet, gradient, guided_backprop
 from ..compute.images import DEFAULT_MAX_BYTES, decode_image, image_layout, pixels_to_input
 from ..compute.probe import LayerRef, as_input, borrowed, first_tensor, forward_with, resolve_layer
-from ._base import STATIC, Job, NbvisWidget, Throttle, array_trait
+from ._base import STATIC, NbvisWidget
+from ._jobs import Job, Throttle
+from ._traits import Array, ArrayDict
 
 __all__ = ["ActivationHeatmap"]
 
@@ -46,16 +48,17 @@ class ActivationHeatmap(NbvisWidget):
     """
 
     _esm = STATIC / "activation_heatmap.js"
+    _css = STATIC / "activation_heatmap.css"
     _restoring_index = False  # True while a failed dataset pick puts the index back
 
     _layout = traitlets.List().tag(sync=True)
-    _input = array_trait()
-    _acts = traitlets.Dict().tag(sync=True)
+    _input = Array()
+    _acts = ArrayDict()
     labels = traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True)
     selected = traitlets.Any(None).tag(sync=True)
     method = traitlets.Enum(tuple(METHODS), default_value="gradient").tag(sync=True)
     wrt = traitlets.Unicode("input").tag(sync=True)
-    _grad = array_trait()
+    _grad = Array()
     grad_caption = traitlets.Unicode("").tag(sync=True)
     index = traitlets.Int(0).tag(sync=True)
     dataset_size = traitlets.Int(0, read_only=True).tag(sync=True)
@@ -63,7 +66,7 @@ class ActivationHeatmap(NbvisWidget):
     can_draw = traitlets.Bool(False, read_only=True).tag(sync=True)
     _seq_done = traitlets.Int(0).tag(sync=True)
     top_k = traitlets.Int(9).tag(sync=True)
-    _top = traitlets.Dict(default_value=None, allow_none=True).tag(sync=True)
+    _top = ArrayDict(dtypes={"indices": "int32"})
     top_state = traitlets.Unicode("idle", read_only=True).tag(sync=True)
     top_progress = traitlets.Float(0.0, read_only=True).tag(sync=True)
     upload_max_bytes = traitlets.Int(DEFAULT_MAX_BYTES).tag(sync=True)
@@ -393,10 +396,10 @@ class ActivationHeatmap(NbvisWidget):
             layout = self._layout_entries()
             if layout != self._layout:
                 self._layout = layout
-            self._input = pack(self._batch[0])
-            self._grad = None if grad is None else pack(grad)
+            self._input = self._batch[0]
+            self._grad = grad
             self.grad_caption = grad_caption
-            self._acts = {name: pack(act[0]) for name, act in self._activations.items()}
+            self._acts = {name: act[0] for name, act in self._activations.items()}
             if seq is not None:
                 self._seq_done = seq
 
@@ -496,7 +499,7 @@ class ActivationHeatmap(NbvisWidget):
             self._grad, self.grad_caption, self._grad_values = None, "", None
             raise
         with self.hold_sync():
-            self._grad = None if grad is None else pack(grad)
+            self._grad = grad
             self.grad_caption = caption
         self._grad_values = grad
 
@@ -545,9 +548,9 @@ class ActivationHeatmap(NbvisWidget):
         self._top = {
             "layer": result.layer,
             "unit": result.unit,
-            "patches": pack(result.patches),
-            "values": pack(result.values),
-            "indices": pack(result.indices, "int32"),
+            "patches": result.patches,
+            "values": result.values,
+            "indices": result.indices,
             "scanned": result.scanned,
         }
 

@@ -23,6 +23,7 @@ from ..compute.optimize import OptimizationRun, objective
 from ..compute.probe import LayerRef, capture, resolve_layer
 from ..compute.weights import infer_input_shape
 from ._export import Exportable
+from ._guard import ErrorGuard
 from .activation_heatmap import ActivationHeatmap
 from .optimization_viewer import OptimizationViewer
 from .weight_grid import WeightGrid
@@ -37,7 +38,7 @@ RISING = (nn.Sigmoid, nn.Tanh, nn.ReLU, nn.ReLU6, nn.ELU, nn.SELU, nn.CELU, nn.S
 HINT = "Click a unit in the heatmap: its weights, its preferred input and its top dataset examples appear here."
 
 
-class Explorer(Exportable, ipywidgets.VBox):
+class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
     """Navigate a model by clicking: one selected unit, shown in every view.
 
     ``model``: any ``nn.Module``. ``dataset``: the samples to look at and to scan for top examples
@@ -64,8 +65,6 @@ class Explorer(Exportable, ipywidgets.VBox):
     outlined; :attr:`optimizer` synthesizes its preferred input (the previous run is stopped).
     Clicking a tile in the grid selects that unit back in the heatmap.
     """
-
-    error = traitlets.Unicode("")
 
     # what close() stops and closes (class defaults: close() may run on a half-built instance)
     _optimizer: Optional[OptimizationViewer] = None
@@ -283,18 +282,6 @@ class Explorer(Exportable, ipywidgets.VBox):
         return seen.numel() == x.numel() and torch.equal(seen.reshape(-1), x.reshape(-1))
 
     # ----- linking -------------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _guard(self):
-        """Show an exception of the block under the dashboard (and re-raise it); clear it on success."""
-        try:
-            yield
-        except Exception as exc:
-            self.error = f"{type(exc).__name__}: {exc}"
-            raise
-        else:
-            if self.error:
-                self.error = ""
 
     def _show_error(self, change) -> None:
         self._error.value = (

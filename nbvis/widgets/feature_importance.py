@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -13,13 +14,13 @@ import traitlets
 from ipywidgets import widget_serialization
 from torch import nn
 
-from .._arrays import pack, unpack
+from .._arrays import unpack
 from ..compute.importance import METHODS, ImportanceResult, ImportanceStep, iter_permutation_importance
-from ._base import STATIC, Job, NbvisWidget, Throttle, array_trait
+from ._base import STATIC, NbvisWidget
+from ._jobs import JobView, Throttle
+from ._traits import Array
 
 __all__ = ["FeatureImportance", "PlotlyLibrary", "plotly_library"]
-
-STATES = ("idle", "running", "done", "cancelled", "error")
 
 
 def _plotly_js() -> Path:
@@ -39,7 +40,7 @@ class PlotlyLibrary(anywidget.AnyWidget):
     """
 
     _esm = "export default { render() {} };"
-    source = array_trait()  # plotly.min.js, gzip-compressed (about 1.4 MB), packed as uint8
+    source = Array("uint8")  # plotly.min.js, gzip-compressed (about 1.4 MB), as bytes
     version = traitlets.Unicode().tag(sync=True)
 
 
@@ -53,11 +54,11 @@ def plotly_library() -> PlotlyLibrary:
         import plotly
 
         source = gzip.compress(_plotly_js().read_bytes(), compresslevel=6, mtime=0)
-        _LIBRARY = PlotlyLibrary(source=pack(np.frombuffer(source, np.uint8), "uint8"), version=plotly.__version__)
+        _LIBRARY = PlotlyLibrary(source=np.frombuffer(source, np.uint8), version=plotly.__version__)
     return _LIBRARY
 
 
-class FeatureImportance(NbvisWidget):
+class FeatureImportance(JobView, NbvisWidget):
     """How much the model's score drops when each feature is perturbed, as a sorted bar chart.
 
     The computation (:func:`nbvis.permutation_importance`) runs in the background with progress
@@ -68,9 +69,12 @@ class FeatureImportance(NbvisWidget):
     (or patch, see ``feature_groups``) is also drawn over sample ``sample`` of ``X``.
 
     Changing ``scoring``, ``method`` or ``n_repeats`` (in Python or in the view) starts a new run.
+    ``state``, :meth:`start`, :meth:`stop`, :meth:`wait` and ``autostart`` work as in every view
+    that runs in the background (see :class:`~nbvis.widgets._jobs.JobView`).
     """
 
     _esm = STATIC / "feature_importance.js"
+    _css = STATIC / "feature_importance.css"
 
     scoring = traitlets.Unicode("r2").tag(sync=True)
     scorings = traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True)
@@ -79,20 +83,17 @@ class FeatureImportance(NbvisWidget):
     top_k = traitlets.Int(20).tag(sync=True)
     selected = traitlets.Int(None, allow_none=True).tag(sync=True)
     sample = traitlets.Int(0).tag(sync=True)
-    status = traitlets.Enum(STATES, default_value="idle", read_only=True).tag(sync=True)
     done = traitlets.Int(0, read_only=True).tag(sync=True)
     total = traitlets.Int(0, read_only=True).tag(sync=True)
     baseline = traitlets.Float(0.0, read_only=True).tag(sync=True)
     feature_names = traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True)
     n_samples = traitlets.Int(0, read_only=True).tag(sync=True)
 
-    _stats = array_trait()  # (n_features, 2): mean and std over the repeats done so far
-    _image = array_trait()  # the sample drawn under the map, (C, H, W)
-    _map = array_trait()  # mean importance per pixel, (H, W)
-    _owner = array_trait()  # the feature each pixel belongs to, (H, W) int32
+    _stats = Array()  # (n_features, 2): mean and std over the repeats done so far
+    _image = Array()  # the sample drawn under the map, (C, H, W)
+    _map = Array()  # mean importance per pixel, (H, W)
+    _owner = Array("int32")  # the feature each pixel belongs to, (H, W)
     _library = traitlets.Instance(PlotlyLibrary).tag(sync=True, **widget_serialization)
-
-    _job: Job | None = None
 
     def __init__(
         self,
@@ -111,9 +112,12 @@ class FeatureImportance(NbvisWidget):
         batch_size: int | None = None,
         top_k: int = 20,
         sample: int = 0,
-        start: bool = True,
+        autostart: bool = True,
         **kwargs,
     ):
+        if "start" in kwargs:  # the former name of autostart
+            warnings.warn("FeatureImportance(start=...) is deprecated; use autostart=...", DeprecationWarning, stacklevel=2)
+            autostart = bool(kwargs.pop("start"))
         self.model = model
         self._X, self._y = X, y
         self._callable = scoring if callable(scoring) else None
@@ -135,14 +139,14 @@ class FeatureImportance(NbvisWidget):
         self._publish_image()
         self.observe(self._on_settings, names=["scoring", "method", "n_repeats"])
         self.observe(self._on_sample, names=["sample"])
-        if start:
-            self._launch()
+        if autostart:
+            self._launch_job(self._steps)
 
     # ----- public API ----------------------------------------------------------------------------
 
     @property
     def result(self) -> ImportanceResult:
-        """The result so far (complete once ``status == "done"``; NaN where not yet computed)."""
+        """The result so far (complete once ``state == "done"``; NaN where not yet computed)."""
         return self._result
 
     @property
@@ -204,15 +208,7 @@ class FeatureImportance(NbvisWidget):
             self.stop()
             self._steps = self._iterate(self.scoring, self.method, self.n_repeats)
             self._publish()
-            self._launch()
-        return self
-
-    def stop(self) -> "FeatureImportance":
-        """Cancel the computation; the importances computed so far stay."""
-        if self._job is not None and self._job.running:
-            self._job.stop()
-            if self._job.state == "stopped":  # not when it ended (done or failed) before the stop took
-                self._finished("cancelled")
+            self._launch_job(self._steps)
         return self
 
     def wait(self, timeout: float | None = None) -> ImportanceResult:
@@ -220,16 +216,13 @@ class FeatureImportance(NbvisWidget):
 
         Raises the exception that stopped the computation, if one did.
         """
-        if self._job is not None:
-            try:
-                self._job.wait(timeout)
-            finally:
-                self._resync()
-        return self._result
+        return super().wait(timeout)
 
-    def close(self):
-        self.stop()
-        super().close()
+    @property
+    def status(self) -> str:
+        """Deprecated: ``state`` (whose ``"stopped"`` was called ``"cancelled"`` here)."""
+        warnings.warn("FeatureImportance.status is deprecated; use .state", DeprecationWarning, stacklevel=2)
+        return "cancelled" if self.state == "stopped" else self.state
 
     # ----- running -------------------------------------------------------------------------------
 
@@ -242,22 +235,12 @@ class FeatureImportance(NbvisWidget):
         self._result = first.result
         return steps
 
-    def _launch(self) -> None:
-        self._job = Job(self._steps, on_step=self._on_step, on_done=lambda _r: self._finished("done"), on_error=self._on_error)
-        self.set_trait("status", "running")
-        self._job.start()
+    def _wait_result(self) -> ImportanceResult:
+        return self._result
 
-    def _on_step(self, step: ImportanceStep) -> None:
+    def _job_step(self, step: ImportanceStep) -> None:
         if self._throttle.ready():
             self._publish(step)
-
-    def _on_error(self, exc: BaseException) -> None:
-        self._report(exc)
-        self._finished("error")
-
-    def _finished(self, status: str) -> None:
-        self._publish()
-        self.set_trait("status", status)
 
     def _on_sample(self, _change) -> None:
         with self._guard():
@@ -274,13 +257,9 @@ class FeatureImportance(NbvisWidget):
             self.set_trait("baseline", float(result.baseline_score))
             self.set_trait("total", int(result.importances.size))
             self.set_trait("done", done)
-            self._stats = pack(stats)
+            self._stats = stats
             picture = self._picture_arrays(result)
-            if picture is None:
-                self._map = self._owner = None
-            else:
-                self._map = pack(picture[0])
-                self._owner = pack(picture[1], "int32")
+            self._map, self._owner = (None, None) if picture is None else picture
 
     @staticmethod
     def _picture_arrays(result: ImportanceResult):
@@ -309,7 +288,7 @@ class FeatureImportance(NbvisWidget):
             raise ValueError(f"sample must be a row of X in 0..{self.n_samples - 1}, not {self.sample}")
         row = self._X[self.sample]
         image = row.detach().cpu().numpy() if isinstance(row, torch.Tensor) else np.asarray(row)
-        self._image = pack(image.reshape(shape if len(shape) == 3 else (1, *shape)).astype(np.float32))
+        self._image = image.reshape(shape if len(shape) == 3 else (1, *shape))
 
     # ----- validation and observers --------------------------------------------------------------
 
@@ -350,13 +329,13 @@ class FeatureImportance(NbvisWidget):
     def _on_settings(self, _change) -> None:
         self.start()
 
-    # ----- commands from the view ----------------------------------------------------------------
+    # ----- commands from the view (the former names of start and stop) ---------------------------
 
-    def _cmd_run(self) -> None:
-        # The view disables Run while a computation runs; a click that arrives during one comes
+    def _cmd_start(self) -> None:
+        # The view disables Start while a computation runs; a click that arrives during one comes
         # with a setting typed just before it, whose change has already started that computation.
-        if self.status != "running":
+        if self.state != "running":
             self.start()
 
-    def _cmd_cancel(self) -> None:
-        self.stop()
+    _cmd_run = _cmd_start
+    _cmd_cancel = JobView._cmd_stop

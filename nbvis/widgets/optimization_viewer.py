@@ -10,17 +10,17 @@ import torch
 import traitlets
 from torch import nn
 
-from .._arrays import pack
 from ..compute.optimize import PRESETS, OptimizationRun, Regularizers, Step, fit_regularizers, resolve_regularizers
-from ._base import STATIC, Job, NbvisWidget, Throttle, array_trait
+from ._base import STATIC, NbvisWidget
+from ._jobs import JobView, Throttle
+from ._traits import Array
 
 __all__ = ["OptimizationViewer"]
 
-STATES = ("idle", "running", "stopped", "done", "error")
 MAX_CURVE_POINTS = 1000
 
 
-class OptimizationViewer(NbvisWidget):
+class OptimizationViewer(JobView, NbvisWidget):
     """Activation maximization shown while it runs (Yosinski et al. 2015).
 
     ``objective``: ``(layer, unit)``, ``(layer, unit, (y, x))``, a class index, ``"layer:unit"``, a
@@ -35,10 +35,13 @@ class OptimizationViewer(NbvisWidget):
     the regularizers, used from the next start or resume.
 
     From Python: :meth:`start`, :meth:`stop`, :meth:`resume`, :meth:`wait`; ``images`` (uint8,
-    starts x H x W x C), ``inputs`` (the tensor), ``history`` (steps x starts).
+    starts x H x W x C), ``inputs`` (the tensor), ``history`` (steps x starts); ``state`` and
+    ``autostart`` as in every view that runs in the background (see
+    :class:`~nbvis.widgets._jobs.JobView`).
     """
 
     _esm = STATIC / "optimization_viewer.js"
+    _css = STATIC / "optimization_viewer.css"
 
     objective_text = traitlets.Unicode(read_only=True).tag(sync=True)
     input_kind = traitlets.Enum(("image", "vector"), default_value="image", read_only=True).tag(sync=True)
@@ -47,7 +50,6 @@ class OptimizationViewer(NbvisWidget):
     steps = traitlets.Int(256, min=1).tag(sync=True)
     seed = traitlets.Int(0, min=0).tag(sync=True)
     step = traitlets.Int(0, read_only=True).tag(sync=True)
-    state = traitlets.Enum(STATES, default_value="idle", read_only=True).tag(sync=True)
     values = traitlets.List(traitlets.Float(), read_only=True).tag(sync=True)
     preset = traitlets.Unicode("yosinski2015").tag(sync=True)
     presets = traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True)
@@ -58,11 +60,10 @@ class OptimizationViewer(NbvisWidget):
     fps = traitlets.Float(10.0)
     frames_sent = traitlets.Int(0, read_only=True)
 
-    _job: Job | None = None
-    _frame = array_trait()  # uint8 (starts, H, W, 1 or 3), images
-    _vector = array_trait()  # float32 (starts, D), vector inputs
-    _curve = array_trait()  # float32 (rows, starts), the objective history (thinned to 1000 rows)
-    _curve_steps = array_trait()  # int32 (rows,), the step of each row
+    _frame = Array("uint8")  # (starts, H, W, 1 or 3), images
+    _vector = Array()  # (starts, D), vector inputs
+    _curve = Array()  # (rows, starts), the objective history (thinned to 1000 rows)
+    _curve_steps = Array("int32")  # (rows,), the step of each row
 
     def __init__(
         self,
@@ -161,7 +162,7 @@ class OptimizationViewer(NbvisWidget):
     def start(self) -> "OptimizationViewer":
         """Start a new run from fresh random inputs (``seed``), with the current regularizers."""
         with self._guard():
-            self._halt()
+            self._halt_job()
             self._run = OptimizationRun(
                 self.model, regularizers=self._regularizers(), seed=self.seed, **self._options
             )
@@ -175,7 +176,7 @@ class OptimizationViewer(NbvisWidget):
         with self._guard():
             if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
                 raise ValueError(f"steps must be an integer >= 1, not {steps!r}")
-            self._halt()
+            self._halt_job()
             done = self._run.step_count
             target = done + steps if steps is not None else (self.steps if done < self.steps else done + self.steps)
             self._launch(target)
@@ -183,24 +184,7 @@ class OptimizationViewer(NbvisWidget):
 
     def stop(self) -> "OptimizationViewer":
         """Stop after the step in progress; ``resume()`` goes on from there."""
-        self._halt()
-        return self
-
-    def wait(self, timeout: float | None = None) -> "OptimizationViewer":
-        """Block until the run ends (in a notebook cell: run the remaining steps now).
-
-        Raises the exception that stopped the run, if one did.
-        """
-        if self._job is not None:
-            try:
-                self._job.wait(timeout)
-            finally:
-                self._resync()
-        return self
-
-    def close(self):
-        self._halt()
-        super().close()
+        return super().stop()
 
     # ----- running ---------------------------------------------------------------------------
 
@@ -208,38 +192,16 @@ class OptimizationViewer(NbvisWidget):
         target = self.steps if target is None else target
         self._run.regularizers = self._regularizers()
         self.set_trait("pending", False)
-        self._job = Job(
-            self._steps(self._run, target),
-            on_step=self._on_step,
-            on_done=lambda _result: self._finished("done"),
-            on_error=self._on_error,
-        )
-        self.set_trait("state", "running")
-        self._job.start()
+        self._launch_job(self._steps(self._run, target))
 
     @staticmethod
     def _steps(run: OptimizationRun, target: int):
         while run.step_count < target:
             yield run.step()
 
-    def _halt(self) -> None:
-        job = self._job
-        if job is not None and job.running:
-            job.stop()
-            if job.state not in ("done", "error"):  # it may have ended on its own meanwhile
-                self._finished("stopped")
-
-    def _on_step(self, step: Step) -> None:
+    def _job_step(self, step: Step) -> None:
         if self._throttle.ready():
             self._publish(step)
-
-    def _on_error(self, exc: BaseException) -> None:
-        self._report(exc)
-        self._finished("error")
-
-    def _finished(self, state: str) -> None:
-        self._publish()
-        self.set_trait("state", state)
 
     def _publish(self, step: Step | None = None) -> None:
         """Send the step counter, the objective curve and the current inputs to the view."""
@@ -256,12 +218,12 @@ class OptimizationViewer(NbvisWidget):
             if len(rows) > MAX_CURVE_POINTS:
                 stride = math.ceil(len(rows) / MAX_CURVE_POINTS)
                 rows = np.unique(np.append(rows[::stride], len(history) - 1))
-            self._curve = pack(history[rows].reshape(len(rows), run.starts))
-            self._curve_steps = pack(rows + 1, "int32")
+            self._curve = history[rows].reshape(len(rows), run.starts)
+            self._curve_steps = rows + 1
             if self.input_kind == "vector":
-                self._vector = pack(inputs)
+                self._vector = inputs
             else:
-                self._frame = pack(_displayable(step.images if step is not None else run.images), "uint8")
+                self._frame = _displayable(step.images if step is not None else run.images)
             self.set_trait("frames_sent", self.frames_sent + 1)
 
     # ----- regularizers ----------------------------------------------------------------------
@@ -313,13 +275,7 @@ class OptimizationViewer(NbvisWidget):
         fps = float(change["new"])
         self._throttle.interval = 1.0 / fps if fps > 0 else float("inf")
 
-    # ----- commands from the view ----------------------------------------------------------------
-
-    def _cmd_start(self) -> None:
-        self.start()
-
-    def _cmd_stop(self) -> None:
-        self.stop()
+    # ----- commands from the view (start and stop: see JobView) --------------------------------
 
     def _cmd_resume(self) -> None:
         self.resume()

@@ -12,10 +12,12 @@ import traitlets
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from .._arrays import pack, unpack
+from .._arrays import unpack
 from ..compute.probe import LayerRef, as_input, capture, resolve_layer
 from ..compute.weights import input_products, layer_tiles, readout_weights, unit_order
-from ._base import STATIC, NbvisWidget, Throttle, _running_loop, array_trait
+from ._base import STATIC, NbvisWidget
+from ._jobs import Throttle, running_loop
+from ._traits import Array
 
 __all__ = ["WeightGrid"]
 
@@ -36,6 +38,7 @@ class WeightGrid(NbvisWidget):
     """
 
     _esm = STATIC / "weight_grid.js"
+    _css = STATIC / "weight_grid.css"
 
     layer = traitlets.Unicode(read_only=True).tag(sync=True)
     kind = traitlets.Unicode(read_only=True).tag(sync=True)
@@ -65,10 +68,10 @@ class WeightGrid(NbvisWidget):
     _watch_handle = None  # the optimizer hook of live mode
     _watch_timer: asyncio.TimerHandle | None = None  # the idle poll of live mode
 
-    _tiles = array_trait()
-    _units = array_trait()
-    _bias = array_trait()
-    _products = array_trait()
+    _tiles = Array()
+    _units = Array("int32")
+    _bias = Array()
+    _products = Array()
 
     def __init__(
         self,
@@ -241,11 +244,11 @@ class WeightGrid(NbvisWidget):
                     self.page = page
                 finally:
                     self._clamping = False
-            self._tiles = pack(self._tile_values(units))
-            self._units = pack(units, "int32")
-            self._bias = pack(self._grid.bias[units])
+            self._tiles = self._tile_values(units)
+            self._units = units
+            self._bias = self._grid.bias[units]
             if self.show_products and self._x is not None:
-                self._products = pack(input_products(self._grid, self._x)[units])
+                self._products = input_products(self._grid, self._x)[units]
             else:
                 self._products = None
 
@@ -336,7 +339,7 @@ class WeightGrid(NbvisWidget):
 
     def _schedule_poll(self) -> None:
         # While the kernel is idle, notice changes made without an optimizer (e.g. by hand).
-        loop = _running_loop()
+        loop = running_loop()
         if loop is not None and self.live:
             self._watch_timer = loop.call_later(self.live_interval * 4, self._poll)
 

@@ -43,6 +43,8 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 DONE = "NBVIS-CELLS-DONE"
+# The views' instrumentation (js/src/lib/debug.js): draw and round-trip times on root.nbvisDebug.
+DEBUG = "globalThis.__nbvisDebug = true;"
 
 
 def _free_port() -> int:
@@ -195,6 +197,7 @@ def launch_browser(playwright):
 def open_notebook(browser, server: JupyterServer, name: str, app: str = "lab", viewport=(1400, 1000)):
     """Open a notebook in a new page of JupyterLab (``app="lab"``) or Notebook 7 and wait for its kernel."""
     page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+    page.add_init_script(DEBUG)
     page.set_default_timeout(60_000)
     page.console_messages = []
     page.on("console", lambda msg: page.console_messages.append(f"{msg.type}: {msg.text}"))
@@ -286,3 +289,32 @@ def canvas_stats(page, selector: str) -> dict:
             return {width: c.width, height: c.height, opaque, colors: colors.size};
         }""",
     )
+
+
+def layout_of(target) -> dict:
+    """The ``data-layout`` of a canvas (a Playwright locator or element handle): how the view laid
+    out its tiles (see ARCHITECTURE.md, "The data- contract")."""
+    text = target.get_attribute("data-layout")
+    if not text:
+        raise AssertionError("the canvas has no data-layout: it is not drawn as a grid")
+    return json.loads(text)
+
+
+def grid_point(canvas, tile: int, row: int | None = None, col: int | None = None) -> tuple[float, float]:
+    """Page coordinates of the middle of pixel (row, col) of ``tile`` on a canvas that publishes
+    ``data-layout`` (the middle of the tile when row and col are None), scaled to its CSS size."""
+    canvas.scroll_into_view_if_needed()
+    layout = layout_of(canvas)
+    tile_w, tile_h = layout["tile"]
+    pitch_w, pitch_h = layout["pitch"]
+    origin_x, origin_y = layout["origin"]
+    x = origin_x + (tile % layout["cols"]) * pitch_w + (tile_w / 2 if col is None else col + 0.5)
+    y = origin_y + (tile // layout["cols"]) * pitch_h + (tile_h / 2 if row is None else row + 0.5)
+    box = canvas.bounding_box()
+    width, height = canvas.evaluate("(c) => [c.width, c.height]")
+    return box["x"] + x * layout["zoom"] * box["width"] / width, box["y"] + y * layout["zoom"] * box["height"] / height
+
+
+def debug_stats(page, root) -> dict:
+    """The instrumentation a view keeps when debugging (root.nbvisDebug: drawTimes, roundTrips, ...)."""
+    return page.evaluate("(el) => el.nbvisDebug || null", root)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from harness import canvas_stats, open_notebook, run_all, screenshot
+from harness import canvas_stats, grid_point, layout_of, open_notebook, run_all, screenshot
 
 import nbvis
 
@@ -37,31 +37,18 @@ COUNT_SENDS = """() => {
 }"""
 
 
+def layer_canvas(page, layer: str):
+    return page.locator(f"{ROOT} [data-layer='{layer}'] canvas").first
+
+
 def unit_center(page, layer: str, unit: int):
-    """Page coordinates of a unit's cell in a dense layer's grid."""
-    panel = page.locator(f"{ROOT} [data-layer='{layer}']")
-    panel.scroll_into_view_if_needed()
-    zoom = int(panel.get_attribute("data-zoom"))
-    cols = int(panel.get_attribute("data-cols"))
-    canvas = panel.locator("canvas")
-    box = canvas.bounding_box()
-    width = canvas.evaluate("(c) => c.width")
-    scale = box["width"] / width
-    return box["x"] + ((unit % cols) + 0.5) * zoom * scale, box["y"] + ((unit // cols) + 0.5) * zoom * scale
+    """Page coordinates of a unit's cell in a dense layer's grid (or its bar), from its data-layout."""
+    return grid_point(layer_canvas(page, layer), unit)
 
 
 def position_center(page, layer: str, channel: int, row: int, col: int):
-    """Page coordinates of one position of one channel map of a conv layer."""
-    panel = page.locator(f"{ROOT} [data-layer='{layer}']")
-    panel.scroll_into_view_if_needed()
-    zoom = int(panel.get_attribute("data-zoom"))
-    cols = int(panel.get_attribute("data-cols"))
-    mh, mw = int(panel.get_attribute("data-mh")), int(panel.get_attribute("data-mw"))
-    box = panel.locator("canvas").bounding_box()
-    return (
-        box["x"] + ((channel % cols) * (mw + 1) + 1 + col + 0.5) * zoom,
-        box["y"] + ((channel // cols) * (mh + 1) + 1 + row + 0.5) * zoom,
-    )
+    """Page coordinates of one position of one channel map of a conv layer, from its data-layout."""
+    return grid_point(layer_canvas(page, layer), channel, row, col)
 
 
 def assert_no_view_errors(page) -> None:
@@ -89,10 +76,10 @@ def test_heatmaps_hover_draw_and_slider(jupyter, browser, app):
         root = page.wait_for_selector(f"{ROOT}[data-draws]")
         page.wait_for_selector(f"{ROOT} [data-layer='fc1'] canvas")
         # heatmaps drawn: a 10x10 grid for the 100 hidden units, bars for the 10 classes
-        panel = page.locator(f"{ROOT} [data-layer='sigmoid']")
-        assert panel.get_attribute("data-cols") == "10"
+        layout = layout_of(layer_canvas(page, "sigmoid"))
+        assert layout["cols"] == 10
         stats = canvas_stats(page, f"{ROOT} [data-layer='sigmoid'] canvas")
-        zoom = int(panel.get_attribute("data-zoom"))
+        zoom = layout["zoom"]
         assert stats["width"] == 10 * zoom and stats["height"] == 10 * zoom and stats["colors"] > 20, stats
         assert canvas_stats(page, f"{ROOT} [data-layer='input'] canvas")["colors"] > 5
         assert page.locator(f"{ROOT} [data-layer='fc2']").get_attribute("data-kind") == "bars"
@@ -150,8 +137,8 @@ def test_heatmaps_hover_draw_and_slider(jupyter, browser, app):
         page.wait_for_function(
             "([el, best]) => el.querySelector('[data-layer=fc2]')?.dataset.best === String(best)", arg=[root, best]
         )
-        trips = page.evaluate("(el) => el.dataset.roundTrips", root)
-        assert trips and all(float(t) > 0 for t in trips.split(","))
+        trips = page.evaluate("(el) => el.nbvisDebug.roundTrips", root)
+        assert trips and all(t > 0 for t in trips)
 
         # clicking a unit selects it in Python and draws its gradient over the input
         page.mouse.click(*unit_center(page, "sigmoid", 12))
@@ -184,9 +171,9 @@ def test_conv_channels_receptive_fields_and_top_examples(jupyter, browser):
     try:
         run_all(page)
         root = page.wait_for_selector(f"{ROOT}[data-draws]")
-        panel = page.locator(f"{ROOT} [data-layer='conv2']")
-        cols = int(panel.get_attribute("data-cols"))
-        mh, mw = int(panel.get_attribute("data-mh")), int(panel.get_attribute("data-mw"))
+        layout = layout_of(layer_canvas(page, "conv2"))
+        cols = layout["cols"]
+        mw, mh = layout["tile"]
         assert (mh, mw) == (14, 14) and cols == 4
         channel, row, col = 5, 3, 9
         x, y = position_center(page, "conv2", channel, row, col)
@@ -281,7 +268,7 @@ def test_webcam_frames_feed_the_model(jupyter, browser):
             button.click()
             assert jupyter.wait_for_file("webcam.txt", content="webcam", timeout=30) == "webcam"
             root = page.locator(ROOT).element_handle()
-            page.wait_for_function("(el) => (el.dataset.roundTrips || '').split(',').length >= 3", arg=root, timeout=30_000)
+            page.wait_for_function("(el) => (el.nbvisDebug?.roundTrips || []).length >= 3", arg=root, timeout=30_000)
             page.locator(f"{ROOT} button", has_text="stop webcam").click()
             assert page.locator(f"{ROOT} .nbvis-ah-status").inner_text() == ""
             screenshot(page.locator(ROOT), "activation_heatmap_webcam.png")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from harness import canvas_stats, open_notebook, run_all, screenshot
+from harness import canvas_stats, grid_point, layout_of, open_notebook, run_all, screenshot
 from test_activation_heatmap_e2e import position_center, unit_center
 
 EXPLORER = ".nbvis-explorer"
@@ -48,50 +48,34 @@ OUTLINE = """(c) => {
 
 
 
-def cell_pixels(tile: int) -> int:
-    """Canvas pixels per grid cell for square tiles of ``tile`` native pixels (as weight_grid.js
-    lays them out: a one-pixel border, zoomed to about 64 px, at most 12x)."""
-    zoom = max(1, min(12, round(64 / tile)))
-    return (tile + 2) * zoom
-
-
-def grid_cell(page, position: int) -> tuple[int, int]:
-    """(column, row) of the tile at ``position`` on the grid's page."""
-    cols = int(page.get_attribute(GRID, "data-cols"))
-    return position % cols, position // cols
-
-
 def tile_center(page, position: int, tile: int = 28):
-    """Page coordinates of the middle of the tile at ``position`` on the grid's page."""
+    """Page coordinates of the middle of the tile at ``position`` on the grid's page (tiles of
+    ``tile`` x ``tile`` weights), from the grid's data-layout."""
     canvas = page.locator(f"{GRID} canvas")
-    canvas.scroll_into_view_if_needed()
-    box = canvas.bounding_box()
-    scale = box["width"] / canvas.evaluate("(c) => c.width")
-    col, row = grid_cell(page, position)
-    cell = cell_pixels(tile)
-    return box["x"] + (col + 0.5) * cell * scale, box["y"] + (row + 0.5) * cell * scale
+    assert layout_of(canvas)["tile"] == [tile, tile]
+    return grid_point(canvas, position)
 
 
 def wait_for_outline(page, position: int, tile: int = 28) -> dict:
-    """Wait until the grid outlines exactly the tile at ``position``; return the outline's box."""
-    col, row = grid_cell(page, position)
-    cell = cell_pixels(tile)
+    """Wait until the grid outlines exactly the tile at ``position`` (tiles of ``tile`` x ``tile``
+    weights); return the outline's box."""
     deadline = time.monotonic() + 15
     box = None
     while time.monotonic() < deadline:
+        layout = layout_of(page.locator(f"{GRID} canvas"))
+        assert layout["tile"] == [tile, tile], layout
+        cell_w, cell_h = (p * layout["zoom"] for p in layout["pitch"])
+        col, row = position % layout["cols"], position // layout["cols"]
         box = page.eval_on_selector(f"{GRID} canvas", OUTLINE)
-        if box and box["x0"] // cell == box["x1"] // cell == col and box["y0"] // cell == box["y1"] // cell == row:
+        if box and box["x0"] // cell_w == box["x1"] // cell_w == col and box["y0"] // cell_h == box["y1"] // cell_h == row:
             return box
         time.sleep(0.1)
-    raise AssertionError(f"the grid does not outline tile ({col}, {row}); orange pixels at {box}")
+    raise AssertionError(f"the grid does not outline tile {position}; orange pixels at {box}")
 
 
-def bar_center(page, layer: str, unit: int, row_height: int = 16):
-    """Page coordinates of a unit's bar in an output panel drawn as bars (one 16 px row per unit)."""
-    canvas = page.locator(f"{HEATMAP} [data-layer='{layer}'] canvas")
-    canvas.scroll_into_view_if_needed()
-    box = canvas.bounding_box()
-    return box["x"] + box["width"] / 2, box["y"] + 1 + (unit + 0.5) * row_height
+def bar_center(page, layer: str, unit: int):
+    """Page coordinates of a unit's bar in an output panel drawn as bars, from its data-layout."""
+    return grid_point(page.locator(f"{HEATMAP} [data-layer='{layer}'] canvas"), unit)
 
 
 def optimizer_title(page) -> str:

@@ -56,7 +56,7 @@ def test_bar_chart_sorted_with_top_k_and_click(jupyter, browser, app):
         run_all(page, timeout=300)
         order = json.loads(jupyter.wait_for_file("order.json"))
         chart = page.locator(ROOT).first
-        page.wait_for_selector(f'{ROOT}[data-status="done"][data-bars="6"]')
+        page.wait_for_selector(f'{ROOT}[data-state="done"][data-bars="6"]')
         # five most important features, then the rest collapsed into one bar, top to bottom
         page.wait_for_function(
             "([sel, n]) => document.querySelector(sel).querySelectorAll('.barlayer .point').length === n", arg=[ROOT, 6]
@@ -88,7 +88,7 @@ def test_bar_chart_sorted_with_top_k_and_click(jupyter, browser, app):
 
         if app == "lab":
             pixels = page.locator(ROOT).nth(1)
-            page.wait_for_selector(f'{ROOT}[data-map="28x28"][data-status="done"]')
+            page.wait_for_selector(f'{ROOT}[data-map="28x28"][data-state="done"]')
             data = json.loads(jupyter.wait_for_file("pixels.json"))
             assert pixels.get_attribute("data-bars") == "9"  # 8 patches and the other 41
             canvas = f"{ROOT} >> nth=1 >> canvas"

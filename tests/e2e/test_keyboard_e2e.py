@@ -22,11 +22,11 @@ CELLS = [
     "chart = nbvis.FeatureImportance(model, X, y, n_repeats=2)\n"
     "runs = []\n"
     "def record(change):\n"
-    "    if change['name'] == 'status' and change['new'] == 'running':\n"
+    "    if change['name'] == 'state' and change['new'] == 'running':\n"
     "        runs.append(chart.n_repeats)\n"
-    "    json.dump({'runs': runs, 'n_repeats': chart.n_repeats, 'top_k': chart.top_k, 'status': chart.status},\n"
+    "    json.dump({'runs': runs, 'n_repeats': chart.n_repeats, 'top_k': chart.top_k, 'state': chart.state},\n"
     "              open('chart.json', 'w'))\n"
-    "chart.observe(record, names=['status', 'n_repeats', 'top_k'])\n"
+    "chart.observe(record, names=['state', 'n_repeats', 'top_k'])\n"
     "chart",
     "cnn = nbvis.demo.digits_cnn()\n"
     "viewer = nbvis.OptimizationViewer(cnn, objective=('conv2', 5), input_shape=(1, 28, 28), steps=4, starts=1)\n"
@@ -59,17 +59,17 @@ def test_enter_applies_clamped_values_and_arrow_keys_move_sliders(jupyter, brows
     page = open_notebook(browser, jupyter, name, app=app)
     try:
         run_all(page)
-        page.wait_for_selector(f"{FI}[data-status='done']")
+        page.wait_for_selector(f"{FI}[data-state='done']")
         cells_before = page.locator(".jp-Notebook .jp-Cell").count()
 
         # Enter applies the typed value (the box keeps focus: no blur involved)
         repeats = box(page, FI, "repeats")
         type_and(page, repeats, "5")
-        state = jupyter.wait_for_json("chart.json", lambda v: v["n_repeats"] == 5 and v["status"] == "done")
+        state = jupyter.wait_for_json("chart.json", lambda v: v["n_repeats"] == 5 and v["state"] == "done")
         assert repeats.evaluate("(b) => document.activeElement === b")
         # out of range: clamped to the smallest value, and the box shows what was applied
         type_and(page, repeats, "-3")
-        jupyter.wait_for_json("chart.json", lambda v: v["n_repeats"] == 1 and v["status"] == "done")
+        jupyter.wait_for_json("chart.json", lambda v: v["n_repeats"] == 1 and v["state"] == "done")
         assert repeats.input_value() == "1"
         top_k = box(page, FI, "top k")
         type_and(page, top_k, "5000")
@@ -82,9 +82,9 @@ def test_enter_applies_clamped_values_and_arrow_keys_move_sliders(jupyter, brows
         runs_before = len(jupyter.wait_for_json("chart.json", lambda v: True)["runs"])
         type_and(page, repeats, "3", key=None)
         page.locator(f"{FI} button", has_text="Run").click()
-        state = jupyter.wait_for_json("chart.json", lambda v: v["n_repeats"] == 3 and v["status"] == "done")
+        state = jupyter.wait_for_json("chart.json", lambda v: v["n_repeats"] == 3 and v["state"] == "done")
         time.sleep(1.5)  # a second run, if one were sent, would have started by now
-        state = jupyter.wait_for_json("chart.json", lambda v: v["status"] == "done")
+        state = jupyter.wait_for_json("chart.json", lambda v: v["state"] == "done")
         assert state["runs"][runs_before:] == [3], state
 
         # Enter in the optimizer's steps box; an arrow key on a regularizer slider

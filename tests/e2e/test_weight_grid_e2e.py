@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from harness import canvas_stats, open_notebook, run_all, screenshot
+from harness import canvas_stats, grid_point, layout_of, open_notebook, run_all, screenshot
 
 import nbvis
 
@@ -34,10 +34,10 @@ def test_grid_draws_hovers_and_clicks(jupyter, browser, app):
 
         # Hover pixel (row 10, col 20) of the third tile and read the tooltip.
         reference = nbvis.demo.digits_mlp().fc1.weight.detach().numpy()
-        box = page.locator(canvas).bounding_box()
         tile, row, col = 2, 10, 20
-        x = box["x"] + ((tile % cols) * cell_w + 1 + col + 0.5) * zoom
-        y = box["y"] + ((tile // cols) * cell_h + 1 + row + 0.5) * zoom
+        layout = layout_of(page.locator(canvas))
+        assert layout["zoom"] == zoom and layout["cols"] == cols and layout["pitch"] == [cell_w, cell_h]
+        x, y = grid_point(page.locator(canvas), tile, row, col)
         page.mouse.move(x, y)
         tip = page.locator(".nbvis-tooltip").first
         tip.wait_for(state="visible")

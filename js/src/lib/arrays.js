@@ -1,5 +1,6 @@
-// Decode the packed arrays that nbvis/_arrays.py sends: {dtype, shape, data: DataView}, or with
-// `data` as base64 text where binary buffers are dropped (Colab, or NBVIS_BASE64=1).
+// Decode the packed arrays that nbvis/_arrays.py sends ({dtype, shape, data: DataView}, or with
+// `data` as base64 text where binary buffers are dropped: Colab, or NBVIS_BASE64=1), and the
+// small reductions the views take of them. Pure: no DOM.
 
 const CTORS = { float32: Float32Array, uint8: Uint8Array, int32: Int32Array };
 
@@ -69,4 +70,21 @@ export function finiteRange(data, start = 0, end = data.length) {
     if (v > hi) hi = v;
   }
   return Number.isFinite(lo) && Number.isFinite(hi) ? [lo, hi] : [0, 0];
+}
+
+/** Softmax probability of entry i of `data` (computed stably). */
+export function softmax(data, i) {
+  let m = -Infinity;
+  for (const v of data) if (v > m) m = v;
+  let s = 0;
+  for (const v of data) s += Math.exp(v - m);
+  return Math.exp(data[i] - m) / s;
+}
+
+/** Sum of the c planes of a (c, ...) array laid out plane after plane. */
+export function sumPlanes(data, c) {
+  const plane = data.length / c;
+  const out = new Float32Array(plane);
+  for (let k = 0; k < c; k++) for (let p = 0; p < plane; p++) out[p] += data[k * plane + p];
+  return out;
 }

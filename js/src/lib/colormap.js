@@ -1,6 +1,8 @@
-// Colormaps as 256-entry RGB lookup tables, and painting values into ImageData. The stops live in
+// Colormaps as 256-entry RGB lookup tables, the color scale of a set of values, and painting
+// values into ImageData. Pure: no DOM beyond the ImageData it is handed. The stops live in
 // nbvis/colormaps.json, shared with the static pictures drawn in Python.
 import STOPS from "../../../nbvis/colormaps.json" with { type: "json" };
+import { finiteRange } from "./arrays.js";
 
 function lut(stops) {
   // stops: [[t, r, g, b], ...] with t in [0, 1]; linear interpolation.
@@ -49,6 +51,20 @@ export function setPixel(image, p, table, index) {
     px[o + 2] = table[index * 3 + 2];
   }
   px[o + 3] = 255;
+}
+
+/** The color scale of a set of values: sequential from 0 when none is negative, else diverging around 0. */
+export function scaleOf(data, diverging = false) {
+  const [lo, hi] = finiteRange(data);
+  if (!diverging && lo >= 0) return { table: SEQUENTIAL, lo: 0, hi: hi > 0 ? hi : 1 };
+  const m = Math.max(Math.abs(lo), Math.abs(hi)) || 1;
+  return { table: DIVERGING, lo: -m, hi: m };
+}
+
+/** Display range of an image: [0, 1] when every finite value lies there, else its own range. */
+export function imageRange(data) {
+  const [lo, hi] = finiteRange(data);
+  return lo >= 0 && hi <= 1 ? [0, 1] : [lo, hi > lo ? hi : lo + 1];
 }
 
 /** A CSS linear-gradient for a colorbar of `table`. */

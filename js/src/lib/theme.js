@@ -15,10 +15,11 @@ const VARIABLES = {
 /** {text, strong, muted, background, panel, border, grid} as CSS colors, as seen from `el` (from the
  * page's <body> while `el` is not in the page yet: a detached element has no computed style). */
 export function themeColors(el) {
-  const style = getComputedStyle(el && el.isConnected ? el : document.body);
   const colors = {};
+  const page = typeof document !== "undefined" && document.body;
+  const style = page ? getComputedStyle(el && el.isConnected ? el : document.body) : null;
   for (const [key, [name, fallback]] of Object.entries(VARIABLES)) {
-    colors[key] = style.getPropertyValue(name).trim() || fallback;
+    colors[key] = (style && style.getPropertyValue(name).trim()) || fallback;
   }
   return colors;
 }

@@ -1,37 +1,10 @@
-// Scaffolding every view shares: the root element with its style, the error area under the
-// view, a floating tooltip, the PNG download and snapshot answers, the static mode of an export,
-// and one place that undoes every listener when the view goes away.
+// Scaffolding every view shares: the root element, the error area under the view, a floating
+// tooltip, draw instrumentation, the PNG download and snapshot answers, the static mode of an
+// export, and one place that undoes every listener when the view goes away.
+// The style lives in nbvis.css (each view imports it; the build bundles it into static/<view>.css,
+// which the widget class loads as anywidget's `_css`).
+import { instrument } from "./debug.js";
 import { answerSnapshot, disableKernelControls, downloadPng, isStatic } from "./export.js";
-
-const CSS = `
-.nbvis { font: 12px/1.4 var(--jp-ui-font-family, system-ui, sans-serif); color: var(--jp-ui-font-color1, #222); }
-.nbvis .nbvis-bar { display: flex; flex-wrap: wrap; gap: 6px 12px; align-items: center; margin: 4px 0 6px; }
-.nbvis .nbvis-bar label { display: inline-flex; gap: 4px; align-items: center; }
-.nbvis select, .nbvis input, .nbvis button { font: inherit; width: auto; }
-.nbvis canvas { image-rendering: pixelated; display: block; }
-.nbvis .nbvis-error { display: none; white-space: pre-wrap; color: #a00; background: #fdecea;
-  border: 1px solid #f5c2c0; border-radius: 3px; padding: 4px 8px; margin-top: 6px; }
-.nbvis .nbvis-error.nbvis-shown { display: block; }
-.nbvis-tooltip { position: fixed; z-index: 10000; pointer-events: none; display: none;
-  background: var(--jp-inverse-layout-color1, rgba(20, 20, 20, 0.9)); color: var(--jp-ui-inverse-font-color0, #fff);
-  padding: 3px 6px; border-radius: 3px; opacity: 0.94;
-  font: 11px/1.35 var(--jp-code-font-family, monospace); white-space: pre; }
-.nbvis .nbvis-legend { display: inline-flex; align-items: center; gap: 6px; }
-.nbvis .nbvis-colorbar { width: 120px; height: 10px; border: 1px solid #8888; }
-.nbvis .nbvis-muted { color: var(--jp-ui-font-color2, #666); }
-.nbvis progress { width: 160px; }
-.nbvis .nbvis-footer { display: flex; justify-content: flex-end; gap: 8px; margin-top: 4px; }
-.nbvis .nbvis-download { font-size: 11px; padding: 0 6px; }
-.nbvis.nbvis-static button:disabled, .nbvis.nbvis-static select:disabled, .nbvis.nbvis-static input:disabled { opacity: 0.45; cursor: not-allowed; }
-`;
-
-function ensureStyle() {
-  if (document.getElementById("nbvis-style")) return;
-  const style = document.createElement("style");
-  style.id = "nbvis-style";
-  style.textContent = CSS;
-  document.head.appendChild(style);
-}
 
 /** Create an element with attributes/properties and children. */
 export function h(tag, props = {}, children = []) {
@@ -49,12 +22,12 @@ export function h(tag, props = {}, children = []) {
 }
 
 /**
- * Set up a view in `el`: returns {root, body, on, listen, redrawOn, cleanup, tooltip, dispose}.
+ * Set up a view in `el`: returns {root, body, on, listen, redrawOn, cleanup, tooltip, dispose, timed, stats}.
  * `on(name, fn)` observes a trait; `listen(target, type, fn)` a DOM event; both are undone by cleanup().
- * `redrawOn(names, fn)` calls fn once per batch of changes to those traits.
+ * `redrawOn(names, fn)` calls fn once per batch of changes to those traits. `timed(fn)` runs a
+ * draw and counts it (data-draws; its time when debugging, see debug.js).
  */
 export function setupView(model, el, kind) {
-  ensureStyle();
   const disposers = [];
   const root = h("div", { class: `nbvis nbvis-${kind}` });
   const body = h("div");
@@ -137,7 +110,16 @@ export function setupView(model, el, kind) {
     for (const name of names) on(name, schedule);
     return schedule;
   };
-  return { root, body, on, listen, cleanup, tooltip, redrawOn, dispose: (fn) => disposers.push(fn) };
+  const stats = instrument(root);
+  const timed = (fn) => {
+    const start = performance.now();
+    try {
+      return fn();
+    } finally {
+      stats.drew(performance.now() - start);
+    }
+  };
+  return { root, body, on, listen, cleanup, tooltip, redrawOn, timed, stats, dispose: (fn) => disposers.push(fn) };
 }
 
 /** Send a command to the Python side (handled by NbvisWidget._cmd_<name>). */
@@ -192,16 +174,4 @@ export function colorbar(gradient) {
       caption.textContent = captionText;
     },
   };
-}
-
-/** Put a native-resolution ImageData onto `canvas`, scaled by `zoom` without smoothing; returns its 2D context. */
-export function blit(canvas, image, zoom) {
-  const off = new OffscreenCanvas(image.width, image.height);
-  off.getContext("2d").putImageData(image, 0, 0);
-  canvas.width = image.width * zoom;
-  canvas.height = image.height * zoom;
-  const ctx = canvas.getContext("2d");
-  ctx.imageSmoothingEnabled = false;
-  ctx.drawImage(off, 0, 0, canvas.width, canvas.height);
-  return ctx;
 }

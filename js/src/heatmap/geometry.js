@@ -1,0 +1,69 @@
+// ActivationHeatmap layout maths (pure): how big each layer, the input and the output bars are
+// drawn, which unit is under a point, and which input pixels a conv position sees.
+import { squareCols, tileAt, tileGrid } from "../lib/grid.js";
+
+export const LAYER_WIDTH = 420; // CSS px available to one layer's canvas
+export const INPUT_WIDTH = 224; // CSS px of the input (and the why map, the enlarged channel)
+export const MAX_MAPS = 256; // channel maps drawn per conv layer
+export const BAR_ROW = 16; // px per output bar
+export const BAR_WIDTH = 300;
+
+/**
+ * The grid a layer is drawn as: a conv layer's channels as tiles of their maps (the first
+ * MAX_MAPS), a dense layer's `units` as a near-square grid of pixels. Returns a lib/grid.js grid
+ * with {kind, units, shown, mh, mw} added.
+ */
+export function layerGrid(entry, units) {
+  if (entry.kind === "conv") {
+    const [mh, mw] = entry.maps;
+    const shown = Math.min(units, MAX_MAPS);
+    const cols = squareCols(shown, mw + 1, mh + 1);
+    const grid = tileGrid({ count: shown, cols, tileW: mw, tileH: mh, pitchW: mw + 1, pitchH: mh + 1, originX: 1 });
+    grid.zoom = Math.max(1, Math.min(8, Math.floor(LAYER_WIDTH / grid.nativeW)));
+    return { ...grid, kind: "conv", units, shown, mh, mw };
+  }
+  const cols = squareCols(units);
+  const zoom = Math.max(2, Math.min(24, Math.floor(Math.min(LAYER_WIDTH, 260) / cols)));
+  return { ...tileGrid({ count: units, cols, tileW: 1, tileH: 1, zoom }), kind: "dense", units, shown: units };
+}
+
+/** The unit (and position, for conv) of a layerGrid under the canvas point (px, py): {unit, y, x, flat} or null. */
+export function unitAt(g, px, py) {
+  const hit = tileAt(g, px, py);
+  if (!hit || !hit.inside) return null;
+  if (g.kind === "conv") return { unit: hit.tile, y: hit.y, x: hit.x, flat: hit.tile * g.mh * g.mw + hit.y * g.mw + hit.x };
+  return { unit: hit.tile, flat: hit.tile };
+}
+
+/** The output bar under canvas row py, or null. */
+export function barAt(units, py) {
+  const i = Math.floor((py - 1) / BAR_ROW);
+  return i >= 0 && i < units ? { unit: i, flat: i } : null;
+}
+
+/** The bars' layout in the data-layout contract: one BAR_ROW row per unit, below a 1 px margin. */
+export function barLayout(units) {
+  return { count: units, cols: 1, rows: units, zoom: 1, tile: [BAR_WIDTH, BAR_ROW], pitch: [BAR_WIDTH, BAR_ROW], origin: [0, 1] };
+}
+
+/** Zoom of an image of wid x hgt drawn INPUT_WIDTH wide (or `width`). */
+export function imageZoom(wid, hgt, width = INPUT_WIDTH) {
+  return Math.max(1, Math.floor(width / Math.max(wid, hgt)));
+}
+
+/** The pixel (x, y) of an image drawn at `zoom` under the canvas point, or null when outside. */
+export function pixelAt(info, px, py) {
+  const x = Math.floor(px / info.zoom);
+  const y = Math.floor(py / info.zoom);
+  return x < 0 || y < 0 || x >= info.wid || y >= info.hgt ? null : { x, y, flat: y * info.wid + x };
+}
+
+/**
+ * The input rows and columns [[top, bottom), [left, right)] that position (y, x) of a conv layer
+ * sees, from the layer's `field` ({lo, hi} per axis, or {whole: true}); null when not known.
+ */
+export function receptiveField(entry, y, x) {
+  const f = entry.field;
+  if (!f || f.whole || f.lo.length !== 2) return null;
+  return [[f.lo[0][y], f.hi[0][y]], [f.lo[1][x], f.hi[1][x]]];
+}

@@ -1,0 +1,82 @@
+// The why map: the gradient (or guided backprop, deconvnet) of the selected unit over the input or
+// an earlier layer, in a diverging scale, with its method and its `wrt` layer to choose.
+import { sumPlanes } from "../lib/arrays.js";
+import { DIVERGING, gradientCss, scaleOf } from "../lib/colormap.js";
+import { drawImage, paintGrid } from "../lib/draw.js";
+import { publishLayout } from "../lib/grid.js";
+import { canvasPoint, hoverTip } from "../lib/pointer.js";
+import { boundSelect, h, setTraits } from "../lib/view.js";
+import { imageZoom, layerGrid, pixelAt, unitAt } from "./geometry.js";
+import { gradTip } from "./tooltips.js";
+
+const METHODS = [["gradient", "gradient"], ["guided", "guided backprop"], ["deconvnet", "deconvnet"]];
+
+/** The layers a gradient can be taken over for the selection: the input and every layer before it. */
+export function wrtOptions(entries, selected) {
+  const upto = selected ? entries.findIndex((e) => e.name === selected[0]) : -1;
+  return [["input", "the input"], ...entries.slice(0, Math.max(upto, 0)).map((e) => [e.name, e.label])];
+}
+
+/** {element, draw()}. */
+export function whyPanel(ctx) {
+  const { model, view } = ctx;
+  const methodSelect = boundSelect(model, view.on, "method", METHODS);
+  const wrtSelect = h("select");
+  view.listen(wrtSelect, "change", () => setTraits(model, { wrt: wrtSelect.value }));
+  const canvas = h("canvas", { class: "nbvis-ah-grad" });
+  const caption = h("span", { class: "nbvis-muted" });
+  const legend = h("span", { class: "nbvis-colorbar", style: { background: gradientCss(DIVERGING), display: "inline-block" } });
+  const element = h("div", { class: "nbvis-ah-panel nbvis-ah-why" }, [
+    h("span", { class: "nbvis-ah-title", textContent: "why: the selected unit" }),
+    h("span", {}, [methodSelect, " over ", wrtSelect]), canvas, h("span", {}, [legend]), caption,
+  ]);
+  let info = null; // how the map was drawn: an image {zoom, c, hgt, wid} or a layerGrid
+
+  function updateWrt(sel) {
+    const options = wrtOptions(ctx.layerEntries(), sel);
+    const key = options.map((o) => o[0]).join("|");
+    if (wrtSelect.dataset.key !== key) {
+      wrtSelect.replaceChildren(...options.map(([value, text]) => h("option", { value, textContent: text })));
+      wrtSelect.dataset.key = key;
+    }
+    wrtSelect.value = model.get("wrt") || "input";
+  }
+
+  function draw() {
+    const sel = ctx.selected();
+    const g = ctx.grad();
+    caption.textContent = model.get("grad_caption") || (sel ? "" : "click a unit to see what changes it");
+    updateWrt(sel);
+    if (!g) {
+      canvas.width = 0;
+      canvas.height = 0;
+      info = null;
+      return;
+    }
+    const scale = scaleOf(g.data, true);
+    const wrt = model.get("wrt") || "input";
+    const entry = wrt === "input" ? ctx.inputEntry() : ctx.entryOf(wrt);
+    if (entry && entry.kind === "image") {
+      const [c, hgt, wid] = entry.image;
+      const shown = c === 3 ? scaleOf(sumPlanes(g.data, c), true) : scale;
+      info = { ...drawImage(canvas, g.data, entry.image, { scale: shown, sumChannels: c === 3, zoom: imageZoom(wid, hgt) }), scale: shown };
+      delete canvas.dataset.layout;
+    } else if (entry) {
+      const grid = layerGrid(entry.kind === "conv" ? entry : { kind: "dense" }, entry.kind === "conv" ? entry.shape[0] : g.data.length);
+      paintGrid(canvas, grid, g.data, scale, grid.shown);
+      info = { ...grid, scale };
+      publishLayout(canvas, grid);
+    }
+    view.root.dataset.gradMax = String(scale.hi);
+  }
+
+  hoverTip(view.listen, view.tooltip, canvas, (event) => {
+    const g = ctx.grad();
+    if (!g || !info) return null;
+    const [px, py] = canvasPoint(canvas, event);
+    const hit = info.kind === "image" ? pixelAt(info, px, py) : unitAt(info, px, py);
+    return hit && gradTip(info, g.data, hit);
+  });
+
+  return { element, draw };
+}
