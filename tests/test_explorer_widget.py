@@ -255,7 +255,7 @@ def test_bad_selections_give_clear_errors(mlp_explorer):
         explorer.selected = ("fc2", 10)
     with pytest.raises(ValueError, match=r"selected is \(layer, unit\)"):
         explorer.selected = ("fc2",)
-    with pytest.raises(traitlets.TraitError, match=r"0\.\.9 of layer 'fc2'"):
+    with pytest.raises(traitlets.TraitError, match=r"unit 100 is out of range for layer 'fc2': it has 10 units \(0\.\.9\)"):
         explorer.grid.set_state({"selected": 100})
     # nothing moved
     assert explorer.selected == ("fc2", 1) and explorer.optimizer.objective_text == "fc2[1]"

@@ -23,6 +23,7 @@ from ..compute.optimize import OptimizationRun, objective
 from ..compute.probe import LayerRef, capture
 from ..compute.weights import infer_input_shape
 from ._export import Exportable
+from ._explorer_blocks import BlocksPanel
 from ._guard import ErrorGuard
 from .activation_heatmap import ActivationHeatmap
 from .optimization_viewer import OptimizationViewer
@@ -54,6 +55,11 @@ class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
     from about 17 on), where the selected unit's own gradient is zero. For a dense unit the
     preferred input is the same.
 
+    For a model with conv layers, :attr:`blocks` holds a :class:`NeuronGroups` of the current input
+    and a :class:`SemanticDictionary` linked to the selection (``building_blocks=False`` leaves them
+    out): a unit selected at a conv layer is selected in the dictionary, and a channel clicked there
+    is selected here.
+
     Clicking a unit in the heatmap (or setting :attr:`selected`) selects it everywhere: the heatmap
     shows its gradient and scans the dataset for its top examples; :attr:`grid` shows the incoming
     weights of the layer that computes it (``fc1`` for the ``sigmoid`` after it) with the unit
@@ -65,6 +71,7 @@ class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
     _optimizer: Optional[OptimizationViewer] = None
     _grids: dict = {}
     _owned: tuple = ()
+    blocks = None  # the BlocksPanel (neuron groups and semantic dictionary), or None
 
     def __init__(
         self,
@@ -85,6 +92,7 @@ class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
         preactivation: bool = True,
         page_size: int = 36,
         top_k: int = 9,
+        building_blocks: bool = True,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
@@ -133,6 +141,14 @@ class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
         super().__init__([self._caption, self._row, self._error])
         self._owned = (self.heatmap, self._caption, self._grid_note, self._optimizer_note, self._grid_slot,
                        self._optimizer_slot, self._side, self._row, self._error)
+        try:  # conv models: the neuron groups of the input and a dictionary linked to the selection
+            self.blocks = BlocksPanel.attach(self, dataset, labels) if building_blocks else None
+        except Exception:
+            self.close()
+            raise
+        if self.blocks is not None:
+            self._owned += (self.blocks,)
+            self.children = (self._caption, self._row, self.blocks, self._error)
         self.add_class("nbvis-explorer")
         self.observe(self._show_error, names=["error"])
         self.heatmap.observe(self._on_heatmap_selected, names=["selected"])
