@@ -1,6 +1,6 @@
 """Neuron groups, the semantic dictionary and their icons, timed on the digits CNN.
 
-    .venv/bin/python benchmarks/bench_building_blocks.py [--repeats N] [--steps S] [--threads T] [--no-baseline]
+    .venv/bin/python benchmarks/bench_building_blocks.py [--quick] [--repeats N] [--steps S] [--threads T] [--no-baseline]
 
 Prints one row per measurement: nbvis's time, the baseline's, their ratio (nbvis / baseline:
 below 1 is faster) and the target:
@@ -17,6 +17,8 @@ below 1 is faster) and the target:
 * the view reopened on the same model: icons recomputed (target: 0) and the time until all 16 show;
   and a fresh cache reading the icons back from disk.
 
+Each result is also a ``BENCH-ROW`` line for ``benchmarks/run_all.py`` (see ``_rows.py``); with a
+CUDA GPU the icons are timed there too (a row of their own). ``--quick``: 3 rounds instead of 10.
 ``--threads`` sets torch's intra-op threads (default 1: on a shared machine more threads than free
 cores slow these small batches down many times over).
 """
@@ -25,30 +27,43 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import torch
 
 import nbvis
 from nbvis.compute.blocks import FeatureCache
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _rows  # noqa: E402
 
-def median_time(fn, repeats: int) -> float:
+
+def timed(fn) -> float:
+    start = time.perf_counter()
     fn()
-    times = []
+    return time.perf_counter() - start
+
+
+def side_by_side(ours, baseline, repeats: int) -> tuple[float, float, float]:
+    """Median seconds of each, and the median of the per-round ratios (rounds interleave the two)."""
+    ours(), baseline()
+    a, b = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        a.append(timed(ours))
+        b.append(timed(baseline))
+    return statistics.median(a), statistics.median(b), _rows.median_ratio(a, b)
 
 
-def row(what: str, ours: float, baseline: float | None, target: str, unit: str = "s") -> None:
+def row(what: str, ours: float, baseline: float | None, target: str, met=None, unit: str = "s") -> None:
     base = "-" if baseline is None else f"{baseline:.3f} {unit}"
     ratio = "-" if not baseline else f"{ours / baseline:.2f}"
     print(f"{what:<72} {ours:>9.3f} {unit}  baseline {base:>10}  ratio {ratio:>5}  target {target}")
+    value = f"{ours:.3f} {unit}".strip() + ("" if baseline is None else f" (baseline {baseline:.3f} {unit}, ratio {ratio})")
+    _rows.row(what, value, "" if target == "-" else target, met)
 
 
 def sklearn_groups(model, x, k: int):
@@ -81,20 +96,21 @@ def icons(model, x, cache: FeatureCache, timeout: float = 600.0):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=10)
+    _rows.add_options(parser)
+    parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--steps", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-baseline", action="store_true")
     args = parser.parse_args()
+    repeats = args.repeats or (3 if args.quick else 10)
     torch.set_num_threads(args.threads)
     model = nbvis.demo.digits_cnn()
     images, _ = nbvis.demo.digits()
     x = images[0]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); digits CNN, layer relu2 (16 x 14 x 14)")
 
-    ours = median_time(lambda: nbvis.neuron_groups(model, x, "relu2", k=6), args.repeats)
-    base = median_time(lambda: sklearn_groups(model, x, 6), args.repeats)
-    row("groups for one input (NMF k=6 + attribution to 10 classes)", ours, base, "< 0.5 s")
+    ours, base, _ = side_by_side(lambda: nbvis.neuron_groups(model, x, "relu2", k=6), lambda: sklearn_groups(model, x, 6), repeats)
+    row("groups for one input (NMF k=6 + attribution to 10 classes)", ours, base, "< 0.5 s", ours < 0.5)
 
     # torch imports torch._dynamo when the first optimizer of the process is made (seconds on a
     # loaded machine): a one-time cost of any optimization in the kernel, timed on its own here.
@@ -111,19 +127,29 @@ def main() -> None:
             for channel in range(16):
                 nbvis.maximize(model, ("conv2", channel), (1, 28, 28), steps=args.steps, regularizers="yosinski2015")
             baseline = time.perf_counter() - start
-        row("first icon visible, from the view's construction", first, None, "< 2 s")
-        row(f"all 16 icons done ({args.steps} steps each)", done, baseline, "< 30 s")
+        row("first icon visible, from the view's construction", first, None, "< 2 s", first < 2)
+        row(f"all 16 icons done ({args.steps} steps each)", done, baseline, "< 30 s", done < 30)
         computed = cache.computed
         view.close()
         _, again, reopened = icons(model, images[7], cache)
-        row("view reopened: icons recomputed", cache.computed - computed, None, "0", unit="  ")
+        row("view reopened: icons recomputed", cache.computed - computed, None, "0", cache.computed == computed, unit="")
         row("view reopened: all 16 icons shown", again, None, "-")
         reopened.close()
         fresh = FeatureCache(model, (1, 28, 28), steps=args.steps, directory=folder)
         _, from_disk, view = icons(model, x, fresh)
-        row("a new cache on the same weights: icons recomputed", fresh.computed, None, "0", unit="  ")
+        row("a new cache on the same weights: icons recomputed", fresh.computed, None, "0", fresh.computed == 0, unit="")
         row("a new cache on the same weights: all 16 read from disk", from_disk, None, "-")
         view.close()
+
+    why = _rows.no_cuda()
+    if why:
+        _rows.row("CUDA: all 16 icons done", why, "", None)
+    else:
+        gpu = nbvis.demo.digits_cnn().cuda()
+        first, done, view = icons(gpu, x.cuda(), FeatureCache(gpu, (1, 28, 28), steps=args.steps))
+        view.close()
+        row("CUDA: first icon visible", first, None, "< 2 s", first < 2)
+        row(f"CUDA: all 16 icons done ({args.steps} steps each)", done, None, "< 30 s", done < 30)
 
 
 if __name__ == "__main__":

@@ -81,8 +81,8 @@ def run(script: Path, flags: list[str], timeout: float, echo: bool) -> tuple[lis
     if time.perf_counter() - start >= timeout:
         return rows, f"stopped after {timeout:.0f} s (--timeout)"
     if code != 0:
-        tail = "".join(lines[-3:]).strip().replace("\n", " | ")
-        return rows, f"exited with status {code}: {tail[-300:]}"
+        last = [line.strip() for line in lines if line.strip()][-1:] or ["no output"]
+        return rows, f"exited with status {code}: {last[0][-300:]}"
     if not rows:
         return rows, "printed no BENCH-ROW lines"
     return rows, ""
@@ -99,7 +99,8 @@ def table(results: list[tuple[str, dict]], markdown: bool) -> str:
         out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         last = None
         for name, *rest in body:
-            out.append("| " + " | ".join([f"`{name}`" if name != last else "", *rest]) + " |")
+            cells = [f"`{name}`" if name != last else "", *(str(c).replace("|", "\\|") for c in rest)]
+            out.append("| " + " | ".join(cells) + " |")
             last = name
         return "\n".join(out)
     widths = [max(len(str(r[i])) for r in [header, *body]) for i in range(len(header))]

@@ -20,6 +20,7 @@ from torch import nn
 
 from ..compute import structure, units
 from ..compute.optimize import OptimizationRun, objective
+from ..compute.optimize.data import data_range
 from ..compute.probe import LayerRef, capture
 from ..compute.weights import infer_input_shape
 from ._export import Exportable
@@ -87,8 +88,8 @@ class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
         selected=None,
         steps: int = 128,
         starts: int = 3,
-        regularizers="yosinski2015",
-        seed: int = 0,
+        regularizers="auto",
+        seed: Optional[int] = None,
         preactivation: bool = True,
         page_size: int = 36,
         top_k: int = 9,
@@ -104,7 +105,12 @@ class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
         self._labels = None if labels is None else [str(label) for label in labels]
         self._page_size = page_size
         self._preactivation = bool(preactivation)
-        self._run_options = dict(steps=steps, starts=starts, regularizers=regularizers, seed=seed, value_range=value_range)
+        known = dataset if preprocess is None else None  # samples the model reads as they are
+        if value_range is None and known is not None:
+            value_range = data_range(known)  # once: the preferred inputs stay inside it
+        self._run_options = dict(
+            steps=steps, starts=starts, regularizers=regularizers, seed=seed, value_range=value_range, dataset=known
+        )
         self.heatmap = ActivationHeatmap(
             model, layers=layers, labels=labels, dataset=dataset, preprocess=preprocess, index=index, top_k=top_k
         )
@@ -215,7 +221,7 @@ class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
     def _check_run(self, input_shape) -> tuple:
         """Build one optimization run now, so that bad options (or an input_shape the model cannot
         take) raise here rather than at the first click; return the checked input shape."""
-        options = {k: v for k, v in self._run_options.items() if k != "steps"}
+        options = {k: v for k, v in self._run_options.items() if k != "steps" and v is not None}
         every_layer = objective(
             lambda acts: sum(a.reshape(len(a), -1).sum(1) for a in acts.values() if a.is_floating_point() and a.dim()),
             description="every layer",
@@ -391,7 +397,8 @@ class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
         old, self._optimizer = self._optimizer, None
         options = dict(self._run_options)
         if old is not None:  # keep what the person set in it
-            options.update(steps=old.steps, seed=old.seed, regularizers=dict(old.regularizers), fps=old.fps)
+            regularizers = old.preset if old.preset != "custom" else dict(old.regularizers)  # a preset keeps its optimizer
+            options.update(steps=old.steps, seed=old.seed, regularizers=regularizers, fps=old.fps)
         self._optimizer_note.value = _muted(HINT if selection is None else "starting\u2026")
         self._optimizer_slot.children = (self._optimizer_note,)
         if old is not None:
