@@ -59,6 +59,10 @@ class ActivationHeatmap(NbvisWidget):
     selected = traitlets.Any(None).tag(sync=True)
     method = traitlets.Enum(tuple(METHODS), default_value="gradient").tag(sync=True)
     wrt = traitlets.Unicode("input").tag(sync=True)
+    # how the why map of a unit with positions (a conv channel) gathers them: "weighted" by the
+    # unit's own activation on this input (where and why it fires here), or "sum" (what would
+    # raise it everywhere); see nbvis.compute.units, reduce="weighted"
+    reduce = traitlets.Enum(("weighted", "sum"), default_value="weighted").tag(sync=True)
     _grad = Array()
     grad_caption = traitlets.Unicode("").tag(sync=True)
     index = traitlets.Int(0).tag(sync=True)
@@ -126,7 +130,7 @@ class ActivationHeatmap(NbvisWidget):
         self._publish(caption=f"dataset #{start}{self._target_text(start)}" if from_dataset else "")
         self.observe(self._on_index, names=["index"])
         self.observe(self._on_selected, names=["selected"])
-        self.observe(self._on_grad_options, names=["method", "wrt"])
+        self.observe(self._on_grad_options, names=["method", "wrt", "reduce"])
         self.observe(self._on_top_k, names=["top_k"])
         self.on_msg(self._on_input_msg)
         if self.selected is not None:
@@ -381,11 +385,22 @@ class ActivationHeatmap(NbvisWidget):
         if wrt == "input" and not self._batch.is_floating_point():
             return None, "the input is token ids, which have no gradient: choose a layer to see the map over it"
         with self._lock:
-            values = METHODS[self.method](self.model, self._batch, of=(layer, unit), wrt=wrt)[0]
+            reduce = self.reduce if self._has_positions(layer) else units.DEFAULT_REDUCE
+            values = METHODS[self.method](self.model, self._batch, of=(layer, unit), wrt=wrt, reduce=reduce)[0]
         if wrt != "input":
             values = self._shown(wrt, values)
         what = {"gradient": "gradient", "guided": "guided backprop", "deconvnet": "deconvnet"}[self.method]
-        return values.detach().float().cpu().numpy(), f"{what} of {self._label(layer)}[{unit}] over {self._label(wrt) if wrt != 'input' else 'the input'}"
+        how = ""
+        if self._has_positions(layer):
+            how = " (positions weighted by its activation)" if self.reduce == "weighted" else " (summed over positions)"
+        over = self._label(wrt) if wrt != "input" else "the input"
+        return values.detach().float().cpu().numpy(), f"{what} of {self._label(layer)}[{unit}]{how} over {over}"
+
+    def _has_positions(self, name: str) -> bool:
+        """Whether a unit of layer ``name`` is a channel of 2-D maps (N, C, H, W), whose positions
+        ``reduce`` gathers; other units (tokens of a sequence) keep the contract's mean."""
+        act = self._activations[name]
+        return act.dim() == 4 and self._axis(name) == 1 and act[0, 0].numel() > 1
 
     # ----- observers ---------------------------------------------------------------------------
 

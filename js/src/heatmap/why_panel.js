@@ -10,6 +10,7 @@ import { imageZoom, layerGrid, pixelAt, unitAt } from "./geometry.js";
 import { gradTip } from "./tooltips.js";
 
 const METHODS = [["gradient", "gradient"], ["guided", "guided backprop"], ["deconvnet", "deconvnet"]];
+const REDUCES = [["weighted", "weighted by its activation here"], ["sum", "summed over positions"]];
 
 /** The layers a gradient can be taken over for the selection: the input and every layer before it. */
 export function wrtOptions(entries, selected) {
@@ -21,6 +22,9 @@ export function wrtOptions(entries, selected) {
 export function whyPanel(ctx) {
   const { model, view } = ctx;
   const methodSelect = boundSelect(model, view.on, "method", METHODS);
+  // a conv channel: its positions weighted by its own activation on this input, or summed
+  const reduceSelect = boundSelect(model, view.on, "reduce", REDUCES);
+  reduceSelect.classList.add("nbvis-ah-reduce");
   const wrtSelect = h("select");
   view.listen(wrtSelect, "change", () => setTraits(model, { wrt: wrtSelect.value }));
   const canvas = h("canvas", { class: "nbvis-ah-grad" });
@@ -29,7 +33,7 @@ export function whyPanel(ctx) {
   legend.element.classList.add("nbvis-ah-why-legend");
   const element = h("div", { class: "nbvis-ah-panel nbvis-ah-why" }, [
     h("span", { class: "nbvis-ah-title", textContent: "why: the selected unit" }),
-    h("span", {}, [methodSelect, " over ", wrtSelect]), canvas, legend.element, caption,
+    h("span", {}, [methodSelect, " over ", wrtSelect]), reduceSelect, canvas, legend.element, caption,
   ]);
   let info = null; // how the map was drawn: an image {zoom, c, hgt, wid} or a layerGrid
 
@@ -48,6 +52,8 @@ export function whyPanel(ctx) {
     const g = ctx.grad();
     caption.textContent = model.get("grad_caption") || (sel ? "" : "click a unit to see what changes it");
     updateWrt(sel);
+    const selectedEntry = sel && ctx.entryOf(sel[0]);
+    reduceSelect.style.display = selectedEntry && selectedEntry.kind === "conv" && selectedEntry.shape.length === 3 ? "" : "none";
     if (!g) {
       canvas.width = 0;
       canvas.height = 0;
