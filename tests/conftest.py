@@ -12,6 +12,25 @@ import torch
 os.environ.setdefault("NBVIS_CACHE", os.path.join(tempfile.gettempdir(), "nbvis-test-cache"))
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--nbvis-base64", action="store_true",
+        help="send arrays as base64 text, as in Colab (sets NBVIS_BASE64=1 for the tests, their Jupyter "
+        "servers and kernels); meant for the browser tests: `pytest tests/e2e --nbvis-base64`",
+    )
+
+
+def pytest_configure(config):
+    if config.getoption("--nbvis-base64"):
+        os.environ["NBVIS_BASE64"] = "1"
+
+
+def pytest_report_header(config):
+    from nbvis._arrays import base64_transport
+
+    return f"nbvis array transport: {'base64 text (forced)' if base64_transport() else 'binary buffers'}"
+
+
 def model_state(model: torch.nn.Module) -> dict:
     """Everything nbvis promises to leave unchanged: parameters and buffers, requires_grad,
     .grad, every module's mode, and every module's hooks."""
