@@ -72,3 +72,30 @@ def digits_data():
     import nbvis
 
     return nbvis.demo.digits(28)
+
+
+# ----- figures of the fault campaign (tests/faults), printed in the terminal summary ----------
+
+_FIGURES: dict = {}
+
+
+class Figures:
+    """``figures.add(kind, what, value)``: one line of the summary, under ``kind``."""
+
+    def add(self, kind: str, what: str, value) -> None:
+        _FIGURES.setdefault(kind, {})[what] = value
+
+
+@pytest.fixture
+def figures() -> Figures:
+    return Figures()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _FIGURES:
+        return
+    terminalreporter.section("fault campaign")
+    for kind, rows in _FIGURES.items():
+        terminalreporter.write_line(f"{kind}:")
+        for what, value in rows.items():
+            terminalreporter.write_line(f"  {what}: {value}")

@@ -22,6 +22,7 @@ from torch import nn
 from ..compute.optimize import OptimizationRun, objective
 from ..compute.probe import LayerRef, capture, resolve_layer
 from ..compute.weights import infer_input_shape
+from ._base import close_parts
 from ._guard import ErrorGuard
 from .activation_heatmap import ActivationHeatmap
 from .optimization_viewer import OptimizationViewer
@@ -188,10 +189,14 @@ class Explorer(ErrorGuard, ipywidgets.VBox):
         return self._sources[name]
 
     def close(self):
+        """Close the dashboard and every view in it (runs and scans stop), so that all are freed."""
         if self._optimizer is not None:
             self._optimizer.close()
-        for widget in (*self._grids.values(), *self._owned):
+        notes = [getattr(self, name, None) for name in ("_grid_note", "_optimizer_note")]  # maybe not shown now
+        for widget in (*self._grids.values(), *self._owned, *[n for n in notes if n is not None]):
+            close_parts(widget)
             widget.close()
+        close_parts(self)
         super().close()
 
     # ----- model structure -----------------------------------------------------------------------
@@ -357,7 +362,7 @@ class Explorer(ErrorGuard, ipywidgets.VBox):
         if unit not in order and grid.top_k:
             grid.top_k = 0
             order = list(grid.units())
-        page = order.index(unit) // max(1, grid.page_size)
+        page = order.index(unit) // grid.units_per_page
         if page != grid.page:
             grid.page = page
 

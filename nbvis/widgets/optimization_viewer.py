@@ -149,7 +149,7 @@ class OptimizationViewer(JobView, NbvisWidget):
     def start(self) -> "OptimizationViewer":
         """Start a new run from fresh random inputs (``seed``), with the current regularizers."""
         with self._guard():
-            self._halt_job()
+            self._halt_job(restart=True)
             self._run = OptimizationRun(
                 self.model, regularizers=self._regularizers(), seed=self.seed, **self._options
             )
