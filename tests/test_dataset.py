@@ -13,11 +13,13 @@ import nbvis
 from nbvis.compute.dataset import field_geometry, receptive_field, scan_top_examples, top_examples
 
 
-def brute_force(model, layer, unit, data, k):
+def brute_force(model, layer, unit, data, k, reduce="max"):
     """Full forward over the whole dataset, then a full stable sort (equal scores keep dataset order)."""
     act = nbvis.capture(model, data, [layer])[layer][:, unit]
     flat = act.flatten(1) if act.dim() > 1 else act[:, None]
     score, where = flat.max(1)
+    if reduce == "mean":
+        score = flat.mean(1)
     values, indices = torch.sort(score, descending=True, stable=True)
     values, indices = values[:k], indices[:k]
     assert torch.equal(values, torch.topk(score, k).values)
@@ -33,7 +35,7 @@ def test_matches_brute_force(digits_mlp, digits_cnn, digits_data, which, layer, 
     model = digits_mlp if which == "mlp" else digits_cnn
     images = digits_data[0]
     with unchanged(model):
-        result = top_examples(model, layer, unit, images, k=9, batch_size=batch_size)
+        result = top_examples(model, layer, unit, images, k=9, batch_size=batch_size, reduce="max")
     values, indices, where = brute_force(model, layer, unit, images, 9)
     torch.testing.assert_close(result.values, values)
     assert result.indices.tolist() == indices.tolist()
@@ -46,6 +48,14 @@ def test_matches_brute_force(digits_mlp, digits_cnn, digits_data, which, layer, 
     else:
         assert result.positions is None
         torch.testing.assert_close(result.patches, result.inputs)
+
+
+def test_a_channel_is_ranked_by_its_mean_unless_reduce_says_otherwise(digits_cnn, digits_data):
+    images = digits_data[0][:400]
+    result = top_examples(digits_cnn, "conv2", 6, images, k=9, batch_size=128)
+    values, indices, _ = brute_force(digits_cnn, "conv2", 6, images, 9, reduce="mean")
+    torch.testing.assert_close(result.values, values)
+    assert result.indices.tolist() == indices.tolist()
 
 
 def test_every_kind_of_dataset_gives_the_same_answer(digits_cnn, digits_data):
@@ -86,7 +96,7 @@ def test_every_kind_of_dataset_gives_the_same_answer(digits_cnn, digits_data):
 
 def test_patches_are_the_input_under_the_field(digits_cnn, digits_data):
     images = digits_data[0]
-    result = top_examples(digits_cnn, "conv2", 11, images, k=12)
+    result = top_examples(digits_cnn, "conv2", 11, images, k=12, reduce="max")
     geometry = field_geometry(digits_cnn, "conv2", (1, 28, 28))
     assert result.patches.shape == (12, 1, 10, 10)
     act = nbvis.capture(digits_cnn, result.inputs, ["conv2"])["conv2"][:, 11]

@@ -249,7 +249,7 @@ def test_the_first_layer_grid_follows_the_heatmap_input(mlp_explorer, digits_dat
 def test_bad_selections_give_clear_errors(mlp_explorer):
     explorer = mlp_explorer
     explorer.selected = ("fc2", 1)
-    with pytest.raises(ValueError, match=r"'nope' is not shown; the layers are \['flatten', 'fc1', 'sigmoid', 'fc2'\]"):
+    with pytest.raises(ValueError, match=r"unknown layer 'nope'; the model's layers are: 'flatten', 'fc1', 'sigmoid', 'fc2'"):
         explorer.selected = ("nope", 1)
     with pytest.raises(ValueError, match=r"it has 10 units \(0\.\.9\)"):
         explorer.selected = ("fc2", 10)
@@ -260,7 +260,7 @@ def test_bad_selections_give_clear_errors(mlp_explorer):
     # nothing moved
     assert explorer.selected == ("fc2", 1) and explorer.optimizer.objective_text == "fc2[1]"
     assert explorer.grid.layer == "fc2" and explorer.grid.selected == 1
-    with pytest.raises(ValueError, match=r"layer 'nope' is not shown; the layers are \["):
+    with pytest.raises(ValueError, match=r"unknown layer 'nope'; the model's layers are: "):
         explorer.weighted_layer("nope")
 
 

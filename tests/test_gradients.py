@@ -71,7 +71,7 @@ def test_output_unit_matches_captum(cnn, images, method, target, unchanged):
 @pytest.mark.parametrize("method", ["saliency", "guided", "deconv"])
 def test_conv_channel_matches_captum(cnn, images, method):
     # conv2 is layer index 3; relu2 is 4: a channel of relu2, summed over positions
-    ours = OURS[method](cnn, images, of=("relu2", 5))
+    ours = OURS[method](cnn, images, of=("relu2", 5), reduce="sum")
     theirs = captum(method, UpTo(cnn, 5), images, 5)
     torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
     one = OURS[method](cnn, images, of=("relu2", (5, 3, 9)))
@@ -80,8 +80,8 @@ def test_conv_channel_matches_captum(cnn, images, method):
 
 
 def test_reduce_mean_and_positions(cnn, images):
-    total = gradient(cnn, images, of=("conv2", 2))
-    mean = gradient(cnn, images, of=("conv2", 2), reduce="mean")
+    total = gradient(cnn, images, of=("conv2", 2), reduce="sum")
+    mean = gradient(cnn, images, of=("conv2", 2))
     torch.testing.assert_close(mean, total / (14 * 14))
     by_position = sum(gradient(cnn, images, of=("conv2", (2, i, j))) for i in range(14) for j in range(14))
     torch.testing.assert_close(by_position, total)
@@ -147,7 +147,7 @@ def test_gradient_wrt_layer_equals_hand_computation(digits_mlp, digits_data):
 def test_conv_channel_wrt_earlier_layer_is_the_adjoint(cnn, images):
     # d(sum of conv2 channel c)/d(pool1) = conv_transpose of ones with that channel's filter
     c = 9
-    grad = gradient(cnn, images, of=("conv2", c), wrt="pool1")
+    grad = gradient(cnn, images, of=("conv2", c), wrt="pool1", reduce="sum")
     ones = torch.ones(1, 1, 14, 14, dtype=torch.float64)
     expected = F.conv_transpose2d(ones, cnn.conv2.weight[c : c + 1], padding=1)
     assert grad.shape == (6, 8, 14, 14)
@@ -269,23 +269,23 @@ def test_errors_are_clear(digits_cnn, digits_mlp, digits_data):
         gradient(digits_cnn, x, of=("fc", 0), wrt="nope")
     with pytest.raises(ValueError, match=r"unit 16 is out of range for layer 'conv2': it has 16 units"):
         gradient(digits_cnn, x, of=("conv2", 16))
-    with pytest.raises(ValueError, match=r"out of range for layer 'conv2'.*\(14, 14\)"):
+    with pytest.raises(ValueError, match=r"element \(0, 3, 14\) is out of range for layer 'conv2'.*\(16, 14, 14\) \(axis 2: 0\.\.13\)"):
         gradient(digits_cnn, x, of=("conv2", (0, 3, 14)))
-    with pytest.raises(ValueError, match="2 position indices"):
+    with pytest.raises(ValueError, match=r"has 3 indices \(one sample has shape \(16, 14, 14\)\); got \(0, 3\)"):
         gradient(digits_cnn, x, of=("conv2", (0, 3)))
     with pytest.raises(ValueError, match=r"does not depend on layer 'pool2'"):
         gradient(digits_cnn, x, of=("conv2", 0), wrt="pool2")
     with pytest.raises(ValueError, match="the unit's own layer"):
         gradient(digits_cnn, x, of=("conv2", 0), wrt="conv2")
-    with pytest.raises(ValueError, match="not the whole model"):
+    with pytest.raises(ValueError, match="not the model's output"):
         gradient(digits_cnn, x, of=("conv2", 0), wrt="")
-    with pytest.raises(TypeError, match=r"pair \(layer, unit\)"):
+    with pytest.raises(TypeError, match=r"\(layer, index\)"):
         gradient(digits_cnn, x, of="fc")
-    with pytest.raises(TypeError, match="integer index"):
+    with pytest.raises(TypeError, match="a unit index is an integer"):
         gradient(digits_cnn, x, of=("fc", "three"))
     with pytest.raises(ValueError, match="reduce must be one of"):
-        gradient(digits_cnn, x, of=("fc", 0), reduce="max")
-    with pytest.raises(ValueError, match=r"could not run on an input of shape \(2, 1, 28\)"):
+        gradient(digits_cnn, x, of=("fc", 0), reduce="median")
+    with pytest.raises(ValueError, match=r"x has shape \(2, 1, 28\): one sample with 2 channels, but its input goes into 'conv1', a Conv2d that expects 1 channels"):
         gradient(digits_cnn, x[:, :, 0], of=("fc", 0))
     with pytest.raises(TypeError, match="must hold numbers"):
         gradient(digits_cnn, [["a"]], of=("fc", 0))

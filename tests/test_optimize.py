@@ -113,7 +113,7 @@ def test_objective_values_match_captured_activations(digits_cnn):
     acts = capture(digits_cnn, step.inputs, ["conv2", "conv1", "fc"])
     expected = acts["conv2"][:, 5].mean((1, 2)) - 0.5 * acts["conv1"][:, 1, 3, 4] + acts["fc"][:, 2]
     np.testing.assert_allclose(step.values, expected.numpy(), rtol=1e-5, atol=1e-5)
-    assert combined.description == "conv2[5] - 0.5*conv1[1, 3, 4] + output[2]"
+    assert combined.description == "conv2[5] - 0.5*conv1[1, 3, 4] + model output[2]"
 
 
 def test_negative_objective_lowers_the_unit(digits_mlp):
@@ -158,11 +158,14 @@ def test_layer_given_as_module(digits_cnn):
     [
         (("conv9", 1), ValueError, "unknown layer 'conv9'.*'conv1', 'relu1'"),
         (("conv2", 16), ValueError, r"unit 16 is out of range for layer 'conv2': it has 16 units \(0..15\)"),
-        (("conv2", 1.5), ValueError, "unit 1.5 is out of range"),
-        (("conv2", 1, (20, 1)), ValueError, r"position \(20, 1\) is outside layer 'conv2'.*\(14, 14\)"),
-        (("conv2", 1, (1,)), ValueError, "needs 2 indices"),
-        (("fc", 1, (1, 1)), ValueError, "needs 1 indices|0 position axes"),
-        (12, ValueError, "out of range for layer 'output'"),
+        (("conv2", 1.5), TypeError, r"a unit index is an integer, not 1\.5 \(float\)"),
+        (("conv2", True), TypeError, r"a unit index is an integer, not a bool \(True\)"),
+        (("conv2", -1), ValueError, r"unit -1 is out of range for layer 'conv2': it has 16 units \(0..15\)"),
+        (("conv2", 1, (20, 1)), ValueError, r"element \(1, 20, 1\) is out of range for layer 'conv2'.*\(16, 14, 14\)"),
+        (("conv2", (1, 20, 1)), ValueError, r"element \(1, 20, 1\) is out of range for layer 'conv2'.*\(16, 14, 14\)"),
+        (("conv2", 1, (1,)), ValueError, "has 3 indices"),
+        (("fc", 1, (1, 1)), ValueError, "has 1 indices"),
+        (12, ValueError, "out of range for layer 'model output'"),
         ("conv2", ValueError, "'layer:unit'"),
         ("conv2:x", ValueError, "must be an integer"),
         ((1, 2), TypeError, r"\(layer, unit\)"),
@@ -513,7 +516,7 @@ def test_public_name_and_result_unpacking(digits_mlp):
     assert nbvis.maximize is maximize
     inputs, history = nbvis.maximize(digits_mlp, 2, (784,), steps=3)
     assert inputs.shape == (1, 784) and history.shape == (3, 1)
-    assert optimize.Result(inputs, history).images().shape == (1, 1, 784, 1)
+    assert optimize.Result(inputs, history).images.shape == (1, 1, 784, 1)
 
 
 def test_double_precision_model():

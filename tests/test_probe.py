@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import nbvis
-from nbvis.compute.probe import borrowed, check_unit, forward_with, layer_names, leaf_layers, resolve_layer
+from nbvis.compute.probe import borrowed, forward_with, layer_names, leaf_layers, resolve_layer
 
 
 class Block(nn.Module):
@@ -131,16 +131,6 @@ def test_forward_with_keeps_graph(net):
         out, acts = forward_with(net, x, ["features.pool"], detach=False)
         (grad,) = torch.autograd.grad(out[:, 0].sum(), acts["features.pool"])
     assert grad.shape == (2, 4, 2, 2) and grad.abs().sum() > 0
-
-
-def test_check_unit():
-    a = torch.zeros(2, 10)
-    assert check_unit("fc", a, 3) == 3
-    assert check_unit("fc", a, np.int64(9)) == 9
-    with pytest.raises(ValueError, match=r"unit 10 is out of range for layer 'fc': it has 10 units \(0\.\.9\)"):
-        check_unit("fc", a, 10)
-    with pytest.raises(TypeError, match="integer"):
-        check_unit("fc", a, "x")
 
 
 def test_bad_inputs_are_named():

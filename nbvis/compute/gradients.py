@@ -5,19 +5,20 @@
 * :func:`guided_backprop` and :func:`deconvnet` -- the same backward pass with the ReLU rule
   changed (Springenberg et al. 2015; Zeiler & Fergus 2014).
 
-What a unit is. ``of=(layer, unit)`` names a layer (a dotted name from ``model.named_modules()``,
-the module itself, or ``""``/``None`` for the model's output) and a unit of its output:
+Layers, units and samples follow :mod:`nbvis.compute.units`. ``of=(layer, unit)`` names a layer
+(a dotted name, the module itself, ``""``/``None`` for the model's output, ``"relu#2"`` for a
+second call, ``"attn[1]"`` for a part of a tuple result) and a unit of its output: an ``int``
+along the feature axis (a channel is reduced over its positions with ``reduce``, ``"mean"`` by
+default, or ``"sum"``/``"max"``), or a tuple for one element (``(c, y, x)``, Captum's neuron
+form); ``(layer, c, (y, x))`` is the same element. ``wrt`` is ``"input"`` or a layer, named the
+same way (tuple-returning modules included).
 
-* an ``int`` is an index along axis 1: a dense unit, or a conv channel. For a channel with
-  spatial positions the objective is the **sum** of the channel over all positions
-  (``reduce="mean"`` takes the mean instead, which only scales the map).
-* a tuple ``(channel, i, j, ...)`` is one position of one channel.
-
-Every function takes a batch ``x`` (first axis = samples). Each sample's unit depends only on
-that sample (the model runs in eval mode), so the result holds one map per sample, with the
-shape of ``x`` (or of the ``wrt`` layer's activation). Results are detached tensors on the
-model's device. The model is borrowed: its parameters, ``requires_grad``, modes and hooks are
-unchanged afterwards and no ``.grad`` is written.
+``x`` is a batch (first axis = samples) or one sample. Each sample's unit depends only on that
+sample (the model runs in eval mode), so the result holds one map per sample, with the shape of
+``x`` (or of the ``wrt`` layer's activation; without the batch axis for one sample). Values are
+read when their layer produces them, so later in-place operations change nothing. Results are
+detached tensors on the model's device. The model is borrowed: its parameters,
+``requires_grad``, modes and hooks are unchanged afterwards and no ``.grad`` is written.
 
 Guided backpropagation and the deconvnet map change the backward rule of every ReLU that runs:
 ``nn.ReLU`` modules (in-place or not) and the functional forms ``F.relu``, ``torch.relu``,
@@ -35,59 +36,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .probe import LayerRef, as_input, borrowed, check_unit, first_tensor, resolve_layer, run_model
+from . import units
+from .probe import LayerRef, as_input, borrowed, forward_with, run_model
 
 __all__ = ["deconvnet", "gradient", "guided_backprop", "loss_gradient", "select_unit"]
 
-Unit = Union[int, tuple]
-_REDUCTIONS = ("sum", "mean")
 
 
-def _parse_of(of) -> tuple[LayerRef, Unit]:
-    if not isinstance(of, (tuple, list)) or len(of) != 2:
-        raise TypeError(f"`of` is a pair (layer, unit), e.g. ('fc2', 3); got {of!r}")
-    layer, unit = of
-    return ("" if layer is None else layer), unit
-
-
-def select_unit(name: str, activation: torch.Tensor, unit: Unit, reduce: str = "sum") -> torch.Tensor:
-    """One value per sample: the unit ``unit`` of a layer's ``activation`` (shape ``(N, C, ...)``).
-
-    ``unit`` is a channel index (reduced over positions with ``reduce``) or a tuple
-    ``(channel, *position)``. Raises ``ValueError`` for units or positions out of range.
-    """
-    if reduce not in _REDUCTIONS:
-        raise ValueError(f"reduce must be one of {_REDUCTIONS}, not {reduce!r}")
-    if isinstance(unit, (tuple, list)):
-        if not unit:
-            raise ValueError("a unit tuple starts with the channel: (channel, *position)")
-        channel = check_unit(name, activation, unit[0])
-        spatial = tuple(activation.shape[2:])
-        position = tuple(unit[1:])
-        if len(position) != len(spatial):
-            raise ValueError(
-                f"layer {name!r} has positions of shape {spatial}: a unit there is (channel, then "
-                f"{len(spatial)} position indices); got {tuple(unit)!r}"
-            )
-        index = []
-        for axis, (p, size) in enumerate(zip(position, spatial)):
-            try:
-                p_int = int(p)
-            except (TypeError, ValueError):
-                raise TypeError(f"a position index is an integer, not {p!r}") from None
-            if p_int != p or not 0 <= p_int < size:
-                raise ValueError(
-                    f"position {tuple(position)!r} is out of range for layer {name!r}, whose positions "
-                    f"have shape {spatial} (axis {axis}: 0..{size - 1})"
-                )
-            index.append(p_int)
-        return activation[(slice(None), channel, *index)]
-    channel = check_unit(name, activation, unit)
-    values = activation[:, channel]
-    if values.dim() == 1:
-        return values
-    values = values.flatten(1)
-    return values.sum(1) if reduce == "sum" else values.mean(1)
+def select_unit(name: str, activation: torch.Tensor, unit, reduce: str = units.DEFAULT_REDUCE, axis=None) -> torch.Tensor:
+    """One value per sample: ``unit`` (an int along the feature axis, or an element tuple) of a
+    layer's ``activation``; see :func:`nbvis.compute.units.select`."""
+    return units.select(units.parse_unit((name, unit)), name, activation, axis, reduce)
 
 
 class _ReluRule(TorchFunctionMode):
@@ -133,46 +92,10 @@ class _ModifiedReLU(torch.autograd.Function):
         return positive, None
 
 
-@contextlib.contextmanager
-def _traced(model: nn.Module, of_module: nn.Module | None, wrt_module: nn.Module | None):
-    """Hooks for one backward question: record ``of_module``'s output, and replace
-    ``wrt_module``'s output by a fresh leaf so that gradients stop there.
-
-    The recorded output is handed downstream as a copy, so that in-place operations after the
-    layer (``ReLU(inplace=True)``) cannot change it. Only the first call of each module counts.
-    Yields a dict that gets ``"of"`` and ``"wrt"``; hooks are removed on exit.
-    """
-    seen: dict[str, torch.Tensor] = {}
-    handles = []
-
-    def record(_module, _inputs, output):
-        if "of" in seen or not isinstance(output, torch.Tensor):
-            return None
-        seen["of"] = output
-        return output.clone()
-
-    def substitute(_module, _inputs, output):
-        if "wrt" in seen or not isinstance(output, torch.Tensor):
-            return None
-        leaf = output.detach().requires_grad_(True)
-        seen["wrt"] = leaf
-        return leaf.clone()
-
-    try:
-        if of_module is not None:
-            handles.append(of_module.register_forward_hook(record))
-        if wrt_module is not None:
-            handles.append(wrt_module.register_forward_hook(substitute))
-        yield seen
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
 def _output_tensor(output) -> torch.Tensor:
-    tensor = first_tensor(output)
+    tensor = units.resolve_output(output)
     if tensor is None:
-        raise ValueError(f"the model returned a {type(output).__name__}, not a tensor")
+        raise ValueError(f"the model returned a {type(output).__name__} with no tensor in it")
     return tensor
 
 
@@ -183,56 +106,53 @@ def _check_grad_possible() -> None:
 
 def _backprop(model: nn.Module, x, of, wrt, reduce: str, rule: str | None) -> torch.Tensor:
     _check_grad_possible()
-    if reduce not in _REDUCTIONS:
-        raise ValueError(f"reduce must be one of {_REDUCTIONS}, not {reduce!r}")
-    layer, unit = _parse_of(of)
-    of_name, of_module = resolve_layer(model, layer)
-    wrt_name = wrt_module = None
+    units.check_reduce(reduce)
+    unit = units.parse_unit(of, what="`of`")
+    of_layer = units.parse_layer(model, unit.layer)
+    wrt_layer = None
     if not (isinstance(wrt, str) and wrt == "input"):
         if wrt is None:
             raise TypeError("wrt is 'input' or a layer (a dotted name or a module of the model), not None")
-        wrt_name, wrt_module = resolve_layer(model, wrt)
-        if wrt_name == "":
-            raise ValueError("wrt must be 'input' or a layer that runs before the unit's layer, not the whole model")
-        if wrt_name == of_name:
-            raise ValueError(f"wrt layer {wrt_name!r} is the unit's own layer; it must be an earlier layer or 'input'")
+        wrt_layer = units.parse_layer(model, wrt)
+        if wrt_layer.is_output:
+            raise ValueError("wrt must be 'input' or a layer that runs before the unit's layer, not the model's output")
+        if wrt_layer.name == of_layer.name:
+            raise ValueError(f"wrt layer {wrt_layer.name!r} is the unit's own layer; it must be an earlier layer or 'input'")
     tensor = as_input(x, model)
-    label = of_name or "the model output"
+    if wrt_layer is None and not tensor.is_floating_point():
+        raise ValueError(
+            "the model's input is token ids (integers), which have no gradient; ask wrt= the embedding layer instead"
+        )
+    batch, single = units.split_sample(model, tensor)
     with borrowed(model), torch.enable_grad():
-        start = tensor.clone().requires_grad_(wrt_module is None)
+        start = batch.clone().requires_grad_(wrt_layer is None)
         mode = _ReluRule(rule) if rule else contextlib.nullcontext()
-        with _traced(model, of_module if of_name else None, wrt_module) as seen, mode:
-            output = run_model(model, start.clone())  # a copy: a first in-place layer cannot touch the leaf
-        if of_name:
-            if "of" not in seen:
-                raise ValueError(f"layer {of_name!r} did not run (or returned no tensor) when the model was called")
-            activation = seen["of"]
-        else:
-            activation = _output_tensor(output)
+        with mode:  # a copy of the input: a first in-place layer cannot touch the leaf
+            _, acts = forward_with(model, start.clone() if start.requires_grad else start, [of_layer], detach=False, leaf=wrt_layer)
         if rule and mode.calls == 0:
             raise ValueError(
                 f"{'guided backpropagation' if rule == 'guided' else 'the deconvnet map'} changes the backward "
                 "rule of ReLUs, and no ReLU ran in this model (nn.ReLU, F.relu or torch.relu); "
                 "use nbvis.gradient for models with other activations"
             )
-        if wrt_module is not None and "wrt" not in seen:
-            raise ValueError(f"wrt layer {wrt_name!r} did not run (or returned no tensor) when the model was called")
-        target = start if wrt_module is None else seen["wrt"]
-        objective = select_unit(label, activation, unit, reduce)
+        target = start if wrt_layer is None else acts.leaf
+        objective = units.select(unit, of_layer.name, acts[of_layer.name], acts.axis(of_layer.name), reduce)
         grad = None
         if objective.requires_grad:
             (grad,) = torch.autograd.grad(objective.sum(), target, allow_unused=True)
         if grad is None:
-            if wrt_module is None:
-                return torch.zeros_like(target).detach()
-            raise ValueError(
-                f"unit {unit!r} of {label!r} does not depend on layer {wrt_name!r}: "
-                "wrt must be a layer that runs before it and feeds into it"
-            )
-    return grad.detach()
+            if wrt_layer is None:
+                grad = torch.zeros_like(target)
+            else:
+                raise ValueError(
+                    f"{unit.describe(of_layer.name)} does not depend on layer {wrt_layer.name!r}: "
+                    "wrt must be a layer that runs before it and feeds into it"
+                )
+    grad = grad.detach()
+    return grad[0] if single else grad
 
 
-def gradient(model: nn.Module, x, of, wrt: LayerRef = "input", reduce: str = "sum") -> torch.Tensor:
+def gradient(model: nn.Module, x, of, wrt: LayerRef = "input", reduce: str = units.DEFAULT_REDUCE) -> torch.Tensor:
     """d(unit)/d(input) or d(unit)/d(activation of the earlier layer ``wrt``), per sample.
 
     ``of=(layer, unit)``: see the module docstring (a channel is summed over its positions,
@@ -243,13 +163,13 @@ def gradient(model: nn.Module, x, of, wrt: LayerRef = "input", reduce: str = "su
     return _backprop(model, x, of, wrt, reduce, None)
 
 
-def guided_backprop(model: nn.Module, x, of, wrt: LayerRef = "input", reduce: str = "sum") -> torch.Tensor:
+def guided_backprop(model: nn.Module, x, of, wrt: LayerRef = "input", reduce: str = units.DEFAULT_REDUCE) -> torch.Tensor:
     """Guided backpropagation: the gradient with every ReLU passing back only positive gradients
     where its input was positive. Same arguments and result shape as :func:`gradient`."""
     return _backprop(model, x, of, wrt, reduce, "guided")
 
 
-def deconvnet(model: nn.Module, x, of, wrt: LayerRef = "input", reduce: str = "sum") -> torch.Tensor:
+def deconvnet(model: nn.Module, x, of, wrt: LayerRef = "input", reduce: str = units.DEFAULT_REDUCE) -> torch.Tensor:
     """The deconvnet map (Zeiler & Fergus): every ReLU passes back the positive part of the
     gradient, whatever its forward input was. Same arguments and result shape as :func:`gradient`."""
     return _backprop(model, x, of, wrt, reduce, "deconvnet")

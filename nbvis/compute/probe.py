@@ -10,20 +10,21 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
-from typing import Iterable, Iterator, Sequence, Union
+from typing import Iterable, Iterator, Optional, Union
 
-import numpy as np
 import torch
 from torch import nn
 
-LayerRef = Union[str, nn.Module]
+from . import samples, units
+
+LayerRef = Union[str, nn.Module, None]
 
 __all__ = [
+    "Activations",
     "LayerRef",
     "as_input",
     "borrowed",
     "capture",
-    "check_unit",
     "first_tensor",
     "forward_with",
     "layer_names",
@@ -47,83 +48,16 @@ def leaf_layers(model: nn.Module) -> list[str]:
     return [name for name, m in model.named_modules() if name and not any(True for _ in m.children())]
 
 
-def _list_names(names: Sequence[str], limit: int = 60) -> str:
-    if not names:
-        return "(the model has no submodules)"
-    shown = ", ".join(repr(n) for n in names[:limit])
-    more = len(names) - limit
-    return shown + (f", ... and {more} more" if more > 0 else "")
-
-
 def resolve_layer(model: nn.Module, layer: LayerRef) -> tuple[str, nn.Module]:
-    """Turn a dotted name or a module object into ``(name, module)``.
-
-    Raises ``ValueError`` listing the available names when the layer is not in the model.
-    The model itself resolves to the name ``""``.
-    """
-    if isinstance(layer, nn.Module):
-        for name, module in model.named_modules():
-            if module is layer:
-                return name, module
-        raise ValueError(
-            f"the module {type(layer).__name__} is not part of this model; "
-            f"its layers are: {_list_names(layer_names(model))}"
-        )
-    if isinstance(layer, str):
-        modules = dict(model.named_modules())
-        if layer in modules:
-            return layer, modules[layer]
-        raise ValueError(f"unknown layer {layer!r}; the model's layers are: {_list_names(layer_names(model))}")
-    raise TypeError(f"a layer is a dotted name (str) or an nn.Module of the model, not {type(layer).__name__}")
+    """A layer reference as ``(canonical name, module)`` (see :func:`nbvis.compute.units.parse_layer`:
+    ``""``/None is the model's output, ``"relu#2"`` the second call of ``relu``)."""
+    parsed = units.parse_layer(model, layer)
+    return parsed.name, parsed.module
 
 
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter or buffer (CPU for a model with neither)."""
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return torch.device("cpu")
-
-
-def model_dtype(model: nn.Module) -> torch.dtype:
-    """The floating dtype of the model's first floating parameter (float32 when it has none)."""
-    for tensor in model.parameters():
-        if tensor.is_floating_point():
-            return tensor.dtype
-    return torch.float32
-
-
-def as_input(x, model: nn.Module, name: str = "x") -> torch.Tensor:
-    """A new floating tensor on the model's device from a numpy array, list or tensor.
-
-    Always a copy: a model that starts with an in-place op (``nn.ReLU(inplace=True)``) must not
-    change the caller's data.
-    """
-    device, dtype = model_device(model), model_dtype(model)
-    if isinstance(x, torch.Tensor):
-        if x.is_complex():
-            raise TypeError(f"{name} must be real-valued; got a {x.dtype} tensor")
-        return x.detach().to(device=device, dtype=dtype, copy=True)
-    try:
-        array = np.asarray(x)
-    except Exception as err:  # ragged lists and the like
-        raise TypeError(f"{name} must be a tensor or an array of numbers, not {type(x).__name__}") from err
-    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise TypeError(f"{name} must hold numbers; got an array of dtype {array.dtype}")
-    if np.iscomplexobj(array):
-        raise TypeError(f"{name} must be real-valued; got an array of dtype {array.dtype}")
-    return torch.tensor(array, device=device, dtype=dtype)  # copies (read-only arrays too)
-
-
-def describe_input(model: nn.Module) -> str:
-    """A short sentence on what the model's first layer expects, for error messages."""
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Linear):
-            return f"its first layer {name!r} is Linear and expects {module.in_features} features"
-        if isinstance(module, nn.modules.conv._ConvNd):
-            return f"its first layer {name!r} is {type(module).__name__} and expects {module.in_channels} channels"
-    return "see the model's first layer for the shape it expects"
+model_device = samples.model_device
+model_dtype = samples.model_dtype
+as_input = units.to_tensor
 
 
 def run_model(model: nn.Module, x: torch.Tensor):
@@ -135,7 +69,7 @@ def run_model(model: nn.Module, x: torch.Tensor):
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(
-            f"the model could not run on an input of shape {tuple(x.shape)} ({describe_input(model)}): {first}"
+            f"the model could not run on an input of shape {tuple(x.shape)} ({units.describe_consumer(model)}): {first}"
         ) from None
 
 
@@ -262,13 +196,57 @@ class _Borrow:
         torch.set_grad_enabled(self._grad_mode)
 
 
-def first_tensor(output):
-    """The tensor a layer returned, or the first of a tuple/list of them (None otherwise)."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
-    return None
+class Activations(dict):
+    """``{layer name: tensor}`` from one forward pass, plus ``axes``: each layer's feature axis
+    (counting the batch axis; see :mod:`nbvis.compute.units`), and ``leaf``: the tensor that
+    replaced the ``leaf`` layer's value, when one was asked for."""
+
+    def __init__(self, *args, axes=None, leaf=None, output_of=None):
+        super().__init__(*args)
+        self.axes: dict[str, int] = dict(axes or {})
+        self.leaf: Optional[torch.Tensor] = leaf
+        #: the last recorded layer whose value is the model's output itself (None when none is)
+        self.output_of: Optional[str] = output_of
+
+    def axis(self, name: str) -> Optional[int]:
+        return self.axes.get(name)
+
+
+class _Axes:
+    """Feature axes of the tensors of one forward pass, carried from module to module."""
+
+    def __init__(self):
+        self.by_id: dict[int, int] = {}
+        self.keep: list[torch.Tensor] = []  # keeps ids unique while the pass runs
+        self.history: list[tuple[tuple, int]] = []
+
+    def note(self, tensor: torch.Tensor, axis: int) -> None:
+        self.keep.append(tensor)
+        self.by_id[id(tensor)] = axis
+        self.history.append((tuple(tensor.shape), axis))
+
+    def of(self, tensor: torch.Tensor) -> Optional[int]:
+        axis = self.by_id.get(id(tensor))
+        if axis is not None:
+            return axis
+        shape = tuple(tensor.shape)
+        for seen, axis in reversed(self.history):  # produced by an operation outside a module
+            if seen == shape:
+                return axis
+        return None
+
+    def axis(self, tensor: torch.Tensor) -> int:
+        found = self.of(tensor)
+        return units.default_axis(tensor) if found is None else found
+
+    def hook(self, module, args, output):
+        out = units.resolve_output(output)
+        if out is None or out.dim() == 0:
+            return
+        inp = units.resolve_output(args)
+        inherited = self.of(inp) if isinstance(inp, torch.Tensor) and inp.dim() == out.dim() else None
+        axis = units.feature_axis_of(module, out, inherited)
+        self.note(out, units.default_axis(out) if axis is None else axis)
 
 
 def forward_with(
@@ -278,90 +256,153 @@ def forward_with(
     *,
     detach: bool = True,
     inputs: bool = False,
-) -> tuple[object, dict[str, torch.Tensor]]:
+    leaf: LayerRef | None = None,
+) -> tuple[object, Activations]:
     """Run ``model(x)`` with forward hooks on ``layers``; return ``(output, activations)``.
 
-    With ``inputs=True`` each layer's (first) input is captured instead of its output.
+    Names follow :mod:`nbvis.compute.units`: ``"relu#2"`` is the second call of ``relu``, ``""``
+    the model's output, ``"attn[1]"`` a part of a layer's result. ``layers=None`` means every
+    call of every leaf module whose result holds a tensor, in execution order. With
+    ``inputs=True`` each layer's (first) input is recorded instead of its output.
 
-    ``layers=None`` means every leaf module whose output is a tensor, in execution order.
-    With ``detach=False`` the activations stay in the autograd graph (for gradients with
-    respect to a layer). Hooks are removed before returning, whatever happens. The caller
-    decides grad mode and model mode (see :func:`borrowed`).
+    Each value is recorded when its layer returns it; downstream modules get a copy, so later
+    in-place operations cannot change it. ``detach=False`` keeps the values in the autograd
+    graph. ``leaf``: a layer whose value is replaced by a new leaf tensor that requires grad
+    (returned as ``activations.leaf``), so that gradients stop there. Hooks are removed before
+    returning, whatever happens. The caller decides grad mode and model mode (see :func:`borrowed`).
     """
-    if layers is None:
-        modules = dict(model.named_modules())
-        wanted = [(name, modules[name]) for name in leaf_layers(model)]
-        explicit = False
-    else:
+    explicit = layers is not None
+    modules = dict(model.named_modules())
+    if explicit:
         if isinstance(layers, (str, nn.Module)):
             layers = [layers]
-        wanted = [resolve_layer(model, layer) for layer in layers]
-        explicit = True
+        wanted = [units.parse_layer(model, layer) for layer in layers]
+    else:
+        wanted = []
+    leaf_layer = None if leaf is None else units.parse_layer(model, leaf)
+    if leaf_layer is not None and leaf_layer.is_output:
+        raise ValueError("the model's output cannot be replaced by a leaf: name an earlier layer")
+    every = {id(modules[name]) for name in leaf_layers(model)} if not explicit else set()
+    by_module: dict[int, list] = {}
+    for layer in wanted + ([leaf_layer] if leaf_layer is not None else []):
+        if not layer.is_output:
+            by_module.setdefault(id(layer.module), []).append(layer)
     seen: dict[str, torch.Tensor] = {}
+    axes: dict[str, int] = {}
     skipped: dict[str, str] = {}
+    tracer = _Axes()
+    calls: dict[int, int] = {}
+    found_leaf: list[torch.Tensor] = []
+    names = {id(module): name for name, module in modules.items()}
 
-    def make_hook(name: str):
-        def hook(_module, args, output):
-            tensor = first_tensor(args if inputs else output)
-            if tensor is None:
-                skipped[name] = type(output).__name__
-                return
-            # clone: a later in-place op (nn.ReLU(inplace=True)) would change a detached view.
-            seen[name] = tensor.detach().clone() if detach else tensor
+    produced: dict[int, tuple[str, int]] = {}
 
-        return hook
+    def record(name: str, value: torch.Tensor) -> torch.Tensor:
+        axis = tracer.axis(value)
+        axes[name] = axis
+        tracer.keep.append(value)
+        produced[id(value)] = (name, value._version)
+        if detach:
+            seen[name] = value.detach().clone()
+            return value
+        seen[name] = value
+        copy = value.clone()  # downstream in-place operations act on this copy
+        tracer.note(copy, axis)
+        produced[id(copy)] = (name, copy._version)
+        return copy
+
+    def hook(module, args, output):
+        key = id(module)
+        call = calls[key] = calls.get(key, 0) + 1
+        source = args if inputs else output
+        changed = output
+        targets = [layer for layer in by_module.get(key, ()) if layer.call == call]
+        if key in every:
+            targets.append(units.Layer(names[key] + (f"#{call}" if call > 1 else ""), names[key], module, call))
+        for layer in targets:
+            value = units.resolve_output(source, layer.pick)
+            if value is None:
+                skipped.setdefault(layer.name, type(source).__name__)
+                continue
+            if layer is leaf_layer:
+                new = value.detach().requires_grad_(True)
+                found_leaf.append(new)
+                copy = new.clone()
+                tracer.note(copy, tracer.axis(value))
+                changed = units.replace_output(changed, layer.pick, copy)
+                continue
+            copy = record(layer.name, value)
+            if copy is not value and not inputs:
+                changed = units.replace_output(changed, layer.pick, copy)
+        return None if changed is output else changed
 
     handles = []
     try:
-        for name, module in wanted:
-            if name == "":
-                continue  # the model itself: its output is the return value
-            handles.append(module.register_forward_hook(make_hook(name)))
+        for name in leaf_layers(model):
+            handles.append(modules[name].register_forward_hook(tracer.hook))
+        for key in set(by_module) | every:
+            module = next(m for m in modules.values() if id(m) == key)
+            handles.append(module.register_forward_hook(hook))
+        tracer.note(x, units.default_axis(x)) if x.dim() > 0 else None
         output = run_model(model, x)
     finally:
         for handle in handles:
             handle.remove()
-    if any(name == "" for name, _ in wanted):
-        tensor = x if inputs else first_tensor(output)
-        if tensor is not None:
-            seen[""] = tensor.detach() if detach else tensor
+    for layer in wanted:
+        if layer.is_output:
+            value = x if inputs else units.resolve_output(output, layer.pick)
+            if value is not None:
+                axes[layer.name] = tracer.axis(value)
+                seen[layer.name] = value.detach() if detach else value
+            else:
+                skipped[layer.name] = type(output).__name__
+    leaf_value = found_leaf[0] if found_leaf else None
+    if leaf_layer is not None and leaf_value is None:
+        raise ValueError(_missing(leaf_layer, skipped, calls, "wrt layer"))
+    final = units.resolve_output(output)
+    found = None if final is None else produced.get(id(final))
+    output_of = found[0] if found is not None and found[1] == final._version else None
     if not explicit:
-        return output, seen
-    result = {}
-    for name, _ in wanted:
-        if name in seen:
-            result[name] = seen[name]
-        elif name in skipped:
-            raise ValueError(f"layer {name!r} returned a {skipped[name]}, not a tensor, so it cannot be shown")
+        return output, Activations(seen, axes=axes, leaf=leaf_value, output_of=output_of)
+    result = Activations(axes=axes, leaf=leaf_value, output_of=output_of)
+    for layer in wanted:
+        if layer.name in seen:
+            result[layer.name] = seen[layer.name]
         else:
-            raise ValueError(f"layer {name!r} did not run when the model was called on this input")
+            raise ValueError(_missing(layer, skipped, calls, "layer"))
     return output, result
+
+
+def _missing(layer, skipped: dict, calls: dict, what: str) -> str:
+    label = units.layer_label(layer.name)
+    if layer.name in skipped:
+        return f"{what} {label!r} returned a {skipped[layer.name]} with no tensor in it, so it cannot be read"
+    count = calls.get(id(layer.module), 0)
+    if count and layer.call > count:
+        return f"{what} {label!r} is call {layer.call} of {layer.path!r}, which ran {count} time(s) on this input"
+    return f"{what} {label!r} did not run when the model was called on this input"
+
+
+def first_tensor(output):
+    """The tensor a layer's result stands for (see :func:`nbvis.compute.units.resolve_output`)."""
+    return units.resolve_output(output)
 
 
 def capture(
     model: nn.Module, x, layers: Iterable[LayerRef] | None = None, *, inputs: bool = False
 ) -> dict[str, torch.Tensor]:
-    """Activations of ``layers`` (default: every leaf layer) for the input batch ``x``.
+    """Activations of ``layers`` (default: every call of every leaf layer) for ``x``.
 
-    Returns a dict from dotted layer name to the detached output tensor (the layer's input with
+    ``x`` is a batch, or one sample (see :mod:`nbvis.compute.units`: then every activation comes
+    back without the batch axis). Returns a dict from layer name (``"relu#2"`` for a second call,
+    ``""`` for the model's output) to the detached tensor the layer returned (its input with
     ``inputs=True``), in execution order when ``layers`` is None, in the given order otherwise.
     The model runs in eval mode without gradients and is left exactly as it was.
     """
     tensor = as_input(x, model)
+    batch, single = units.split_sample(model, tensor)
     with borrowed(model), torch.no_grad():
-        _, activations = forward_with(model, tensor, layers, inputs=inputs)
+        _, activations = forward_with(model, batch, layers, inputs=inputs)
+    if single:
+        return {name: act[0] for name, act in activations.items()}
     return activations
-
-
-def check_unit(name: str, activation: torch.Tensor, unit) -> int:
-    """Validate a unit index into a layer's output (a channel for conv layers); return it as int."""
-    if activation.dim() < 2:
-        raise ValueError(f"layer {name!r} has an output of shape {tuple(activation.shape)}: no unit axis")
-    count = activation.shape[1]
-    try:
-        index = int(unit)
-    except (TypeError, ValueError):
-        raise TypeError(f"a unit is an integer index, not {unit!r}") from None
-    if index != unit or not -count <= index < count:
-        raise ValueError(f"unit {unit!r} is out of range for layer {name!r}: it has {count} units (0..{count - 1})")
-    return index % count

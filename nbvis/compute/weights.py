@@ -151,7 +151,7 @@ def layer_tiles(
     elif isinstance(module, nn.modules.conv._ConvNd) and weight is not None and weight.dim() in (3, 4):
         if input_shape is not None:
             raise ValueError(f"input_shape applies to Linear layers; layer {name!r} is {type(module).__name__}")
-        filters = weight.detach().float().cpu()
+        filters = _conv_filters(module)
         if filters.dim() == 3:  # Conv1d: (out, in, k) -> (out, in, 1, k)
             filters = filters.unsqueeze(2)
         kind = "conv"
@@ -163,6 +163,19 @@ def layer_tiles(
     bias = getattr(module, "bias", None)
     bias = bias.detach().float().cpu() if bias is not None else torch.zeros(filters.shape[0])
     return WeightTiles(name, kind, tiles.contiguous(), bias, filters, used)
+
+
+def _conv_filters(module: nn.modules.conv._ConvNd) -> torch.Tensor:
+    """The filters ``(out, in / groups, *kernel)`` of a conv layer; a transposed conv stores its
+    weight as ``(in, out / groups, *kernel)``, so each output channel's filter is gathered first."""
+    weight = module.weight.detach().float().cpu()
+    if not module.transposed:
+        return weight
+    groups = module.groups
+    per_in, per_out = weight.shape[0] // groups, weight.shape[1]
+    kernel = tuple(weight.shape[2:])
+    grouped = weight.reshape(groups, per_in, per_out, *kernel).transpose(1, 2)
+    return grouped.reshape(groups * per_out, per_in, *kernel).contiguous()
 
 
 def readout_weights(model: nn.Module, layer: LayerRef) -> tuple[str, torch.Tensor]:

@@ -11,10 +11,11 @@ import torch
 import traitlets
 from torch import nn
 
-from ..compute.dataset import TopExamples, _map_style, _sample_tensor, field_geometries, scan_top_examples
+from ..compute import units
+from ..compute.dataset import TopExamples, as_samples, field_geometries, sample_tensor, scan_top_examples
 from ..compute.gradients import deconvnet, gradient, guided_backprop
 from ..compute.images import DEFAULT_MAX_BYTES, decode_image, image_layout, pixels_to_input
-from ..compute.probe import LayerRef, as_input, borrowed, first_tensor, forward_with, resolve_layer
+from ..compute.probe import LayerRef, as_input, borrowed, forward_with
 from ._base import STATIC, NbvisWidget
 from ._jobs import Job, Throttle
 from ._traits import Array, ArrayDict
@@ -82,6 +83,7 @@ class ActivationHeatmap(NbvisWidget):
         preprocess: Optional[Callable] = None,
         *,
         invert="auto",
+        input_shape: Optional[Sequence[int]] = None,
         **kwargs,
     ):
         if not isinstance(model, nn.Module):
@@ -94,15 +96,17 @@ class ActivationHeatmap(NbvisWidget):
         self._preprocess = preprocess
         self._invert = invert
         self._lock = threading.RLock()  # one computation on the model at a time (jobs run on threads outside a kernel)
-        self._dataset, self._targets = _as_dataset(dataset)
+        self._dataset, self._targets = as_samples(dataset)
         from_dataset = x is None
         start = int(kwargs.get("index", 0))
         if from_dataset:
             if self._dataset is None:
                 raise TypeError("ActivationHeatmap needs an input x (one sample), or a dataset to pick samples from")
             x = self._sample(start)
-        self._names = None if layers is None else [resolve_layer(model, layer)[0] for layer in _as_list(layers)]
-        self._sample_shape: Optional[tuple] = None
+        self._names = None if layers is None else [units.parse_layer(model, layer).name for layer in _as_list(layers)]
+        self._sample_shape: Optional[tuple] = None if input_shape is None else tuple(int(n) for n in input_shape)
+        if self._sample_shape is None and self._dataset is not None:
+            self._sample_shape = tuple(sample_tensor(self._dataset[0]).shape)  # a dataset sample's shape
         self._layout_key = None
         self._grad_values: Optional[np.ndarray] = None
         self._batch, self._activations, self._output_name = self._run(x)
@@ -113,7 +117,8 @@ class ActivationHeatmap(NbvisWidget):
         if labels is not None:
             labels = [str(label) for label in labels]
             if self._output_name is None or len(labels) != n_out:
-                raise ValueError(f"labels has {len(labels)} names; the model's output has {n_out} units")
+                shape = "" if self._output_name is None else f" (one sample has shape {tuple(self._activations[self._output_name].shape[1:])})"
+                raise ValueError(f"labels has {len(labels)} names; the model's output has {n_out} units{shape}")
         super().__init__(**kwargs)
         self.set_trait("labels", labels or [])
         self.set_trait("dataset_size", 0 if self._dataset is None else len(self._dataset))
@@ -140,8 +145,9 @@ class ActivationHeatmap(NbvisWidget):
 
     @property
     def activations(self) -> dict[str, np.ndarray]:
-        """Each shown layer's activation for the current input (one sample, no batch axis)."""
-        return {self._label(name): act[0].detach().cpu().numpy() for name, act in self._activations.items()}
+        """Each shown layer's activation for the current input (one sample, no batch axis), by
+        layer name (``""`` is the model's output)."""
+        return {name: act[0].detach().float().cpu().numpy() for name, act in self._activations.items()}
 
     @property
     def output_layer(self) -> Optional[str]:
@@ -150,8 +156,9 @@ class ActivationHeatmap(NbvisWidget):
 
     @property
     def layers(self) -> list[str]:
-        """The names of the layers shown, in order (``"output"`` for the model's own output)."""
-        return [self._label(name) for name in self._activations]
+        """The names of the layers shown, in order (``""`` for the model's own output, ``"relu#2"``
+        for a second call of ``relu``)."""
+        return list(self._activations)
 
     @property
     def gradient_map(self) -> Optional[np.ndarray]:
@@ -187,7 +194,7 @@ class ActivationHeatmap(NbvisWidget):
         n = len(self._dataset)
         if not 0 <= index < n:
             raise ValueError(f"index {index} is out of range: the dataset has {n} samples (0..{n - 1})")
-        return _sample_tensor(self._dataset[index])
+        return sample_tensor(self._dataset[index])
 
     def _target_text(self, index: int) -> str:
         if self._targets is None:
@@ -199,75 +206,29 @@ class ActivationHeatmap(NbvisWidget):
             return f" (label {labels[int(value)]})"
         return f" (label {value})"
 
-    def _to_batch(self, x) -> torch.Tensor:
-        tensor = as_input(x, self.model, "x")
-        shape = tuple(tensor.shape)
-        if self._sample_shape is not None:
-            if shape == self._sample_shape:
-                return tensor.unsqueeze(0)
-            if shape == (1,) + self._sample_shape:
-                return tensor
-        if tensor.dim() == 0:
-            raise ValueError("x must be one input sample (an array with the model's input shape), not a scalar")
-        return tensor.unsqueeze(0)
-
     def _capture(self, batch: torch.Tensor):
         with self._lock, borrowed(self.model), torch.no_grad():
             return forward_with(self.model, batch, self._names)
 
     def _run(self, x):
-        """Validate ``x`` as one sample and capture the activations: (batch, activations, output name)."""
-        batch = self._to_batch(x)
-        if self._sample_shape is not None and tuple(batch.shape[1:]) != self._sample_shape:
-            raise ValueError(
-                f"the input has shape {tuple(batch.shape[1:])}; this view shows inputs of shape {self._sample_shape} "
-                "(one sample, or a batch of one)"
-            )
-        try:
-            output, acts = self._capture(batch)
-        except ValueError as first:
-            if self._sample_shape is not None or batch.dim() < 2:
-                raise
-            if batch.shape[1] != 1:
-                self._reject_batch(batch[0])
-                raise
-            try:  # x may be a batch of one
-                output, acts = self._capture(batch[0])
-            except ValueError:
-                raise first from None
-            batch = batch[0]
-        out = first_tensor(output)
-        if out is not None and out.dim() >= 3 and out.shape[0] == 1 and out.shape[1] == batch.shape[1] > 1:
-            raise ValueError(
-                f"x looks like a batch of {batch.shape[1]} inputs; pass one sample (x[0]), or dataset=x to pick from them"
-            )
+        """``x`` as one sample (the rule of :mod:`nbvis.compute.units`) and the activations it
+        gives: (batch of one, activations, name of the layer that is the model's output)."""
+        tensor = as_input(x, self.model, "x")
+        batch, _ = units.split_sample(self.model, tensor, input_shape=self._sample_shape, one=True)
+        output, acts = self._capture(batch)
+        out = units.resolve_output(output)
         if out is not None and out.shape[:1] != (1,):
             raise ValueError(f"x must be one input sample; the model returned {tuple(out.shape)} for it")
-        output_name = None
-        if out is not None:
-            for name, act in acts.items():
-                if act.shape == out.shape and torch.allclose(act, out.detach(), rtol=0, atol=0, equal_nan=True):
-                    output_name = name
-            if output_name is None and self._names is None:
-                acts[""] = out.detach()
-                output_name = ""
+        output_name = units.OUTPUT if units.OUTPUT in acts else acts.output_of
+        if output_name is None and out is not None and self._names is None:
+            acts[units.OUTPUT] = out.detach()
+            acts.axes[units.OUTPUT] = units.default_axis(out) if out.dim() <= 2 else acts.axes.get(acts.output_of, 1)
+            output_name = units.OUTPUT
         if not acts:
             raise ValueError("none of the chosen layers returned a tensor for this input")
         if self._sample_shape is None:
             self._sample_shape = tuple(batch.shape[1:])
         return batch, acts, output_name
-
-    def _reject_batch(self, batch: torch.Tensor) -> None:
-        """Raise a clear error when ``batch`` (given as x) is a batch of several inputs the model accepts."""
-        try:
-            output, _ = self._capture(batch)
-        except ValueError:
-            return
-        out = first_tensor(output)
-        if out is not None and out.shape[:1] == batch.shape[:1]:
-            raise ValueError(
-                f"x looks like a batch of {len(batch)} inputs; pass one sample (x[0]), or dataset=x to pick from them"
-            )
 
     def _set_input(self, x, caption: str, seq: Optional[int] = None) -> None:
         with self._guard():
@@ -313,11 +274,20 @@ class ActivationHeatmap(NbvisWidget):
     # ----- state -> traits ---------------------------------------------------------------------
 
     def _label(self, name: str) -> str:
-        return "output" if name == "" else name
+        return units.layer_label(name)
+
+    def _axis(self, name: str) -> int:
+        act = self._activations[name]
+        return self._activations.axes.get(name, units.default_axis(act)) if act.dim() >= 2 else 0
 
     def _units(self, name: str) -> int:
         act = self._activations[name]
-        return 1 if act.dim() < 2 else int(act.shape[1])
+        return units.unit_count(act, self._axis(name))
+
+    def _shown(self, name: str, values: torch.Tensor) -> torch.Tensor:
+        """One sample of a layer's values with its feature axis first, as the view draws units."""
+        axis = self._axis(name)
+        return values.movedim(axis - 1, 0) if values.dim() >= 2 and axis > 1 else values
 
     def _layout_entries(self) -> list[dict]:
         """What the view needs to lay out every panel; recomputed only when shapes change."""
@@ -326,7 +296,7 @@ class ActivationHeatmap(NbvisWidget):
             return self._layout
         geometry = {}
         image = _image_layout(self._sample_shape)
-        spatial = [name for name, act in self._activations.items() if act.dim() == 4]
+        spatial = [name for name, act in self._activations.items() if act.dim() == 4 and self._axis(name) == 1]
         if image is not None and len(self._sample_shape) == 3 and spatial:
             try:
                 geometry = field_geometries(self.model, spatial, self._sample_shape)
@@ -335,7 +305,7 @@ class ActivationHeatmap(NbvisWidget):
         entries = [{"name": "input", "label": "input", "kind": "image" if image else "dense",
                     "shape": list(self._sample_shape), "image": list(image) if image else None}]
         for name, act in self._activations.items():
-            sample = tuple(act.shape[1:])
+            sample = tuple(self._shown(name, act[0]).shape)
             if len(sample) <= 1:
                 units = int(sample[0]) if sample else 1
                 kind = "bars" if name == self._output_name and units <= MAX_BARS else "dense"
@@ -364,7 +334,7 @@ class ActivationHeatmap(NbvisWidget):
             self._input = self._batch[0]
             self._grad = grad
             self.grad_caption = grad_caption
-            self._acts = {name: act[0] for name, act in self._activations.items()}
+            self._acts = {name: self._shown(name, act[0]) for name, act in self._activations.items()}
             if seq is not None:
                 self._seq_done = seq
 
@@ -373,10 +343,14 @@ class ActivationHeatmap(NbvisWidget):
             return None, ""
         layer, unit = self.selected
         wrt = self.wrt or "input"
+        if wrt == "input" and not self._batch.is_floating_point():
+            return None, "the input is token ids, which have no gradient: choose a layer to see the map over it"
         with self._lock:
             values = METHODS[self.method](self.model, self._batch, of=(layer, unit), wrt=wrt)[0]
+        if wrt != "input":
+            values = self._shown(wrt, values)
         what = {"gradient": "gradient", "guided": "guided backprop", "deconvnet": "deconvnet"}[self.method]
-        return values.detach().cpu().numpy(), f"{what} of {self._label(layer)}[{unit}] over {self._label(wrt) if wrt != 'input' else 'the input'}"
+        return values.detach().float().cpu().numpy(), f"{what} of {self._label(layer)}[{unit}] over {self._label(wrt) if wrt != 'input' else 'the input'}"
 
     # ----- observers ---------------------------------------------------------------------------
 
@@ -388,23 +362,25 @@ class ActivationHeatmap(NbvisWidget):
         if not isinstance(value, (tuple, list)) or len(value) != 2:
             raise traitlets.TraitError(f"selected is (layer, unit), e.g. ('fc1', 3), or None; got {value!r}")
         layer, unit = value
-        name = "" if layer in ("output", None) and "" in self._activations else layer
-        if isinstance(name, nn.Module):
-            name = resolve_layer(self.model, name)[0]
-        if name not in self._activations:
-            raise traitlets.TraitError(f"selected layer {layer!r} is not shown; the layers are {self.layers}")
-        count = self._units(name)
-        if isinstance(unit, bool) or not isinstance(unit, (int, np.integer)) or not 0 <= int(unit) < count:
-            raise traitlets.TraitError(f"unit {unit!r} is out of range for layer {self._label(name)!r}: it has {count} units (0..{count - 1})")
-        return (name, int(unit))
+        try:
+            name = units.parse_layer(self.model, layer).name
+            if name not in self._activations:
+                raise ValueError(f"selected layer {layer!r} is not shown; the layers are {self.layers}")
+            index = units.check_index(unit, self._units(name), "unit", f" for layer {self._label(name)!r}")
+        except (TypeError, ValueError) as err:
+            raise traitlets.TraitError(str(err)) from None
+        return (name, index)
 
     @traitlets.validate("wrt")
     def _check_wrt(self, proposal):
         value = proposal["value"] or "input"
         if value == "input":
             return value
-        name = "" if value == "output" else value
-        if name not in self._activations:
+        try:
+            name = units.parse_layer(self.model, value).name
+        except (TypeError, ValueError):
+            name = value
+        if name not in self._activations or name == units.OUTPUT:
             raise traitlets.TraitError(f"wrt is 'input' or one of the shown layers {self.layers}, not {value!r}")
         return name
 
@@ -550,60 +526,3 @@ def _image_layout(shape) -> Optional[tuple]:
     except ValueError:
         return None
     return None if len(shape) == 1 and layout[1] < 8 else layout
-
-
-def _as_dataset(dataset):
-    """(indexable samples, targets or None) from what the user passed as dataset."""
-    if dataset is None:
-        return None, None
-    if isinstance(dataset, tuple) and len(dataset) == 2 and all(hasattr(d, "__len__") for d in dataset):
-        inputs, targets = dataset
-        if len(inputs) != len(targets):
-            raise ValueError(f"dataset=(inputs, targets) needs as many targets as inputs; got {len(inputs)} and {len(targets)}")
-        return _indexed(inputs), targets
-    if isinstance(dataset, (torch.Tensor, np.ndarray)):
-        if dataset.ndim < 2 or len(dataset) == 0:
-            raise ValueError(f"dataset must hold samples along its first axis; got shape {tuple(dataset.shape)}")
-        return dataset, None
-    if hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__") and not isinstance(dataset, (str, bytes, dict)):
-        if len(dataset) == 0:
-            raise ValueError("the dataset is empty")
-        return _indexed(dataset), _DatasetTargets(dataset)
-    raise TypeError(
-        "dataset must be a tensor or array of samples, an (inputs, targets) pair, or a map-style torch Dataset; "
-        f"got {type(dataset).__name__}"
-    )
-
-
-def _indexed(samples):
-    """``samples`` as something the top-example scan reads one sample per index (it reads any
-    other iterable, such as a list, as a sequence of batches)."""
-    if isinstance(samples, (torch.Tensor, np.ndarray)) or _map_style(samples):
-        return samples
-    return _Samples(samples)
-
-
-class _Samples(torch.utils.data.Dataset):
-    """A sequence of samples (or of (input, target) pairs) read by index."""
-
-    def __init__(self, samples):
-        self._samples = samples
-
-    def __len__(self):
-        return len(self._samples)
-
-    def __getitem__(self, index):
-        return self._samples[index]
-
-
-class _DatasetTargets:
-    """The second element of each item of a Dataset of (input, target) pairs, read lazily."""
-
-    def __init__(self, dataset):
-        self._dataset = dataset
-
-    def __getitem__(self, index):
-        item = self._dataset[index]
-        if isinstance(item, (tuple, list)) and len(item) >= 2:
-            return item[1]
-        return ""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import html
-import math
 from typing import Callable, Optional, Sequence
 
 import ipywidgets
@@ -19,8 +18,9 @@ import torch
 import traitlets
 from torch import nn
 
+from ..compute import structure, units
 from ..compute.optimize import OptimizationRun, objective
-from ..compute.probe import LayerRef, capture, resolve_layer
+from ..compute.probe import LayerRef, capture
 from ..compute.weights import infer_input_shape
 from ._base import close_parts
 from ._guard import ErrorGuard
@@ -30,11 +30,6 @@ from .weight_grid import WeightGrid
 
 __all__ = ["Explorer"]
 
-WEIGHTED = (nn.Linear, nn.modules.conv._ConvNd)
-# Layers whose output for a unit never decreases when that unit's input rises (in eval mode).
-RISING = (nn.Sigmoid, nn.Tanh, nn.ReLU, nn.ReLU6, nn.ELU, nn.SELU, nn.CELU, nn.Softplus, nn.Hardtanh,
-          nn.Hardsigmoid, nn.LogSigmoid, nn.Dropout, nn.Identity, nn.modules.pooling._MaxPoolNd,
-          nn.modules.pooling._AvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd, nn.modules.pooling._AdaptiveAvgPoolNd)
 HINT = "Click a unit in the heatmap: its weights, its preferred input and its top dataset examples appear here."
 
 
@@ -110,9 +105,7 @@ class Explorer(ErrorGuard, ipywidgets.VBox):
             sample = self.heatmap.input
             self._input_shape = self._check_run(tuple(sample.shape) if input_shape is None else input_shape)
             self._chain = self._layer_chain(sample)
-            self._shown_shapes = {
-                "" if label == "output" else label: act.shape for label, act in self.heatmap.activations.items()
-            }
+            self._shown_shapes = {name: act.shape for name, act in self.heatmap.activations.items()}
         except Exception:
             self.close()
             raise
@@ -156,12 +149,9 @@ class Explorer(ErrorGuard, ipywidgets.VBox):
 
     @property
     def selected(self) -> Optional[tuple[str, int]]:
-        """The selected ``(layer, unit)`` (``"output"`` names the model's output), or None."""
+        """The selected ``(layer, unit)`` (``""`` names the model's output), or None."""
         value = self.heatmap.selected
-        if value is None:
-            return None
-        layer, unit = value
-        return ("output" if layer == "" else layer, unit)
+        return None if value is None else tuple(value)
 
     @selected.setter
     def selected(self, value) -> None:
@@ -211,65 +201,40 @@ class Explorer(ErrorGuard, ipywidgets.VBox):
         )
         return OptimizationRun(self.model, every_layer, input_shape, **options).input_shape
 
-    def _layer_chain(self, sample: torch.Tensor) -> list[tuple[Optional[str], tuple]]:
-        """``(name, sample shape)`` of the model input (name None) and of every leaf layer, in the
-        order they run, and of the model's output (name "") when the heatmap shows it apart."""
-        acts = capture(self.model, sample.unsqueeze(0))
-        chain = [(None, tuple(sample.shape))] + [(name, tuple(act.shape[1:])) for name, act in acts.items()]
-        shown = self.heatmap.activations
-        if "output" in shown and "output" not in acts:
-            chain.append(("", tuple(shown["output"].shape)))
-        return chain
+    def _layer_chain(self, sample: torch.Tensor) -> structure.Structure:
+        """Every leaf call of the model on the current input, with which call feeds which."""
+        return structure.trace(self.model, sample.unsqueeze(0).clone())
 
     def _shown_name(self, layer: LayerRef) -> str:
         """The heatmap's name of a shown layer ("" for the model's output); ValueError otherwise."""
-        name = resolve_layer(self.model, layer)[0] if isinstance(layer, nn.Module) else layer
-        if name == "output" and "" in self._shown_shapes:
-            name = ""
-        if not isinstance(name, str) or name not in self._shown_shapes:
+        name = units.parse_layer(self.model, layer).name
+        if name not in self._shown_shapes:
             raise ValueError(f"layer {layer!r} is not shown; the layers are {self.heatmap.layers}")
         return name
 
     def _find_source(self, name: str) -> Optional[str]:
-        """Walk back from ``name`` through layers that keep its units (activations, pooling,
-        normalization) to the first Linear or Conv layer; None when the units change on the way."""
-        names = [n for n, _ in self._chain]
-        if name in names:
-            start = names.index(name)
-        else:  # a container: its output is that of the last leaf inside it
-            inside = [i for i, n in enumerate(names) if n and n.startswith(name + ".")]
-            if not inside:
+        """The Linear or Conv call that computes ``name``'s units (see :func:`structure.weighted_source`)."""
+        if name == units.OUTPUT:
+            calls = self._chain.calls
+            if not calls or calls[-1].shape != tuple(self._shown_shapes[name]):
                 return None
-            start = inside[-1]
-        shape = self._shown_shapes.get(name)
-        if not shape:
-            return None
-        modules = dict(self.model.named_modules())
-        for layer, layer_shape in reversed(self._chain[1 : start + 1]):
-            if len(layer_shape) != len(shape) or layer_shape[0] != shape[0]:
-                return None
-            if layer and isinstance(modules[layer], WEIGHTED):
-                return layer
-        return None
+            name = calls[-1].name
+        return structure.weighted_source(self._chain, name, self._shown_shapes.get(name))
 
     def _grid_shape(self, layer: str) -> Optional[tuple]:
-        """How a Linear layer's inputs form an image: the last image-shaped activation (or the
-        model input) before it with as many values, e.g. (16, 7, 7) before a flatten."""
-        module = dict(self.model.named_modules())[layer]
+        """How a Linear layer's inputs form an image (see :func:`structure.grid_shape`)."""
+        module = units.parse_layer(self.model, layer).module
         if not isinstance(module, nn.Linear):
             return None
-        names = [n for n, _ in self._chain]
-        for _, shape in reversed(self._chain[: names.index(layer)]):
-            if math.prod(shape) != module.in_features:
-                break
-            if len(shape) in (2, 3):
-                return shape
+        shape = structure.grid_shape(self._chain, layer, module.in_features)
+        if shape is not None:
+            return shape
         return None if infer_input_shape(module.in_features) else (module.in_features,)
 
     def _reads_input(self, layer: str) -> bool:
         """Whether the layer's inputs are the model's input itself, so that input * weights means
         something (always true of a conv grid, which uses the input only to rank units)."""
-        module = dict(self.model.named_modules())[layer]
+        module = units.parse_layer(self.model, layer).module
         if not isinstance(module, nn.Linear):
             return True
         x = self.heatmap.input
@@ -310,7 +275,7 @@ class Explorer(ErrorGuard, ipywidgets.VBox):
         layer, unit = selection
         source = self.weighted_layer(layer)
         if source is None:
-            label = "output" if layer == "" else layer
+            label = units.layer_label(layer)
             self._put_note(f"{label} has no incoming weights of its own: its units are not computed by one Linear or Conv layer.")
             return
         grid = self._put_grid(source)
@@ -336,8 +301,7 @@ class Explorer(ErrorGuard, ipywidgets.VBox):
         self._grid_slot.children = (self._grid_note,)
 
     def _default_grid_layer(self) -> Optional[str]:
-        modules = dict(self.model.named_modules())
-        return next((n for n, _ in self._chain[1:] if n and isinstance(modules[n], WEIGHTED)), None)
+        return next((c.name for c in self._chain.calls if isinstance(c.module, structure.WEIGHTED)), None)
 
     def _grid_for(self, layer: str) -> WeightGrid:
         grid = self._grids.get(layer)
@@ -388,7 +352,7 @@ class Explorer(ErrorGuard, ipywidgets.VBox):
         current = self.heatmap.selected
         if current is not None and self.weighted_layer(current[0]) == grid_layer:
             return current[0]
-        names = ["" if label == "output" else label for label in self.heatmap.layers]
+        names = list(self.heatmap.layers)
         if grid_layer in names:
             return grid_layer
         for name in names:
@@ -425,18 +389,15 @@ class Explorer(ErrorGuard, ipywidgets.VBox):
     def _objective(self, layer: str, unit: int) -> tuple[str, int]:
         """What the optimizer maximizes for the selected unit (see ``preactivation``)."""
         source = self.weighted_layer(layer)
-        names = [n for n, _ in self._chain]
-        if not self._preactivation or source in (None, layer) or layer not in names:
+        if not self._preactivation or source in (None, layer) or self._chain.get(layer) is None:
             return (layer, unit)
-        modules = dict(self.model.named_modules())
-        between = names[names.index(source) + 1 : names.index(layer) + 1]
-        return (source, unit) if all(_rises(modules[name], unit) for name in between) else (layer, unit)
+        return (source, unit) if structure.rises_with(self._chain, source, layer, unit) else (layer, unit)
 
     def _caption_html(self, selection) -> str:
         if selection is None:
             return f"<b>Explorer</b> &middot; {HINT}"
         layer, unit = selection
-        label = "output" if layer == "" else layer
+        label = units.layer_label(layer)
         text = f"<b>selected: {html.escape(label)}[{unit}]</b>"
         if self._labels and layer == self.heatmap.output_layer and unit < len(self._labels):
             text += f" (class {html.escape(self._labels[unit])})"
@@ -446,15 +407,6 @@ class Explorer(ErrorGuard, ipywidgets.VBox):
         target = self._objective(layer, unit)
         via = "" if target == (layer, unit) else f" (by maximizing <code>{html.escape(target[0])}[{unit}]</code>, which it rises with)"
         return text + f" &middot; its preferred input{via} &middot; its top dataset examples under the heatmap"
-
-
-def _rises(module: nn.Module, unit: int) -> bool:
-    """Whether ``module``'s output for ``unit`` never decreases when that unit's input rises."""
-    if isinstance(module, nn.modules.batchnorm._BatchNorm):
-        return module.weight is None or bool(module.weight[unit] > 0)
-    if isinstance(module, nn.LeakyReLU):
-        return module.negative_slope >= 0
-    return isinstance(module, RISING)
 
 
 def _muted(text: str) -> str:

@@ -7,8 +7,8 @@ const THROTTLE_MS = 40;
 export function datasetSlider(ctx) {
   const { model, view } = ctx;
   const { listen } = view;
-  const slider = h("input", { type: "range", min: 0, step: 1, style: { width: "220px" } });
-  const indexBox = h("input", { type: "number", min: 0, step: 1, style: { width: "5em" } });
+  const slider = h("input", { type: "range", min: 0, step: 1, class: "nbvis-ah-slider" });
+  const indexBox = h("input", { type: "number", min: 0, step: 1, class: "nbvis-ah-index" });
   const element = h("label", { class: "nbvis-ah-dataset" }, ["sample ", slider, indexBox]);
 
   let timer = null;

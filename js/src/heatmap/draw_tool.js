@@ -39,7 +39,7 @@ export function drawTool(ctx, input, sender) {
   const { model, view } = ctx;
   const { listen } = view;
   const clearButton = h("button", { textContent: "clear", title: "clear the drawing (draw on the input with the mouse; shift-drag erases)" });
-  const brush = h("input", { type: "range", min: 0.5, max: 4, step: 0.25, value: 1.5, style: { width: "70px" }, title: "brush size" });
+  const brush = h("input", { type: "range", min: 0.5, max: 4, step: 0.25, value: 1.5, class: "nbvis-ah-brush", title: "brush size" });
   const element = h("span", {}, [clearButton, " ", h("label", {}, ["brush ", brush])]);
   const canvas = input.canvas;
   let paint = null; // H*W values in 0..1 while the person draws

@@ -4,7 +4,7 @@ import { h } from "../lib/view.js";
 /** {element, update()}: a file input; the file's bytes go to the kernel at once (see sender.js). */
 export function upload(ctx, sender) {
   const { model, view, status } = ctx;
-  const fileInput = h("input", { type: "file", accept: "image/*", style: { maxWidth: "190px" } });
+  const fileInput = h("input", { type: "file", accept: "image/*", class: "nbvis-ah-file" });
   const element = h("label", {}, ["upload ", fileInput]);
   view.listen(fileInput, "change", async () => {
     const file = fileInput.files && fileInput.files[0];

@@ -25,7 +25,7 @@ export function whyPanel(ctx) {
   view.listen(wrtSelect, "change", () => setTraits(model, { wrt: wrtSelect.value }));
   const canvas = h("canvas", { class: "nbvis-ah-grad" });
   const caption = h("span", { class: "nbvis-muted" });
-  const legend = h("span", { class: "nbvis-colorbar", style: { background: gradientCss(DIVERGING), display: "inline-block" } });
+  const legend = h("span", { class: "nbvis-colorbar nbvis-ah-legend", style: { background: gradientCss(DIVERGING) } });
   const element = h("div", { class: "nbvis-ah-panel nbvis-ah-why" }, [
     h("span", { class: "nbvis-ah-title", textContent: "why: the selected unit" }),
     h("span", {}, [methodSelect, " over ", wrtSelect]), canvas, h("span", {}, [legend]), caption,

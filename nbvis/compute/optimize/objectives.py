@@ -1,6 +1,6 @@
 """Objectives: what activation maximization drives up, computed from one forward pass's activations.
 
-:func:`unit` (a neuron, a conv channel's mean or one position), :func:`logit` (a class output),
+:func:`unit` (a neuron, a conv channel's mean or one element, as in :mod:`nbvis.compute.units`), :func:`logit` (a class output),
 :func:`objective` (any function of the activations), and sums / negatives of these;
 :func:`as_objective` turns every accepted spelling into an :class:`Objective`.
 """
@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from nbvis.compute.probe import LayerRef, check_unit, resolve_layer
+from nbvis.compute import units
+from nbvis.compute.probe import LayerRef, resolve_layer
 
 __all__ = ["Objective", "as_objective", "logit", "objective", "unit"]
 
@@ -67,50 +68,31 @@ class Objective:
 
 
 class _Unit(Objective):
-    """One unit of a layer: a neuron, a conv channel's mean over positions, or one position."""
+    """One unit of a layer (see :mod:`nbvis.compute.units`): an int along the feature axis
+    (a channel reduced over its positions, by its mean unless ``reduce`` says otherwise) or one element."""
 
-    def __init__(self, layer: LayerRef, index, position: Sequence[int] | None = None):
-        if not isinstance(layer, (str, nn.Module)):
-            raise TypeError(f"a layer is a dotted name (str) or an nn.Module of the model, not {type(layer).__name__}")
-        if position is not None:
-            if isinstance(position, (int, np.integer)):
-                position = (position,)
-            try:
-                position = tuple(int(p) for p in position)
-            except (TypeError, ValueError):
-                raise TypeError(f"a position is a tuple of integers such as (y, x), not {position!r}") from None
+    def __init__(self, layer: LayerRef, index, position: Sequence[int] | None = None, reduce: str = units.DEFAULT_REDUCE):
+        spec = (layer, index) if position is None else (layer, index, position)
+        self.unit = units.parse_unit(spec, what="a unit objective")
+        self.reduce = units.check_reduce(reduce)
         self.layer = layer
-        self.index = index
-        self.position = position
         self.layers = (layer,)
-        name = layer if isinstance(layer, str) else type(layer).__name__
-        where = "" if position is None else ", " + ", ".join(str(p) for p in position)
-        self.description = f"{name or 'output'}[{index}{where}]"
+        name = layer if isinstance(layer, str) or layer is None else type(layer).__name__
+        self.description = self.unit.describe(name or units.OUTPUT)
 
     def bind(self, model):
-        name, _ = resolve_layer(model, self.layer)
-        return _Unit(name, self.index, self.position)
+        bound = _Unit.__new__(_Unit)
+        bound.__dict__.update(self.__dict__)
+        bound.layer = units.parse_layer(model, self.layer).name
+        bound.layers = (bound.layer,)
+        bound.description = self.unit.describe(bound.layer)
+        return bound
 
     def __call__(self, activations):
         name = self.layer
         act = activations[name]
-        label = name or "output"
-        index = check_unit(label, act, self.index)
-        channel = act[:, index]
-        if self.position is None:
-            return channel.reshape(channel.shape[0], -1).mean(dim=1)
-        spatial = tuple(channel.shape[1:])
-        if len(self.position) != len(spatial):
-            raise ValueError(
-                f"layer {label!r} has {len(spatial)} position axes (shape {tuple(act.shape)}), "
-                f"so a position needs {len(spatial)} indices; got {self.position}"
-            )
-        for p, size in zip(self.position, spatial):
-            if not -size <= p < size:
-                raise ValueError(
-                    f"position {self.position} is outside layer {label!r}, whose unit maps are {spatial}"
-                )
-        return channel[(slice(None),) + self.position]
+        axes = getattr(activations, "axes", {})
+        return units.select(self.unit, name, act, axes.get(name), self.reduce)
 
 
 class _Sum(Objective):
@@ -169,13 +151,13 @@ class _Callable(Objective):
         return self.fn(activations)
 
 
-def unit(layer: LayerRef, index: int, position: Sequence[int] | None = None) -> Objective:
-    """Unit ``index`` of ``layer``: a neuron of a dense layer, or a conv channel.
-
-    A channel counts as the mean over all its positions, or, with ``position=(y, x)``, as the
-    activation at that one position.
+def unit(layer: LayerRef, index, position: Sequence[int] | None = None, reduce: str = units.DEFAULT_REDUCE) -> Objective:
+    """Unit ``index`` of ``layer``, as everywhere in nbvis (:mod:`nbvis.compute.units`): an int
+    along the feature axis (a neuron, or a conv channel counted as the mean over its positions,
+    or with ``reduce="sum"``/``"max"``), or a tuple for one element such as ``(c, y, x)``;
+    ``unit(layer, c, (y, x))`` is the same element.
     """
-    return _Unit(layer, index, position)
+    return _Unit(layer, index, position, reduce)
 
 
 def logit(index: int) -> Objective:
@@ -206,10 +188,10 @@ def as_objective(spec) -> Objective:
     if isinstance(spec, (int, np.integer)):
         return logit(int(spec))
     if isinstance(spec, tuple):
-        if len(spec) in (2, 3) and isinstance(spec[0], (str, nn.Module)):
+        if len(spec) in (2, 3) and (spec[0] is None or isinstance(spec[0], (str, nn.Module))):
             return unit(*spec)
         raise TypeError(
-            f"an objective tuple is (layer, unit) or (layer, unit, position); got {spec!r}"
+            f"an objective tuple is (layer, unit), (layer, (c, y, x)) or (layer, unit, (y, x)); got {spec!r}"
         )
     if isinstance(spec, str):
         text = spec.strip()

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from nbvis.compute.probe import as_input, borrowed, forward_with, model_device, model_dtype
+from nbvis.compute.units import resolve_output
 
 from .objectives import as_objective
 from .parametrizations import Fourier, Pixels
@@ -64,7 +65,7 @@ class Step:
 
     @property
     def values(self) -> np.ndarray:
-        return self._values.cpu().numpy().astype(np.float64)
+        return self._values.float().cpu().numpy().astype(np.float64)
 
     @property
     def images(self) -> np.ndarray:
@@ -76,16 +77,21 @@ class Step:
         return f"Step({self.index}, values={np.array2string(self.values, precision=4)})"
 
 
-class Result(NamedTuple):
-    """What :func:`maximize` returns: the final ``inputs`` ``(starts, *input_shape)`` and the
-    objective ``history`` ``(steps, starts)``."""
-
+class _Pair(NamedTuple):
     inputs: torch.Tensor
     history: np.ndarray
 
-    def images(self, value_range=None) -> np.ndarray:
+
+class Result(_Pair):
+    """What :func:`maximize` returns: the final ``inputs`` ``(starts, *input_shape)`` and the
+    objective ``history`` ``(steps, starts)``; it unpacks as ``inputs, history``."""
+
+    value_range: tuple[float, float] | None = None  # the run's, for :attr:`images`
+
+    @property
+    def images(self) -> np.ndarray:
         """The final inputs as uint8 images ``(starts, H, W, C)`` (see :func:`to_uint8`)."""
-        return to_uint8(self.inputs, value_range)
+        return to_uint8(self.inputs, self.value_range)
 
 
 def _check_shape(input_shape) -> tuple[int, ...]:
@@ -225,8 +231,9 @@ class OptimizationRun:
 
     def _evaluate(self, inputs: torch.Tensor) -> torch.Tensor:
         output, acts = forward_with(self.model, inputs, self._layers, detach=False)
-        if self._layers is None and isinstance(output, torch.Tensor):
-            acts = {**acts, "": output}
+        final = resolve_output(output)
+        if self._layers is None and final is not None:
+            acts[""] = final
         values = self.objective(acts)
         if not isinstance(values, torch.Tensor):
             raise TypeError(
@@ -361,17 +368,19 @@ class OptimizationRun:
         with self._history_lock:
             pending, self._pending = self._pending, []
             if pending:
-                new = torch.stack(pending).cpu().numpy().astype(np.float64)
+                new = torch.stack(pending).float().cpu().numpy().astype(np.float64)
                 self._history = np.concatenate([self._history, new])
             return self._history.copy()  # the caller may edit it; the run keeps its own
 
     def evaluate(self) -> np.ndarray:
         """The objective of the current inputs, without transforms: ``(starts,)``."""
         with borrowed(self.model), torch.no_grad():
-            return self._evaluate(self.inputs).cpu().numpy().astype(np.float64)
+            return self._evaluate(self.inputs).float().cpu().numpy().astype(np.float64)
 
     def result(self) -> Result:
-        return Result(self.inputs, self.history)
+        result = Result(self.inputs, self.history)
+        result.value_range = self.value_range
+        return result
 
     def __repr__(self) -> str:
         return (

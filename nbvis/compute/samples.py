@@ -1,0 +1,185 @@
+"""The sample rule of the contract (see :mod:`nbvis.compute.units`): whether ``x`` is one sample
+or a batch, decided without trial forward passes, and how inputs become tensors.
+
+An explicit ``input_shape`` wins; else the shape of a dataset sample; else the layer that
+consumes the input (the first ``Linear``, ``ConvNd`` or ``Embedding`` of the model): a ``ConvNd``
+takes ``(C, *spatial)``; a ``Linear`` takes ``(..., in_features)``, or any shape with
+``in_features`` values before a flatten; an ``Embedding`` takes token ids ``(tokens,)``. For a
+view, a leading axis of length 1 is a batch of one. Integer inputs of a model that starts with
+an ``Embedding`` stay integers; every other input becomes the model's floating dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = [
+    "consumer",
+    "describe_consumer",
+    "model_device",
+    "model_dtype",
+    "sample_shape_of",
+    "split_sample",
+    "to_tensor",
+]
+
+
+def consumer(model: nn.Module) -> Optional[tuple[str, nn.Module]]:
+    """The layer that consumes the model's input: the first ``Linear``, ``ConvNd`` or
+    ``Embedding`` in the model's definition order (None when it has none)."""
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd, nn.Embedding, nn.EmbeddingBag)):
+            return name, module
+    return None
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The floating dtype of the model's first floating parameter (float32 when it has none)."""
+    for tensor in model.parameters():
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float32
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a model with neither)."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def to_tensor(x, model: nn.Module, name: str = "x") -> torch.Tensor:
+    """A new tensor on the model's device from a numpy array, list or tensor: integer inputs of a
+    model whose input is consumed by an ``Embedding`` stay integers (int64); everything else
+    becomes the model's floating dtype. Always a copy (an in-place first layer cannot change the
+    caller's data)."""
+    device = model_device(model)
+    if isinstance(x, torch.Tensor):
+        if x.is_complex():
+            raise TypeError(f"{name} must be real-valued; got a {x.dtype} tensor")
+        tensor = x.detach()
+    else:
+        try:
+            array = np.asarray(x)
+        except Exception as err:  # ragged lists and the like
+            raise TypeError(f"{name} must be a tensor or an array of numbers, not {type(x).__name__}") from err
+        if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+            raise TypeError(f"{name} must hold numbers; got an array of dtype {array.dtype}")
+        if np.iscomplexobj(array):
+            raise TypeError(f"{name} must be real-valued; got an array of dtype {array.dtype}")
+        tensor = torch.from_numpy(np.array(array))  # a copy, writable
+    first = consumer(model)
+    takes_ids = first is not None and isinstance(first[1], (nn.Embedding, nn.EmbeddingBag))
+    if takes_ids:
+        if tensor.is_floating_point() or tensor.dtype == torch.bool:
+            if tensor.dtype == torch.bool or not torch.equal(tensor, tensor.round()):
+                raise TypeError(
+                    f"{name} goes into the embedding {first[0]!r}, which takes token ids (integers); got dtype {tensor.dtype}"
+                )
+        return tensor.to(device=device, dtype=torch.long, copy=True)
+    return tensor.to(device=device, dtype=model_dtype(model), copy=True)
+
+
+def sample_rank(model: nn.Module) -> Optional[tuple[str, nn.Module, int]]:
+    """(consumer name, module, rank of one sample) for ConvNd (exact rank); Linear and Embedding
+    get the least rank (1); None without a consumer."""
+    found = consumer(model)
+    if found is None:
+        return None
+    name, module = found
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return name, module, len(module.kernel_size) + 1
+    return name, module, 1
+
+
+def describe_consumer(model: nn.Module) -> str:
+    """A short sentence on what the layer that consumes the input expects, for error messages."""
+    found = consumer(model)
+    if found is None:
+        return "the model has no Linear, Conv or Embedding layer to say what shape it expects"
+    name, module = found
+    if isinstance(module, nn.Linear):
+        return f"its input goes into {name!r}, a Linear layer that expects {module.in_features} features"
+    if isinstance(module, nn.modules.conv._ConvNd):
+        axes = len(module.kernel_size)
+        return f"its input goes into {name!r}, a {type(module).__name__} that expects {module.in_channels} channels ({axes + 1} axes a sample)"
+    return f"its input goes into {name!r}, an {type(module).__name__} (token ids)"
+
+
+def split_sample(
+    model: nn.Module, x: torch.Tensor, *, input_shape: Optional[Sequence[int]] = None, one: bool = False
+) -> tuple[torch.Tensor, bool]:
+    """``(batch, single)``: ``x`` with a batch axis, and whether ``x`` was one sample.
+
+    ``one=True`` (a view): ``x`` must be one sample or a batch of exactly one, else ValueError.
+    The rule is in the module docstring; ``input_shape`` is the shape of one sample when known
+    (from the caller or a dataset).
+    """
+    shape = tuple(x.shape)
+    if input_shape is not None:
+        sample = tuple(int(n) for n in input_shape)
+        if shape == sample:
+            return x.unsqueeze(0), True
+        if shape[1:] == sample and (not one or shape[0] == 1):
+            return x, False
+        expected = f"{sample} (one sample) or {(1,) + sample} (a batch of one)" if one else f"{sample} or (N, *{sample})"
+        raise ValueError(f"x has shape {shape}; expected {expected}")
+    rank = sample_rank(model)
+    if x.dim() == 0:
+        if rank is not None and isinstance(rank[1], (nn.Embedding, nn.EmbeddingBag)):
+            return x.reshape(1, 1), True
+        raise ValueError(f"x is a scalar; {describe_consumer(model)}")
+    if rank is None:
+        if one and x.dim() >= 2 and shape[0] == 1:
+            return x, False
+        if one:
+            return x.unsqueeze(0), True
+        return x, False
+    name, module, least = rank
+    if isinstance(module, nn.modules.conv._ConvNd):
+        if x.dim() == least:
+            if shape[0] != module.in_channels:
+                raise ValueError(
+                    f"x has shape {shape}: one sample with {shape[0]} channels, but {describe_consumer(model)}"
+                )
+            return x.unsqueeze(0), True
+        if x.dim() == least + 1 and (not one or shape[0] == 1):
+            return x, False
+        expected = f"{least} axes (C, *spatial) for one sample" + ("" if one else f" or {least + 1} for a batch")
+        if one and x.dim() == least + 1:
+            raise ValueError(
+                f"x has shape {shape}: a batch of {shape[0]} inputs; pass one sample (x[0]) or a batch of one, or dataset=x to pick from them"
+            )
+        raise ValueError(f"x has shape {shape}; {describe_consumer(model)}: expected {expected}")
+    if x.dim() == 1 and not (isinstance(module, nn.Linear) and shape[0] != module.in_features and not one):
+        return x.unsqueeze(0), True
+    if isinstance(module, nn.Linear) and shape[-1] != module.in_features:
+        features = module.in_features
+        if x.numel() == features:  # one sample, reshaped before the Linear layer (a flatten)
+            if x.dim() >= 4 and shape[0] == 1:
+                return x, False  # a batch of one image
+            return x.unsqueeze(0), True
+        if shape[0] > 1 and x.numel() == shape[0] * features:
+            if one:
+                raise ValueError(
+                    f"x has shape {shape}: a batch of {shape[0]} inputs ({describe_consumer(model)}); "
+                    "pass one sample (x[0]) or a batch of one, or dataset=x to pick from them"
+                )
+            return x, False
+        if one:
+            raise ValueError(f"x has shape {shape} ({x.numel()} values); {describe_consumer(model)}")
+    if one:
+        return (x, False) if shape[0] == 1 else (x.unsqueeze(0), True)  # a leading axis > 1: a sequence
+    return x, False
+
+
+def sample_shape_of(model: nn.Module, x, *, input_shape: Optional[Sequence[int]] = None) -> tuple:
+    """The shape of one sample for the view rule (``one=True``) of :func:`split_sample`."""
+    batch, _ = split_sample(model, x, input_shape=input_shape, one=True)
+    return tuple(batch.shape[1:])
