@@ -9,7 +9,7 @@ import signal
 import torch
 from torch import nn
 
-from conftest import assert_unchanged, model_state  # tests/conftest.py
+from modelcheck import assert_unchanged, model_state  # tests/modelcheck.py
 
 def bn_cnn() -> nn.Module:
     """A small conv net with BatchNorm (running stats that a forward in train mode would move),
