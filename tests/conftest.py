@@ -7,7 +7,7 @@ import tempfile
 
 import pytest
 
-from modelcheck import model_state
+from modelcheck import assert_unchanged, model_state
 
 # Demo models are trained once per test session into a private cache.
 os.environ.setdefault("NBVIS_CACHE", os.path.join(tempfile.gettempdir(), "nbvis-test-cache"))
