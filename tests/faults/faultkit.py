@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import random
 import signal
+import time
 
 import torch
 from torch import nn
@@ -67,9 +68,10 @@ def interrupt_repeatedly(call, n: int, max_delay: float, check, seed: int = 0) -
     rng = random.Random(seed)
     reached = 0
     for _ in range(n):
+        deadline = time.monotonic() + 30  # an interrupt that never arrives is a failure, not a hang
         try:
             with alarm_interrupt(rng.uniform(1e-4, max_delay)):
-                while True:
+                while time.monotonic() < deadline:
                     call()
         except KeyboardInterrupt:
             reached += 1
