@@ -3,20 +3,25 @@ and what one FeatureImportance chart costs over the wire and in a saved notebook
 
 The baseline is what a user would write: the torch model wrapped as a scikit-learn estimator and
 passed to ``sklearn.inspection.permutation_importance`` (same random_state, so the same
-permutations: the printed max |difference| checks that both compute the same numbers). The floor is
+permutations: the max |difference| checks that both compute the same numbers). The floor is
 one batched forward pass over every perturbed row (n_samples * n_features * n_repeats rows), in
 chunks through a reused buffer, without building any perturbation.
+
+Each round times nbvis, scikit-learn and the floor one after the other; the reported ratio is
+the median over rounds of each round's ratio, so load on a shared machine moves both sides alike.
+Where a CUDA GPU is available the same cases run there too (the GPU rows say so where not).
 
 The chart's cost is compared with plotly's own FigureWidget drawing the same bars (it ships its
 multi-MB JavaScript bundle inside every instance's state).
 
-Run:  python benchmarks/bench_importance.py [--quick] [--bytes-only]
+Run:  python benchmarks/bench_importance.py [--quick] [--rounds N] [--bytes-only]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -28,19 +33,12 @@ from sklearn.inspection import permutation_importance as sklearn_importance
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import nbvis  # noqa: E402
 from nbvis.compute.importance import MEMORY_BUDGET  # noqa: E402
+from _rows import add_options, median_ratio, no_cuda, row  # noqa: E402
 from sklearn_estimators import TorchClassifier, TorchRegressor  # noqa: E402
-
-
-def best_of(fn, runs: int) -> tuple[float, object]:
-    best, value = float("inf"), None
-    for _ in range(runs):
-        start = time.perf_counter()
-        value = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, value
 
 
 def floor(model: nn.Module, X: torch.Tensor, rows: int) -> float:
@@ -55,6 +53,8 @@ def floor(model: nn.Module, X: torch.Tensor, rows: int) -> float:
             n = min(chunk, rows - done)
             model(buf[:n])
             done += n
+    if buf.is_cuda:
+        torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
@@ -75,26 +75,50 @@ def fit(model: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int) -> nn.M
     return model.eval()
 
 
-def case(title, model, X, y, estimator, scoring, n_repeats, runs, sklearn_runs):
-    """Time nbvis (best of 3: the machine may be shared), scikit-learn and the floor; print the ratios."""
-    Xt = torch.as_tensor(X, dtype=torch.float32)
-    t_ours, ours = best_of(
-        lambda: nbvis.permutation_importance(model, Xt, y, scoring=scoring, n_repeats=n_repeats, random_state=0), 3
-    )
+def timed(fn) -> tuple[float, object]:
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+def case(title, model, X, y, estimator, scoring, n_repeats, rounds, target, device="cpu"):
+    """Rounds of nbvis, scikit-learn and the floor side by side; print and report the median ratios."""
+    model = model.to(device)
+    Xt = torch.as_tensor(X, dtype=torch.float32, device=device)
     flat = np.asarray(X).reshape(len(X), -1)
-    t_sk, ref = best_of(
-        lambda: sklearn_importance(estimator, flat, y, scoring=scoring, n_repeats=n_repeats, random_state=0),
-        sklearn_runs,
-    )
-    t_floor = min(floor(model, Xt, len(X) * len(ours.groups) * n_repeats) for _ in range(min(runs, 2)))
-    diff = np.abs(ref.importances - ours.importances).max()
+
+    def ours():
+        result = nbvis.permutation_importance(model, Xt, y, scoring=scoring, n_repeats=n_repeats, random_state=0)
+        if device != "cpu":
+            torch.cuda.synchronize()
+        return result
+
+    def reference():
+        return sklearn_importance(estimator, flat, y, scoring=scoring, n_repeats=n_repeats, random_state=0)
+
+    ours()  # warm up
+    times = {"nbvis": [], "sklearn": [], "floor": []}
+    for _ in range(rounds):
+        t, result = timed(ours)
+        times["nbvis"].append(t)
+        t, ref = timed(reference)
+        times["sklearn"].append(t)
+        times["floor"].append(floor(model, Xt, len(X) * len(result.groups) * n_repeats))
+    diff = float(np.abs(ref.importances - result.importances).max())
+    speedup = median_ratio(times["sklearn"], times["nbvis"])
+    over_floor = median_ratio(times["nbvis"], times["floor"])
+    median = {k: statistics.median(v) for k, v in times.items()}
     print(
-        f"{title}\n  scikit-learn {t_sk:7.3f} s | nbvis {t_ours:7.3f} s | speed-up x{t_sk / t_ours:6.1f} | "
-        f"floor (one batched forward over all {len(X) * len(ours.groups) * n_repeats:,} perturbed rows) "
-        f"{t_floor:7.3f} s: nbvis/floor {t_ours / t_floor:5.2f}, scikit-learn/floor {t_sk / t_floor:5.2f} | "
+        f"{title} [{device}, {rounds} round(s)]\n  scikit-learn {median['sklearn']:7.3f} s | nbvis {median['nbvis']:7.3f} s | "
+        f"speed-up x{speedup:6.2f} (median of per-round ratios) | floor (one batched forward over all "
+        f"{len(X) * len(result.groups) * n_repeats:,} perturbed rows) {median['floor']:7.3f} s: nbvis/floor {over_floor:5.2f} | "
         f"max |nbvis - sklearn| {diff:.1e}"
     )
-    return t_sk / t_ours
+    met = None if target is None else bool(speedup >= target and diff <= 1e-5)
+    label = f"{title}, vs scikit-learn" + (" (CUDA)" if device != "cpu" else "")
+    value = f"{speedup:.2f}x faster ({over_floor:.2f}x the one-batch floor; max diff {diff:.0e})"
+    row(label, value, "" if target is None else f">= {target:g}x, same numbers", met)
+    return speedup
 
 
 def state_bytes(widget) -> tuple[int, int]:
@@ -148,43 +172,57 @@ def chart_cost() -> None:
     print(f"  saved notebook widget state, 1 chart / 3 charts: nbvis {one / kb:7.1f} / {three / kb:7.1f} KB, "
           f"FigureWidget {fone / kb:7.1f} / {fthree / kb:7.1f} KB (each extra chart: nbvis {(three - one) / 2 / kb:.1f} KB, "
           f"FigureWidget {(fthree - fone) / 2 / kb:.1f} KB)")
+    row("FeatureImportance chart over the wire, vs a plotly FigureWidget of the same bars",
+        f"{(fjs + fbuf) / (js + buf):.0f}x smaller ({(js + buf) / kb:.1f} KB vs {(fjs + fbuf) / kb:.1f} KB)")
+    row("each extra chart in a saved notebook, vs a plotly FigureWidget",
+        f"{(fthree - fone) / max(1, three - one):.0f}x smaller ({(three - one) / 2 / kb:.1f} KB vs {(fthree - fone) / 2 / kb:.1f} KB)")
     for widget in [*charts, pixels, *figures]:
         widget.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one floor and diabetes-baseline run (nbvis: always best of 3)")
-    parser.add_argument("--bytes-only", action="store_true", help="only measure what a chart costs")
-    args = parser.parse_args()
-    runs = 1 if args.quick else 3
-    if args.bytes_only:
-        chart_cost()
-        return
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-
+def cases():
+    """(title, model, X, y, estimator, scoring, n_repeats, rounds, quick rounds, target) of each case."""
     # 1. a 20000 x 50 table, 50-64-64-1 MLP, r2, n_repeats=10
     rng = np.random.default_rng(0)
     X = rng.normal(size=(20000, 50)).astype(np.float32)
     y = (X[:, 0] * 2 + np.sin(X[:, 1] * 2) + X[:, 2] * X[:, 3] + 0.1 * rng.normal(size=20000)).astype(np.float32)
     model = fit(mlp(50, 64, 64, 1), torch.from_numpy(X), torch.from_numpy(y), 100)
-    case("20000 x 50 table, MLP 50-64-64-1, r2, n_repeats=10", model, X, y, TorchRegressor(model), "r2", 10, runs, 1)
+    yield "permutation importance, 20000x50 table, MLP 50-64-64-1, 10 repeats", model, X, y, TorchRegressor(model), "r2", 10, 3, 1, 2.5
 
     # 2. diabetes, 442 x 10, MLP 10-64-64-1, r2, n_repeats=10
     X, y = load_diabetes(return_X_y=True)
     X = ((X - X.mean(0)) / X.std(0)).astype(np.float32)
     y = ((y - y.mean()) / y.std()).astype(np.float32)
     model = fit(mlp(10, 64, 64, 1), torch.from_numpy(X), torch.from_numpy(y), 200)
-    case("diabetes 442 x 10, MLP 10-64-64-1, r2, n_repeats=10", model, X, y, TorchRegressor(model), "r2", 10, runs, runs)
+    yield "permutation importance, diabetes 442x10, MLP 10-64-64-1, 10 repeats", model, X, y, TorchRegressor(model), "r2", 10, 9, 3, 7
 
     # 3. pixel importance of the digits MLP (784-100-10), 1797 digits at 28x28, accuracy, n_repeats=5
     images, labels = nbvis.demo.digits(28)
     model = nbvis.demo.digits_mlp()
     est = TorchClassifier(model, input_shape=(1, 28, 28)).fit(None, labels.numpy())
-    case(
-        "digits pixel importance, MLP 784-100-10, 1797 x 28 x 28, accuracy, n_repeats=5",
-        model, images.numpy(), labels.numpy(), est, "accuracy", 5, runs, 1,
-    )
+    yield ("pixel importance, digits 1797x28x28, MLP 784-100-10, 5 repeats", model, images.numpy(), labels.numpy(), est,
+           "accuracy", 5, 3, 1, 20)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_options(parser)
+    parser.add_argument("--rounds", type=int, default=None, help="rounds per case (default: 3, 9 for diabetes; --quick: 1, 3)")
+    parser.add_argument("--bytes-only", action="store_true", help="only measure what a chart costs")
+    args = parser.parse_args()
+    if args.bytes_only:
+        chart_cost()
+        return
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    missing = no_cuda()
+    for title, model, X, y, est, scoring, n_repeats, rounds, quick, target in cases():
+        rounds = args.rounds or (quick if args.quick else rounds)
+        case(title, model, X, y, est, scoring, n_repeats, rounds, target)
+        if missing:
+            row(f"{title}, vs scikit-learn (CUDA)", missing)
+        else:
+            case(title, model, X, y, est, scoring, n_repeats, rounds, None, device="cuda")
+            model.cpu()
     chart_cost()
 
 

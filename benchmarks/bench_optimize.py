@@ -1,15 +1,20 @@
 """Activation maximization: nbvis against the loops a user would otherwise write or reach for.
 
+0. ``maximize`` without regularizers against the bare PyTorch loop (hook, forward, backward,
+   Adam) at three model sizes. Target: at most 1.05x per step at every size.
 1. Pixel parametrization with the four regularizers of Yosinski et al. 2015 switched on together
    and live streaming (uint8 frames of all starts, packed to bytes, at most 30 per second),
    against the bare PyTorch loop: forward with a forward hook, backward, Adam step.
    Target: at most 1.15x per step.
 2. Fourier parametrization with jitter / scale / rotation transforms, against Lucent's
    ``render_vis`` (torch-lucent, a benchmark-only dependency) at the same image size, objective
-   and step count. Target: faster than Lucent.
+   and step count, and against the bare pixel loop. Targets: Lucent at least 1.5x slower (fixed
+   image size), nbvis at most 1.10x the bare pixel loop.
 
 Every timing is taken in the same process, rounds interleaved; CPU time of this process is
 reported beside wall time, since other work on a shared machine inflates wall time at random.
+Ratios are medians of per-round ratios of CPU time. ``rows()`` returns ``(name, ratio, target,
+met)`` tuples, the convention of the benchmark scripts.
 Run: ``python benchmarks/bench_optimize.py [--steps 32] [--rounds 5] [--size 128] [--threads 1]``.
 """
 
@@ -27,10 +32,37 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from nbvis.compute.optimize import OptimizationRun, Regularizers
+from nbvis.compute.optimize import OptimizationRun, Regularizers, maximize
 
 PAPER_FOUR = Regularizers(decay=1e-4, blur_width=1.0, blur_every=4, norm_pct=50, contribution_pct=90)
 FRAME_INTERVAL = 1 / 30
+
+
+def sized_cnn(width: int, size: int) -> nn.Module:
+    """A 3-w-2w conv net with a linear head (the issue's 3-16-32 + linear at width 16)."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        OrderedDict(
+            conv1=nn.Conv2d(3, width, 3, padding=1),
+            relu1=nn.ReLU(),
+            pool1=nn.MaxPool2d(2),
+            conv2=nn.Conv2d(width, 2 * width, 3, padding=1),
+            relu2=nn.ReLU(),
+            pool2=nn.MaxPool2d(2),
+            flatten=nn.Flatten(),
+            head=nn.Linear(2 * width * (size // 4) ** 2, 10),
+        )
+    ).eval()
+
+
+SIZES = {"3-8-16 + linear, 32 px": (8, 32), "3-16-32 + linear, 64 px": (16, 64), "3-32-64 + linear, 128 px": (32, 128)}
+
+
+def plain_loop(model, shape, steps) -> Clock:
+    """``maximize`` with no regularizers, as a user calls it."""
+    with Clock() as clock:
+        maximize(model, ("head", 3), shape[1:], steps=steps, starts=shape[0])
+    return clock
 
 
 def small_cnn() -> nn.Module:
@@ -168,6 +200,73 @@ def report(label, entry, steps, baseline_word="ratio"):
     )
 
 
+def rows(steps: int = 32, rounds: int = 5, size: int = 128, starts: int = 1, threads: int = 1, echo=print):
+    """Run every comparison; return ``(name, ratio, target, met)`` rows (and print the details)."""
+    torch.set_num_threads(threads)
+    out = []
+    echo(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {steps} steps x {rounds} interleaved rounds; "
+         "ratios are medians of per-round CPU-time ratios")
+
+    echo("\n0. maximize, no regularizers, vs the bare PyTorch loop (hook+forward+backward+Adam)")
+    for label, (width, side) in SIZES.items():
+        model = sized_cnn(width, side)
+        shape = (starts, 3, side, side)
+        bare_loop(model, shape, 4, layer="head", channel=3)
+        plain_loop(model, shape, 4)
+        found = compare(rounds, {
+            "bare": lambda: bare_loop(model, shape, steps, layer="head", channel=3),
+            "nbvis": lambda: plain_loop(model, shape, steps),
+        })
+        report(f"{label}: nbvis maximize", found["nbvis"], steps)
+        ratio = found["nbvis"]["cpu_ratio"]
+        out.append((f"maximize, no regularizers, {label} / bare loop", ratio, "<= 1.05", ratio <= 1.05))
+
+    model = small_cnn()
+    shape = (starts, 3, size, size)
+    bare_loop(model, shape, 4)  # warm-up: allocator, kernels, first-use imports
+    nbvis_loop(model, shape, 4, PAPER_FOUR)
+    found = compare(rounds, {
+        "bare": lambda: bare_loop(model, shape, steps),
+        "quiet": lambda: nbvis_loop(model, shape, steps, PAPER_FOUR, stream=False),
+        "stream": lambda: nbvis_loop(model, shape, steps, PAPER_FOUR),
+    })
+    echo(f"\n1. small CNN 3-32-64-64 at {size} px, the paper's four regularizers together, live frames")
+    report("bare PyTorch loop (hook+forward+backward+Adam)", found["bare"], steps)
+    report("nbvis, four regularizers, no frames", found["quiet"], steps)
+    report(f"nbvis, four regularizers + frames ({found['stream']['frames']} per run)", found["stream"], steps)
+    ratio = found["stream"]["cpu_ratio"]
+    out.append((f"pixel, four regularizers + frames, {size} px / bare loop", ratio, "<= 1.15", ratio <= 1.15))
+
+    try:
+        render, param, stand_in = lucent_modules()
+    except ImportError as err:
+        echo(f"\n2. skipped: Lucent is not installed ({err}); "
+             "pip install --no-deps torch-lucent==0.1.8 kornia==0.5.11 decorator")
+        return out
+    if stand_in:
+        echo("\n(torchvision is not importable here: Lucent runs with a stand-in module that provides only "
+             "torchvision.transforms.Normalize)")
+    lucid = Regularizers(jitter=8, scale=0.1, rotate=10)
+    lucent_loop(render, param, model, size, starts, 2, size)
+    nbvis_loop(model, shape, 2, lucid, "fourier", stream=False)
+    found = compare(rounds, {
+        "nbvis": lambda: nbvis_loop(model, shape, steps, lucid, "fourier", stream=False),
+        "fixed": lambda: lucent_loop(render, param, model, size, starts, steps, size),
+        "default": lambda: lucent_loop(render, param, model, size, starts, steps, None),
+        "bare": lambda: bare_loop(model, shape, steps),
+    })
+    echo(f"\n2. Fourier parametrization + jitter/scale/rotation, {size} px, same objective and steps")
+    report("nbvis", found["nbvis"], steps, "vs nbvis")
+    report(f"Lucent render_vis, fixed_image_size={size}", found["fixed"], steps, "vs nbvis")
+    report("Lucent render_vis, default (upsampled to 224 px)", found["default"], steps, "vs nbvis")
+    report("bare pixel loop, no transforms", found["bare"], steps, "vs nbvis")
+    lucent = found["fixed"]["cpu_ratio"]
+    over_bare = 1.0 / found["bare"]["cpu_ratio"]
+    out.append((f"Lucent render_vis (fixed size) / nbvis, Fourier + transforms, {size} px", lucent, ">= 1.5", lucent >= 1.5))
+    out.append((f"nbvis Fourier + transforms / bare pixel loop, {size} px", over_bare, "<= 1.10", over_bare <= 1.10))
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=32)
@@ -176,57 +275,10 @@ def main():
     parser.add_argument("--starts", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps CPU time meaningful)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    model = small_cnn()
-    shape = (args.starts, 3, args.size, args.size)
-    steps = args.steps
-    print(
-        f"small CNN 3-32-64-64, input {shape}, {steps} steps x {args.rounds} interleaved rounds, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); ratios are medians of per-round ratios"
-    )
-
-    bare_loop(model, shape, 4)  # warm-up: allocator, kernels, first-use imports
-    nbvis_loop(model, shape, 4, PAPER_FOUR)
-    out = compare(
-        args.rounds,
-        {
-            "bare": lambda: bare_loop(model, shape, steps),
-            "quiet": lambda: nbvis_loop(model, shape, steps, PAPER_FOUR, stream=False),
-            "stream": lambda: nbvis_loop(model, shape, steps, PAPER_FOUR),
-        },
-    )
-    print("\n1. pixel parametrization, the paper's four regularizers together, live frames")
-    report("bare PyTorch loop (hook+forward+backward+Adam)", out["bare"], steps)
-    report("nbvis, four regularizers, no frames", out["quiet"], steps)
-    report(f"nbvis, four regularizers + frames ({out['stream']['frames']} per run)", out["stream"], steps)
-    print(f"   target <= 1.15x: {'met' if out['stream']['cpu_ratio'] <= 1.15 else 'NOT met'}")
-
-    try:
-        render, param, stand_in = lucent_modules()
-    except ImportError as err:
-        print(f"\n2. skipped: Lucent is not installed ({err}); "
-              "pip install --no-deps torch-lucent kornia==0.5.11 decorator")
-        return
-    if stand_in:
-        print("\n(torchvision is not importable here: Lucent runs with a stand-in module that provides only "
-              "torchvision.transforms.Normalize)")
-    lucid = Regularizers(jitter=8, scale=0.1, rotate=10)
-    lucent_loop(render, param, model, args.size, args.starts, 2, args.size)
-    nbvis_loop(model, shape, 2, lucid, "fourier", stream=False)
-    out = compare(
-        args.rounds,
-        {
-            "nbvis": lambda: nbvis_loop(model, shape, steps, lucid, "fourier", stream=False),
-            "fixed": lambda: lucent_loop(render, param, model, args.size, args.starts, steps, args.size),
-            "default": lambda: lucent_loop(render, param, model, args.size, args.starts, steps, None),
-        },
-    )
-    print(f"\n2. Fourier parametrization + jitter/scale/rotation, {args.size} px, same objective and steps")
-    report("nbvis", out["nbvis"], steps, "vs nbvis")
-    report(f"Lucent render_vis, fixed_image_size={args.size}", out["fixed"], steps, "vs nbvis")
-    report("Lucent render_vis, default (upsampled to 224 px)", out["default"], steps, "vs nbvis")
-    print(f"   target: Lucent slower than nbvis: {'met' if out['fixed']['cpu_ratio'] > 1 else 'NOT met'}")
+    found = rows(args.steps, args.rounds, args.size, args.starts, args.threads)
+    print()
+    for name, ratio, target, met in found:
+        print(f"  {name:<70} {ratio:7.3f}x  target {target:<7} {'met' if met else 'NOT met'}")
 
 
 if __name__ == "__main__":

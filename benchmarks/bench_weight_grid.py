@@ -6,11 +6,12 @@ Prints, for a 100x784 and a 4096x784 Linear layer:
 - the time to draw a page in Chromium (real JupyterLab), versus the time the browser needs just to
   JSON.parse the same weights (the cost the JSON route pays before it can draw anything).
 
-Run: .venv/bin/python benchmarks/bench_weight_grid.py
+Run: .venv/bin/python benchmarks/bench_weight_grid.py [--quick] [--no-browser]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import sys
@@ -21,8 +22,10 @@ from ipywidgets.widgets.widget import _remove_buffers
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import nbvis  # noqa: E402
+from _rows import add_options, row  # noqa: E402
 from harness import JupyterServer, launch_browser, open_notebook, run_all  # noqa: E402
 
 
@@ -32,6 +35,9 @@ def wire_bytes(widget) -> int:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_options(parser)
+    args = parser.parse_args()
     torch.manual_seed(0)
     cases = {"100x784": (100, 100), "4096x784": (4096, 256)}
     print("== bytes sent for the drawn page (binary buffers) vs the layer's weights as JSON ==")
@@ -45,6 +51,13 @@ def main() -> None:
             f"{label}: nbvis {binary / 1e6:.2f} MB (page of {page_size}) | JSON all {as_json / 1e6:.2f} MB "
             f"-> {as_json / binary:.1f}x smaller | JSON same page {page_json / 1e6:.2f} MB -> {page_json / binary:.1f}x smaller"
         )
+        row(f"bytes sent for a {label} layer (page of {page_size}), vs all its weights as JSON",
+            f"{as_json / binary:.1f}x smaller ({binary / 1e6:.2f} MB vs {as_json / 1e6:.2f} MB)")
+
+    if args.no_browser:
+        for label, (units, page_size) in cases.items():
+            row(f"drawing a page of {page_size} tiles of a {label} layer in Chromium", "not measured (--no-browser)")
+        return
 
     print("\n== drawing in Chromium (JupyterLab), median of repeated redraws ==")
     server = JupyterServer().start()
@@ -64,7 +77,7 @@ def main() -> None:
             for i, (label, (units, page_size)) in enumerate(cases.items()):
                 root = roots.nth(i)
                 draws, parses = [], []
-                for scale in ["tile", "shared"] * 5:  # each change redraws the whole page
+                for scale in ["tile", "shared"] * (2 if args.quick else 5):  # each change redraws the whole page
                     before = int(root.get_attribute("data-draws"))
                     root.locator("select").nth(2).select_option(scale)
                     page.wait_for_function(
@@ -87,6 +100,8 @@ def main() -> None:
                     f"{label} (page of {page_size} tiles): draw {draw_ms:.1f} ms | JSON.parse of the same weights "
                     f"{parse_ms:.1f} ms | draw / parse = {draw_ms / parse_ms:.2f}"
                 )
+                row(f"drawing a page of {page_size} tiles of a {label} layer in Chromium, vs JSON.parse of the same weights",
+                    f"{draw_ms:.1f} ms ({draw_ms / parse_ms:.2f}x the parse)")
             browser.close()
     finally:
         server.stop()

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["cache_dir", "digits", "digits_cnn", "digits_mlp", "tiny_net", "DIGIT_LABELS"]
+__all__ = ["cache_dir", "digits", "digits_cnn", "digits_mlp", "photo_cnn", "photo_patches", "tiny_net", "DIGIT_LABELS", "PHOTO_LABELS"]
 
 DIGIT_LABELS = [str(i) for i in range(10)]
+PHOTO_LABELS = ["china", "flower"]
 
 
 def cache_dir() -> Path:
@@ -150,3 +151,58 @@ def digits_cnn() -> nn.Module:
     ``flatten``, ``fc`` (784->10 logits). Input: (N, 1, 28, 28) in [0, 1].
     """
     return _train("digits_cnn", _cnn, digits(28), epochs=8, batch_size=64, lr=2e-3)
+
+
+def photos() -> torch.Tensor:
+    """scikit-learn's two sample photographs (a temple in China, a flower) as float32 (2, 3, 427, 640) in [0, 1]."""
+    try:
+        from sklearn.datasets import load_sample_images
+    except ImportError as err:  # pragma: no cover - scikit-learn is a dependency
+        raise ImportError("the photo demo needs scikit-learn: pip install scikit-learn") from err
+    images = np.stack(load_sample_images().images).astype(np.float32) / 255.0
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+
+
+def photo_patches(size: int = 32, per_image: int = 600) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random ``size`` x ``size`` RGB patches of the two sample photographs (at half resolution), as
+    ``(patches (2 * per_image, 3, size, size) in [0, 1], labels)``: 0 for the temple, 1 for the flower
+    (see :data:`PHOTO_LABELS`). The same patches every call (a fixed seed)."""
+    half = nn.functional.avg_pool2d(photos(), 2)
+    generator = torch.Generator().manual_seed(0)
+    patches, labels = [], []
+    for label, image in enumerate(half):
+        height, width = image.shape[1:]
+        ys = torch.randint(0, height - size + 1, (per_image,), generator=generator)
+        xs = torch.randint(0, width - size + 1, (per_image,), generator=generator)
+        patches += [image[:, y : y + size, x : x + size] for y, x in zip(ys.tolist(), xs.tolist())]
+        labels += [label] * per_image
+    return torch.stack(patches).contiguous(), torch.tensor(labels, dtype=torch.int64)
+
+
+def _photo_cnn() -> nn.Module:
+    return nn.Sequential(
+        OrderedDict(
+            conv1=nn.Conv2d(3, 16, 3, padding=1),
+            relu1=nn.ReLU(),
+            pool1=nn.MaxPool2d(2),
+            conv2=nn.Conv2d(16, 16, 3, padding=1),
+            relu2=nn.ReLU(),
+            pool2=nn.MaxPool2d(2),
+            conv3=nn.Conv2d(16, 32, 3, padding=1),
+            relu3=nn.ReLU(),
+            gap=nn.AdaptiveAvgPool2d(1),
+            flatten=nn.Flatten(),
+            fc=nn.Linear(32, 2),
+        )
+    )
+
+
+def photo_cnn() -> nn.Module:
+    """A small ReLU CNN on RGB patches of scikit-learn's sample photographs: temple or flower.
+
+    Layers: ``conv1`` (3->16), ``relu1``, ``pool1``, ``conv2`` (16->16), ``relu2``, ``pool2``,
+    ``conv3`` (16->32), ``relu3``, ``gap`` (global average pooling), ``flatten``, ``fc`` (2 logits,
+    :data:`PHOTO_LABELS`). Input: (N, 3, H, W) in [0, 1], any H, W >= 4 (trained on 32 x 32 patches
+    from :func:`photo_patches`).
+    """
+    return _train("photo_cnn", _photo_cnn, photo_patches(), epochs=4, batch_size=64, lr=2e-3)

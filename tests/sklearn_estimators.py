@@ -22,15 +22,15 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         return self
 
     def _forward(self, X) -> np.ndarray:
-        dtype = next(self.model.parameters()).dtype
+        weight = next(self.model.parameters())
         values = np.asarray(X)
         if not values.flags.writeable:  # a DataFrame's values under copy-on-write
             values = values.copy()
-        x = torch.as_tensor(values, dtype=dtype)  # no copy for float32 arrays
+        x = torch.as_tensor(values, dtype=weight.dtype).to(weight.device)  # no copy for float32 arrays on the CPU
         if self.input_shape is not None:
             x = x.view(len(x), *self.input_shape)
         with torch.no_grad():
-            return self.model(x).double().numpy()
+            return self.model(x).double().cpu().numpy()
 
     def predict(self, X):
         out = self._forward(X)

@@ -195,7 +195,9 @@ def test_selecting_a_unit_shows_its_gradient(mlp_view, digits_mlp, digits_cnn, d
 
     cnn_view = nbvis.ActivationHeatmap(digits_cnn, x, method="deconvnet")
     cnn_view.selected = ("conv2", 7)
-    np.testing.assert_allclose(cnn_view.gradient_map, nbvis.deconvnet(digits_cnn, x[None], of=("conv2", 7))[0].numpy())
+    np.testing.assert_allclose(
+        cnn_view.gradient_map, nbvis.deconvnet(digits_cnn, x[None], of=("conv2", 7), reduce="weighted")[0].numpy()
+    )
     cnn_view.wrt = "pool1"
     assert cnn_view.gradient_map.shape == (8, 14, 14)
 
@@ -395,4 +397,33 @@ def test_moving_the_selection_before_wrt_computes_the_map_once(digits_cnn, digit
     monkeypatch.setattr(view, "_gradient_state", lambda: calls.append(1) or original())
     view.selected = ("conv1", 0)
     assert view.wrt == "input" and len(calls) == 1
-    assert view.grad_caption == "gradient of conv1[0] over the input"
+    assert view.grad_caption == "gradient of conv1[0] (positions weighted by its activation) over the input"
+
+
+def test_a_flatten_after_conv_maps_is_laid_out_as_those_maps(digits_cnn, digits_data):
+    images, _ = digits_data
+    view = nbvis.ActivationHeatmap(digits_cnn, images[0])
+    entries = {entry["name"]: entry for entry in view._layout}
+    assert entries["flatten"]["fold"] == list(view.activations["pool2"].shape)  # 16 maps of 7x7
+    assert entries["flatten"]["kind"] == "dense" and entries["flatten"]["units"] == 784
+    assert "fold" not in entries["fc"] and "fold" not in entries["conv2"]
+    np.testing.assert_array_equal(view.activations["flatten"], view.activations["pool2"].reshape(-1))
+    view.close()
+
+
+def test_the_why_map_of_a_channel_is_weighted_by_its_activation_or_summed(digits_cnn, digits_data):
+    images, _ = digits_data
+    view = nbvis.ActivationHeatmap(digits_cnn, images[3])
+    view.selected = ("relu2", 5)
+    assert view.reduce == "weighted"
+    weighted = nbvis.gradient(digits_cnn, images[3], of=("relu2", 5), reduce="weighted").numpy()
+    np.testing.assert_allclose(view.gradient_map, weighted, rtol=1e-5, atol=1e-8)
+    assert "weighted by its activation" in view.grad_caption
+    view.reduce = "sum"
+    summed = nbvis.gradient(digits_cnn, images[3], of=("relu2", 5), reduce="sum").numpy()
+    np.testing.assert_allclose(view.gradient_map, summed, rtol=1e-5, atol=1e-8)
+    assert "summed over positions" in view.grad_caption
+    assert not np.allclose(weighted / np.abs(weighted).max(), summed / np.abs(summed).max(), atol=0.05)
+    view.selected = ("fc", 3)  # a dense unit has one value: nothing to weigh
+    assert view.grad_caption == "gradient of fc[3] over the input"
+    view.close()

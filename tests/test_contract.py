@@ -285,6 +285,9 @@ def test_one_rule_for_negative_bool_and_float_units(bad, error, message):
     view = nbvis.ActivationHeatmap(model, x[0])
     with pytest.raises(traitlets.TraitError, match=message):
         view.selected = ("0", bad)
+    grid = nbvis.WeightGrid(model, "0", (6,))
+    with pytest.raises(traitlets.TraitError, match=message.replace("'0'", "'0'")):
+        grid.selected = bad
     assert units.check_index(np.int64(9), 10) == 9 and units.check_index(torch.tensor(2), 10) == 2
 
 

@@ -341,3 +341,42 @@ def test_results_on_the_models_device(digits_cnn, digits_data, device):
 def test_public_names():
     assert nbvis.gradient is gradient and nbvis.guided_backprop is guided_backprop
     assert nbvis.deconvnet is deconvnet and nbvis.loss_gradient is loss_gradient
+
+
+def test_weighted_reduce_backpropagates_a_channel_weighted_by_its_own_activation(digits_cnn, digits_data):
+    """The "why" of a conv channel on this input: the gradient of sum_p a_p(x) a_p(x0) / sum_p a_p(x0)
+    (positive part), checked against autograd by hand; it sits on the digit, unlike the plain sum."""
+    images, _ = digits_data
+    x0 = images[3]
+    weighted = nbvis.gradient(digits_cnn, x0, of=("conv2", 5), reduce="weighted")
+    summed = nbvis.gradient(digits_cnn, x0, of=("conv2", 5), reduce="sum")
+
+    x = x0[None].clone().requires_grad_(True)
+    seen = {}
+    handle = digits_cnn.conv2.register_forward_hook(lambda m, i, o: seen.__setitem__("a", o))
+    try:
+        digits_cnn(x)
+    finally:
+        handle.remove()
+    a = seen["a"][0, 5]
+    w = a.detach().clamp(min=0)
+    (reference,) = torch.autograd.grad((a * w).sum() / w.sum(), x)
+    torch.testing.assert_close(weighted, reference[0], rtol=1e-5, atol=1e-7)
+
+    cosine = torch.nn.functional.cosine_similarity(weighted.flatten(), summed.flatten(), dim=0)
+    assert cosine < 0.95  # a different map, not a rescaled one
+    ink = x0[0] > 0.2  # where the digit is
+
+    def on_ink(g):
+        g = g[0].abs()
+        return float(g[ink].sum() / g.sum())
+
+    assert on_ink(weighted) > 0.75 and on_ink(weighted) > on_ink(summed) + 0.15, (on_ink(weighted), on_ink(summed))
+
+
+def test_weighted_reduce_of_a_channel_that_never_fires_is_the_mean():
+    values = torch.tensor([[-1.0, -2.0, -3.0, -4.0], [0.0, 2.0, 6.0, -1.0]])
+    weights = nbvis.compute.units.activation_weights(values)
+    torch.testing.assert_close(weights, torch.tensor([[0.25] * 4, [0.0, 0.25, 0.75, 0.0]]))
+    with pytest.raises(ValueError, match="weighted"):
+        nbvis.gradient(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3)), torch.zeros(1, 5, 5), of=("0", 1), reduce="weighed")

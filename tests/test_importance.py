@@ -369,7 +369,19 @@ def test_stopping_early_and_failing_leave_the_model_alone(diabetes, unchanged, m
         (dict(n_repeats=2.5), TypeError, "n_repeats must be an integer"),
         (dict(scoring="f1_macro"), ValueError, "unknown scoring 'f1_macro'; expected one of"),
         (dict(method="shuffle"), ValueError, "unknown method 'shuffle'"),
-        (dict(max_samples=1000), ValueError, "max_samples=1000 rows is outside 1..442"),
+        (dict(max_samples=1000), ValueError, "max_samples=1000 rows is outside 2..442"),
+        # one row has nothing to be permuted with: scikit-learn returns NaN, nbvis returned a constant
+        (dict(max_samples=1), ValueError, "max_samples=1 rows is outside 2..442: permuting needs at least 2 rows"),
+        (dict(scoring=[]), ValueError, "scoring is an empty list"),
+        (dict(scoring={}), ValueError, "scoring is an empty dict"),
+        (dict(scoring=["r2", "r2"]), ValueError, "scoring lists a name twice"),
+        (dict(scoring=["r2", len]), TypeError, "a list of scorings must hold names"),
+        (dict(scoring={"fit": 3}), TypeError, "scoring\\['fit'\\] must be a scoring name or a callable"),
+        (dict(scoring=["r2", "f1_macro"]), ValueError, "unknown scoring 'f1_macro'"),
+        (dict(feature_names="abcdefghij"), TypeError, "feature_names must be a list of 10 names, not str"),
+        (dict(method="noise", noise_scale=-0.5), ValueError, "noise_scale must be at least 0"),
+        (dict(random_state=-1), ValueError, "an int random_state must be in 0..2\\*\\*32 - 1"),
+        (dict(progress=5), TypeError, "progress must be None or a callable\\(done, total\\), not int"),
         (dict(max_samples=1.5), ValueError, "in \\(0, 1\\]"),
         (dict(scoring="accuracy"), ValueError, "class indices"),
         (dict(y=np.zeros((442, 3))), ValueError, "the model gives 1 output\\(s\\) per sample but y has 3"),
@@ -389,6 +401,34 @@ def test_bad_input_raises_clear_errors(diabetes, unchanged, change, error, match
     kwargs.update(change)
     with unchanged(model), pytest.raises(error, match=match):
         permutation_importance(model, **kwargs)
+
+
+def test_several_scorings_match_sklearn(diabetes):
+    """A list (or dict) of scorings gives a dict of results by name, from the same permutations, as scikit-learn."""
+    X, y, model = diabetes
+    names = ["r2", "neg_mean_squared_error", "neg_mean_absolute_error"]
+    for random_state in (4, np.random.RandomState(4)):
+        ours = permutation_importance(model, X, y, scoring=names, n_repeats=3, random_state=random_state)
+        ref = sklearn_importance(TorchRegressor(model), X, y, scoring=names, n_repeats=3, random_state=4 if random_state == 4 else np.random.RandomState(4))
+        assert list(ours) == names
+        for name in names:
+            assert ours[name].scoring == name
+            np.testing.assert_allclose(ours[name].importances, ref[name].importances, rtol=0, atol=1e-6)
+            np.testing.assert_allclose(ours[name].importances_mean, ref[name].importances_mean, rtol=0, atol=1e-6)
+    single = permutation_importance(model, X, y, scoring="neg_mean_absolute_error", n_repeats=3, random_state=4)
+    by_dict = permutation_importance(model, X, y, scoring={"mae": "neg_mean_absolute_error", "mine": _mae}, n_repeats=3, random_state=4)
+    assert list(by_dict) == ["mae", "mine"]
+    np.testing.assert_array_equal(by_dict["mae"].importances, single.importances)
+    np.testing.assert_allclose(by_dict["mine"].importances, single.importances, atol=1e-9)
+    seen = []
+    permutation_importance(model, X, y, scoring=names[:2], n_repeats=2, progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1] == (40, 40) and all(t == 40 for _, t in seen) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    with pytest.raises(TypeError, match="iter_permutation_importance takes one scoring"):
+        iter_permutation_importance(model, X, y, scoring=names)
+
+
+def _mae(y_true, y_pred):
+    return -float(np.abs(y_true - y_pred).mean())
 
 
 def test_nan_and_class_range_errors(diabetes, digits8):

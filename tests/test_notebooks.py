@@ -143,3 +143,14 @@ def test_pixel_importance_is_on_patches_well_above_their_error_bars(tmp_path_fac
         assert int(r1) - int(r0) >= 4 and int(c1) - int(c0) >= 4  # patches, not single pixels
         assert float(mean) > 0.01 and float(mean) > 3 * float(std), (mean, std)
         assert not (int(r0) == 0 and int(c0) == 0)  # the empty corner is not among the top
+
+
+@pytest.mark.notebooks
+def test_building_blocks_notebook_factorizes_well_and_refuses_a_negative_layer(tmp_path_factory):
+    text = executed(_notebook("06_"), tmp_path_factory).text()
+    r2 = float(re.search(r"R\^2 = ([\d.]+)", text).group(1))
+    assert 0.8 < r2 <= 1.0
+    assert "layer 'conv2' has negative activations" in text and "use the non-negative layer 'relu2'" in text
+    entries = re.search(r"position \[(\d+), (\d+)\] entries (\[.*\])", text)
+    values = [v for _, v in eval(entries.group(3))]
+    assert len(values) == 5 and values == sorted(values, reverse=True)

@@ -61,7 +61,7 @@ def test_objective_rises_on_mlp_output_and_hidden_unit(digits_mlp, unchanged):
     with unchanged(digits_mlp):
         result = maximize(digits_mlp, ("fc2", 3), SHAPE, steps=60, starts=3)
         rises(result.history)
-        hidden = maximize(digits_mlp, ("fc1", 17), (784,), steps=60, starts=2, regularizers="yosinski2015-2")
+        hidden = maximize(digits_mlp, ("fc1", 17), (784,), steps=60, starts=2, regularizers="yosinski2015-2", optimizer="adam")
         rises(hidden.history)
     assert result.history.shape == (60, 3)
     assert result.inputs.shape == (3, *SHAPE)
@@ -407,7 +407,7 @@ def test_vector_inputs_refuse_image_priors_but_presets_adapt():
         maximize(model, ("2", 1), (5,), regularizers={"blur_width": 1, "blur_every": 2, "jitter": 1})
     with pytest.raises(ValueError, match="Fourier parametrization needs an image"):
         maximize(model, ("2", 1), (5,), parametrization="fourier")
-    run = OptimizationRun(model, ("2", 1), (5,), starts=3, regularizers="yosinski2015-1")
+    run = OptimizationRun(model, ("2", 1), (5,), starts=3, regularizers="yosinski2015-1", lr=0.05)
     assert run.regularizers == Regularizers(norm_pct=50)  # the blur of the preset does not apply
     rises(run.run(40).history)
     assert run.images.shape == (3, 1, 5, 1)

@@ -55,7 +55,7 @@ def test_top_k_for_a_class_and_selection(digits_mlp):
     grid.observe(lambda change: seen.append(change["new"]), names=["selected"])
     grid.set_state({"selected": int(expected[0])})  # what the browser sends on a click
     assert grid.selected == expected[0] and seen == [expected[0]]
-    with pytest.raises(Exception, match="selected must be a unit index in 0..99"):
+    with pytest.raises(Exception, match=r"unit 100 is out of range for layer 'fc1': it has 100 units \(0..99\)"):
         grid.selected = 100
     assert grid.selected == expected[0]  # nothing lost
     with pytest.raises(Exception, match="sort_class must be in 0..9"):

@@ -8,6 +8,7 @@ import { heatmapContext } from "./heatmap/context.js";
 import { datasetSlider } from "./heatmap/dataset_slider.js";
 import { drawTool } from "./heatmap/draw_tool.js";
 import { inputPanel } from "./heatmap/input_panel.js";
+import { keyboardNav } from "./heatmap/keyboard_nav.js";
 import { layerPanels } from "./heatmap/layer_panels.js";
 import { inputSender } from "./heatmap/sender.js";
 import { topExamples } from "./heatmap/top_examples.js";
@@ -44,6 +45,7 @@ function render({ model, el }) {
     },
   });
   const zoom = zoomPanel(ctx, layers);
+  keyboardNav(ctx, layers);
   const why = whyPanel(ctx);
   const top = topExamples(ctx);
 

@@ -24,6 +24,7 @@ const SLIDERS = {
   scale: ["scale", 0, 0.5, "any", "random zoom by 1 \u00b1 scale"],
   rotate: ["rotate", 0, 45, "any", "random rotation, degrees"],
   tv: ["total variation", 0, 2, "any", "penalty on differences between neighbouring pixels"],
+  diversity: ["diversity", 0, 2, "any", "penalty on the similarity between starts (Gram matrices), relative to the objective"],
 };
 
 function render({ model, el }) {
@@ -33,10 +34,11 @@ function render({ model, el }) {
   const vector = arrayGetter(model, "_vector");
   const curve = arrayGetter(model, "_curve");
   const curveSteps = arrayGetter(model, "_curve_steps");
+  const frameRange = arrayGetter(model, "_frame_range");
 
   // ----- toolbar -----
   const title = h("strong");
-  const startButton = h("button", { textContent: "\u25b6 Start", title: "new random starts" });
+  const startButton = h("button", { textContent: "\u25b6 Start", title: "new random starts: a new seed, or the one typed in the seed box" });
   const stopButton = h("button", { textContent: "\u25a0 Stop" });
   const resumeButton = h("button", { textContent: "Resume", title: "go on from the current inputs" });
   listen(startButton, "click", () => command(model, "start"));
@@ -63,10 +65,12 @@ function render({ model, el }) {
 
   // ----- inputs and curve -----
   const images = h("canvas", { class: "nbvis-images" });
+  const rangeNote = h("div", { class: "nbvis-muted nbvis-range", style: { fontSize: "11px" } });
+  const quality = h("table", { class: "nbvis-quality", style: { fontSize: "11px", borderCollapse: "collapse", marginTop: "4px" } });
   const curveCanvas = h("canvas", { class: "nbvis-curve", width: 480, height: 170 });
   const legend = h("div", { class: "nbvis-muted", style: { fontSize: "11px" } });
   const panels = h("div", { style: { display: "flex", flexWrap: "wrap", gap: "12px", alignItems: "flex-start" } }, [
-    h("div", {}, [images]),
+    h("div", {}, [images, rangeNote, quality]),
     h("div", {}, [curveCanvas, legend]),
   ]);
 
@@ -248,6 +252,35 @@ function render({ model, el }) {
     );
   }
 
+  function drawRange() {
+    const range = model.get("value_range") || [];
+    rangeNote.textContent = range.length === 2
+      ? `data range ${fmt(range[0])} \u2026 ${fmt(range[1])} (black \u2026 white); inputs stay inside`
+      : "no data range given: each start is shown from its own minimum to maximum";
+    view.root.dataset.valueRange = range.join(",");
+  }
+
+  // The quality row: per start, what tells a meaningful visualization from a fooling image.
+  const QUALITY = [
+    ["objective", "objective", (v) => fmt(v), "the objective of the input as it is"],
+    ["confidence", "P(class), shifted", (v) => `${(100 * v).toFixed(0)}%`, "the model's probability of the class under random shifts of up to 2 pixels"],
+    ["similarity", "nearest example", (v, row) => `#${row.nearest} r=${v.toFixed(2)}`, "the most correlated of the unit's 16 top dataset examples"],
+    ["diversity", "1 \u2212 corr. to others", (v) => v.toFixed(2), "mean 1 \u2212 correlation with the other starts"],
+    ["high_frequency", "high freq.", (v) => `${(100 * v).toFixed(0)}%`, "share of the energy above a quarter cycle per pixel (noise-like when high)"],
+  ];
+  function drawQuality() {
+    const rows = model.get("quality_rows") || [];
+    quality.replaceChildren();
+    view.root.dataset.quality = String(rows.length);
+    if (!rows.length) return;
+    const cell = (text, style = {}) => h("td", { textContent: text, style: { padding: "1px 6px", ...style } });
+    const head = h("tr", {}, [cell("")].concat(rows.map((_, s) => cell(`start ${s + 1}`, { color: COLORS[s % COLORS.length], fontWeight: "bold" }))));
+    const body = QUALITY.filter(([key]) => key in rows[0]).map(([key, label, show, help]) =>
+      h("tr", { title: help }, [cell(label, { color: "#666" })].concat(rows.map((row) => cell(show(row[key], row))))),
+    );
+    quality.append(head, ...body);
+  }
+
   function draw() {
     updateControls();
     if (model.get("input_kind") === "vector") drawBars();
@@ -275,7 +308,19 @@ function render({ model, el }) {
     if (layout.kind === "image") {
       const hit = tileAt(layout, px, py);
       if (!hit) return tooltip.hide();
-      const where = hit.inside ? `\npixel (${hit.y}, ${hit.x})` : "";
+      let where = "";
+      const f = frame();
+      const r = frameRange();
+      if (hit.inside && f && r) {
+        const s = hit.tile;
+        const tc = f.shape[3];
+        const [lo, hi] = [r.data[2 * s], r.data[2 * s + 1]];
+        const base = ((s * f.shape[1] + hit.y) * f.shape[2] + hit.x) * tc;
+        const data = Array.from({ length: tc }, (_, c) => fmt(lo + ((hi - lo) * f.data[base + c]) / 255));
+        where = `\npixel (${hit.y}, ${hit.x}): ${data.join(", ")}`;
+      } else if (hit.inside) {
+        where = `\npixel (${hit.y}, ${hit.x})`;
+      }
       tooltip.show(`start ${hit.tile + 1}\nobjective ${fmt(values[hit.tile])}${where}`, event);
     } else {
       const col = Math.floor(px / (layout.panelW + 8));
@@ -295,12 +340,16 @@ function render({ model, el }) {
 
   view.redrawOn(["_frame", "_vector", "_curve", "_curve_steps", "values", "step", "state", "steps", "seed"], draw);
   const schedulePriors = view.redrawOn(["presets", "preset", "regularizers", "pending"], updatePriors);
+  view.redrawOn(["quality_rows"], drawQuality);
+  view.redrawOn(["value_range"], drawRange);
   on("adjustable", () => {
     buildSliders();
     schedulePriors();
   });
   buildSliders();
   updatePriors();
+  drawRange();
+  drawQuality();
   draw();
   return view.cleanup;
 }

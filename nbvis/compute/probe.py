@@ -25,6 +25,7 @@ __all__ = [
     "as_input",
     "borrowed",
     "capture",
+    "capture_sample",
     "first_tensor",
     "forward_with",
     "layer_names",
@@ -201,8 +202,10 @@ class Activations(dict):
     (counting the batch axis; see :mod:`nbvis.compute.units`), and ``leaf``: the tensor that
     replaced the ``leaf`` layer's value, when one was asked for."""
 
-    def __init__(self, *args, axes=None, leaf=None, output_of=None):
+    def __init__(self, *args, axes=None, leaf=None, output_of=None, output_axis=None):
         super().__init__(*args)
+        #: the feature axis of the model's own output
+        self.output_axis: Optional[int] = output_axis
         self.axes: dict[str, int] = dict(axes or {})
         self.leaf: Optional[torch.Tensor] = leaf
         #: the last recorded layer whose value is the model's output itself (None when none is)
@@ -362,9 +365,10 @@ def forward_with(
     final = units.resolve_output(output)
     found = None if final is None else produced.get(id(final))
     output_of = found[0] if found is not None and found[1] == final._version else None
+    output_axis = None if final is None or final.dim() == 0 else tracer.axis(final)
     if not explicit:
-        return output, Activations(seen, axes=axes, leaf=leaf_value, output_of=output_of)
-    result = Activations(axes=axes, leaf=leaf_value, output_of=output_of)
+        return output, Activations(seen, axes=axes, leaf=leaf_value, output_of=output_of, output_axis=output_axis)
+    result = Activations(axes=axes, leaf=leaf_value, output_of=output_of, output_axis=output_axis)
     for layer in wanted:
         if layer.name in seen:
             result[layer.name] = seen[layer.name]
@@ -386,6 +390,32 @@ def _missing(layer, skipped: dict, calls: dict, what: str) -> str:
 def first_tensor(output):
     """The tensor a layer's result stands for (see :func:`nbvis.compute.units.resolve_output`)."""
     return units.resolve_output(output)
+
+
+def capture_sample(
+    model: nn.Module, x, layers: Iterable[LayerRef] | None = None, *, input_shape=None
+) -> tuple[torch.Tensor, Activations, Optional[str]]:
+    """What a view shows for one sample: ``(batch of one, activations, output name)``.
+
+    ``x`` is one sample or a batch of exactly one (the rule of :mod:`nbvis.compute.samples`;
+    ``input_shape`` is one sample's shape when known). The output name is the recorded layer
+    whose value is the model's output, or ``""`` (added to the activations, when ``layers`` is
+    None) when no layer returns it; None when it is not shown.
+    """
+    batch, _ = units.split_sample(model, as_input(x, model), input_shape=input_shape, one=True)
+    with borrowed(model), torch.no_grad():
+        output, acts = forward_with(model, batch, layers)
+    out = units.resolve_output(output)
+    if out is not None and out.shape[:1] != (1,):
+        raise ValueError(f"x must be one input sample; the model returned {tuple(out.shape)} for it")
+    name = units.OUTPUT if units.OUTPUT in acts else acts.output_of
+    if name is None and out is not None and layers is None:
+        acts[units.OUTPUT] = out.detach()
+        acts.axes[units.OUTPUT] = acts.output_axis
+        name = units.OUTPUT
+    if not acts:
+        raise ValueError("none of the chosen layers returned a tensor for this input")
+    return batch, acts, name
 
 
 def capture(

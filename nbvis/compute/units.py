@@ -23,7 +23,14 @@
   ``LayerNorm``, attention and other modules whose weights act on the last axis (``(N, tokens,
   features)``, channels-last ``(N, H, W, C)``); modules without weights (activations, dropout)
   keep the axis of their input. A unit with other axes left (positions, tokens) is reduced over
-  them with ``reduce``: ``"mean"`` by default everywhere, ``"sum"`` or ``"max"`` on request.
+  them with ``reduce``: ``"mean"`` by default everywhere, ``"sum"``, ``"max"`` or ``"weighted"``
+  on request. ``"weighted"`` weighs each position by the unit's own (positive) activation there,
+  held fixed: for values ``a_p(x)`` at positions ``p`` it is ``sum_p a_p(x) w_p`` with
+  ``w_p = max(a_p(x0), 0) / sum_q max(a_q(x0), 0)`` read on the same input ``x0`` and not
+  differentiated (uniform weights when no position is positive). Its gradient at ``x0`` is the
+  gradient of ``sum_p a_p(x) a_p(x0) / sum_p a_p(x0)``: each position's gradient weighted by how
+  strongly the unit fires there, which answers "why does this channel fire on this input"
+  where the plain sum answers "what would raise it everywhere".
 * a ``tuple`` is one element of one sample, in the layer's own axis order (Captum's neuron
   form): ``(c, y, x)`` for a conv layer, ``(token, feature)`` for a sequence.
 * ``(layer, c, (y, x))`` is accepted as the same element as ``(layer, (c, y, x))``.
@@ -57,6 +64,7 @@ __all__ = [
     "REDUCTIONS",
     "Layer",
     "Unit",
+    "activation_weights",
     "check_index",
     "consumer",
     "describe_consumer",
@@ -73,7 +81,7 @@ __all__ = [
 ]
 
 OUTPUT = ""
-REDUCTIONS = ("mean", "sum", "max")
+REDUCTIONS = ("mean", "sum", "max", "weighted")
 DEFAULT_REDUCE = "mean"
 LayerRef = Union[str, nn.Module, None]
 
@@ -371,8 +379,11 @@ def select(unit: Unit, name: str, activation: torch.Tensor, axis: Optional[int] 
     check_reduce(reduce)
     label = layer_label(name)
     sample = tuple(activation.shape[1:])
-    if activation.dim() < 2:
-        raise ValueError(f"layer {label!r} has an output of shape {tuple(activation.shape)}: no unit axis")
+    if activation.dim() < 2:  # one value per sample: a single unit, 0
+        if unit.element not in (None, ()) or unit.position is not None:
+            raise ValueError(f"layer {label!r} has one value per sample (shape {tuple(activation.shape)}): its only unit is 0")
+        check_index(unit.index, 1, "unit", f" for layer {label!r}", "; it has one value per sample")
+        return activation
     axis = default_axis(activation) if axis is None else axis
     if unit.element is not None or unit.position is not None:
         element = unit.element
@@ -400,7 +411,18 @@ def select(unit: Unit, name: str, activation: torch.Tensor, axis: Optional[int] 
         return values.sum(1)
     if reduce == "max":
         return values.max(1).values
+    if reduce == "weighted":
+        return (values * activation_weights(values)).sum(1)
     return values.mean(1)
+
+
+def activation_weights(values: torch.Tensor) -> torch.Tensor:
+    """The fixed weights of ``reduce="weighted"`` for (N, positions) values: each sample's positive
+    part normalized to sum 1 (uniform where no value is positive), detached from the graph."""
+    positive = values.detach().clamp(min=0)
+    total = positive.sum(1, keepdim=True)
+    uniform = torch.full_like(positive, 1.0 / max(1, positive.shape[1]))
+    return torch.where(total > 0, positive / torch.where(total > 0, total, torch.ones_like(total)), uniform)
 
 
 def unit_count(activation: torch.Tensor, axis: Optional[int] = None) -> int:

@@ -15,7 +15,7 @@ from ..compute import units
 from ..compute.dataset import TopExamples, as_samples, field_geometries, sample_tensor, scan_top_examples
 from ..compute.gradients import deconvnet, gradient, guided_backprop
 from ..compute.images import DEFAULT_MAX_BYTES, decode_image, image_layout, pixels_to_input
-from ..compute.probe import LayerRef, as_input, borrowed, forward_with
+from ..compute.probe import LayerRef, capture_sample
 from ._base import STATIC, NbvisWidget
 from ._jobs import Job, Throttle
 from ._traits import Array, ArrayDict
@@ -58,6 +58,10 @@ class ActivationHeatmap(NbvisWidget):
     selected = traitlets.Any(None).tag(sync=True)
     method = traitlets.Enum(tuple(METHODS), default_value="gradient").tag(sync=True)
     wrt = traitlets.Unicode("input").tag(sync=True)
+    # how the why map of a unit with positions (a conv channel) gathers them: "weighted" by the
+    # unit's own activation on this input (where and why it fires here), or "sum" (what would
+    # raise it everywhere); see nbvis.compute.units, reduce="weighted"
+    reduce = traitlets.Enum(("weighted", "sum"), default_value="weighted").tag(sync=True)
     _grad = Array()
     grad_caption = traitlets.Unicode("").tag(sync=True)
     index = traitlets.Int(0).tag(sync=True)
@@ -126,7 +130,7 @@ class ActivationHeatmap(NbvisWidget):
         self._publish(caption=f"dataset #{start}{self._target_text(start)}" if from_dataset else "")
         self.observe(self._on_index, names=["index"])
         self.observe(self._on_selected, names=["selected"])
-        self.observe(self._on_grad_options, names=["method", "wrt"])
+        self.observe(self._on_grad_options, names=["method", "wrt", "reduce"])
         self.observe(self._on_top_k, names=["top_k"])
         self.on_msg(self._on_input_msg)
         if self.selected is not None:
@@ -206,26 +210,10 @@ class ActivationHeatmap(NbvisWidget):
             return f" (label {labels[int(value)]})"
         return f" (label {value})"
 
-    def _capture(self, batch: torch.Tensor):
-        with self._lock, borrowed(self.model), torch.no_grad():
-            return forward_with(self.model, batch, self._names)
-
     def _run(self, x):
-        """``x`` as one sample (the rule of :mod:`nbvis.compute.units`) and the activations it
-        gives: (batch of one, activations, name of the layer that is the model's output)."""
-        tensor = as_input(x, self.model, "x")
-        batch, _ = units.split_sample(self.model, tensor, input_shape=self._sample_shape, one=True)
-        output, acts = self._capture(batch)
-        out = units.resolve_output(output)
-        if out is not None and out.shape[:1] != (1,):
-            raise ValueError(f"x must be one input sample; the model returned {tuple(out.shape)} for it")
-        output_name = units.OUTPUT if units.OUTPUT in acts else acts.output_of
-        if output_name is None and out is not None and self._names is None:
-            acts[units.OUTPUT] = out.detach()
-            acts.axes[units.OUTPUT] = units.default_axis(out) if out.dim() <= 2 else acts.axes.get(acts.output_of, 1)
-            output_name = units.OUTPUT
-        if not acts:
-            raise ValueError("none of the chosen layers returned a tensor for this input")
+        """``x`` as one sample and what it gives: (batch of one, activations, output layer name)."""
+        with self._lock:
+            batch, acts, output_name = capture_sample(self.model, x, self._names, input_shape=self._sample_shape)
         if self._sample_shape is None:
             self._sample_shape = tuple(batch.shape[1:])
         return batch, acts, output_name
@@ -289,6 +277,16 @@ class ActivationHeatmap(NbvisWidget):
         axis = self._axis(name)
         return values.movedim(axis - 1, 0) if values.dim() >= 2 and axis > 1 else values
 
+    def _fold(self, name: str, count: int, previous) -> Optional[list[int]]:
+        """(C, H, W) when layer ``name`` is an ``nn.Flatten`` of the (C, H, W) maps shown just
+        before it: the view draws its units as those maps rather than as one scrambled square."""
+        if previous is None or len(previous) != 3 or math.prod(previous) != count:
+            return None
+        layer = units.parse_layer(self.model, name)
+        if layer.pick or not isinstance(layer.module, nn.Flatten):
+            return None
+        return [int(d) for d in previous]
+
     def _layout_entries(self) -> list[dict]:
         """What the view needs to lay out every panel; recomputed only when shapes change."""
         key = (self._sample_shape, self._output_name, tuple((n, tuple(a.shape)) for n, a in self._activations.items()))
@@ -304,18 +302,24 @@ class ActivationHeatmap(NbvisWidget):
                 geometry = {}
         entries = [{"name": "input", "label": "input", "kind": "image" if image else "dense",
                     "shape": list(self._sample_shape), "image": list(image) if image else None}]
+        previous = None  # the sample shape of the layer shown before
         for name, act in self._activations.items():
             sample = tuple(self._shown(name, act[0]).shape)
+            fold = None
             if len(sample) <= 1:
-                units = int(sample[0]) if sample else 1
-                kind = "bars" if name == self._output_name and units <= MAX_BARS else "dense"
+                count = int(sample[0]) if sample else 1
+                kind = "bars" if name == self._output_name and count <= MAX_BARS else "dense"
                 maps = None
+                fold = self._fold(name, count, previous)
             else:
                 kind = "conv"
-                units = int(sample[0])
+                count = int(sample[0])
                 maps = [int(math.prod(sample[1:-1])), int(sample[-1])]
             entry = {"name": name, "label": self._label(name), "kind": kind, "shape": list(sample),
-                     "units": units, "maps": maps, "output": name == self._output_name}
+                     "units": count, "maps": maps, "output": name == self._output_name}
+            if fold is not None:
+                entry["fold"] = fold
+            previous = sample
             if name in geometry and not geometry[name].whole:
                 entry["field"] = geometry[name].to_dict()
             entries.append(entry)
@@ -346,11 +350,22 @@ class ActivationHeatmap(NbvisWidget):
         if wrt == "input" and not self._batch.is_floating_point():
             return None, "the input is token ids, which have no gradient: choose a layer to see the map over it"
         with self._lock:
-            values = METHODS[self.method](self.model, self._batch, of=(layer, unit), wrt=wrt)[0]
+            reduce = self.reduce if self._has_positions(layer) else units.DEFAULT_REDUCE
+            values = METHODS[self.method](self.model, self._batch, of=(layer, unit), wrt=wrt, reduce=reduce)[0]
         if wrt != "input":
             values = self._shown(wrt, values)
         what = {"gradient": "gradient", "guided": "guided backprop", "deconvnet": "deconvnet"}[self.method]
-        return values.detach().float().cpu().numpy(), f"{what} of {self._label(layer)}[{unit}] over {self._label(wrt) if wrt != 'input' else 'the input'}"
+        how = ""
+        if self._has_positions(layer):
+            how = " (positions weighted by its activation)" if self.reduce == "weighted" else " (summed over positions)"
+        over = self._label(wrt) if wrt != "input" else "the input"
+        return values.detach().float().cpu().numpy(), f"{what} of {self._label(layer)}[{unit}]{how} over {over}"
+
+    def _has_positions(self, name: str) -> bool:
+        """Whether a unit of layer ``name`` is a channel of 2-D maps (N, C, H, W), whose positions
+        ``reduce`` gathers; other units (tokens of a sequence) keep the contract's mean."""
+        act = self._activations[name]
+        return act.dim() == 4 and self._axis(name) == 1 and act[0, 0].numel() > 1
 
     # ----- observers ---------------------------------------------------------------------------
 

@@ -20,9 +20,11 @@ from torch import nn
 
 from ..compute import structure, units
 from ..compute.optimize import OptimizationRun, objective
+from ..compute.optimize.data import data_range
 from ..compute.probe import LayerRef, capture
 from ..compute.weights import infer_input_shape
 from ._base import close_parts
+from ._explorer_blocks import BlocksPanel
 from ._guard import ErrorGuard
 from .activation_heatmap import ActivationHeatmap
 from .optimization_viewer import OptimizationViewer
@@ -54,6 +56,11 @@ class Explorer(ErrorGuard, ipywidgets.VBox):
     from about 17 on), where the selected unit's own gradient is zero. For a dense unit the
     preferred input is the same.
 
+    For a model with conv layers, :attr:`blocks` holds a :class:`NeuronGroups` of the current input
+    and a :class:`SemanticDictionary` linked to the selection (``building_blocks=False`` leaves them
+    out): a unit selected at a conv layer is selected in the dictionary, and a channel clicked there
+    is selected here.
+
     Clicking a unit in the heatmap (or setting :attr:`selected`) selects it everywhere: the heatmap
     shows its gradient and scans the dataset for its top examples; :attr:`grid` shows the incoming
     weights of the layer that computes it (``fc1`` for the ``sigmoid`` after it) with the unit
@@ -65,6 +72,7 @@ class Explorer(ErrorGuard, ipywidgets.VBox):
     _optimizer: Optional[OptimizationViewer] = None
     _grids: dict = {}
     _owned: tuple = ()
+    blocks = None  # the BlocksPanel (neuron groups and semantic dictionary), or None
 
     def __init__(
         self,
@@ -80,11 +88,12 @@ class Explorer(ErrorGuard, ipywidgets.VBox):
         selected=None,
         steps: int = 128,
         starts: int = 3,
-        regularizers="yosinski2015",
-        seed: int = 0,
+        regularizers="auto",
+        seed: Optional[int] = None,
         preactivation: bool = True,
         page_size: int = 36,
         top_k: int = 9,
+        building_blocks: bool = True,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
@@ -96,7 +105,12 @@ class Explorer(ErrorGuard, ipywidgets.VBox):
         self._labels = None if labels is None else [str(label) for label in labels]
         self._page_size = page_size
         self._preactivation = bool(preactivation)
-        self._run_options = dict(steps=steps, starts=starts, regularizers=regularizers, seed=seed, value_range=value_range)
+        known = dataset if preprocess is None else None  # samples the model reads as they are
+        if value_range is None and known is not None:
+            value_range = data_range(known)  # once: the preferred inputs stay inside it
+        self._run_options = dict(
+            steps=steps, starts=starts, regularizers=regularizers, seed=seed, value_range=value_range, dataset=known
+        )
         self.heatmap = ActivationHeatmap(
             model, layers=layers, labels=labels, dataset=dataset, preprocess=preprocess, index=index, top_k=top_k
         )
@@ -133,6 +147,14 @@ class Explorer(ErrorGuard, ipywidgets.VBox):
         super().__init__([self._caption, self._row, self._error])
         self._owned = (self.heatmap, self._caption, self._grid_note, self._optimizer_note, self._grid_slot,
                        self._optimizer_slot, self._side, self._row, self._error)
+        try:  # conv models: the neuron groups of the input and a dictionary linked to the selection
+            self.blocks = BlocksPanel.attach(self, dataset, labels) if building_blocks else None
+        except Exception:
+            self.close()
+            raise
+        if self.blocks is not None:
+            self._owned += (self.blocks,)
+            self.children = (self._caption, self._row, self.blocks, self._error)
         self.add_class("nbvis-explorer")
         self.observe(self._show_error, names=["error"])
         self.heatmap.observe(self._on_heatmap_selected, names=["selected"])
@@ -194,9 +216,9 @@ class Explorer(ErrorGuard, ipywidgets.VBox):
     def _check_run(self, input_shape) -> tuple:
         """Build one optimization run now, so that bad options (or an input_shape the model cannot
         take) raise here rather than at the first click; return the checked input shape."""
-        options = {k: v for k, v in self._run_options.items() if k != "steps"}
+        options = {k: v for k, v in self._run_options.items() if k != "steps" and v is not None}
         every_layer = objective(
-            lambda acts: sum(a.flatten(1).sum(1) for a in acts.values() if a.is_floating_point()),
+            lambda acts: sum(a.reshape(len(a), -1).sum(1) for a in acts.values() if a.is_floating_point() and a.dim()),
             description="every layer",
         )
         return OptimizationRun(self.model, every_layer, input_shape, **options).input_shape
@@ -370,7 +392,8 @@ class Explorer(ErrorGuard, ipywidgets.VBox):
         old, self._optimizer = self._optimizer, None
         options = dict(self._run_options)
         if old is not None:  # keep what the person set in it
-            options.update(steps=old.steps, seed=old.seed, regularizers=dict(old.regularizers), fps=old.fps)
+            regularizers = old.preset if old.preset != "custom" else dict(old.regularizers)  # a preset keeps its optimizer
+            options.update(steps=old.steps, seed=old.seed, regularizers=regularizers, fps=old.fps)
         self._optimizer_note.value = _muted(HINT if selection is None else "starting\u2026")
         self._optimizer_slot.children = (self._optimizer_note,)
         if old is not None:

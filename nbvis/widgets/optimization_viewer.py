@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from typing import Sequence
 
 import numpy as np
@@ -11,6 +12,10 @@ import traitlets
 from torch import nn
 
 from ..compute.optimize import PRESETS, OptimizationRun, Regularizers, Step, fit_regularizers, resolve_regularizers
+from ..compute.optimize.data import check_range, data_range
+from ..compute.optimize.optimizers import ascent_of
+from ..compute.optimize.quality import Quality, evaluate
+from ..compute.optimize.regularizers import auto_preset
 from ._base import STATIC, NbvisWidget
 from ._jobs import JobView, Throttle
 from ._traits import Array
@@ -26,7 +31,13 @@ class OptimizationViewer(JobView, NbvisWidget):
     ``objective``: ``(layer, unit)``, ``(layer, unit, (y, x))``, a class index, ``"layer:unit"``, a
     callable on the activations, or an Objective (see :func:`nbvis.maximize`). ``input_shape``: one
     input without the batch axis. ``starts`` random inputs are optimized together for ``steps``
-    steps with ``regularizers`` (a preset name, a dict, or a Regularizers).
+    steps with ``regularizers`` (a preset name, a dict, or a Regularizers; a preset brings its
+    optimizer and step count). ``dataset=`` (samples, an ``(inputs, targets)`` pair or a Dataset) or
+    ``value_range=(low, high)`` keeps the inputs inside the data's range, shows that range and each
+    hovered pixel's value in data units, and finds each start's nearest top dataset example.
+    The default ``regularizers="auto"`` is ``"smooth"`` (Lucid's transforms scaled to the input, a
+    diversity penalty between the starts, light decay and blur) when the range is known, else
+    ``"yosinski2015"``.
 
     The run goes on in the background (an asyncio task on the kernel's loop, yielding between
     steps), so the kernel answers other cells meanwhile. In the view: start (new random starts),
@@ -57,46 +68,68 @@ class OptimizationViewer(JobView, NbvisWidget):
     adjustable = traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True)
     pending = traitlets.Bool(False, read_only=True).tag(sync=True)
     feature_names = traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True)
+    value_range = traitlets.List(traitlets.Float(), read_only=True).tag(sync=True)  # [] or [low, high]
+    quality_rows = traitlets.List(traitlets.Dict(), read_only=True).tag(sync=True)
     fps = traitlets.Float(10.0)
     frames_sent = traitlets.Int(0, read_only=True)
 
+    _quality_step = -1
     _frame = Array("uint8")  # (starts, H, W, 1 or 3), images
     _vector = Array()  # (starts, D), vector inputs
     _curve = Array()  # (rows, starts), the objective history (thinned to 1000 rows)
     _curve_steps = Array("int32")  # (rows,), the step of each row
+    _frame_range = Array()  # (starts, 2), the data values that uint8 0 and 255 stand for
 
     def __init__(
         self,
         model: nn.Module,
         objective=None,
         input_shape: Sequence[int] | None = None,
-        steps: int = 256,
+        steps: int | None = None,
         starts: int = 4,
-        regularizers="yosinski2015",
+        regularizers="auto",
         *,
-        parametrization: str = "pixel",
-        seed: int = 0,
-        lr: float = 0.05,
+        parametrization: str | None = None,
+        seed: int | None = None,
+        lr: float | None = None,
+        optimizer: str | None = None,
         value_range: tuple[float, float] | None = None,
+        dataset=None,
+        diversity: float | None = None,
         feature_names: Sequence[str] | None = None,
         autostart: bool = True,
         **kwargs,
     ):
         if objective is None or input_shape is None:
             raise TypeError("OptimizationViewer needs objective=... and input_shape=... (one input, no batch axis)")
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
             raise ValueError(f"steps must be an integer >= 1, not {steps!r}")
         self.model = model
+        value_range = check_range(value_range)
+        if value_range is None and dataset is not None:
+            value_range = data_range(dataset)
+        self._dataset = dataset
+        if isinstance(regularizers, str) and regularizers == "auto":
+            regularizers = auto_preset(value_range)
         self._options = dict(
             objective=objective,
             input_shape=input_shape,
             starts=starts,
             parametrization=parametrization,
             lr=lr,
+            optimizer=optimizer,
             value_range=value_range,
+            diversity=diversity,
         )
+        if seed is None:
+            seed = _new_seed()
         # Build the first run now: bad arguments raise here, before any view exists.
         self._run = OptimizationRun(model, regularizers=regularizers, seed=seed, **self._options)
+        self._chosen = dict(optimizer=optimizer, lr=lr)
+        # the optimizer of the last preset chosen stays for later starts, whatever the sliders say
+        self._options.update(optimizer=self._run.ascent, lr=None, parametrization=self._run.parametrization)
+        steps = self._run.ascent.steps if steps is None else steps
+        self._quality: Quality | None = None
         shape = self._run.input_shape
         if feature_names is not None:
             feature_names = [str(n) for n in feature_names]
@@ -114,12 +147,15 @@ class OptimizationViewer(JobView, NbvisWidget):
         self.set_trait("presets", list(PRESETS))
         self.set_trait("adjustable", self._adjustable())
         self.set_trait("feature_names", feature_names or [])
+        self.set_trait("value_range", list(value_range) if value_range is not None else [])
         self.set_trait("regularizers", self._run.regularizers.as_dict())
         self.preset = regularizers if isinstance(regularizers, str) else self._preset_of(self._run.regularizers)
         self._publish()
         self.observe(self._on_regularizers, names=["regularizers"])
         self.observe(self._on_preset, names=["preset"])
         self.observe(self._on_fps, names=["fps"])
+        self._seed_chosen = False  # a seed set by the person is used by the next start
+        self.observe(self._on_seed, names=["seed"])
         self._on_fps({"new": self.fps})
         if autostart:
             self._launch()
@@ -146,13 +182,32 @@ class OptimizationViewer(JobView, NbvisWidget):
         """The objective of every start at every step so far, ``(steps, starts)``."""
         return self._run.history
 
-    def start(self) -> "OptimizationViewer":
-        """Start a new run from fresh random inputs (``seed``), with the current regularizers."""
+    @property
+    def quality(self) -> Quality:
+        """The :class:`~nbvis.compute.optimize.quality.Quality` figures of the current inputs
+        (computed when a run ends, or now)."""
+        if self._quality is None or self._quality_step != self._run.step_count:
+            self._evaluate()
+        return self._quality
+
+    def start(self, seed: int | None = None) -> "OptimizationViewer":
+        """Start a new run from fresh random inputs, with the current regularizers.
+
+        The seed is ``seed`` when given, else the ``seed`` trait when it was set since the last
+        start (to repeat a run), else a new random one; the ``seed`` trait shows it.
+        """
         with self._guard():
             self._halt_job(restart=True)
+            if seed is None and not self._seed_chosen:
+                seed = _new_seed()
+            if seed is not None:
+                self._set_seed(seed)
+            self._seed_chosen = False
             self._run = OptimizationRun(
                 self.model, regularizers=self._regularizers(), seed=self.seed, **self._options
             )
+            self._quality = None
+            self.set_trait("quality_rows", [])
             self._publish()
             self._launch()
         return self
@@ -181,14 +236,42 @@ class OptimizationViewer(JobView, NbvisWidget):
         self.set_trait("pending", False)
         self._launch_job(self._steps(self._run, target))
 
-    @staticmethod
-    def _steps(run: OptimizationRun, target: int):
+    def _steps(self, run: OptimizationRun, target: int):
         while run.step_count < target:
             yield run.step()
+        self._figures()  # part of the job: the quality row is there when the state says done
+
+    def _figures(self) -> None:
+        try:
+            self._evaluate()
+        except Exception as exc:  # the figures are extra: a failure shows, the run's state stays
+            self._report(exc)
 
     def _job_step(self, step: Step) -> None:
         if self._throttle.ready():
             self._publish(step)
+
+    def _job_ended(self, state: str) -> None:
+        if state == "stopped":
+            self._figures()
+        super()._job_ended(state)
+
+    def _evaluate(self) -> None:
+        run = self._run
+        self._quality = evaluate(self.model, run.objective, run.inputs, data=self._dataset)
+        self._quality_step = run.step_count
+        self.set_trait("quality_rows", self._quality.rows())
+
+    def _set_seed(self, seed: int) -> None:
+        self._setting_seed = True
+        try:
+            self.seed = int(seed)
+        finally:
+            self._setting_seed = False
+
+    def _on_seed(self, _change) -> None:
+        if not getattr(self, "_setting_seed", False):
+            self._seed_chosen = True
 
     def _publish(self, step: Step | None = None) -> None:
         """Send the step counter, the objective curve and the current inputs to the view."""
@@ -211,6 +294,7 @@ class OptimizationViewer(JobView, NbvisWidget):
                 self._vector = inputs
             else:
                 self._frame = _displayable(step.images if step is not None else run.images)
+                self._frame_range = _display_range(inputs, run.value_range)
             self.set_trait("frames_sent", self.frames_sent + 1)
 
     # ----- regularizers ----------------------------------------------------------------------
@@ -251,6 +335,7 @@ class OptimizationViewer(JobView, NbvisWidget):
 
     def _on_preset(self, change) -> None:
         if change["new"] in PRESETS:
+            self._options["optimizer"] = ascent_of(change["new"], **self._chosen)
             self.regularizers = self._fit(change["new"]).as_dict()
 
     def _on_regularizers(self, change) -> None:
@@ -266,6 +351,19 @@ class OptimizationViewer(JobView, NbvisWidget):
 
     def _cmd_resume(self) -> None:
         self.resume()
+
+
+def _new_seed() -> int:
+    return random.SystemRandom().randrange(2**31)
+
+
+def _display_range(inputs: torch.Tensor, value_range) -> np.ndarray:
+    """Per start, the values that the uint8 image's 0 and 255 stand for (see ``to_uint8``)."""
+    n = inputs.shape[0]
+    if value_range is not None:
+        return np.tile(np.asarray(value_range, dtype=np.float32), (n, 1))
+    flat = inputs.detach().reshape(n, -1).float()
+    return torch.stack([flat.amin(1), flat.amax(1)], dim=1).cpu().numpy()
 
 
 def _displayable(images: np.ndarray) -> np.ndarray:

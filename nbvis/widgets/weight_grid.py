@@ -13,6 +13,7 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from ..compute.probe import LayerRef, as_input, capture, resolve_layer
+from ..compute.units import check_index
 from ..compute.weights import input_products, layer_tiles, readout_weights, unit_order
 from ._base import STATIC, NbvisWidget
 from ._jobs import Throttle, running_loop
@@ -62,7 +63,7 @@ class WeightGrid(NbvisWidget):
     # C maps side by side; "rgb": one RGB image; "mean"/"norm": over C; a number: that channel)
     source_shape = traitlets.List(traitlets.Int(), read_only=True).tag(sync=True)
     reduction = traitlets.Unicode(read_only=True).tag(sync=True)
-    selected = traitlets.Int(None, allow_none=True).tag(sync=True)
+    selected = traitlets.Any(None, allow_none=True).tag(sync=True)  # a unit index (validated below) or None
     live = traitlets.Bool(False).tag(sync=True)
     live_interval = traitlets.Float(0.25)  # seconds between live refreshes after optimizer steps
 
@@ -256,11 +257,12 @@ class WeightGrid(NbvisWidget):
     @traitlets.validate("selected")
     def _check_selected(self, proposal):
         value = proposal["value"]
-        if value is not None and not 0 <= value < self._grid.units:
-            raise traitlets.TraitError(
-                f"selected must be a unit index in 0..{self._grid.units - 1} of layer {self._grid.name!r}, not {value}"
-            )
-        return value
+        if value is None:
+            return None
+        try:  # the one rule for unit indices (nbvis.compute.units)
+            return check_index(value, self._grid.units, "unit", f" for layer {self._grid.name!r}")
+        except (TypeError, ValueError) as err:
+            raise traitlets.TraitError(str(err)) from None
 
     @traitlets.validate("sort_class")
     def _check_class(self, proposal):

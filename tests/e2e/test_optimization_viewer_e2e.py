@@ -140,3 +140,62 @@ def test_vector_inputs_are_drawn_as_bars_with_feature_names(jupyter, browser):
         raise
     finally:
         page.close()
+
+
+def test_class_images_in_the_data_range_with_quality_row_and_new_seeds(jupyter, browser):
+    """The digits CNN's class 3 with the dataset known: the range and the hovered pixel's value in
+    data units are shown, the quality row appears when the run ends, and Start draws a new seed."""
+    cells = [
+        "import torch, nbvis\nmodel = nbvis.demo.digits_cnn()\nimages, labels = nbvis.demo.digits()\n"
+        "viewer = nbvis.OptimizationViewer(model, objective=3, input_shape=(1, 28, 28), starts=4, steps=200,\n"
+        "                                  dataset=(images, labels), seed=3)\n"
+        "def record(change):\n"
+        "    open(change['name'] + '.txt', 'w').write(str(change['new']))\n"
+        "viewer.observe(record, names=['state', 'seed'])\n"
+        "viewer",
+        "viewer.wait()\ntorch.save(viewer.inputs, 'classes.pt')",
+    ]
+    name = jupyter.write_notebook("optimization_viewer_classes.ipynb", cells)
+    page = open_notebook(browser, jupyter, name, app="notebook")
+    try:
+        run_all(page)
+        page.wait_for_selector(f"{VIEW}[data-state='done'][data-quality='4']")
+        final = __import__("torch").load(jupyter.root / "classes.pt")
+        assert float(final.min()) >= 0.0 and float(final.max()) <= 1.0
+        note = page.locator(f"{VIEW} .nbvis-range").inner_text()
+        assert "data range 0" in note and "1" in note
+        table = page.locator(f"{VIEW} table.nbvis-quality").inner_text()
+        assert "P(class)" in table and "nearest example" in table and "start 4" in table
+        # hover pixel (14, 9) of start 2: its value in data units
+        stats = canvas_stats(page, IMAGES)
+        box = page.locator(IMAGES).bounding_box()
+        zoom, cell = 5, 30
+        y, x = 14, 9
+        cx, cy = (cell + 1 + x) * zoom + zoom / 2, (1 + y) * zoom + zoom / 2
+        page.mouse.move(box["x"] + cx * box["width"] / stats["width"], box["y"] + cy * box["height"] / stats["height"])
+        tip = page.locator(".nbvis-tooltip").first
+        tip.wait_for(state="visible")
+        text = tip.inner_text()
+        assert "start 2" in text and f"pixel ({y}, {x}):" in text, text
+        shown = float(text.split(f"pixel ({y}, {x}): ")[1].split()[0])
+        assert shown == pytest.approx(float(final[1, 0, y, x]), abs=1 / 255 + 1e-3)
+        page.mouse.move(0, 0)
+        screenshot(page.locator(VIEW), "optimization_viewer_classes.png")
+        # Start draws a new seed, shown in the seed box
+        page.locator(f"{VIEW} button", has_text="Start").click()
+        deadline = time.monotonic() + 30
+        seed = "3"
+        while seed == "3" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            seed = (jupyter.root / "seed.txt").read_text() if (jupyter.root / "seed.txt").exists() else "3"
+        assert seed != "3"
+        page.wait_for_function(
+            f"(s) => [...document.querySelectorAll('{VIEW} input[type=number]')].some((i) => i.value === s)", arg=seed
+        )
+        errors = [m for m in page.console_messages if m.startswith(("error", "pageerror")) and "nbvis" in m.lower()]
+        assert not errors, errors
+    except Exception:
+        screenshot(page, "optimization_viewer_classes_failure.png")
+        raise
+    finally:
+        page.close()

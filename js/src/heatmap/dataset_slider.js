@@ -1,4 +1,6 @@
-// Picking a dataset sample as the input: a slider (throttled while dragging) and an index box.
+// Picking a dataset sample as the input: a slider (throttled while dragging; arrow keys step it)
+// and an index box (Enter applies, clamped to the dataset).
+import { numberBox, slider as rangeSlider } from "../lib/controls.js";
 import { h, setTraits } from "../lib/view.js";
 
 const THROTTLE_MS = 40;
@@ -7,36 +9,33 @@ const THROTTLE_MS = 40;
 export function datasetSlider(ctx) {
   const { model, view } = ctx;
   const { listen } = view;
-  const slider = h("input", { type: "range", min: 0, step: 1, class: "nbvis-ah-slider" });
-  const indexBox = h("input", { type: "number", min: 0, step: 1, class: "nbvis-ah-index" });
-  const element = h("label", { class: "nbvis-ah-dataset" }, ["sample ", slider, indexBox]);
-
+  const last = () => Math.max(0, model.get("dataset_size") - 1);
+  const pick = (index) => setTraits(model, { index });
   let timer = null;
-  listen(slider, "input", () => {
-    if (timer) return;
-    timer = setTimeout(() => {
-      timer = null;
-      setTraits(model, { index: Number(slider.value) });
-    }, THROTTLE_MS);
+  const slider = rangeSlider(listen, {
+    current: () => model.get("index"),
+    apply: pick,
+    max: last,
+    width: null,
+    className: "nbvis-ah-slider",
+    preview: (index) => {
+      if (timer || index === null || index === model.get("index")) return;
+      timer = setTimeout(() => {
+        timer = null;
+        if (Number(slider.value) !== model.get("index")) pick(Number(slider.value));
+      }, THROTTLE_MS);
+    },
   });
-  listen(slider, "change", () => setTraits(model, { index: Number(slider.value) }));
-  listen(indexBox, "change", () => {
-    const n = model.get("dataset_size");
-    const i = Math.max(0, Math.min(n - 1, Math.floor(Number(indexBox.value) || 0)));
-    indexBox.value = String(i);
-    setTraits(model, { index: i });
-  });
+  const indexBox = numberBox(listen, { current: () => model.get("index"), apply: pick, max: last, width: null, className: "nbvis-ah-index" });
+  const element = h("label", { class: "nbvis-ah-dataset" }, ["sample ", slider, indexBox]);
   view.dispose(() => timer && clearTimeout(timer));
 
   return {
     element,
     update() {
-      const size = model.get("dataset_size");
-      element.style.display = size > 0 ? "" : "none";
-      slider.max = String(Math.max(0, size - 1));
-      indexBox.max = String(Math.max(0, size - 1));
-      if (document.activeElement !== slider) slider.value = String(model.get("index"));
-      if (document.activeElement !== indexBox) indexBox.value = String(model.get("index"));
+      element.style.display = model.get("dataset_size") > 0 ? "" : "none";
+      if (document.activeElement !== slider) slider.show();
+      indexBox.show();
     },
   };
 }

@@ -1,6 +1,6 @@
 // ActivationHeatmap layout maths (pure): how big each layer, the input and the output bars are
 // drawn, which unit is under a point, and which input pixels a conv position sees.
-import { squareCols, tileAt, tileGrid } from "../lib/grid.js";
+import { squareCols, tileAt, tileGrid, tileOrigin, tileRect } from "../lib/grid.js";
 
 export const LAYER_WIDTH = 420; // CSS px available to one layer's canvas
 export const INPUT_WIDTH = 224; // CSS px of the input (and the why map, the enlarged channel)
@@ -22,16 +22,37 @@ export function layerGrid(entry, units) {
     grid.zoom = Math.max(1, Math.min(8, Math.floor(LAYER_WIDTH / grid.nativeW)));
     return { ...grid, kind: "conv", units, shown, mh, mw };
   }
+  if (entry.fold) {
+    // a dense layer that is a conv map flattened (nn.Flatten after (C, H, W)): its C maps side
+    // by side, as the conv layer before it; a unit is still one flat index c * H * W + y * W + x
+    const [c, mh, mw] = entry.fold;
+    const cols = squareCols(c, mw + 1, mh + 1);
+    const grid = tileGrid({ count: c, cols, tileW: mw, tileH: mh, pitchW: mw + 1, pitchH: mh + 1, originX: 1 });
+    grid.zoom = Math.max(1, Math.min(8, Math.floor(LAYER_WIDTH / grid.nativeW)));
+    return { ...grid, kind: "folded", units, shown: c, mh, mw };
+  }
   const cols = squareCols(units);
   const zoom = Math.max(2, Math.min(24, Math.floor(Math.min(LAYER_WIDTH, 260) / cols)));
   return { ...tileGrid({ count: units, cols, tileW: 1, tileH: 1, zoom }), kind: "dense", units, shown: units };
+}
+
+/** The canvas rectangle that outlines unit `unit` of a layerGrid: its tile, or its pixel in a folded layer. */
+export function unitRect(g, unit) {
+  if (g.kind !== "folded") return tileRect(g, unit);
+  const size = g.mh * g.mw;
+  const [ox, oy] = tileOrigin(g, Math.floor(unit / size));
+  const y = Math.floor((unit % size) / g.mw);
+  const x = unit % g.mw;
+  return [(ox + x - 1) * g.zoom, (oy + y - 1) * g.zoom, 3 * g.zoom, 3 * g.zoom];
 }
 
 /** The unit (and position, for conv) of a layerGrid under the canvas point (px, py): {unit, y, x, flat} or null. */
 export function unitAt(g, px, py) {
   const hit = tileAt(g, px, py);
   if (!hit || !hit.inside) return null;
-  if (g.kind === "conv") return { unit: hit.tile, y: hit.y, x: hit.x, flat: hit.tile * g.mh * g.mw + hit.y * g.mw + hit.x };
+  const flat = hit.tile * g.mh * g.mw + hit.y * g.mw + hit.x;
+  if (g.kind === "conv") return { unit: hit.tile, y: hit.y, x: hit.x, flat };
+  if (g.kind === "folded") return { unit: flat, channel: hit.tile, y: hit.y, x: hit.x, flat };
   return { unit: hit.tile, flat: hit.tile };
 }
 

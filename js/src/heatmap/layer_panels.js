@@ -3,14 +3,30 @@
 // kernel message, click selects it.
 import { fmt, scaleOf } from "../lib/colormap.js";
 import { outlineSelection, paintGrid } from "../lib/draw.js";
-import { publishLayout, tileRect } from "../lib/grid.js";
+import { publishLayout } from "../lib/grid.js";
 import { canvasPoint } from "../lib/pointer.js";
 import { h, setTraits } from "../lib/view.js";
 import { drawBars } from "./bars.js";
-import { MAX_MAPS, barAt, barLayout, layerGrid, receptiveField, unitAt } from "./geometry.js";
+import { MAX_MAPS, barAt, barLayout, layerGrid, receptiveField, unitAt, unitRect } from "./geometry.js";
 import { layerTip } from "./tooltips.js";
 
 const TIMES = "\u00d7";
+
+/**
+ * What a layer's header says it holds, each count once: "16 channels of 14×14", "100 units",
+ * "784 units (16 maps of 7×7)" for a flattened conv map, "4 units of 8×3" for other shapes.
+ */
+export function layerCount(entry) {
+  const units = entry.units;
+  const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+  if (entry.kind === "conv") {
+    const rest = entry.shape.slice(1);
+    return `${plural(units, "channel")}${rest.length ? ` of ${rest.join(TIMES)}` : ""}`;
+  }
+  if (entry.fold) return `${plural(units, "unit")} (${entry.fold[0]} maps of ${entry.fold.slice(1).join(TIMES)})`;
+  const rest = entry.shape.slice(1);
+  return `${plural(units, "unit")}${rest.length ? ` of ${rest.join(TIMES)}` : ""}`;
+}
 
 /**
  * {element, build(), draw(), panel(name)}. `onChannel({name, unit}, field)` runs while the pointer
@@ -73,8 +89,7 @@ export function layerPanels(ctx, { onChannel, onLeave }) {
   function drawPanel(p, values, labels, sel) {
     const { entry } = p;
     const units = entry.units;
-    const shape = entry.shape.length ? entry.shape.join(TIMES) : "1";
-    p.title.textContent = `${entry.label} \u00b7 ${entry.kind === "conv" ? `${units} channels` : `${units} units`} (${shape})`;
+    p.title.textContent = `${entry.label} \u00b7 ${layerCount(entry)}`;
     const selected = sel && sel[0] === entry.name ? sel[1] : -1;
     if (entry.kind === "bars") {
       p.geometry = drawBars(p.canvas, values.data, entry.output ? labels : [], selected);
@@ -89,7 +104,8 @@ export function layerPanels(ctx, { onChannel, onLeave }) {
     const g = paintGrid(p.canvas, p.geometry, values.data, p.scale, p.geometry.shown);
     const shownNote = entry.kind === "conv" && units > MAX_MAPS ? ` \u00b7 first ${MAX_MAPS} of ${units} shown` : "";
     p.range.textContent = `scale ${fmt(p.scale.lo)} \u2026 ${fmt(p.scale.hi)}${shownNote}`;
-    if (selected >= 0 && selected < p.geometry.shown) outlineSelection(g, tileRect(p.geometry, selected));
+    const outlined = p.geometry.kind === "folded" ? p.geometry.units : p.geometry.shown;
+    if (selected >= 0 && selected < outlined) outlineSelection(g, unitRect(p.geometry, selected));
     publishLayout(p.canvas, p.geometry);
   }
 

@@ -1,6 +1,10 @@
 // Sending new inputs to the kernel (drawing, upload, webcam): one request in flight at a time, so
 // the kernel never falls behind the pointer. The kernel answers by setting `_seq_done` in the same
 // message as the new activations; a request unanswered for 3 s no longer holds the next one back.
+// Each view numbers its requests from its own random start and waits for exactly its own number:
+// two views of one widget (or a view reopened after a reload) share `_seq_done`, and one view's
+// answer must neither release the other nor repeat the value the trait already holds (a trait
+// set to its own value sends nothing).
 import { debugEnabled } from "../lib/debug.js";
 
 const STALE_MS = 3000;
@@ -10,7 +14,7 @@ const STALE_MS = 3000;
  * send() with a request in flight keeps only the latest one and sends it on ack(); `force` sends at once.
  */
 export function inputSender(model, view) {
-  let seq = 0;
+  let seq = Math.floor(Math.random() * 2 ** 30);
   let inflight = 0;
   let inflightAt = 0;
   let pending = null;
@@ -32,7 +36,7 @@ export function inputSender(model, view) {
   /** The kernel finished request `_seq_done`: send the one kept back, if any. */
   function ack() {
     const done = model.get("_seq_done");
-    if (inflight && done >= inflight) {
+    if (inflight && done === inflight) {
       inflight = 0;
       if (pending) {
         const next = pending;

@@ -39,7 +39,8 @@ export function layerTip(entry, hit, values, labels, field = null) {
     return lines.join("\n");
   }
   const name = entry.output && labels[hit.unit] !== undefined ? ` (${labels[hit.unit]})` : "";
-  const lines = [`${entry.label}${DOT}unit ${hit.unit}${name}`, `value ${fmt(v)}`];
+  const folded = hit.channel !== undefined ? `${DOT}map ${hit.channel} (${hit.y}, ${hit.x})` : "";
+  const lines = [`${entry.label}${DOT}unit ${hit.unit}${name}${folded}`, `value ${fmt(v)}`];
   if (entry.output && entry.shape.length === 1) lines.push(`softmax ${fmt(softmax(values, hit.unit))}`);
   return lines.join("\n");
 }

@@ -1,15 +1,16 @@
 // The why map: the gradient (or guided backprop, deconvnet) of the selected unit over the input or
 // an earlier layer, in a diverging scale, with its method and its `wrt` layer to choose.
 import { sumPlanes } from "../lib/arrays.js";
-import { DIVERGING, gradientCss, scaleOf } from "../lib/colormap.js";
+import { DIVERGING, fmt, gradientCss, scaleOf } from "../lib/colormap.js";
 import { drawImage, paintGrid } from "../lib/draw.js";
 import { publishLayout } from "../lib/grid.js";
 import { canvasPoint, hoverTip } from "../lib/pointer.js";
-import { boundSelect, h, setTraits } from "../lib/view.js";
+import { boundSelect, colorbar, h, setTraits } from "../lib/view.js";
 import { imageZoom, layerGrid, pixelAt, unitAt } from "./geometry.js";
 import { gradTip } from "./tooltips.js";
 
 const METHODS = [["gradient", "gradient"], ["guided", "guided backprop"], ["deconvnet", "deconvnet"]];
+const REDUCES = [["weighted", "weighted by its activation here"], ["sum", "summed over positions"]];
 
 /** The layers a gradient can be taken over for the selection: the input and every layer before it. */
 export function wrtOptions(entries, selected) {
@@ -21,14 +22,18 @@ export function wrtOptions(entries, selected) {
 export function whyPanel(ctx) {
   const { model, view } = ctx;
   const methodSelect = boundSelect(model, view.on, "method", METHODS);
+  // a conv channel: its positions weighted by its own activation on this input, or summed
+  const reduceSelect = boundSelect(model, view.on, "reduce", REDUCES);
+  reduceSelect.classList.add("nbvis-ah-reduce");
   const wrtSelect = h("select");
   view.listen(wrtSelect, "change", () => setTraits(model, { wrt: wrtSelect.value }));
   const canvas = h("canvas", { class: "nbvis-ah-grad" });
   const caption = h("span", { class: "nbvis-muted" });
-  const legend = h("span", { class: "nbvis-colorbar nbvis-ah-legend", style: { background: gradientCss(DIVERGING) } });
+  const legend = colorbar(gradientCss(DIVERGING));
+  legend.element.classList.add("nbvis-ah-why-legend");
   const element = h("div", { class: "nbvis-ah-panel nbvis-ah-why" }, [
     h("span", { class: "nbvis-ah-title", textContent: "why: the selected unit" }),
-    h("span", {}, [methodSelect, " over ", wrtSelect]), canvas, h("span", {}, [legend]), caption,
+    h("span", {}, [methodSelect, " over ", wrtSelect]), reduceSelect, canvas, legend.element, caption,
   ]);
   let info = null; // how the map was drawn: an image {zoom, c, hgt, wid} or a layerGrid
 
@@ -47,10 +52,13 @@ export function whyPanel(ctx) {
     const g = ctx.grad();
     caption.textContent = model.get("grad_caption") || (sel ? "" : "click a unit to see what changes it");
     updateWrt(sel);
+    const selectedEntry = sel && ctx.entryOf(sel[0]);
+    reduceSelect.style.display = selectedEntry && selectedEntry.kind === "conv" && selectedEntry.shape.length === 3 ? "" : "none";
     if (!g) {
       canvas.width = 0;
       canvas.height = 0;
       info = null;
+      legend.element.style.display = "none";
       return;
     }
     const scale = scaleOf(g.data, true);
@@ -62,11 +70,15 @@ export function whyPanel(ctx) {
       info = { ...drawImage(canvas, g.data, entry.image, { scale: shown, sumChannels: c === 3, zoom: imageZoom(wid, hgt) }), scale: shown };
       delete canvas.dataset.layout;
     } else if (entry) {
-      const grid = layerGrid(entry.kind === "conv" ? entry : { kind: "dense" }, entry.kind === "conv" ? entry.shape[0] : g.data.length);
+      const grid = layerGrid(entry.kind === "bars" ? { kind: "dense" } : entry, entry.kind === "conv" ? entry.shape[0] : g.data.length);
       paintGrid(canvas, grid, g.data, scale, grid.shown);
       info = { ...grid, scale };
       publishLayout(canvas, grid);
     }
+    // the numbers of the scale the map is drawn in (an RGB input's map sums its channels)
+    const drawn = info ? info.scale : scale;
+    legend.element.style.display = "";
+    legend.update(fmt(drawn.lo), fmt(drawn.hi), entry && entry.kind === "image" && entry.image[0] === 3 ? "sum over R, G, B" : "");
     view.root.dataset.gradMax = String(scale.hi);
   }
 

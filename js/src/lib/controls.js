@@ -38,13 +38,16 @@ export function clampNumber(value, { min = -Infinity, max = Infinity, step = 1 }
 
 /**
  * A number box. Enter (or leaving the box, or its spin buttons) applies the typed value, clamped
- * to [min, max] and rounded to `step` (bounds may be functions, read at each use); Escape puts the
+ * to [min, max] and rounded to `step` (bounds may be functions, read at each use; `width` null
+ * leaves the size to the `className`'s CSS); Escape puts the
  * current value back. `apply(value)` runs only when the value differs from `current()`.
  * Returns the <input>, with `show()` to display `current()` (skipped while the person types) and
  * `commit()`, which applies what is typed and says whether that changed the value.
  */
-export function numberBox(listen, { current, apply, min = 0, max = Infinity, step = 1, width = "4.5em", title }) {
-  const box = h("input", { type: "number", step, style: { width } });
+export function numberBox(listen, { current, apply, min = 0, max = Infinity, step = 1, width = "4.5em", className, title }) {
+  const box = h("input", { type: "number", step });
+  if (width) box.style.width = width;
+  if (className) box.className = className;
   if (title) box.title = title;
   const bounds = () => ({ min: read(min), max: read(max), step });
   const showBounds = () => {
@@ -85,11 +88,14 @@ export function numberBox(listen, { current, apply, min = 0, max = Infinity, ste
 
 /**
  * A range slider. The arrow keys, PageUp/PageDown and Home/End move it (as in any browser), and
- * dragging it previews through `preview(value)`; the released or keyed value, clamped, goes to
- * `apply(value)` when it differs from `current()`. Returns the <input>, with `show()`.
+ * each move while dragging calls `preview(value)`; the released or keyed value, clamped, goes to
+ * `apply(value)` when it differs from `current()`. Returns the <input>, with `show()` to put it
+ * at `current()`.
  */
-export function slider(listen, { current, apply, preview, min = 0, max = 1, step = 1, width = "110px", title }) {
-  const input = h("input", { type: "range", step, style: { width } });
+export function slider(listen, { current, apply, preview, min = 0, max = 1, step = 1, width = "110px", className, title }) {
+  const input = h("input", { type: "range", step });
+  if (width) input.style.width = width;
+  if (className) input.className = className;
   if (title) input.title = title;
   const bounds = () => ({ min: read(min), max: read(max), step });
   const show = () => {
@@ -97,7 +103,6 @@ export function slider(listen, { current, apply, preview, min = 0, max = 1, step
     input.min = String(lo);
     input.max = String(Math.max(lo, hi));
     input.value = String(current());
-    if (preview) preview(current());
   };
   keepKeys(listen, input);
   if (preview) listen(input, "input", () => preview(clampNumber(input.value, bounds())));

@@ -30,17 +30,15 @@ class Unit(NamedTuple):
     sizes: np.ndarray  # elements per group
     ends: np.ndarray  # cumulative sizes: group k owns columns ends[k]-sizes[k]:ends[k] of index/values
     index: torch.Tensor  # (E,) the groups' element indices, concatenated
-    values: torch.Tensor  # (R, m, E) perturbed values (for the shortcut: perturbed minus original)
-    item: torch.Tensor  # (T,) the item of each changed row, sorted
-    row: torch.Tensor  # (T,) the changed rows
     counts: np.ndarray  # changed rows per item
-    offsets: np.ndarray  # where each item's changed rows start in item/row
+    # (R, m, E) perturbed values (for the shortcut: perturbed minus original); for a dense unit
+    # (row is None: every row of an item is evaluated) the changes per item, (items, m)
+    values: torch.Tensor
+    item: Optional[torch.Tensor]  # (T,) the item of each changed row, sorted
+    row: Optional[torch.Tensor]  # (T,) the changed rows
+    offsets: Optional[np.ndarray]  # where each item's changed rows start in item/row
     element: Optional[torch.Tensor]  # (T,) for one-element groups: the element each changed row perturbs
     value: Optional[torch.Tensor]  # (T,) and its value (for the shortcut: its change)
-
-    def owner(self, j: int) -> tuple[int, int]:
-        """(repeat, group id) of item j."""
-        return self.repeats[j // len(self.batch)], self.batch[j % len(self.batch)]
 
 
 def units(groups: list[np.ndarray], n_repeats: int, m: int) -> Iterator[tuple[list[int], list[int]]]:

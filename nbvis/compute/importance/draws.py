@@ -21,6 +21,8 @@ def draw_seed(random_state) -> int:
     elif isinstance(random_state, np.random.RandomState):
         rng = random_state
     elif isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        if not 0 <= random_state < 2**32:
+            raise ValueError(f"an int random_state must be in 0..2**32 - 1 (a numpy seed), got {random_state}")
         rng = np.random.RandomState(int(random_state))
     else:
         raise TypeError(f"random_state must be None, an int or a numpy RandomState, not {random_state!r}")

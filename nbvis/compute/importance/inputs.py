@@ -11,7 +11,7 @@ from torch import nn
 
 from nbvis.compute.probe import as_input
 
-__all__ = ["check_int", "is_frame", "noise_scales", "sample_count", "table", "targets"]
+__all__ = ["check_int", "check_progress", "is_frame", "names_of", "noise_scales", "sample_count", "table", "targets"]
 
 
 def is_frame(x) -> bool:
@@ -81,8 +81,9 @@ def sample_count(max_samples, n: int) -> int:
     if isinstance(max_samples, bool) or not isinstance(max_samples, numbers.Real):
         raise TypeError(f"max_samples must be an int (rows) or a float in (0, 1], not {max_samples!r}")
     if isinstance(max_samples, numbers.Integral):
-        if not 1 <= max_samples <= n:
-            raise ValueError(f"max_samples={max_samples} rows is outside 1..{n} (X has {n} rows)")
+        if not 2 <= max_samples <= n:
+            # one row has nothing to be permuted with: its score would not move (scikit-learn gives NaN)
+            raise ValueError(f"max_samples={max_samples} rows is outside 2..{n}: permuting needs at least 2 rows (X has {n})")
         return int(max_samples)
     if not 0.0 < max_samples <= 1.0:
         raise ValueError(f"a fractional max_samples must be in (0, 1], got {max_samples}")
@@ -103,4 +104,21 @@ def noise_scales(noise_scale, size: int) -> np.ndarray:
         scale = np.full(size, float(scale))
     if scale.shape != (size,) or not np.isfinite(scale).all():
         raise ValueError(f"noise_scale must be a finite number or one per input element ({size}); got shape {scale.shape}")
+    if (scale < 0).any():
+        raise ValueError(f"noise_scale must be at least 0 (a fraction of each feature's range); got {scale.min():g}")
     return scale
+
+
+def names_of(feature_names, count: int) -> list[str]:
+    """``feature_names`` as one string per feature (group)."""
+    if isinstance(feature_names, (str, bytes)) or not hasattr(feature_names, "__len__"):
+        raise TypeError(f"feature_names must be a list of {count} names, not {type(feature_names).__name__} {feature_names!r}")
+    names = [str(v) for v in feature_names]
+    if len(names) != count:
+        raise ValueError(f"feature_names has {len(names)} names but there are {count} features")
+    return names
+
+
+def check_progress(progress) -> None:
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be None or a callable(done, total), not {type(progress).__name__}")

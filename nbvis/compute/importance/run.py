@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, Generator, Iterator, Optional
+from typing import Callable, Generator, Iterator, Optional, Union
 
 import numpy as np
 import torch
@@ -14,15 +14,18 @@ from nbvis.compute.probe import borrowed, forward_with, model_device, model_dtyp
 from .chunks import MEMORY_BUDGET, Unit, pieces, units
 from .draws import draw_seed, permutations
 from .groups import feature_groups as groups_of
-from .inputs import check_int, noise_scales, sample_count, table, targets
+from .inputs import check_int, check_progress, names_of, noise_scales, sample_count, table, targets
 from .result import ImportanceResult, ImportanceStep
-from .scoring import BUILTIN, SCORINGS, gives_probabilities, mismatch
+from .scoring import BUILTIN, SCORINGS, gives_probabilities, metrics_of, mismatch
 from .shortcut import linear_start, run_tail
 
 __all__ = ["METHODS", "STEP_SECONDS", "iter_permutation_importance", "permutation_importance"]
 
 #: Seconds of work between two steps of :func:`iter_permutation_importance`.
 STEP_SECONDS = 0.05
+
+#: Fraction of changed rows above which a unit's items run every row (no row lists).
+DENSE = 0.75
 
 METHODS = ("permutation", "noise")
 
@@ -32,7 +35,7 @@ class _Plan:
 
     def __init__(
         self, model, X, y, scoring, method, n_repeats, random_state, feature_groups, feature_names,
-        batch_size, max_samples, noise_scale,
+        batch_size, max_samples, noise_scale, seed=None,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch nn.Module, not {type(model).__name__}")
@@ -46,13 +49,11 @@ class _Plan:
         self.y_np = targets(y, n)
         self.groups, names = groups_of(feature_groups, self.sample_shape, columns)
         if feature_names is not None:
-            names = [str(v) for v in feature_names]
-            if len(names) != len(self.groups):
-                raise ValueError(f"feature_names has {len(names)} names but there are {len(self.groups)} features")
+            names = names_of(feature_names, len(self.groups))
         self.device, self.dtype = model_device(model), model_dtype(model)
         m = sample_count(max_samples, n)
         self.noise_scale = noise_scales(noise_scale, size)
-        self.seed = draw_seed(random_state)
+        self.seed = draw_seed(random_state) if seed is None else seed  # several scorings share one draw
         rows, perms = permutations(self.seed, n, m, self.n_repeats)
         self.perms = [torch.from_numpy(p).to(self.device) for p in perms]
         self.rows = None if rows is None else torch.from_numpy(rows).to(self.device)
@@ -196,49 +197,58 @@ class _Plan:
         original = self.Xs.index_select(1, index)
         new = torch.stack([self._perturbed(r, batch, index, original) for r in repeats])  # (R, m, E)
         changed = new != original
-        if sizes.max() == 1:
+        single = sizes.max() == 1  # then each changed row has one new value
+        if single:
             rows_changed = changed
         else:
             owner = torch.from_numpy(np.repeat(np.arange(len(batch)), sizes)).to(self.device)
             counts = torch.zeros((len(repeats), m, len(batch)), device=self.device)
             rows_changed = counts.index_add_(2, owner, changed.float()) > 0
-        r, k, row = rows_changed.transpose(1, 2).contiguous().nonzero(as_tuple=True)  # sorted by r, k, row
         counts = rows_changed.sum(dim=1).reshape(-1).cpu().numpy()
         values = new - original if self.fast else new
-        single = sizes.max() == 1  # then each changed row has one new value: gather them all now
+        common = dict(repeats=repeats, batch=batch, ends=np.cumsum(sizes), sizes=sizes, index=index, counts=counts)
+        if self.fast and single and counts.sum() >= DENSE * counts.size * m:
+            # most rows change: every row of an item goes through, with no row lists to build
+            deltas = values.transpose(1, 2).reshape(len(repeats) * len(batch), m)  # (items, m)
+            return Unit(values=deltas, item=None, row=None, offsets=None, element=None, value=None, **common)
+        r, k, row = rows_changed.transpose(1, 2).contiguous().nonzero(as_tuple=True)  # sorted by r, k, row
         return Unit(
-            repeats=repeats,
-            batch=batch,
-            ends=np.cumsum(sizes),
-            sizes=sizes,
-            index=index,
             values=values,
             item=r * len(batch) + k,
             row=row,
-            counts=counts,
             offsets=np.concatenate([[0], np.cumsum(counts)]),
             element=index[k] if single else None,
             value=values[r, row, k] if single else None,
+            **common,
         )
+
+    def _record(self, unit: Unit, items: np.ndarray, scores) -> None:
+        """Store the importances of the unit's ``items`` from their scores."""
+        groups = len(unit.batch)
+        rows = np.asarray(unit.batch)[items % groups]
+        cols = np.asarray(unit.repeats)[items // groups]
+        self.result.importances[rows, cols] = self.baseline - np.asarray(scores, dtype=np.float64)
+        self.done += len(items)
 
     def _work(self) -> Iterator[None]:
         """Evaluate every perturbation, pausing (yielding) after each forward pass."""
         m, outputs = self.base_sub.shape
         # buffers allocated once, reused for every chunk
         width = self.fast[0].shape[1] if self.fast else self.X.shape[1]
-        rows_buf = torch.empty((self.batch, width), device=self.device, dtype=self.dtype)
+        self.rows_buf = torch.empty((self.batch if self.callable is None else max(self.batch, m), width), device=self.device, dtype=self.dtype)
+        self.tail_buffers: dict = {}
         if self.callable is None:  # per-item sums of the rows' score contributions
             max_items = self.batch
         else:  # a callable needs every item's full predictions
             max_items = max(1, MEMORY_BUDGET // (m * outputs * self.base_sub.element_size()))
             preds_buf = torch.empty((max_items, m, outputs), device=self.device, dtype=self.base_sub.dtype)
-        importances = self.result.importances
         for repeats, batch in units(self.groups, self.n_repeats, len(self.Xs)):
             unit = self._unit(repeats, batch)
-            for j in np.flatnonzero(unit.counts == 0):  # nothing changed: the score of the unperturbed rows
-                r, k = unit.owner(j)
-                importances[k, r] = self.baseline - self.sub_score
-                self.done += 1
+            unchanged = np.flatnonzero(unit.counts == 0)  # nothing changed: the score of the unperturbed rows
+            self._record(unit, unchanged, np.full(len(unchanged), self.sub_score))
+            if unit.row is None:
+                yield from self._dense(unit, max_items)
+                continue
             for first, last in pieces(unit.counts, self.batch, max_items):
                 if self.callable is None:
                     sums = self.base_sum.expand(last - first, -1).clone()
@@ -248,7 +258,7 @@ class _Plan:
                 a, b = int(unit.offsets[first]), int(unit.offsets[last])
                 for start in range(a, b, self.batch):
                     stop = min(b, start + self.batch)
-                    out = self._evaluate(unit, rows_buf[: stop - start], start, stop)
+                    out = self._evaluate(unit, self.rows_buf[: stop - start], start, stop)
                     out = out.reshape(stop - start, outputs)
                     rows, local = unit.row[start:stop], unit.item[start:stop] - first
                     if self.callable is None:
@@ -259,12 +269,57 @@ class _Plan:
                     if stop < b:
                         yield
                 scores = self._scores(self.y_sub, preds) if self.callable else self.total(sums, self.y_sub).cpu().numpy()
-                for j, score in zip(range(first, last), scores):
-                    if unit.counts[j]:
-                        r, k = unit.owner(j)
-                        importances[k, r] = self.baseline - score
-                self.done += int((unit.counts[first:last] > 0).sum())
+                live = np.arange(first, last)[unit.counts[first:last] > 0]
+                self._record(unit, live, scores[live - first])
                 yield
+
+    def _dense(self, unit: Unit, max_items: int) -> Iterator[None]:
+        """Evaluate every row of the unit's items in passes of about one batch of rows: several
+        items per pass when they have few rows, an item's rows over several passes when they are many
+        (a pass that fits the caches runs its matrix products fastest)."""
+        m = len(self.Xs)
+        live = np.flatnonzero(unit.counts)
+        # a callable scores whole predictions: one pass holds every row of its items
+        span = m if self.callable is not None else min(m, self.batch)
+        span = -(-m // -(-m // span))  # rows per pass of one item, evened out
+        per = max(1, min(max_items, self.batch // m))
+        per = -(-len(live) // -(-len(live) // per))  # items per pass, evened out
+        for start in range(0, len(live), per):
+            items = live[start : start + per]
+            parts = []
+            for lo in range(0, m, span):
+                parts.append(self._dense_pass(unit, items, lo, min(m, lo + span)))
+                yield
+            if self.callable is not None:
+                self._record(unit, items, parts[0])
+            else:
+                sums = parts[0] if len(parts) == 1 else torch.stack(parts).sum(dim=0)
+                self._record(unit, items, self.total(sums, self.y_sub).cpu().numpy())
+
+    def _dense_pass(self, unit: Unit, items: np.ndarray, lo: int, hi: int):
+        """Rows ``lo:hi`` of the unit's ``items`` through the layers after the first one, from the
+        first-layer outputs + delta * W[:, element] (one element per group): their score
+        contributions summed per item (P, q), or the scores for a callable."""
+        outputs = self.base_sub.shape[1]
+        weight_t, hidden, tail = self.fast
+        count, rows = len(items), hi - lo
+        index = torch.from_numpy(items).to(self.device)
+        deltas = unit.values[:, lo:hi].index_select(0, index)  # (P, rows)
+        weights = weight_t.index_select(0, unit.index.index_select(0, index % len(unit.batch)))  # (P, H)
+        h = self.rows_buf[: count * rows].view(count, rows, -1)
+        torch.addcmul(hidden[lo:hi].unsqueeze(0), deltas.unsqueeze(2), weights.unsqueeze(1), out=h)
+        out = run_tail(tail, h.view(count * rows, -1), self.tail_buffers).reshape(count * rows, outputs)
+        if self.callable is not None:
+            return self._scores(self.y_sub, out.view(count, rows, outputs))
+        y = self.y_sub[lo:hi] if count == 1 else self._y_repeated(count)
+        return self.contributions(y, out).view(count, rows, -1).sum(dim=1)
+
+    def _y_repeated(self, count: int) -> torch.Tensor:
+        """The targets of the subsampled rows, repeated ``count`` times (built once, sliced)."""
+        m = len(self.y_sub)
+        if getattr(self, "_y_rep", None) is None or len(self._y_rep) < count * m:
+            self._y_rep = self.y_sub.repeat(count, *([1] * (self.y_sub.dim() - 1)))
+        return self._y_rep[: count * m]
 
     def steps(self) -> Generator[ImportanceStep, None, ImportanceResult]:
         """Run :meth:`_work` in slices of about ``STEP_SECONDS``, the model borrowed during each slice;
@@ -310,7 +365,7 @@ class _Plan:
                             buf[s - start : e - start, unit.index[lo:hi]] = values
                 j += 1
         if self.fast:
-            return run_tail(self.fast[2], buf)
+            return run_tail(self.fast[2], buf, self.tail_buffers)
         return run_model(self.model, buf.view(len(buf), *self.sample_shape))
 
 
@@ -328,6 +383,7 @@ def iter_permutation_importance(
     batch_size: Optional[int] = None,
     max_samples=None,
     noise_scale=1.0,
+    _seed: Optional[int] = None,
 ) -> Generator[ImportanceStep, None, ImportanceResult]:
     """The steps of :func:`permutation_importance`, for running it piece by piece.
 
@@ -337,9 +393,14 @@ def iter_permutation_importance(
     generator returns it at the end. Stopping early is safe: the model is only borrowed while a
     step runs.
     """
+    if metrics_of(scoring) is not None:
+        raise TypeError(
+            "iter_permutation_importance takes one scoring (a name or a callable); "
+            f"for several ({scoring!r}) use permutation_importance"
+        )
     plan = _Plan(
         model, X, y, scoring, method, n_repeats, random_state, feature_groups, feature_names,
-        batch_size, max_samples, noise_scale,
+        batch_size, max_samples, noise_scale, _seed,
     )
     return plan.steps()
 
@@ -358,7 +419,7 @@ def permutation_importance(
     max_samples=None,
     noise_scale=1.0,
     progress: Optional[Callable[[int, int], None]] = None,
-) -> ImportanceResult:
+) -> Union[ImportanceResult, dict[str, ImportanceResult]]:
     """How much the score drops when each feature (or feature group) is perturbed.
 
     Parameters
@@ -370,7 +431,9 @@ def permutation_importance(
     scoring : "r2", "neg_mean_squared_error", "neg_mean_absolute_error", "accuracy", "neg_log_loss",
         or a callable ``score(y_true, y_pred) -> float`` (higher is better) that receives the model's
         outputs as numpy, shape (m,) for one output per sample. Classification scores read the
-        outputs as logits (or probabilities when the model ends with Softmax/Sigmoid).
+        outputs as logits (or probabilities when the model ends with Softmax/Sigmoid). Several
+        scorings, as scikit-learn: a list or tuple of names, or a dict of name -> scoring; the
+        result is then a dict of results by name, all from the same permutations.
     method : "permutation" shuffles a feature's values across rows (as scikit-learn); "noise" adds
         ``noise_scale * (max - min) * (U(0, 1) - 0.5)`` to it.
     n_repeats : how many times each feature is perturbed.
@@ -390,14 +453,22 @@ def permutation_importance(
     Returns
     -------
     ImportanceResult with ``importances`` (n_features, n_repeats), ``importances_mean``,
-    ``importances_std``, ``baseline_score``, ``feature_names`` and ``importance_map()``.
+    ``importances_std``, ``baseline_score``, ``feature_names`` and ``importance_map()``; for
+    several scorings, a dict of them by scoring name.
     """
-    step = None
-    for step in iter_permutation_importance(
-        model, X, y, scoring=scoring, method=method, n_repeats=n_repeats, random_state=random_state,
-        feature_groups=feature_groups, feature_names=feature_names, batch_size=batch_size,
-        max_samples=max_samples, noise_scale=noise_scale,
-    ):
-        if progress is not None:
-            progress(step.done, step.total)
-    return step.result
+    check_progress(progress)
+    metrics = metrics_of(scoring)
+    seed = None if metrics is None else draw_seed(random_state)  # one draw for every scoring, as scikit-learn
+    results = {}
+    for i, (name, one) in enumerate((metrics or {None: scoring}).items()):
+        step = None
+        for step in iter_permutation_importance(
+            model, X, y, scoring=one, method=method, n_repeats=n_repeats, random_state=random_state,
+            feature_groups=feature_groups, feature_names=feature_names, batch_size=batch_size,
+            max_samples=max_samples, noise_scale=noise_scale, _seed=seed,
+        ):
+            if progress is not None:
+                count = len(metrics or [None])
+                progress(i * step.total + step.done, count * step.total)
+        results[name] = step.result
+    return results if metrics is not None else results[None]

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["BUILTIN", "SCORINGS", "gives_probabilities", "mismatch"]
+__all__ = ["BUILTIN", "SCORINGS", "gives_probabilities", "metrics_of", "mismatch"]
 
 
 def _probabilities(out: torch.Tensor, already: bool) -> torch.Tensor:
@@ -107,3 +107,29 @@ def gives_probabilities(model: nn.Module, base: torch.Tensor) -> bool:
     if base.shape[1] > 1 and bool((base >= 0).all()):
         return bool(torch.allclose(base.double().sum(dim=1), torch.ones(1, dtype=torch.float64, device=base.device), atol=1e-5))
     return False
+
+
+def metrics_of(scoring) -> Optional[dict]:
+    """Several scorings as a dict name -> scoring (scikit-learn's list, tuple or dict); None for one."""
+    if isinstance(scoring, dict):
+        if not scoring:
+            raise ValueError("scoring is an empty dict; give at least one name -> scoring")
+        for name, one in scoring.items():
+            if not isinstance(name, str):
+                raise TypeError(f"the names of a scoring dict must be strings, got {name!r}")
+            if not (isinstance(one, str) or callable(one)):
+                raise TypeError(f"scoring[{name!r}] must be a scoring name or a callable(y_true, y_pred), not {one!r}")
+        return dict(scoring)
+    if isinstance(scoring, (list, tuple, set, frozenset)):
+        names = list(scoring)
+        if not names:
+            raise ValueError(f"scoring is an empty {type(scoring).__name__}; give at least one of {SCORINGS}")
+        if not all(isinstance(n, str) for n in names):
+            raise TypeError(
+                f"a list of scorings must hold names {SCORINGS}; got {names!r} "
+                "(for callables use a dict of name -> callable)"
+            )
+        if len(set(names)) != len(names):
+            raise ValueError(f"scoring lists a name twice: {names!r}")
+        return {n: n for n in names}
+    return None

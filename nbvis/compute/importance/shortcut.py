@@ -67,19 +67,43 @@ _IN_PLACE = {
 _FRESH = (nn.Linear, nn.Sigmoid, nn.Tanh, nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.ELU, nn.Softplus)
 
 
-def run_tail(tail: list[nn.Module], h: torch.Tensor) -> torch.Tensor:
-    """The layers after the first one; activations run in place while the tensor is ours."""
+def _scratch(buffers: Optional[dict], key: int, shape: tuple[int, int], like: torch.Tensor) -> Optional[torch.Tensor]:
+    """A reused output tensor of ``shape`` from ``buffers`` (grown when too small); None without buffers."""
+    if buffers is None:
+        return None
+    size = shape[0] * shape[1]
+    flat = buffers.get(key)
+    if flat is None or flat.numel() < size or flat.dtype != like.dtype or flat.device != like.device:
+        flat = buffers[key] = torch.empty(size, dtype=like.dtype, device=like.device)
+    return flat[:size].view(shape)
+
+
+def run_tail(tail: list[nn.Module], h: torch.Tensor, buffers: Optional[dict] = None) -> torch.Tensor:
+    """The layers after the first one; activations run in place while the tensor is ours.
+
+    With ``buffers`` (a dict kept by the caller), Linear layers write into tensors reused from one
+    call to the next: the result is only valid until the next call with the same buffers.
+    """
     owned = True  # h starts as the caller's scratch buffer
-    for module in tail:
+    for position, module in enumerate(tail):
         in_place = _IN_PLACE.get(type(module))
-        if owned and in_place is not None and not _has_hooks(module):
+        hooked = _has_hooks(module)
+        if owned and in_place is not None and not hooked:
             h = in_place(module, h)
-        elif type(module) is nn.Linear and module.out_features <= 16 and h.dim() == 2 and not _has_hooks(module):
-            # a few outputs (class scores): W @ h^T is about twice as fast as h @ W^T on CPU
-            bias = module.bias[:, None] if module.bias is not None else torch.zeros(1, 1, device=h.device, dtype=h.dtype)
-            h = torch.addmm(bias, module.weight, h.t()).t()
+        elif type(module) is nn.Linear and h.dim() == 2 and not hooked:
+            # the same kernels nn.Linear runs (addmm with the bias, mm without), into reused outputs
+            few = module.out_features <= 16  # a few outputs (class scores): W @ h^T is about twice as fast on CPU
+            shape = (module.out_features, len(h)) if few else (len(h), module.out_features)
+            out = _scratch(buffers, position, shape, h)
+            a, b = (module.weight, h.t()) if few else (h, module.weight.t())
+            bias = None if module.bias is None else (module.bias[:, None] if few else module.bias)
+            if bias is None:
+                h = torch.mm(a, b, out=out) if out is not None else torch.mm(a, b)
+            else:
+                h = torch.addmm(bias, a, b, out=out) if out is not None else torch.addmm(bias, a, b)
+            h = h.t() if few else h
             owned = True
         else:
             h = module(h)
-            owned = type(module) in _FRESH and not _has_hooks(module)
+            owned = type(module) in _FRESH and not hooked
     return h

@@ -21,7 +21,8 @@ presets), :mod:`.transforms`, :mod:`.parametrizations` and :mod:`.run`.
 
 from .objectives import Objective, as_objective, logit, objective, unit
 from .regularizers import PRESETS, Regularizers, fit_regularizers, resolve_regularizers
-from .run import OptimizationRun, Result, Step, iter_maximize, maximize, to_uint8
+from .result import Result, Step, to_uint8
+from .run import OptimizationRun, iter_maximize, maximize
 from .transforms import affine_resample, blur, gaussian_kernel, small_pixel_mask, total_variation
 
 __all__ = [

@@ -84,6 +84,10 @@ class _Unit(Objective):
         bound = _Unit.__new__(_Unit)
         bound.__dict__.update(self.__dict__)
         bound.layer = units.parse_layer(model, self.layer).name
+        if bound.layer == units.OUTPUT and self.unit.index is not None and self.unit.position is None:
+            logits = _pre_softmax(model)
+            if logits is not None:  # a class objective reads the logits, not the probabilities
+                bound.layer, bound.logit_of = logits, self.unit.index
         bound.layers = (bound.layer,)
         bound.description = self.unit.describe(bound.layer)
         return bound
@@ -93,6 +97,15 @@ class _Unit(Objective):
         act = activations[name]
         axes = getattr(activations, "axes", {})
         return units.select(self.unit, name, act, axes.get(name), self.reduce)
+
+
+def _pre_softmax(model: nn.Module) -> str | None:
+    """The layer before a final ``nn.Softmax`` / ``nn.LogSoftmax`` of a Sequential model, else None."""
+    if not isinstance(model, nn.Sequential) or len(model) < 2:
+        return None
+    if not isinstance(model[-1], (nn.Softmax, nn.LogSoftmax)):
+        return None
+    return list(model._modules)[-2]
 
 
 class _Sum(Objective):

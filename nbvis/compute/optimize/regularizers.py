@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["PRESETS", "Regularizers", "fit_regularizers", "resolve_regularizers"]
+__all__ = ["PRESETS", "SIZED_PRESETS", "auto_preset", "Regularizers", "fit_regularizers", "resolve_regularizers", "sized"]
 
 _SPATIAL = ("blur_every", "jitter", "scale", "rotate", "tv")
 _PIXEL_ONLY = ("blur_every", "norm_pct", "contribution_pct")
@@ -30,6 +30,10 @@ class Regularizers:
     scale, rotate: a random zoom by a factor in ``[1 - scale, 1 + scale]`` and a random rotation in
         ``[-rotate, rotate]`` degrees before each forward pass.
     tv: weight of the total variation penalty (mean absolute difference between neighbouring pixels).
+    diversity: weight of the diversity penalty between the starts (Olah et al. 2017): the mean
+        cosine similarity of each pair of starts' Gram matrices at the objective's layer (of the
+        centred inputs when that layer has no channels and positions), so that the starts show
+        different facets of what the unit responds to. It acts only with several starts.
     """
 
     decay: float = 0.0
@@ -41,6 +45,7 @@ class Regularizers:
     scale: float = 0.0
     rotate: float = 0.0
     tv: float = 0.0
+    diversity: float = 0.0
 
     def __post_init__(self):
         def number(name, low, high=math.inf, integer=False, high_open=False):
@@ -64,6 +69,7 @@ class Regularizers:
         number("scale", 0.0, 1.0, high_open=True)
         number("rotate", 0.0, 180.0)
         number("tv", 0.0)
+        number("diversity", 0.0)
         if self.blur_every and not self.blur_width:
             object.__setattr__(self, "blur_every", 0)  # a blur of width 0 is no blur
 
@@ -80,17 +86,53 @@ class Regularizers:
 
 
 #: Named regularizer sets: the four hyperparameter sets of Table 1 in Yosinski et al. 2015 (the
-#: third, used for most of the paper's images, is also "yosinski2015"), Lucid's transforms, and
-#: "none" (plain gradient ascent, which makes fooling images).
+#: third, used for most of the paper's images, is also "yosinski2015"), Lucid's transforms
+#: ("lucid"), the Feature Visualization article's recipe ("distill2017", with the Fourier
+#: parametrization), and "none" (plain gradient ascent, which makes fooling images). The
+#: optimizer and step count that go with each are in :data:`~nbvis.compute.optimize.optimizers.ASCENTS`.
+#: "smooth" adds to Lucid's transforms a light L2 decay (towards 0, a dark background) and a
+#: light blur, the default when the data's range is known. "lucid", "distill2017" and "smooth"
+#: give their transforms for 224-pixel inputs: :func:`fit_regularizers` scales them to the
+#: input's size; they keep the starts apart with a diversity penalty.
 PRESETS: dict[str, Regularizers] = {
     "none": Regularizers(),
     "yosinski2015-1": Regularizers(blur_width=0.5, blur_every=4, norm_pct=50),
     "yosinski2015-2": Regularizers(decay=0.3, norm_pct=20),
     "yosinski2015-3": Regularizers(decay=1e-4, blur_width=1.0, blur_every=4),
     "yosinski2015-4": Regularizers(blur_width=0.5, blur_every=4, contribution_pct=90),
-    "lucid": Regularizers(jitter=8, scale=0.1, rotate=10),
+    "lucid": Regularizers(jitter=8, scale=0.1, rotate=10, diversity=0.3),
+    "distill2017": Regularizers(jitter=8, scale=0.1, rotate=10, diversity=0.3),
+    "smooth": Regularizers(decay=0.02, blur_width=0.5, blur_every=8, jitter=8, scale=0.1, rotate=10, diversity=0.3),
 }
 PRESETS["yosinski2015"] = PRESETS["yosinski2015-3"]
+
+#: The presets whose transforms are given for this input size and scaled to the actual one.
+SIZED_PRESETS = ("lucid", "distill2017", "smooth")
+REFERENCE_SIZE = 224
+
+
+def sized(regs: Regularizers, input_shape: Sequence[int]) -> Regularizers:
+    """Transforms given for 224-pixel inputs, scaled to ``input_shape``'s larger side.
+
+    Jitter shrinks in proportion to the size (at least 1 pixel); zoom and rotation with the square
+    root of the ratio: a 28-pixel digit moves by a pixel and turns by 3.5 degrees.
+    """
+    if len(input_shape) < 2:
+        return regs
+    ratio = min(1.0, max(input_shape[-2:]) / REFERENCE_SIZE)
+    soft = math.sqrt(ratio)
+    return dataclasses.replace(
+        regs,
+        jitter=max(1, round(regs.jitter * ratio)) if regs.jitter else 0,
+        scale=round(regs.scale * soft, 4),
+        rotate=round(regs.rotate * soft, 2),
+    )
+
+
+def auto_preset(value_range) -> str:
+    """``regularizers="auto"``: ``"smooth"`` (transforms, diversity, light decay and blur, inputs
+    clipped into the data's range) when the range is known, else ``"yosinski2015"``."""
+    return "smooth" if value_range is not None else "yosinski2015"
 
 
 def resolve_regularizers(spec) -> Regularizers:
@@ -122,6 +164,8 @@ def fit_regularizers(spec, input_shape: Sequence[int], parametrization: str = "p
     raise a ValueError; a preset drops them.
     """
     regs = resolve_regularizers(spec)
+    if isinstance(spec, str) and spec in SIZED_PRESETS:
+        regs = sized(regs, input_shape)
     drop = []
     if len(input_shape) == 1:
         drop += [name for name in _SPATIAL if getattr(regs, name)]

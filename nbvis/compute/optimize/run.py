@@ -1,97 +1,40 @@
 """The run: :class:`OptimizationRun` (resumable), :func:`iter_maximize`, :func:`maximize`, and what they give back.
 
-The model is borrowed for each step only: between steps (while a run is paused) it is exactly
-as its owner left it, in train or eval mode, with its parameters' ``requires_grad`` untouched.
+The model is borrowed for each step only (for all the steps of one ``run(n)`` call): between
+steps (while a run is paused) it is exactly as its owner left it, in train or eval mode, with its
+parameters' ``requires_grad`` untouched.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import threading
-from typing import Iterator, NamedTuple
+from typing import Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
-from nbvis.compute.probe import as_input, borrowed, forward_with, model_device, model_dtype
-from nbvis.compute.units import resolve_output
+from nbvis.compute.probe import as_input, model_device, model_dtype
 
+from .data import check_range, data_range
+from .diversity import gram_similarity
 from .objectives import as_objective
+from .optimizers import ASCENTS, Ascent, ascent_of
+from .overrides import redirected_relus
 from .parametrizations import Fourier, Pixels
-from .regularizers import Regularizers, fit_regularizers
+from .regularizers import Regularizers, auto_preset, fit_regularizers
+from .result import Result, Step, to_uint8
+from .session import Session
 from .transforms import affine_resample, as_images, blur, small_pixel_mask, total_variation
 
-__all__ = ["OptimizationRun", "Result", "Step", "iter_maximize", "maximize", "to_uint8"]
+__all__ = ["REDIRECT_STEPS", "OptimizationRun", "iter_maximize", "maximize"]
 
-
-def to_uint8(inputs, value_range: tuple[float, float] | None = None) -> np.ndarray:
-    """Inputs ``(starts, *input_shape)`` as uint8 images ``(starts, H, W, C)``.
-
-    ``(N, C, H, W)`` becomes ``(N, H, W, C)``; ``(N, H, W)`` becomes ``(N, H, W, 1)``; vectors
-    ``(N, D)`` become ``(N, 1, D, 1)``. Each start is scaled on its own from its minimum (0) to
-    its maximum (255), or from ``value_range`` when given (values outside are clipped).
-    """
-    x = inputs.detach() if isinstance(inputs, torch.Tensor) else torch.as_tensor(np.asarray(inputs))
-    if x.dim() < 2 or x.dim() > 4:
-        raise ValueError(f"expected inputs of shape (starts, D), (starts, H, W) or (starts, C, H, W), got {tuple(x.shape)}")
-    x = as_images(x.float())
-    if value_range is None:
-        flat = x.reshape(x.shape[0], -1)
-        low = flat.amin(dim=1)[:, None, None, None]
-        span = (flat.amax(dim=1) - flat.amin(dim=1))[:, None, None, None]
-    else:
-        low = torch.tensor(float(value_range[0]), device=x.device)
-        span = torch.tensor(float(value_range[1]) - float(value_range[0]), device=x.device)
-    scaled = (x - low) * (255.0 / span.clamp_min(1e-12))
-    images = scaled.clamp_(0, 255).round_().to(torch.uint8).permute(0, 2, 3, 1)
-    return np.ascontiguousarray(images.cpu().numpy())
-
-
-class Step:
-    """One update of a run: ``index`` (1 for the first), ``inputs`` (the inputs this step
-    evaluated, ``(starts, *input_shape)``), ``values`` (their objective, ``(starts,)``) and
-    ``images`` (uint8 ``(starts, H, W, C)``, computed on first access)."""
-
-    __slots__ = ("index", "inputs", "_values", "_value_range", "_images")
-
-    def __init__(self, index: int, inputs: torch.Tensor, values: torch.Tensor, value_range):
-        self.index = index
-        self.inputs = inputs
-        self._values = values
-        self._value_range = value_range
-        self._images = None
-
-    @property
-    def values(self) -> np.ndarray:
-        return self._values.float().cpu().numpy().astype(np.float64)
-
-    @property
-    def images(self) -> np.ndarray:
-        if self._images is None:
-            self._images = to_uint8(self.inputs, self._value_range)
-        return self._images
-
-    def __repr__(self) -> str:
-        return f"Step({self.index}, values={np.array2string(self.values, precision=4)})"
-
-
-class _Pair(NamedTuple):
-    inputs: torch.Tensor
-    history: np.ndarray
-
-
-class Result(_Pair):
-    """What :func:`maximize` returns: the final ``inputs`` ``(starts, *input_shape)`` and the
-    objective ``history`` ``(steps, starts)``; it unpacks as ``inputs, history``."""
-
-    value_range: tuple[float, float] | None = None  # the run's, for :attr:`images`
-
-    @property
-    def images(self) -> np.ndarray:
-        """The final inputs as uint8 images ``(starts, H, W, C)`` (see :func:`to_uint8`)."""
-        return to_uint8(self.inputs, self.value_range)
+#: Steps at the start of a run whose ReLU gradients are redirected while the objective of some
+#: start is exactly 0, a unit that is off (see :mod:`.overrides`).
+REDIRECT_STEPS = 16
 
 
 def _check_shape(input_shape) -> tuple[int, ...]:
@@ -133,11 +76,14 @@ class OptimizationRun:
         *,
         starts: int = 1,
         regularizers=None,
-        parametrization: str = "pixel",
+        parametrization: str | None = None,
         seed: int = 0,
-        lr: float = 0.05,
-        optimizer: str = "adam",
+        lr: float | None = None,
+        optimizer: str | None = None,
         value_range: tuple[float, float] | None = None,
+        dataset=None,
+        diversity: float | None = None,
+        redirect: int = REDIRECT_STEPS,
         init=None,
     ):
         if not isinstance(model, nn.Module):
@@ -146,6 +92,24 @@ class OptimizationRun:
         self.input_shape = _check_shape(input_shape)
         self.starts = _positive_int("starts", starts)
         self.seed = _positive_int("seed", seed, minimum=0)
+        self.redirect = _positive_int("redirect", redirect, minimum=0)
+        if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0 or not math.isfinite(lr)):
+            raise ValueError(f"lr must be a positive number, not {lr!r}")
+        if optimizer is not None and not isinstance(optimizer, Ascent) and optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd' (plain gradient ascent), not {optimizer!r}")
+        if value_range is None and dataset is not None:
+            value_range = data_range(dataset)
+        self.value_range = check_range(value_range)
+        if isinstance(regularizers, str) and regularizers == "auto":
+            regularizers = auto_preset(self.value_range)
+        if isinstance(regularizers, str) and regularizers not in ASCENTS:
+            fit_regularizers(regularizers, self.input_shape)  # raises the unknown preset's error
+        #: the optimizer (the preset's unless ``optimizer`` or ``lr`` are given; ``optimizer`` may be an Ascent)
+        if isinstance(optimizer, Ascent):
+            self.ascent = ascent_of(None, None, None if lr is None else float(lr), base=optimizer)
+        else:
+            self.ascent = ascent_of(regularizers, optimizer, None if lr is None else float(lr))
+        parametrization = self.ascent.parametrization if parametrization is None else parametrization
         if parametrization not in ("pixel", "fourier"):
             raise ValueError(f"parametrization must be 'pixel' or 'fourier', not {parametrization!r}")
         if parametrization == "fourier" and len(self.input_shape) == 1:
@@ -153,19 +117,9 @@ class OptimizationRun:
         if parametrization == "fourier" and init is not None:
             raise ValueError("init sets pixel values: use it with parametrization='pixel'")
         self.parametrization = parametrization
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0 or not math.isfinite(lr):
-            raise ValueError(f"lr must be a positive number, not {lr!r}")
-        if optimizer not in ("adam", "sgd"):
-            raise ValueError(f"optimizer must be 'adam' or 'sgd' (plain gradient ascent), not {optimizer!r}")
-        if value_range is not None:
-            try:
-                low, high = (float(v) for v in value_range)
-            except (TypeError, ValueError):
-                raise TypeError(f"value_range is a pair (low, high), not {value_range!r}") from None
-            if not low < high:
-                raise ValueError(f"value_range needs low < high, got {value_range!r}")
-            value_range = (low, high)
-        self.value_range = value_range
+        if diversity is not None and (isinstance(diversity, bool) or not isinstance(diversity, (int, float)) or not diversity >= 0):
+            raise ValueError(f"diversity must be a number >= 0, not {diversity!r}")
+        self._diversity = None if diversity is None else float(diversity)
         self.regularizers = regularizers  # validated by the setter
         self.objective = as_objective(objective).bind(model)
         self._layers = None if self.objective.layers is None else list(self.objective.layers)
@@ -176,9 +130,9 @@ class OptimizationRun:
         if parametrization == "pixel":
             self._param = Pixels(self._initial_pixels(init, device, dtype))
         else:
-            self._param = Fourier(self.input_shape, self.starts, self._generator, device, dtype, value_range)
-        self._optimizer_name, self.lr = optimizer, float(lr)
-        self._optimizer = self._make_optimizer()
+            self._param = Fourier(self.input_shape, self.starts, self._generator, device, dtype, self.value_range)
+        self.lr = self.ascent.rate(self.value_range)
+        self._optimizer = self.ascent.make([self._param.param], self.value_range)
         self._device, self._dtype = device, dtype
         self._count = 0
         self._pending: list[torch.Tensor] = []  # objective values not yet copied into _history
@@ -195,13 +149,10 @@ class OptimizationRun:
 
     @regularizers.setter
     def regularizers(self, spec):
-        self._regularizers = fit_regularizers(spec, self.input_shape, self.parametrization)
-
-    def _make_optimizer(self):
-        params = [self._param.param]
-        if self._optimizer_name == "adam":
-            return torch.optim.Adam(params, lr=self.lr)
-        return torch.optim.SGD(params, lr=self.lr)
+        regs = fit_regularizers(spec, self.input_shape, self.parametrization)
+        if self._diversity is not None and regs.diversity != self._diversity:
+            regs = dataclasses.replace(regs, diversity=self._diversity)
+        self._regularizers = regs
 
     def _initial_pixels(self, init, device, dtype) -> torch.Tensor:
         shape = (self.starts, *self.input_shape)
@@ -222,18 +173,18 @@ class OptimizationRun:
 
     def _check_objective(self):
         """One forward pass on the starting inputs, so bad objectives fail before the first step."""
-        with borrowed(self.model), torch.enable_grad():
-            values = self._evaluate(self._param.image())
+        with Session(self.model, self._layers) as forward:
+            values = self._evaluate(forward, self._param.image())
+        self._off = bool((values.detach() == 0).any())
         if not values.requires_grad:
             raise ValueError(
                 f"the objective {self.objective.description} does not depend on the input (no gradient reaches it)"
             )
 
-    def _evaluate(self, inputs: torch.Tensor) -> torch.Tensor:
-        output, acts = forward_with(self.model, inputs, self._layers, detach=False)
-        final = resolve_output(output)
-        if self._layers is None and final is not None:
-            acts[""] = final
+    def _evaluate(self, forward, inputs: torch.Tensor, acts_out: dict | None = None) -> torch.Tensor:
+        output, acts = forward(inputs)
+        if acts_out is not None:
+            acts_out.update(acts)
         values = self.objective(acts)
         if not isinstance(values, torch.Tensor):
             raise TypeError(
@@ -311,28 +262,45 @@ class OptimizationRun:
     def step(self) -> Step:
         """One gradient-ascent update of every start; the model is borrowed only meanwhile."""
         self._follow_device()
+        with Session(self.model, self._layers) as forward:
+            return self._step(forward, snapshot=True)
+
+    def _step(self, forward, snapshot: bool) -> Step | None:
         regs = self._regularizers
-        with borrowed(self.model), torch.enable_grad():
+        with redirected_relus(self.model, self._off and self._count < self.redirect):
             image = self._param.image()
-            snapshot = self._param.snapshot(image)
+            before = self._param.snapshot(image) if snapshot else None
             seen = image
             if regs.jitter or regs.scale or regs.rotate or regs.tv:
                 pictures = as_images(image)
                 moved = self._transform(pictures)
                 seen = moved.reshape(image.shape)
-            values = self._evaluate(seen)
+            diverse = regs.diversity and self.starts > 1
+            acts: dict | None = {} if diverse else None
+            values = self._evaluate(forward, seen, acts)
             loss = -values.sum()
             if regs.tv:
                 loss = loss + regs.tv * total_variation(as_images(image)).sum()
+            if diverse:
+                loss = loss + self._diversity_penalty(values, acts, seen)
             self._optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self._optimizer.step()
             self._regularize()
             self._count += 1
         values = values.detach()
+        if self._count < self.redirect:  # a start whose unit is off: redirect the next step
+            self._off = bool((values == 0).any())
         with self._history_lock:
             self._pending.append(values)
-        return Step(self._count, snapshot, values, self.value_range)
+        return Step(self._count, before, values, self.value_range) if snapshot else None
+
+    def _diversity_penalty(self, values: torch.Tensor, acts: dict, seen: torch.Tensor) -> torch.Tensor:
+        """``diversity x starts x`` the objective's mean size ``x`` the Gram similarity: the weight is
+        relative to the objective, so one value suits units of any scale."""
+        layer = acts.get(self._layers[0]) if self._layers else None
+        size = values.detach().abs().mean().clamp_min(1e-3)
+        return self._regularizers.diversity * self.starts * size * gram_similarity(layer, seen)
 
     def iter(self, steps: int) -> Iterator[Step]:
         """Yield ``steps`` further steps (``steps`` is checked at the call, not at the first step)."""
@@ -340,9 +308,17 @@ class OptimizationRun:
         return (self.step() for _ in range(steps))
 
     def run(self, steps: int) -> "OptimizationRun":
-        """Do ``steps`` further steps; return the run."""
-        for _ in self.iter(steps):
-            pass
+        """Do ``steps`` further steps; return the run.
+
+        The model is borrowed once for all of them (no code of the caller runs in between), and
+        given back as it was when the call returns or raises.
+        """
+        steps = _positive_int("steps", steps, minimum=0)
+        if steps:
+            self._follow_device()
+            with Session(self.model, self._layers) as forward:
+                for _ in range(steps):
+                    self._step(forward, snapshot=False)
         return self
 
     # -- state ----------------------------------------------------------------------------
@@ -374,13 +350,11 @@ class OptimizationRun:
 
     def evaluate(self) -> np.ndarray:
         """The objective of the current inputs, without transforms: ``(starts,)``."""
-        with borrowed(self.model), torch.no_grad():
-            return self._evaluate(self.inputs).float().cpu().numpy().astype(np.float64)
+        with Session(self.model, self._layers, grad=False) as forward:
+            return self._evaluate(forward, self.inputs).float().cpu().numpy().astype(np.float64)
 
     def result(self) -> Result:
-        result = Result(self.inputs, self.history)
-        result.value_range = self.value_range
-        return result
+        return Result(self.inputs, self.history, self.objective, self.value_range)
 
     def __repr__(self) -> str:
         return (
@@ -389,25 +363,25 @@ class OptimizationRun:
         )
 
 
-def iter_maximize(model: nn.Module, objective, input_shape, steps: int = 256, starts: int = 1, **options) -> Iterator[Step]:
+def iter_maximize(model: nn.Module, objective, input_shape, steps: int | None = None, starts: int = 1, **options) -> Iterator[Step]:
     """Like :func:`maximize`, but yields a :class:`Step` after every update.
 
     Arguments are checked at the call, before the first step.
     """
     run = OptimizationRun(model, objective, input_shape, starts=starts, **options)
-    return run.iter(steps)
+    return run.iter(run.ascent.steps if steps is None else steps)
 
 
 def maximize(
     model: nn.Module,
     objective,
     input_shape,
-    steps: int = 256,
+    steps: int | None = None,
     starts: int = 1,
     regularizers=None,
-    parametrization: str = "pixel",
+    parametrization: str | None = None,
     seed: int = 0,
-    lr: float = 0.05,
+    lr: float | None = None,
     **options,
 ) -> Result:
     """Synthesize inputs that maximize ``objective``; return ``(inputs, history)``.
@@ -418,17 +392,24 @@ def maximize(
         (one position), an int (a class logit of the output), ``"layer:unit"``, a callable on
         ``{layer name: activation}``, or sums and negatives of :func:`unit` / :func:`logit` objectives.
     input_shape: one input without the batch axis, e.g. ``(3, 64, 64)``, ``(28, 28)`` or ``(20,)``.
-    steps, starts: updates to do, and random starts optimized together in one batch.
-    regularizers: None (plain gradient ascent), a preset name (see :data:`PRESETS`), a dict of
+    steps, starts: updates to do (default: the preset's, else 256), and random starts optimized
+        together in one batch.
+    regularizers: None (no priors), a preset name (see :data:`PRESETS`; a preset brings its
+        optimizer, see :data:`~nbvis.compute.optimize.optimizers.ASCENTS`), a dict of
         :class:`Regularizers` fields, or a Regularizers.
-    parametrization: ``"pixel"`` or ``"fourier"`` (decorrelated, sigmoid-bounded into ``value_range``).
+    parametrization: ``"pixel"`` or ``"fourier"`` (decorrelated, sigmoid-bounded into ``value_range``);
+        default: the preset's, else ``"pixel"``.
     seed: seeds the starts and the random transforms: the same seed gives the same result.
-    lr: learning rate of the optimizer (``optimizer="adam"`` by default, ``"sgd"`` for plain ascent).
-    options: ``optimizer``, ``value_range=(low, high)`` (pixel values are clipped into it),
-        ``init`` (starting pixels, ``input_shape`` or ``(starts, *input_shape)``).
+    lr: learning rate (default: the preset's, scaled to the input range; else Adam at 0.05).
+    options: ``optimizer`` (``"adam"`` or ``"sgd"``, plain gradient ascent), ``value_range=(low, high)``
+        or ``dataset=`` (the inputs stay in the data's range: pixels are clipped into it, the
+        Fourier image is sigmoid-bounded into it), ``diversity`` (weight of the penalty that keeps
+        the starts apart; default: the regularizers'), ``redirect`` (steps with redirected ReLU
+        gradients, 16), ``init`` (starting pixels, ``input_shape`` or ``(starts, *input_shape)``).
 
     Returns a :class:`Result`: ``inputs`` ``(starts, *input_shape)`` on the model's device and
-    ``history`` ``(steps, starts)``, the objective at each step.
+    ``history`` ``(steps, starts)``, the objective at each step; ``result.images`` and
+    ``result.evaluate(model, data)`` (see :func:`~nbvis.compute.optimize.quality.evaluate`).
     """
     run = OptimizationRun(
         model,
@@ -441,4 +422,4 @@ def maximize(
         lr=lr,
         **options,
     )
-    return run.run(steps).result()
+    return run.run(run.ascent.steps if steps is None else steps).result()
