@@ -252,9 +252,11 @@ class OptimizationViewer(JobView, NbvisWidget):
             self._publish(step)
 
     def _job_ended(self, state: str) -> None:
-        if state == "stopped":
-            self._figures()
-        super()._job_ended(state)
+        try:
+            if state == "stopped":
+                self._figures()
+        finally:  # an objective that raises an interrupt here too must not leave "running"
+            super()._job_ended(state)
 
     def _evaluate(self) -> None:
         run = self._run

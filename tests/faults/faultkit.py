@@ -68,7 +68,7 @@ def interrupt_repeatedly(call, n: int, max_delay: float, check, seed: int = 0) -
     rng = random.Random(seed)
     reached = 0
     for _ in range(n):
-        deadline = time.monotonic() + 30  # an interrupt that never arrives is a failure, not a hang
+        deadline = time.monotonic() + 5  # an interrupt that never arrives ends the round, not a hang
         try:
             with alarm_interrupt(rng.uniform(1e-4, max_delay)):
                 while time.monotonic() < deadline:
