@@ -13,6 +13,50 @@ from modelcheck import assert_unchanged, model_state
 os.environ.setdefault("NBVIS_CACHE", os.path.join(tempfile.gettempdir(), "nbvis-test-cache"))
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--nbvis-base64", action="store_true",
+        help="send arrays as base64 text, as in Colab (sets NBVIS_BASE64=1 for the tests, their Jupyter "
+        "servers and kernels); meant for the browser tests: `pytest tests/e2e --nbvis-base64`",
+    )
+
+
+def pytest_configure(config):
+    if config.getoption("--nbvis-base64"):
+        os.environ["NBVIS_BASE64"] = "1"
+
+
+def pytest_report_header(config):
+    from nbvis._arrays import base64_transport
+
+    return f"nbvis array transport: {'base64 text (forced)' if base64_transport() else 'binary buffers'}"
+
+
+def model_state(model: torch.nn.Module) -> dict:
+    """Everything nbvis promises to leave unchanged: parameters and buffers, requires_grad,
+    .grad, every module's mode, and every module's hooks."""
+    hook_dicts = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    return {
+        "tensors": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "requires_grad": [p.requires_grad for p in model.parameters()],
+        "grads": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
+        "modes": [m.training for m in model.modules()],
+        "hooks": [{d: list(getattr(m, d, {}).keys()) for d in hook_dicts} for m in model.modules()],
+    }
+
+
+def assert_unchanged(model: torch.nn.Module, before: dict) -> None:
+    after = model_state(model)
+    assert after["requires_grad"] == before["requires_grad"]
+    assert after["modes"] == before["modes"]
+    assert after["hooks"] == before["hooks"]
+    assert before["tensors"].keys() == after["tensors"].keys()
+    for key, value in before["tensors"].items():
+        assert torch.equal(value, after["tensors"][key]), key
+    for g0, g1 in zip(before["grads"], after["grads"]):
+        assert (g0 is None and g1 is None) or torch.equal(g0, g1)
+
+
 @pytest.fixture
 def unchanged():
     """``with unchanged(model): ...`` asserts the block left the model exactly as it was."""

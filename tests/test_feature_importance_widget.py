@@ -52,14 +52,16 @@ def test_chart_state_is_small_and_plotly_is_shared(diabetes):
     a.wait(), b.wait()
     library = plotly_library()
     assert a._library is library and b._library is library  # one copy of plotly.js per kernel
-    assert gzip.decompress(library.source) == _plotly_js().read_bytes()
-    assert 1_000_000 < len(library.source) < 0.4 * _plotly_js().stat().st_size  # gzipped
+    source = library.source["data"]
+    assert library.source["dtype"] == "uint8" and library.source["shape"] == [len(source)]
+    assert gzip.decompress(source) == _plotly_js().read_bytes()
+    assert 1_000_000 < len(source) < 0.4 * _plotly_js().stat().st_size  # gzipped
     state, paths, buffers = _remove_buffers(a.get_state())
     assert state["_library"] == f"IPY_MODEL_{library.model_id}"  # a reference, not the library
     assert ["_stats", "data"] in paths and len(buffers[paths.index(["_stats", "data"])]) == 10 * 2 * 4
     assert wire_bytes(a) < 40_000  # the view's code and a few numbers; plotly.js is not in there
     _, lib_paths, lib_buffers = _remove_buffers(library.get_state())
-    assert lib_paths == [["source"]] and len(lib_buffers[0]) == len(library.source)  # binary, not JSON
+    assert lib_paths == [["source", "data"]] and len(lib_buffers[0]) == len(source)  # binary, not JSON
 
 
 def test_importances_match_the_compute_function(diabetes, unchanged):

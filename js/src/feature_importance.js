@@ -1,7 +1,8 @@
 // FeatureImportance view: a sorted horizontal plotly bar chart with error bars, progress and
 // cancel, and for image inputs the importance map drawn over a sample image.
 import "./lib/nbvis.css";
-import { arrayGetter, maxAbs } from "./lib/arrays.js";
+import { arrayGetter, decode, maxAbs } from "./lib/arrays.js";
+import { onThemeChange, themeColors } from "./lib/theme.js";
 import { DIVERGING, fmt, gradientCss, lutIndex } from "./lib/colormap.js";
 import { blit } from "./lib/draw.js";
 import { numberBox } from "./lib/controls.js";
@@ -24,7 +25,7 @@ function loadPlotly(model) {
     globalThis[PLOTLY] = (async () => {
       const ref = String(model.get("_library") || "");
       const library = await model.widget_manager.get_model(ref.replace(/^IPY_MODEL_/, ""));
-      const unzipped = new Blob([library.get("source")]).stream().pipeThrough(new DecompressionStream("gzip"));
+      const unzipped = new Blob([decode(library.get("source")).data]).stream().pipeThrough(new DecompressionStream("gzip"));
       const url = URL.createObjectURL(new Blob([await new Response(unzipped).arrayBuffer()], { type: "text/javascript" }));
       globalThis.__nbvisPlotlyLoads = (globalThis.__nbvisPlotlyLoads || 0) + 1; // checked by the browser tests
       try {
@@ -186,12 +187,13 @@ function render({ model, el }) {
       bars.push(-1);
     }
     const metric = model.get("scoring");
+    const theme = themeColors(view.root); // text, axes and grid follow the notebook's theme
     const trace = {
       type: "bar",
       orientation: "h",
       x,
       y: labels.map((_, i) => i),
-      error_x: { type: "data", array: err, visible: true, color: "#444", thickness: 1.2, width: 3 },
+      error_x: { type: "data", array: err, visible: true, color: theme.muted, thickness: 1.2, width: 3 },
       marker: { color: colors },
       hovertext: hover,
       hoverinfo: "text",
@@ -202,14 +204,18 @@ function render({ model, el }) {
       xaxis: {
         title: { text: `decrease in ${plotlyText(metric)} (baseline ${fmt(model.get("baseline"))})` },
         zeroline: true,
-        zerolinecolor: "#888",
+        zerolinecolor: theme.muted,
+        gridcolor: theme.grid,
+        linecolor: theme.border,
+        color: theme.text,
       },
-      yaxis: { tickvals: labels.map((_, i) => i), ticktext: labels, autorange: "reversed", automargin: true },
+      yaxis: { tickvals: labels.map((_, i) => i), ticktext: labels, autorange: "reversed", automargin: true, color: theme.text },
       bargap: 0.25,
       showlegend: false,
       paper_bgcolor: "rgba(0,0,0,0)",
       plot_bgcolor: "rgba(0,0,0,0)",
-      font: { size: 11 },
+      font: { size: 11, color: theme.text },
+      hoverlabel: { bgcolor: theme.panel, bordercolor: theme.border, font: { color: theme.strong } },
     };
     const config = { displayModeBar: false, responsive: true };
     view.timed(() => Plotly.react(chart, [trace], layout, config));
@@ -347,6 +353,7 @@ function render({ model, el }) {
       chart.textContent = `could not load plotly.js: ${error}`;
     },
   );
+  view.dispose(onThemeChange(() => drawChart()));
   view.dispose(() => {
     disposed = true;
     if (Plotly) Plotly.purge(chart);

@@ -8,6 +8,8 @@ import anywidget
 import ipywidgets
 import traitlets
 
+from .._arrays import base64_transport, message_bytes
+from ._export import Exportable
 from ._guard import ErrorGuard
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -48,7 +50,7 @@ def close_parts(widget: ipywidgets.Widget) -> None:
             sub.close()
 
 
-class NbvisWidget(ErrorGuard, anywidget.AnyWidget):
+class NbvisWidget(Exportable, ErrorGuard, anywidget.AnyWidget):
     """Base class of the views.
 
     - Unknown keyword arguments raise ``TypeError`` (traitlets would accept them silently).
@@ -60,9 +62,14 @@ class NbvisWidget(ErrorGuard, anywidget.AnyWidget):
       traits tagged ``from_view=False`` (limits that protect the kernel, arrays the kernel
       computes), are refused when a front end sends them (``set_state``), said so in the error
       area, and sent back as they are.
+    - ``to_html()``, ``await snapshot()`` and a picture in every output (see ``_export.py``); the
+      views tell Python when they are shown (``{type: "view", attached}``) and answer snapshots.
     """
 
     error = traitlets.Unicode("").tag(sync=True)
+    # True where binary buffers are dropped (Colab, NBVIS_BASE64=1): arrays, and what the view
+    # sends back, travel as base64 text (see nbvis._arrays)
+    _base64 = traitlets.Bool(False).tag(sync=True)
 
     def __init_subclass__(cls, **kwargs):
         for key in ("_esm", "_css"):
@@ -83,7 +90,10 @@ class NbvisWidget(ErrorGuard, anywidget.AnyWidget):
                     f"the browser view {asset.path.name} is not built: run `npm install && npm run build` in js/, "
                     "or reinstall nbvis with `pip install .`"
                 )
+        self._attached = 0  # views of this widget shown in front ends now
+        self._snapshots: dict = {}  # snapshot request id -> the future that gets the PNG
         super().__init__(**kwargs)
+        self.set_trait("_base64", base64_transport())
         self.on_msg(self._on_custom_msg)
 
     def set_state(self, sync_data):
@@ -98,8 +108,16 @@ class NbvisWidget(ErrorGuard, anywidget.AnyWidget):
             self.send_state(refused)  # the view shows the kernel's values again
         super().set_state(sync_data)
 
-    def _on_custom_msg(self, _widget, content, _buffers) -> None:
-        if not isinstance(content, dict) or content.get("type") != "command":
+    def _on_custom_msg(self, _widget, content, buffers) -> None:
+        if not isinstance(content, dict):
+            return
+        if content.get("type") == "view":
+            self._attached = max(0, self._attached + (1 if content.get("attached") else -1))
+            return
+        if content.get("type") == "snapshot":
+            self._snapshot_reply(content, buffers)
+            return
+        if content.get("type") != "command":
             return
         name = str(content.get("name", ""))
         handler = getattr(self, f"_cmd_{name}", None)
@@ -115,3 +133,24 @@ class NbvisWidget(ErrorGuard, anywidget.AnyWidget):
     def close(self):
         super().close()
         close_parts(self)
+
+    def _resync(self) -> None:
+        """Send the whole state again, from the cell that runs now.
+
+        A background job's updates carry the cell that started it; tools that record a notebook's
+        widget state cell by cell (``nbconvert --execute``, nbclient) keep only the messages of the
+        cell they run, and would save the state as it was when the job began. ``wait()`` calls this.
+        """
+        if self.comm is not None:
+            self.send_state()
+
+    def _snapshot_reply(self, content: dict, buffers) -> None:
+        future = self._snapshots.get(content.get("id"))
+        if future is None or future.done():
+            return  # answered already (by another view of this widget), or given up
+        data = message_bytes(content, buffers)
+        if data is None:
+            outcome = RuntimeError(f"the front end could not draw the image: {content.get('error') or 'no data'}")
+            future.get_loop().call_soon_threadsafe(lambda: future.done() or future.set_exception(outcome))
+        else:
+            future.get_loop().call_soon_threadsafe(lambda: future.done() or future.set_result(data))

@@ -228,7 +228,10 @@ class JobView(traitlets.HasTraits):
         Raises the exception that ended the work, if one did.
         """
         if self._job is not None:
-            self._job.wait(timeout)
+            try:
+                self._job.wait(timeout)
+            finally:
+                self._resync()  # NbvisWidget: the final state, recorded by nbconvert --execute too
         return self._wait_result()
 
     def close(self):

@@ -11,6 +11,7 @@ import torch
 import traitlets
 from torch import nn
 
+from .._arrays import message_bytes
 from ..compute import units
 from ..compute.dataset import TopExamples, as_samples, field_geometries, sample_tensor, scan_top_examples
 from ..compute.gradients import deconvnet, gradient, guided_backprop
@@ -188,6 +189,41 @@ class ActivationHeatmap(NbvisWidget):
         with self._guard():
             return self._start_top()
 
+    def _picture(self):
+        """The input and every layer's activations on the view's scales (the output as bars)."""
+        from ._picture import auto_scale, bars, caption, colormap, fit_zoom, gray, mosaic, row, stack
+
+        panels = []
+        image = _image_layout(self._sample_shape)
+        if image is not None:
+            x = self._batch[0].detach().cpu().float().numpy().reshape(image)
+            picture = mosaic([gray(x)], gap=0, zoom=fit_zoom(image[2], image[1], 112))
+            panels.append(caption(picture, "input"))
+        for name, act in self._activations.items():
+            values = act[0].detach().cpu().float().numpy()
+            label = self._label(name)
+            if values.ndim <= 1 and name == self._output_name and values.size <= MAX_BARS:
+                names = self.labels or [str(i) for i in range(values.size)]
+                panels.append(bars(names, values.reshape(-1), title=label, width=200))
+                continue
+            lo, hi, cmap = auto_scale(values)
+            if values.ndim <= 1:
+                n = values.size
+                side = max(1, math.ceil(math.sqrt(n)))
+                grid = np.full(side * side, np.nan)
+                grid[:n] = values.reshape(-1)
+                tile = colormap(grid.reshape(side, side), lo, hi, cmap)
+                tile.reshape(-1, 3)[n:] = 255
+                picture = mosaic([tile], gap=0, zoom=fit_zoom(side, side, 112))
+            else:
+                maps = values.reshape(values.shape[0], -1, values.shape[-1])
+                tiles = [colormap(m, lo, hi, cmap) for m in maps[:64]]
+                cols = max(1, math.ceil(math.sqrt(len(tiles))))
+                picture = mosaic(tiles, cols=cols, zoom=fit_zoom(cols * maps.shape[2], cols * maps.shape[1], 160))
+            panels.append(caption(picture, label))
+        lines = [row(panels[i:i + 4], gap=16) for i in range(0, len(panels), 4)]
+        return stack(lines, gap=12)
+
     def close(self):
         self._stop_top()
         super().close()
@@ -241,9 +277,9 @@ class ActivationHeatmap(NbvisWidget):
         source = str(content.get("source", ""))
         try:
             with self._guard():
-                if not buffers:
+                data = message_bytes(content, buffers)
+                if data is None:
                     raise ValueError("the view sent no data")
-                data = bytes(buffers[0])
                 if source == "upload":
                     x = self._decode_upload(data)
                     caption = f"uploaded {content.get('name', 'image')}"

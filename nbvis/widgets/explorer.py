@@ -24,6 +24,7 @@ from ..compute.optimize.data import data_range
 from ..compute.probe import LayerRef, capture
 from ..compute.weights import infer_input_shape
 from ._base import close_parts
+from ._export import Exportable
 from ._explorer_blocks import BlocksPanel
 from ._guard import ErrorGuard
 from .activation_heatmap import ActivationHeatmap
@@ -35,7 +36,7 @@ __all__ = ["Explorer"]
 HINT = "Click a unit in the heatmap: its weights, its preferred input and its top dataset examples appear here."
 
 
-class Explorer(ErrorGuard, ipywidgets.VBox):
+class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
     """Navigate a model by clicking: one selected unit, shown in every view.
 
     ``model``: any ``nn.Module``. ``dataset``: the samples to look at and to scan for top examples
@@ -199,6 +200,15 @@ class Explorer(ErrorGuard, ipywidgets.VBox):
         if name not in self._sources:
             self._sources[name] = self._find_source(name)
         return self._sources[name]
+
+    def _snapshot_target(self):
+        return self.heatmap, "explorer"  # the heatmap's view captures the whole Explorer around it
+
+    def _picture(self):
+        from ._picture import row, stack
+
+        side = [view._picture() for view in (self._grid, self._optimizer) if view is not None]
+        return row([self.heatmap._picture(), stack(side) if side else None], gap=16)
 
     def close(self):
         """Close the dashboard and every view in it (runs and scans stop), so that all are freed."""

@@ -14,6 +14,7 @@ import traitlets
 from ipywidgets import widget_serialization
 from torch import nn
 
+from .._arrays import unpack
 from ..compute.importance import METHODS, ImportanceResult, ImportanceStep, iter_permutation_importance
 from ._base import STATIC, NbvisWidget
 from ._jobs import JobView, Throttle
@@ -39,7 +40,7 @@ class PlotlyLibrary(anywidget.AnyWidget):
     """
 
     _esm = "export default { render() {} };"
-    source = traitlets.Bytes().tag(sync=True)  # plotly.min.js, gzip-compressed (about 1.4 MB)
+    source = Array("uint8")  # plotly.min.js, gzip-compressed (about 1.4 MB), as bytes
     version = traitlets.Unicode().tag(sync=True)
 
 
@@ -53,7 +54,7 @@ def plotly_library() -> PlotlyLibrary:
         import plotly
 
         source = gzip.compress(_plotly_js().read_bytes(), compresslevel=6, mtime=0)
-        _LIBRARY = PlotlyLibrary(source=source, version=plotly.__version__)
+        _LIBRARY = PlotlyLibrary(source=np.frombuffer(source, np.uint8), version=plotly.__version__)
     return _LIBRARY
 
 
@@ -166,6 +167,41 @@ class FeatureImportance(JobView, NbvisWidget):
         """The name of the selected feature (None when nothing is selected)."""
         return None if self.selected is None else self._result.feature_names[self.selected]
 
+    @property
+    def importance_map(self) -> np.ndarray | None:
+        """For image inputs, the mean importance of every pixel as drawn over the sample, (H, W)
+        (NaN where no feature covers the pixel); None for other inputs."""
+        picture = self._picture_arrays(self._result)
+        return None if picture is None else picture[0]
+
+    def _picture(self):
+        """The sorted bars shown (top ``top_k``, the rest collapsed), and the importance map."""
+        from ._picture import bars, colormap, fit_zoom, gray, mosaic, row
+
+        result = self._result
+        mean, std = result.importances_mean, result.importances_std
+        order = sorted(range(len(mean)), key=lambda i: (-mean[i] if np.isfinite(mean[i]) else np.inf, i))
+        k = self.top_k
+        shown = order[:k] if k > 0 and len(order) > k + 1 else order
+        labels = [result.feature_names[i] for i in shown]
+        values, errors = [mean[i] for i in shown], [std[i] for i in shown]
+        rest = order[len(shown):]
+        if rest:
+            labels.append(f"{len(rest)} others (mean)")
+            values.append(float(np.nanmean(mean[rest])) if np.isfinite(mean[rest]).any() else np.nan)
+            errors.append(0.0)
+        chart = bars(labels, values, errors, title=f"decrease in {self.scoring} (baseline {self.baseline:.4g})")
+        arrays = self._picture_arrays(result)
+        if arrays is None or self._image is None:
+            return chart
+        values = arrays[0]
+        vmax = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
+        heat = colormap(values, -(vmax or 1.0), vmax or 1.0)
+        under = gray(unpack(self._image))
+        alpha = np.clip(np.nan_to_num(np.abs(values) / (vmax or 1.0)), 0, 1)[..., None] * 0.85
+        blended = ((1 - alpha) * under + alpha * heat).astype(np.uint8)
+        return row([chart, mosaic([blended], gap=0, zoom=fit_zoom(values.shape[1], values.shape[0], 240))])
+
     def start(self) -> "FeatureImportance":
         """Compute again from the start with the current settings."""
         with self._guard():
@@ -222,11 +258,11 @@ class FeatureImportance(JobView, NbvisWidget):
             self.set_trait("total", int(result.importances.size))
             self.set_trait("done", done)
             self._stats = stats
-            picture = self._picture(result)
+            picture = self._picture_arrays(result)
             self._map, self._owner = (None, None) if picture is None else picture
 
     @staticmethod
-    def _picture(result: ImportanceResult):
+    def _picture_arrays(result: ImportanceResult):
         """(importance per pixel, feature per pixel) for image inputs whose features are pixel areas."""
         shape = result.sample_shape
         if len(shape) not in (2, 3):

@@ -182,6 +182,19 @@ class OptimizationViewer(JobView, NbvisWidget):
         """The objective of every start at every step so far, ``(steps, starts)``."""
         return self._run.history
 
+    def _picture(self):
+        """The current inputs of every start side by side, with the objective reached."""
+        from ._picture import caption, fit_zoom, gray, mosaic
+
+        images = self._run.images  # (starts, H, W, C) uint8
+        if not len(images):
+            return None
+        tiles = [gray(image.transpose(2, 0, 1)) for image in images]
+        h, w = tiles[0].shape[:2]
+        picture = mosaic(tiles, cols=len(tiles), gap=4, zoom=fit_zoom(w, h, 96))
+        values = ", ".join(f"{v:.3g}" for v in self.values) if self.values else "not started"
+        return caption(picture, f"{self.objective_text} \u00b7 step {self.step}: {values}")
+
     @property
     def quality(self) -> Quality:
         """The :class:`~nbvis.compute.optimize.quality.Quality` figures of the current inputs

@@ -12,6 +12,7 @@ import traitlets
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
+from .._arrays import unpack
 from ..compute.probe import LayerRef, as_input, capture, resolve_layer
 from ..compute.units import check_index
 from ..compute.weights import input_products, layer_tiles, readout_weights, unit_order
@@ -202,6 +203,28 @@ class WeightGrid(NbvisWidget):
     def close(self):
         self._stop_watching()
         super().close()
+
+    def _picture(self):
+        """The page of tiles shown, on the view's diverging scale (shared or per tile)."""
+        from ._picture import caption, colormap, fit_zoom, gray, mosaic
+
+        if self._tiles is None:
+            return None
+        tiles = unpack(self._tiles)  # (units, H, W, C)
+        if not len(tiles):
+            return None
+        drawn = []
+        for tile in tiles:
+            if tile.shape[-1] == 3:
+                drawn.append(gray(tile.transpose(2, 0, 1)))
+                continue
+            values = tile.mean(axis=-1)
+            s = float(np.nanmax(np.abs(tile))) if self.scale == "tile" and np.isfinite(tile).any() else self.vmax
+            drawn.append(colormap(values, -(s or 1.0), s or 1.0))
+        h, w = drawn[0].shape[:2]
+        cols = max(1, int(np.ceil(np.sqrt(len(drawn)))))
+        picture = mosaic(drawn, cols=cols, zoom=fit_zoom(cols * (w + 1), cols * (h + 1), 360))
+        return caption(picture, f"{self.layer} \u00b7 {self.n_units} units (page {self.page + 1} of {self.n_pages})")
 
     # ----- state -> traits ---------------------------------------------------------------------
 

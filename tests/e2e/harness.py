@@ -56,7 +56,8 @@ def _free_port() -> int:
 class JupyterServer:
     """A Jupyter server (JupyterLab and Notebook 7 on one port) in a private temporary home."""
 
-    def __init__(self):
+    def __init__(self, theme: str | None = None):
+        self.theme = theme  # a JupyterLab theme name ("JupyterLab Dark"); None: the default light theme
         self.home = Path(tempfile.mkdtemp(prefix="nbvis-jupyter-"))
         self.root = self.home / "root"
         self.root.mkdir()
@@ -86,6 +87,8 @@ class JupyterServer:
         (settings / "notification.jupyterlab-settings").write_text(
             json.dumps({"fetchNews": "false", "checkForUpdates": False})
         )
+        if self.theme is not None:
+            (settings / "themes.jupyterlab-settings").write_text(json.dumps({"theme": self.theme}))
         cmd = [
             sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
             "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
@@ -206,6 +209,38 @@ def open_notebook(browser, server: JupyterServer, name: str, app: str = "lab", v
     server.wait_for_kernel()
     page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=60_000)
     return page
+
+
+LOCAL = ("file:", "data:", "blob:", "http://127.0.0.1", "http://localhost", "ws://127.0.0.1", "ws://localhost")
+
+
+def block_network(page) -> list:
+    """Abort every request of ``page`` that leaves this machine (anything but file:, data:, blob:
+    and localhost); returns the list the aborted URLs are appended to."""
+    blocked: list = []
+
+    def route(request_route):
+        url = request_route.request.url
+        if url.startswith(LOCAL):
+            request_route.continue_()
+        else:
+            blocked.append(url)
+            request_route.abort()
+
+    page.route("**/*", route)
+    return blocked
+
+
+def offline_page(browser, path, viewport=(1400, 1000)):
+    """Open an HTML file from ``file://`` with the network blocked; returns (page, blocked URLs)."""
+    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]}, accept_downloads=True)
+    page.set_default_timeout(30_000)
+    page.console_messages = []
+    page.on("console", lambda msg: page.console_messages.append(f"{msg.type}: {msg.text}"))
+    page.on("pageerror", lambda err: page.console_messages.append(f"pageerror: {err}"))
+    blocked = block_network(page)
+    page.goto(Path(path).resolve().as_uri())
+    return page, blocked
 
 
 def run_all(page, timeout: float = 180) -> None:

@@ -3,6 +3,7 @@
 import { finiteRange, maxAbs } from "../lib/arrays.js";
 import { BAD, fmt } from "../lib/colormap.js";
 import { SELECTION } from "../lib/draw.js";
+import { themeColors } from "../lib/theme.js";
 import { BAR_ROW, BAR_WIDTH } from "./geometry.js";
 
 const LABEL_W = 70;
@@ -30,10 +31,11 @@ export function drawBars(canvas, values, labels, selected) {
   const best = argmax(values);
   ctx.font = "11px sans-serif";
   ctx.textBaseline = "middle";
+  const theme = themeColors(canvas); // labels in the notebook's text colors (light in a dark theme)
   for (let i = 0; i < n; i++) {
     const y = i * BAR_ROW + 1;
     const v = values[i];
-    ctx.fillStyle = "#444";
+    ctx.fillStyle = theme.muted;
     ctx.textAlign = "right";
     ctx.fillText(labels[i] ?? String(i), LABEL_W - 6, y + BAR_ROW / 2);
     if (Number.isFinite(v)) {
@@ -44,7 +46,7 @@ export function drawBars(canvas, values, labels, selected) {
       ctx.fillStyle = `rgb(${BAD.join(",")})`;
       ctx.fillRect(zeroX, y + 2, span, BAR_ROW - 4);
     }
-    ctx.fillStyle = "#222";
+    ctx.fillStyle = theme.text;
     ctx.textAlign = "left";
     ctx.fillText(fmt(v), width - VALUE_W + 4, y + BAR_ROW / 2);
     if (i === selected) {

@@ -6,6 +6,7 @@
 // answer must neither release the other nor repeat the value the trait already holds (a trait
 // set to its own value sends nothing).
 import { debugEnabled } from "../lib/debug.js";
+import { sendBytes } from "../lib/export.js";
 
 const STALE_MS = 3000;
 
@@ -30,7 +31,7 @@ export function inputSender(model, view) {
     inflight = seq;
     inflightAt = performance.now();
     if (sentAt) sentAt.set(seq, inflightAt);
-    model.send({ type: "input", source, seq, shape, ...extra }, undefined, [bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)]);
+    sendBytes(model, { type: "input", source, seq, shape, ...extra }, bytes); // base64 text where buffers are dropped
   }
 
   /** The kernel finished request `_seq_done`: send the one kept back, if any. */

@@ -1,14 +1,31 @@
-// Decode the packed arrays that nbvis/_arrays.py sends ({dtype, shape, data: DataView}), and the
+// Decode the packed arrays that nbvis/_arrays.py sends ({dtype, shape, data: DataView}, or with
+// `data` as base64 text where binary buffers are dropped: Colab, or NBVIS_BASE64=1), and the
 // small reductions the views take of them. Pure: no DOM.
 
 const CTORS = { float32: Float32Array, uint8: Uint8Array, int32: Int32Array };
+
+/** The bytes of base64 text as a DataView. */
+export function base64View(text) {
+  const raw = atob(text);
+  const bytes = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+  return new DataView(bytes.buffer);
+}
+
+/** Bytes (a typed array or ArrayBuffer) as base64 text. */
+export function toBase64(data) {
+  const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  let raw = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) raw += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  return btoa(raw);
+}
 
 /** A packed array as {data: TypedArray, shape: number[]}, or null for a null trait. */
 export function decode(packed) {
   if (!packed || !packed.data) return null;
   const Ctor = CTORS[packed.dtype];
   if (!Ctor) throw new Error(`unknown array dtype ${packed.dtype}`);
-  const view = packed.data;
+  const view = typeof packed.data === "string" ? base64View(packed.data) : packed.data;
   const bytes = view.byteLength;
   const n = bytes / Ctor.BYTES_PER_ELEMENT;
   const data =

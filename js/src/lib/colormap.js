@@ -1,5 +1,7 @@
 // Colormaps as 256-entry RGB lookup tables, the color scale of a set of values, and painting
-// values into ImageData. Pure: no DOM beyond the ImageData it is handed.
+// values into ImageData. Pure: no DOM beyond the ImageData it is handed. The stops live in
+// nbvis/colormaps.json, shared with the static pictures drawn in Python.
+import STOPS from "../../../nbvis/colormaps.json" with { type: "json" };
 import { finiteRange } from "./arrays.js";
 
 function lut(stops) {
@@ -20,25 +22,13 @@ function lut(stops) {
 }
 
 /** Diverging blue - white - red, centered at zero (ColorBrewer RdBu, reversed). */
-export const DIVERGING = lut([
-  [0.0, 5, 48, 97],
-  [0.25, 67, 147, 195],
-  [0.5, 247, 247, 247],
-  [0.75, 214, 96, 77],
-  [1.0, 103, 0, 31],
-]);
+export const DIVERGING = lut(STOPS.diverging);
 
 /** Sequential dark - bright (magma-like) for activations. */
-export const SEQUENTIAL = lut([
-  [0.0, 0, 0, 4],
-  [0.25, 80, 18, 123],
-  [0.5, 183, 55, 121],
-  [0.75, 252, 137, 97],
-  [1.0, 252, 253, 191],
-]);
+export const SEQUENTIAL = lut(STOPS.sequential);
 
 /** Color of values that are NaN or infinite. */
-export const BAD = [0, 200, 0];
+export const BAD = STOPS.bad;
 
 /** The LUT index of value v on the scale [lo, hi]; -1 for non-finite values. */
 export function lutIndex(v, lo, hi) {

@@ -1,8 +1,10 @@
 // Scaffolding every view shares: the root element, the error area under the view, a floating
-// tooltip, draw instrumentation, and one place that undoes every listener when the view goes away.
+// tooltip, draw instrumentation, the PNG download and snapshot answers, the static mode of an
+// export, and one place that undoes every listener when the view goes away.
 // The style lives in nbvis.css (each view imports it; the build bundles it into static/<view>.css,
 // which the widget class loads as anywidget's `_css`).
 import { instrument } from "./debug.js";
+import { answerSnapshot, disableKernelControls, downloadPng, isStatic } from "./export.js";
 
 /** Create an element with attributes/properties and children. */
 export function h(tag, props = {}, children = []) {
@@ -30,7 +32,9 @@ export function setupView(model, el, kind) {
   const root = h("div", { class: `nbvis nbvis-${kind}` });
   const body = h("div");
   const error = h("div", { class: "nbvis-error" });
-  root.append(body, error);
+  const download = h("button", { class: "nbvis-download nbvis-local", textContent: "\u2913 PNG", title: "download what is drawn as a PNG image" });
+  const footer = h("div", { class: "nbvis-footer" }, [download]);
+  root.append(body, error, footer);
   el.append(root);
 
   const on = (name, fn) => {
@@ -66,6 +70,21 @@ export function setupView(model, el, kind) {
     },
     element: tip,
   };
+
+  listen(download, "click", () => downloadPng(root, `nbvis-${kind}`).catch((e) => console.error(e)));
+  on("msg:custom", (content) => {
+    if (content && content.type === "snapshot") answerSnapshot(model, el, root, content);
+  });
+  if (isStatic(model)) {
+    root.classList.add("nbvis-static");
+    root.dataset.static = "1";
+    footer.prepend(h("span", { class: "nbvis-muted", textContent: "static export: the controls need the Python kernel" }));
+    disposers.push(disableKernelControls(root));
+  } else {
+    // Python counts the views shown, so that snapshot() knows whether any front end can answer.
+    model.send({ type: "view", attached: true });
+    disposers.push(() => model.send({ type: "view", attached: false }));
+  }
 
   const cleanup = () => {
     while (disposers.length) {
@@ -105,11 +124,13 @@ export function setupView(model, el, kind) {
 
 /** Send a command to the Python side (handled by NbvisWidget._cmd_<name>). */
 export function command(model, name, args = {}) {
+  if (isStatic(model)) return;
   model.send({ type: "command", name, args });
 }
 
-/** Set traits from the view and sync them to Python. */
+/** Set traits from the view and sync them to Python (nothing in a static export: no kernel). */
 export function setTraits(model, values) {
+  if (isStatic(model)) return;
   for (const [key, value] of Object.entries(values)) model.set(key, value);
   model.save_changes();
 }

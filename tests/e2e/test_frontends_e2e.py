@@ -1,0 +1,137 @@
+"""More front ends: Voila (a third widget manager, with a kernel), nbconvert's executed HTML (the
+embedded state, no kernel), and snapshots read back from JupyterLab."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import nbformat
+import numpy as np
+from harness import DONE, block_network, canvas_stats, open_notebook, run_all, screenshot
+
+from nbvis.widgets._export import ASSETS, _anywidget_frontend
+
+VIEWS = [
+    "import json, numpy as np, nbvis\n"
+    "model = nbvis.demo.digits_mlp()\ncnn = nbvis.demo.digits_cnn()\nimages, labels = nbvis.demo.digits()",
+    "grid = nbvis.WeightGrid(model, 'fc1', page_size=16)\n"
+    "grid.observe(lambda c: open('selected.txt', 'w').write(str(c['new'])), names=['selected'])\n"
+    "grid",
+    "heatmap = nbvis.ActivationHeatmap(model, images[0], labels=nbvis.demo.DIGIT_LABELS)\nheatmap",
+    "viewer = nbvis.OptimizationViewer(cnn, ('conv2', 5), input_shape=(1, 28, 28), steps=8, starts=2)\n"
+    "viewer.start()\nviewer",
+    "chart = nbvis.FeatureImportance(model, images[:100], labels[:100], scoring='accuracy', n_repeats=2, "
+    "feature_groups=7, top_k=5)\nchart",
+    "explorer = nbvis.Explorer(model, (images, labels), steps=8, page_size=16)\nexplorer",
+    "viewer.wait(); chart.wait()",
+]
+
+
+def assert_every_view_drawn(page) -> None:
+    grid = page.wait_for_selector(".nbvis-weight-grid[data-draws]")
+    assert grid.get_attribute("data-tiles") == "16"
+    assert canvas_stats(page, ".nbvis-weight-grid canvas")["colors"] > 50
+    page.wait_for_selector(".nbvis-activation-heatmap[data-draws]")
+    assert canvas_stats(page, ".nbvis-activation-heatmap [data-layer='sigmoid'] canvas")["colors"] > 20
+    page.wait_for_selector(".nbvis-optimization-viewer[data-step='8']", timeout=60_000)
+    page.wait_for_selector(".nbvis-feature-importance[data-bars='6']", timeout=60_000)
+    assert page.locator(".nbvis-explorer .nbvis-activation-heatmap").count() == 1
+
+
+def test_voila_renders_every_view_and_clicks_reach_the_kernel(jupyter, browser):
+    name = jupyter.write_notebook("voila_views.ipynb", VIEWS)
+    (jupyter.root / "selected.txt").unlink(missing_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(90_000)
+    try:
+        page.goto(f"{jupyter.url}/voila/render/{name}?token={jupyter.token}")
+        page.wait_for_selector(f"text={DONE}", timeout=180_000)
+        assert_every_view_drawn(page)
+        # a click in the view reaches the kernel: the tile of unit 5 selects it in Python
+        cols = int(page.get_attribute(".nbvis-weight-grid", "data-cols"))
+        stats = canvas_stats(page, ".nbvis-weight-grid canvas")
+        zoom = stats["width"] // (cols * 30)
+        box = page.locator(".nbvis-weight-grid canvas").first.bounding_box()
+        page.mouse.click(box["x"] + ((5 % cols) * 30 + 15) * zoom, box["y"] + ((5 // cols) * 30 + 15) * zoom)
+        assert jupyter.wait_for_file("selected.txt", content="5") == "5"
+        screenshot(page, "voila_views.png")
+    except Exception:
+        screenshot(page, "voila_views_failure.png")
+        raise
+    finally:
+        page.close()
+
+
+def test_nbconvert_html_draws_from_the_embedded_state(browser, tmp_path):
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.cells = [nbformat.v4.new_code_cell(source) for source in VIEWS]
+    nbformat.write(notebook, tmp_path / "views.ipynb")
+    # the manager and require.js from nbvis's own bundle, not from a CDN
+    subprocess.run(
+        [sys.executable, "-m", "jupyter", "nbconvert", "--execute", "--to", "html", "views.ipynb",
+         f"--HTMLExporter.require_js_url={(ASSETS / 'require.js').as_uri()}",
+         f"--HTMLExporter.widget_renderer_url={(ASSETS / 'embed-amd.js').as_uri()}"],
+        cwd=tmp_path, check=True, capture_output=True, timeout=300,
+    )
+    html = (tmp_path / "views.html").read_text()
+    assert "application/vnd.jupyter.widget-state+json" in html
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(30_000)
+    try:
+        blocked = block_network(page)
+        # The manager asks jsDelivr for anywidget's front end: answer with the anywidget package's own copy.
+        served = []
+
+        def anywidget(route):
+            served.append(route.request.url)
+            route.fulfill(body=_anywidget_frontend().read_text(), content_type="text/javascript")
+
+        page.route("https://cdn.jsdelivr.net/npm/anywidget@*/**", anywidget)
+        page.goto((tmp_path / "views.html").as_uri())
+        assert_every_view_drawn(page)
+        assert served, "anywidget's front end was never asked for"
+        assert all("mathjax" in url for url in blocked), blocked  # nothing the views need left the machine
+        screenshot(page, "nbconvert_views.png")
+    finally:
+        page.close()
+
+
+def test_snapshot_reads_the_drawn_image_back(jupyter, browser):
+    cells = VIEWS[:3] + [
+        "image = await grid.snapshot()\n"
+        "np.save('grid.npy', image)",
+        "picture = await heatmap.snapshot()\n"
+        "np.save('heatmap.npy', picture)",
+        "json.dump({'base64': nbvis._arrays.base64_transport(), 'tiles': type(grid._tiles['data']).__name__}, "
+        "open('transport.json', 'w'))",
+    ]
+    name = jupyter.write_notebook("snapshot.ipynb", cells)
+    page = open_notebook(browser, jupyter, name)
+    try:
+        run_all(page)
+        root = page.locator(".nbvis-weight-grid").first
+        image = np.load(jupyter.root / "grid.npy")
+        assert image.dtype == np.uint8 and image.shape[2] == 4
+        box = root.bounding_box()
+        assert abs(image.shape[1] - box["width"]) <= 1 and abs(image.shape[0] - box["height"]) <= 1
+        # the tiles are in it at their place: as many colours as the canvas itself has
+        canvas = page.locator(".nbvis-weight-grid canvas").bounding_box()
+        x0, y0 = round(canvas["x"] - box["x"]), round(canvas["y"] - box["y"])
+        crop = image[y0 + 4:y0 + int(canvas["height"]) - 4, x0 + 4:x0 + int(canvas["width"]) - 4, :3]
+        assert len(np.unique(crop.reshape(-1, 3), axis=0)) > 50
+        heatmap = np.load(jupyter.root / "heatmap.npy")
+        assert heatmap.shape[0] > 100 and len(np.unique(heatmap.reshape(-1, 4), axis=0)) > 50
+        # the kernel used the transport this run asked for (--nbvis-base64: text, as in Colab)
+        forced = os.environ.get("NBVIS_BASE64") == "1"
+        transport = json.loads((jupyter.root / "transport.json").read_text())
+        assert transport == {"base64": forced, "tiles": "str" if forced else "bytes"}
+    except Exception:
+        screenshot(page, "snapshot_failure.png")
+        raise
+    finally:
+        page.close()
+
