@@ -112,6 +112,8 @@ def _train(
                 optimizer.zero_grad()
                 loss_fn(model(images[idx]), labels[idx]).backward()
                 optimizer.step()
+    # a freshly trained model is the same as one loaded from the cache: no .grad left behind
+    optimizer.zero_grad(set_to_none=True)
     model.eval()
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     torch.save(model.state_dict(), tmp)

@@ -8,6 +8,8 @@ import tempfile
 import pytest
 import torch
 
+from modelcheck import assert_unchanged, model_state
+
 # Demo models are trained once per test session into a private cache.
 os.environ.setdefault("NBVIS_CACHE", os.path.join(tempfile.gettempdir(), "nbvis-test-cache"))
 
@@ -29,31 +31,6 @@ def pytest_report_header(config):
     from nbvis._arrays import base64_transport
 
     return f"nbvis array transport: {'base64 text (forced)' if base64_transport() else 'binary buffers'}"
-
-
-def model_state(model: torch.nn.Module) -> dict:
-    """Everything nbvis promises to leave unchanged: parameters and buffers, requires_grad,
-    .grad, every module's mode, and every module's hooks."""
-    hook_dicts = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-    return {
-        "tensors": {k: v.detach().clone() for k, v in model.state_dict().items()},
-        "requires_grad": [p.requires_grad for p in model.parameters()],
-        "grads": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
-        "modes": [m.training for m in model.modules()],
-        "hooks": [{d: list(getattr(m, d, {}).keys()) for d in hook_dicts} for m in model.modules()],
-    }
-
-
-def assert_unchanged(model: torch.nn.Module, before: dict) -> None:
-    after = model_state(model)
-    assert after["requires_grad"] == before["requires_grad"]
-    assert after["modes"] == before["modes"]
-    assert after["hooks"] == before["hooks"]
-    assert before["tensors"].keys() == after["tensors"].keys()
-    for key, value in before["tensors"].items():
-        assert torch.equal(value, after["tensors"][key]), key
-    for g0, g1 in zip(before["grads"], after["grads"]):
-        assert (g0 is None and g1 is None) or torch.equal(g0, g1)
 
 
 @pytest.fixture
@@ -91,3 +68,30 @@ def digits_data():
     import nbvis
 
     return nbvis.demo.digits(28)
+
+
+# ----- figures of the fault campaign (tests/faults), printed in the terminal summary ----------
+
+_FIGURES: dict = {}
+
+
+class Figures:
+    """``figures.add(kind, what, value)``: one line of the summary, under ``kind``."""
+
+    def add(self, kind: str, what: str, value) -> None:
+        _FIGURES.setdefault(kind, {})[what] = value
+
+
+@pytest.fixture
+def figures() -> Figures:
+    return Figures()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _FIGURES:
+        return
+    terminalreporter.section("fault campaign")
+    for kind, rows in _FIGURES.items():
+        terminalreporter.write_line(f"{kind}:")
+        for what, value in rows.items():
+            terminalreporter.write_line(f"  {what}: {value}")

@@ -48,6 +48,12 @@ function ranking(stats, n) {
   return order.sort((a, b) => key(b) - key(a) || a - b);
 }
 
+// plotly draws a subset of HTML in every text (<b>, <br>, <a href>): names are text, so their
+// markup characters go as entities, which plotly draws as the characters themselves.
+function plotlyText(value) {
+  return String(value).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
 function render({ model, el }) {
   const view = setupView(model, el, "feature-importance");
   const { on, listen, tooltip } = view;
@@ -157,9 +163,9 @@ function render({ model, el }) {
     const selected = model.get("selected");
     const x = shown.map((i) => s.data[2 * i]);
     const err = shown.map((i) => s.data[2 * i + 1]);
-    const labels = shown.map((i) => names[i]);
+    const labels = shown.map((i) => plotlyText(names[i]));
     const colors = shown.map((i) => (i === selected ? SELECTED : BAR));
-    const hover = shown.map((i) => `${names[i]}<br>importance ${fmt(s.data[2 * i])} \u00b1 ${fmt(s.data[2 * i + 1])}`);
+    const hover = shown.map((i) => `${plotlyText(names[i])}<br>importance ${fmt(s.data[2 * i])} \u00b1 ${fmt(s.data[2 * i + 1])}`);
     bars = shown.slice();
     if (rest.length) {
       // the rest as one bar: their mean importance (never longer than the bars above it)
@@ -196,7 +202,7 @@ function render({ model, el }) {
       height: 70 + 20 * Math.max(3, labels.length),
       margin: { l: 10, r: 20, t: 10, b: 50 },
       xaxis: {
-        title: { text: `decrease in ${metric} (baseline ${fmt(model.get("baseline"))})` },
+        title: { text: `decrease in ${plotlyText(metric)} (baseline ${fmt(model.get("baseline"))})` },
         zeroline: true,
         zerolinecolor: theme.muted,
         gridcolor: theme.grid,

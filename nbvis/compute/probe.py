@@ -74,18 +74,20 @@ def run_model(model: nn.Module, x: torch.Tensor):
         ) from None
 
 
-@contextlib.contextmanager
-def borrowed(model: nn.Module, *, eval: bool = True, freeze: bool = True) -> Iterator[nn.Module]:
+def borrowed(model: nn.Module, *, eval: bool = True, freeze: bool = True) -> "_Borrow":
     """Use the model and give it back exactly as it was.
 
     Inside: eval mode (when ``eval``), parameters with ``requires_grad=False`` (when ``freeze``,
     so no gradient lands in ``.grad``). On exit, even after an exception: every module's mode,
     every parameter's ``requires_grad``, and every module's hook dictionaries are restored.
     Borrows of one model from different threads take turns; nested borrows on one thread nest.
+
+    The restore completes even when a ``KeyboardInterrupt`` (Ctrl-C, or any exception a signal
+    handler raises) lands in the middle of it; the interrupt is raised once the model is back.
+    A model with uninitialized lazy modules (``nn.LazyLinear`` before its first call) is refused:
+    running it would initialize, that is change, it.
     """
-    with _lock_of(model):
-        with _borrow(model, eval=eval, freeze=freeze):
-            yield model
+    return _Borrow(model, eval=eval, freeze=freeze)
 
 
 _LOCKS: "weakref.WeakKeyDictionary[nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
@@ -101,32 +103,98 @@ def _lock_of(model: nn.Module) -> threading.RLock:
         return lock
 
 
-@contextlib.contextmanager
-def _borrow(model: nn.Module, *, eval: bool, freeze: bool) -> Iterator[nn.Module]:
-    modules = list(model.modules())
-    modes = [m.training for m in modules]
-    params = list(model.parameters())
-    grads = [p.requires_grad for p in params]
-    hooks = [{d: set(getattr(m, d, {}).keys()) for d in _HOOK_DICTS} for m in modules]
-    try:
-        if eval:
-            model.eval()
-        if freeze:
-            for p in params:
-                p.requires_grad_(False)
-        yield model
-    finally:
-        for m, training in zip(modules, modes):
-            m.training = training
-        for p, requires in zip(params, grads):
-            p.requires_grad_(requires)
-        for m, before in zip(modules, hooks):
-            for d, keys in before.items():
-                current = getattr(m, d, None)
-                if current is None:
-                    continue
-                for key in [k for k in current if k not in keys]:
-                    del current[key]
+def _check_initialized(model: nn.Module) -> None:
+    lazy = [name for name, module in model.named_modules() if isinstance(module, nn.modules.lazy.LazyModuleMixin)
+            and module.has_uninitialized_params()]
+    if lazy:
+        shown = ", ".join(f"{name or 'the model'} ({type(dict(model.named_modules())[name]).__name__})" for name in lazy[:5])
+        raise ValueError(
+            f"the model has uninitialized lazy modules: {shown}; call the model once on a real input "
+            "(that sets their shapes) before looking inside it"
+        )
+
+
+class _Borrow:
+    """The context manager of :func:`borrowed` (a class, not a generator: no frame between the
+    block and the restore where an interrupt could skip it)."""
+
+    __slots__ = ("model", "eval", "freeze", "_lock", "_modules", "_modes", "_params", "_grads", "_hooks", "_done",
+                 "_grad_mode")
+
+    def __init__(self, model: nn.Module, *, eval: bool, freeze: bool):
+        self.model, self.eval, self.freeze = model, eval, freeze
+
+    def __enter__(self) -> nn.Module:
+        _check_initialized(self.model)
+        lock = _lock_of(self.model)
+        lock.acquire()
+        self._lock = lock
+        try:
+            self._snapshot()
+        except BaseException:
+            lock.release()
+            raise
+        try:
+            if self.eval:
+                self.model.eval()
+            if self.freeze:
+                for p in self._params:
+                    p.requires_grad_(False)
+        except BaseException:  # an interrupt halfway: give everything back first
+            self.__exit__(None, None, None)
+            raise
+        return self.model
+
+    def _snapshot(self) -> None:
+        modules = list(self.model.modules())
+        self._modes = [m.training for m in modules]
+        self._params = list(self.model.parameters())
+        self._grads = [p.requires_grad for p in self._params]
+        self._hooks = [{d: set(getattr(m, d, {}).keys()) for d in _HOOK_DICTS} for m in modules]
+        self._modules = modules
+        # the thread's grad mode too: a `with borrowed(m), torch.no_grad():` whose no_grad exit is
+        # cut short by an interrupt must not leave gradients off for the caller
+        self._grad_mode = torch.is_grad_enabled()
+
+    def __exit__(self, *_exc) -> bool:
+        pending = None
+        self._done = 0
+        while True:
+            try:
+                self._restore()
+                break
+            except Exception:
+                raise
+            except BaseException as interrupt:  # KeyboardInterrupt or a signal handler's exception
+                if pending is None:
+                    pending = interrupt
+        self._lock.release()
+        if pending is not None:
+            raise pending
+        return False
+
+    def _restore(self) -> None:
+        """Go on restoring from item ``self._done``: every item is idempotent, so the one an
+        interrupt cut short is simply done again."""
+        modes, grads, hooks = self._modes, self._grads, self._hooks
+        n_modules, n_params = len(self._modules), len(self._params)
+        while self._done < n_modules:
+            self._modules[self._done].training = modes[self._done]
+            self._done += 1
+        while self._done < n_modules + n_params:
+            i = self._done - n_modules
+            self._params[i].requires_grad_(grads[i])
+            self._done += 1
+        while self._done < 2 * n_modules + n_params:
+            i = self._done - n_modules - n_params
+            module = self._modules[i]
+            for d, keys in hooks[i].items():
+                current = getattr(module, d, None)
+                if current is not None:
+                    for key in [k for k in current if k not in keys]:
+                        del current[key]
+            self._done += 1
+        torch.set_grad_enabled(self._grad_mode)
 
 
 class Activations(dict):

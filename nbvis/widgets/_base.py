@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import anywidget
+import ipywidgets
 import traitlets
 
 from .._arrays import base64_transport, message_bytes
@@ -13,7 +14,40 @@ from ._guard import ErrorGuard
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
-__all__ = ["STATIC", "NbvisWidget"]
+__all__ = ["STATIC", "NbvisWidget", "StaticFile", "close_parts"]
+
+
+class StaticFile:
+    """A built browser asset (a view's ``_esm`` or ``_css``), read when a widget is made.
+
+    anywidget turns a ``pathlib.Path`` asset into a file watcher whose signal holds every widget
+    made from the class, so that none is ever freed (manzt/anywidget#929), and it fails at import
+    when the file is missing. ``str()`` of this is the file's text (read once).
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._text: str | None = None
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def __str__(self) -> str:
+        if self._text is None:
+            self._text = self.path.read_text(encoding="utf-8")
+        return self._text
+
+
+def close_parts(widget: ipywidgets.Widget) -> None:
+    """Close every widget ``widget`` contains (a box's children, all the way down) and its layout
+    and style: ipywidgets' ``close()`` leaves those open, that is registered and alive, for good."""
+    for child in getattr(widget, "children", ()):
+        close_parts(child)
+        child.close()
+    for part in ("layout", "style"):
+        sub = widget._trait_values.get(part)  # only what exists: reading would create a default
+        if isinstance(sub, ipywidgets.Widget):
+            sub.close()
 
 
 class NbvisWidget(Exportable, ErrorGuard, anywidget.AnyWidget):
@@ -24,6 +58,10 @@ class NbvisWidget(Exportable, ErrorGuard, anywidget.AnyWidget):
       there and re-raises it.
     - Commands from the browser (``model.send({type: "command", name, args})``) call
       ``self._cmd_<name>(**args)`` inside the guard.
+    - The browser may set only what a person may change in the view: read-only traits, and
+      traits tagged ``from_view=False`` (limits that protect the kernel, arrays the kernel
+      computes), are refused when a front end sends them (``set_state``), said so in the error
+      area, and sent back as they are.
     - ``to_html()``, ``await snapshot()`` and a picture in every output (see ``_export.py``); the
       views tell Python when they are shown (``{type: "view", attached}``) and answer snapshots.
     """
@@ -33,6 +71,13 @@ class NbvisWidget(Exportable, ErrorGuard, anywidget.AnyWidget):
     # sends back, travel as base64 text (see nbvis._arrays)
     _base64 = traitlets.Bool(False).tag(sync=True)
 
+    def __init_subclass__(cls, **kwargs):
+        for key in ("_esm", "_css"):
+            asset = cls.__dict__.get(key)
+            if isinstance(asset, Path):
+                setattr(cls, key, StaticFile(asset))
+        super().__init_subclass__(**kwargs)
+
     def __init__(self, **kwargs):
         unknown = sorted(set(kwargs) - set(self.class_trait_names()))
         if unknown:
@@ -40,9 +85,9 @@ class NbvisWidget(Exportable, ErrorGuard, anywidget.AnyWidget):
                 f"{type(self).__name__}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}"
             )
         for asset in (getattr(type(self), "_esm", None), getattr(type(self), "_css", None)):
-            if isinstance(asset, Path) and not asset.exists():
+            if isinstance(asset, StaticFile) and not asset.exists():
                 raise RuntimeError(
-                    f"the browser view {asset.name} is not built: run `npm install && npm run build` in js/, "
+                    f"the browser view {asset.path.name} is not built: run `npm install && npm run build` in js/, "
                     "or reinstall nbvis with `pip install .`"
                 )
         self._attached = 0  # views of this widget shown in front ends now
@@ -50,6 +95,18 @@ class NbvisWidget(Exportable, ErrorGuard, anywidget.AnyWidget):
         super().__init__(**kwargs)
         self.set_trait("_base64", base64_transport())
         self.on_msg(self._on_custom_msg)
+
+    def set_state(self, sync_data):
+        traits = self.traits()
+        refused = sorted(
+            name for name in sync_data
+            if name in traits and (traits[name].read_only or traits[name].metadata.get("from_view") is False)
+        )
+        if refused:
+            sync_data = {name: value for name, value in sync_data.items() if name not in refused}
+            self._report(PermissionError(f"the view cannot set {', '.join(refused)}: only Python can"))
+            self.send_state(refused)  # the view shows the kernel's values again
+        super().set_state(sync_data)
 
     def _on_custom_msg(self, _widget, content, buffers) -> None:
         if not isinstance(content, dict):
@@ -72,6 +129,10 @@ class NbvisWidget(Exportable, ErrorGuard, anywidget.AnyWidget):
                 handler(**(content.get("args") or {}))
         except Exception:
             pass  # already shown in the view; nobody in Python is waiting for a browser command
+
+    def close(self):
+        super().close()
+        close_parts(self)
 
     def _resync(self) -> None:
         """Send the whole state again, from the cell that runs now.

@@ -62,11 +62,15 @@ class Job:
     messages meanwhile, and every trait update is sent from the main thread (this works in Colab
     and under ipykernel 7). Outside a kernel the steps run on a daemon thread.
 
-    ``on_step(item)`` gets each yielded item; ``on_done(result)`` the generator's return value;
-    ``on_error(exc)`` an exception raised by a step (or by ``on_step``). ``stop()`` asks the job
-    to end before its next step and closes the generator (so its ``finally`` blocks run).
-    ``wait()`` finishes the job (driving the remaining steps itself when it is called from the
-    loop's own thread, where waiting would otherwise deadlock) and re-raises a step's exception.
+    ``on_step(item)`` gets each yielded item; ``on_done(result)`` the generator's return value
+    (only when it finished); ``on_error(exc)`` an exception raised by a step or by ``on_step``,
+    any ``BaseException`` included: a ``KeyboardInterrupt`` (Ctrl-C) ends the job as
+    ``"stopped"``, anything else as ``"error"``; ``on_stop(reason)`` a stop that was asked for
+    (``reason``: the interrupt that asked for it during ``wait()``, or None).
+    ``stop()`` asks the job to end before its next step and closes the generator (so its
+    ``finally`` blocks run). ``wait()`` finishes the job (driving the remaining steps itself when
+    it is called from the loop's own thread, where waiting would otherwise deadlock) and raises
+    the exception that ended it; a Ctrl-C during ``wait()`` stops the job and reaches the caller.
     """
 
     def __init__(
@@ -76,16 +80,22 @@ class Job:
         on_step: Callable[[Any], None] | None = None,
         on_done: Callable[[Any], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
+        on_stop: Callable[[BaseException | None], None] | None = None,
     ):
         self._steps = steps
         self._on_step = on_step
         self._on_done = on_done
         self._on_error = on_error
+        self._on_stop = on_stop
         self._stop = False
+        self._stop_reason: BaseException | None = None
         # re-entrant: on_step may stop or wait for its own job (stop() advances the job on the loop)
         self._lock = threading.RLock()
         self._task: asyncio.Task | None = None
         self._thread: threading.Thread | None = None
+        # set when the thread's loop has ended; waited on instead of Thread.join, which an
+        # interrupt can leave believing a live thread ended (CPython 3.11, bpo-45274)
+        self._ended = threading.Event()
         self.state = "idle"  # idle | running | stopped | done | error
         self.result: Any = None
         self.exception: BaseException | None = None
@@ -112,8 +122,11 @@ class Job:
             await asyncio.sleep(0)
 
     def _run_thread(self) -> None:
-        while self._advance():
-            pass
+        try:
+            while self._advance():
+                pass
+        finally:
+            self._ended.set()
 
     def _finish(self, state: str) -> None:
         self.state = state
@@ -121,8 +134,9 @@ class Job:
         if close is not None:
             try:
                 close()
-            except Exception:  # a generator that fails while closing must not hide the real outcome
-                pass
+            except BaseException as exc:  # a generator that fails while closing must not hide the real outcome
+                if not isinstance(exc, Exception) and self.exception is None:
+                    self.exception = exc  # but an interrupt that lands here still reaches wait()
 
     def _advance(self) -> bool:
         """Run one step; False once the job has ended."""
@@ -131,44 +145,52 @@ class Job:
                 return False
             if self._stop:
                 self._finish("stopped")
-                return False
-            try:
-                item = next(self._steps)
-                if self._on_step is not None:
-                    self._on_step(item)
-                return True
-            except StopIteration as end:
-                self.result = end.value
-                self._finish("done")
-                callback, argument = self._on_done, end.value
-            except Exception as exc:
-                self.exception = exc
-                self._finish("error")
-                callback, argument = self._on_error, exc
+                callback, argument = self._on_stop, self._stop_reason
+            else:
+                try:
+                    item = next(self._steps)
+                    if self._on_step is not None:
+                        self._on_step(item)
+                    return True
+                except StopIteration as end:
+                    self.result = end.value
+                    self._finish("done")
+                    callback, argument = self._on_done, end.value
+                except BaseException as exc:  # Ctrl-C and SystemExit too: never left "running"
+                    self.exception = exc
+                    self._finish("stopped" if isinstance(exc, KeyboardInterrupt) else "error")
+                    callback, argument = self._on_error, exc
         if callback is not None:
             callback(argument)
         return False
 
-    def stop(self) -> None:
+    def stop(self, reason: BaseException | None = None) -> None:
         """Ask the job to end before its next step (a step that is running finishes first)."""
+        if not self._stop:
+            self._stop_reason = reason
         self._stop = True
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join()
-        elif self._task is not None and self.state == "running" and running_loop() is not None:
-            # On the loop's thread no step is running now: end at once.
+            self._ended.wait()
+        elif self._thread is None and self.state == "running":
+            # No step is running on this thread now, and with the stop asked, advancing runs
+            # none: it ends the job at once (the loop's task then finds it ended).
             self._advance()
 
     def wait(self, timeout: float | None = None) -> Any:
-        """Block until the job ends; return its result, or raise the exception a step raised."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                raise TimeoutError(f"the job did not finish within {timeout} s")
-        else:
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while self._advance():
-                if deadline is not None and time.monotonic() > deadline:
+        """Block until the job ends; return its result, or raise the exception that ended it."""
+        try:
+            if self._thread is not None:
+                if not self._ended.wait(timeout):
                     raise TimeoutError(f"the job did not finish within {timeout} s")
+            else:
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while self._advance():
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise TimeoutError(f"the job did not finish within {timeout} s")
+        except KeyboardInterrupt as interrupt:  # Ctrl-C while waiting (outside a step): the person wants it stopped
+            if self.running:
+                self.stop(reason=interrupt)
+            raise
         if self.exception is not None:
             raise self.exception
         return self.result
@@ -178,8 +200,9 @@ class JobView(traitlets.HasTraits):
     """Mixin of the views whose work runs in the background as one :class:`Job` at a time.
 
     ``state`` is ``"idle"`` before the first run, ``"running"``, then ``"done"`` (only when the
-    work finished), ``"stopped"`` (by :meth:`stop`, the view's stop button or an interrupt) or
-    ``"error"`` (the reason is shown in the view's error area and raised by :meth:`wait`).
+    work finished), ``"stopped"`` (by :meth:`stop`, the view's stop button, or a Ctrl-C: then
+    the reason is shown in the view's error area) or ``"error"`` (the exception is shown there,
+    and :meth:`wait` raises it, as it raises the interrupt).
 
     A view provides :meth:`start` (it builds the steps and calls :meth:`_launch_job`),
     ``_job_step(item)`` for each step's item, and ``_publish()`` that sends the final state.
@@ -221,16 +244,21 @@ class JobView(traitlets.HasTraits):
         return self
 
     def _launch_job(self, steps: Iterator[Any]) -> Job:
-        self._job = Job(steps, on_step=self._job_step, on_done=self._job_done, on_error=self._job_error)
+        self._job = Job(
+            steps, on_step=self._job_step, on_done=self._job_done, on_error=self._job_error,
+            on_stop=self._job_stopped,
+        )
         self.set_trait("state", "running")
         return self._job.start()
 
-    def _halt_job(self) -> None:
+    def _halt_job(self, restart: bool = False) -> None:
+        """Stop the job; with ``restart`` (a new run replaces the results) the state is "idle"
+        until the new run starts, so an interrupt in between never leaves an old "done"."""
         job = self._job
         if job is not None and job.running:
-            job.stop()
-            if job.state == "stopped":  # not when it ended (done or failed) before the stop took
-                self._job_ended("stopped")
+            job.stop()  # its on_stop reports "stopped" (not when it ended before the stop took)
+        if restart:
+            self.set_trait("state", "idle")
 
     def _job_step(self, item) -> None:  # pragma: no cover - every view defines it
         raise NotImplementedError
@@ -242,12 +270,22 @@ class JobView(traitlets.HasTraits):
         self._job_ended("done")
 
     def _job_error(self, exc: BaseException) -> None:
-        self._report(exc)
-        self._job_ended("error")
+        if isinstance(exc, KeyboardInterrupt):
+            self._job_stopped(exc)
+        else:
+            self._report(exc)
+            self._job_ended("error")
+
+    def _job_stopped(self, reason: BaseException | None) -> None:
+        if reason is not None:  # an interrupt, not the stop button: say why it did not finish
+            self.error = f"stopped by {type(reason).__name__} (Ctrl-C): the run did not finish"
+        self._job_ended("stopped")
 
     def _job_ended(self, state: str) -> None:
-        self._publish()
-        self.set_trait("state", state)
+        try:
+            self._publish()
+        finally:  # an interrupt while publishing must not leave the view saying "running"
+            self.set_trait("state", state)
 
     # ----- commands from the view ----------------------------------------------------------------
 

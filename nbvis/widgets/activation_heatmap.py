@@ -52,7 +52,7 @@ class ActivationHeatmap(NbvisWidget):
     _css = STATIC / "activation_heatmap.css"
     _restoring_index = False  # True while a failed dataset pick puts the index back
 
-    _layout = traitlets.List().tag(sync=True)
+    _layout = traitlets.List().tag(sync=True, from_view=False)
     _input = Array()
     _acts = ArrayDict()
     labels = traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True)
@@ -69,13 +69,14 @@ class ActivationHeatmap(NbvisWidget):
     dataset_size = traitlets.Int(0, read_only=True).tag(sync=True)
     input_caption = traitlets.Unicode("").tag(sync=True)
     can_draw = traitlets.Bool(False, read_only=True).tag(sync=True)
-    _seq_done = traitlets.Int(0).tag(sync=True)
+    _seq_done = traitlets.Int(0).tag(sync=True, from_view=False)
     top_k = traitlets.Int(9).tag(sync=True)
     _top = ArrayDict(dtypes={"indices": "int32"})
     top_state = traitlets.Unicode("idle", read_only=True).tag(sync=True)
     top_progress = traitlets.Float(0.0, read_only=True).tag(sync=True)
-    upload_max_bytes = traitlets.Int(DEFAULT_MAX_BYTES).tag(sync=True)
-    webcam_fps = traitlets.Float(4.0).tag(sync=True)
+    # limits that protect the kernel: set from Python only
+    upload_max_bytes = traitlets.Int(DEFAULT_MAX_BYTES).tag(sync=True, from_view=False)
+    webcam_fps = traitlets.Float(4.0).tag(sync=True, from_view=False)
 
     def __init__(
         self,

@@ -23,6 +23,7 @@ from ..compute.optimize import OptimizationRun, objective
 from ..compute.optimize.data import data_range
 from ..compute.probe import LayerRef, capture
 from ..compute.weights import infer_input_shape
+from ._base import close_parts
 from ._export import Exportable
 from ._explorer_blocks import BlocksPanel
 from ._guard import ErrorGuard
@@ -210,10 +211,14 @@ class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
         return row([self.heatmap._picture(), stack(side) if side else None], gap=16)
 
     def close(self):
+        """Close the dashboard and every view in it (runs and scans stop), so that all are freed."""
         if self._optimizer is not None:
             self._optimizer.close()
-        for widget in (*self._grids.values(), *self._owned):
+        notes = [getattr(self, name, None) for name in ("_grid_note", "_optimizer_note")]  # maybe not shown now
+        for widget in (*self._grids.values(), *self._owned, *[n for n in notes if n is not None]):
+            close_parts(widget)
             widget.close()
+        close_parts(self)
         super().close()
 
     # ----- model structure -----------------------------------------------------------------------
@@ -353,7 +358,7 @@ class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
         if unit not in order and grid.top_k:
             grid.top_k = 0
             order = list(grid.units())
-        page = order.index(unit) // max(1, grid.page_size)
+        page = order.index(unit) // grid.units_per_page
         if page != grid.page:
             grid.page = page
 

@@ -205,7 +205,7 @@ class FeatureImportance(JobView, NbvisWidget):
     def start(self) -> "FeatureImportance":
         """Compute again from the start with the current settings."""
         with self._guard():
-            self.stop()
+            self._halt_job(restart=True)
             self._steps = self._iterate(self.scoring, self.method, self.n_repeats)
             self._publish()
             self._launch_job(self._steps)

@@ -210,7 +210,7 @@ class OptimizationViewer(JobView, NbvisWidget):
         start (to repeat a run), else a new random one; the ``seed`` trait shows it.
         """
         with self._guard():
-            self._halt_job()
+            self._halt_job(restart=True)
             if seed is None and not self._seed_chosen:
                 seed = _new_seed()
             if seed is not None:
@@ -265,9 +265,11 @@ class OptimizationViewer(JobView, NbvisWidget):
             self._publish(step)
 
     def _job_ended(self, state: str) -> None:
-        if state == "stopped":
-            self._figures()
-        super()._job_ended(state)
+        try:
+            if state == "stopped":
+                self._figures()
+        finally:  # an objective that raises an interrupt here too must not leave "running"
+            super()._job_ended(state)
 
     def _evaluate(self) -> None:
         run = self._run

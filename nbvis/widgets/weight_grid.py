@@ -23,6 +23,9 @@ from ._traits import Array
 __all__ = ["WeightGrid"]
 
 SORTS = ("index", "norm", "bias", "class")
+# The most bytes one page of tiles (and their input * weights) may take: messages of about 10 MB
+# are a practical ceiling of the websocket, so a page of big tiles holds fewer units.
+MAX_PAGE_BYTES = 6 * 2**20
 
 
 class WeightGrid(NbvisWidget):
@@ -63,7 +66,7 @@ class WeightGrid(NbvisWidget):
     reduction = traitlets.Unicode(read_only=True).tag(sync=True)
     selected = traitlets.Any(None, allow_none=True).tag(sync=True)  # a unit index (validated below) or None
     live = traitlets.Bool(False).tag(sync=True)
-    live_interval = traitlets.Float(0.25)
+    live_interval = traitlets.Float(0.25)  # seconds between live refreshes after optimizer steps
 
     _clamping = False  # True while _sync moves an out-of-range page
     _watch_handle = None  # the optimizer hook of live mode
@@ -97,7 +100,7 @@ class WeightGrid(NbvisWidget):
         self._x: torch.Tensor | None = None
         self._hidden: torch.Tensor | None = None
         self._signature = None
-        self._throttle = Throttle(0.25)
+        self._throttle = Throttle(float(kwargs.get("live_interval", 0.25)))
         self._read_weights()  # raises a clear error before the widget exists
         if x is not None:
             self._x, self._hidden = self._prepare_input(x)
@@ -175,8 +178,19 @@ class WeightGrid(NbvisWidget):
 
     def top_units(self, class_index: int, k: int = 5) -> np.ndarray:
         """The k units with the largest outgoing weight into ``class_index`` (seed 002)."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k is how many units to return, an integer of at least 1, not {k!r}")
         order = unit_order(self._grid, "class", readout=self._readout, class_index=class_index)
         return order[:k].numpy()
+
+    @property
+    def units_per_page(self) -> int:
+        """How many tiles a page holds: ``page_size``, or fewer when a page of them would be more
+        than ``MAX_PAGE_BYTES`` (6 MiB) to send."""
+        per_tile = 4 * max(1, math.prod(self._grid.tiles.shape[1:]))
+        if self._grid.kind == "linear" and self._x is not None:
+            per_tile *= 2  # input * weights beside each tile
+        return max(1, min(self.page_size, MAX_PAGE_BYTES // per_tile))
 
     def refresh(self) -> None:
         """Re-read the live weights of the model and redraw."""
@@ -226,7 +240,7 @@ class WeightGrid(NbvisWidget):
 
     def _sync(self) -> None:
         order = self._order()
-        size = max(1, self.page_size)
+        size = self.units_per_page
         pages = max(1, math.ceil(len(order) / size))
         page = min(max(self.page, 0), pages - 1)
         units = order[page * size : (page + 1) * size]
@@ -310,6 +324,16 @@ class WeightGrid(NbvisWidget):
             self._sync()
 
     # ----- live mode ---------------------------------------------------------------------------
+
+    @traitlets.validate("live_interval")
+    def _check_interval(self, proposal):
+        if not proposal["value"] >= 0:
+            raise traitlets.TraitError(f"live_interval is in seconds, 0 or more, not {proposal['value']}")
+        return proposal["value"]
+
+    @traitlets.observe("live_interval")
+    def _on_interval(self, change) -> None:
+        self._throttle.interval = float(change["new"])
 
     def _on_live(self, change) -> None:
         if change["new"]:

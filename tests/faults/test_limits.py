@@ -1,0 +1,136 @@
+"""Limits the browser cannot lift, messages that stay under the websocket's ceiling, and the
+small findings: refused nonsense, lazy modules, the live throttle, demo models without .grad."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import nbvis
+from faultkit import assert_same, full_state
+
+MAX_MESSAGE = 8 * 2**20
+
+
+def record_messages(widget) -> list[int]:
+    """Sizes of every message the widget sends from now on (JSON plus its binary buffers)."""
+    sizes = []
+    send = widget.comm.send
+
+    def recording(data=None, metadata=None, buffers=None):
+        sizes.append(len(json.dumps(data, default=str)) + sum(len(memoryview(b).cast("B")) for b in buffers or ()))
+        return send(data=data, metadata=metadata, buffers=buffers)
+
+    widget.comm.send = recording
+    return sizes
+
+
+def test_the_view_cannot_lift_limits_or_write_what_python_computes(figures):
+    model = nn.Sequential(nn.Linear(4, 3))
+    view = nbvis.ActivationHeatmap(model, torch.rand(4))
+    limit = view.upload_max_bytes
+    refused = []
+    for name, value in [("upload_max_bytes", 2**40), ("webcam_fps", 1000.0), ("can_draw", True),
+                        ("dataset_size", 10**9), ("_seq_done", 99)]:
+        view.set_state({name: value})  # what a front end's sync does
+        assert getattr(view, name) != value, name
+        assert f"cannot set {name}" in view.error
+        refused.append(name)
+    assert view.upload_max_bytes == limit
+    view.set_state({"wrt": "input"})  # what the view may set still works
+    assert view.wrt == "input"
+    grid = nbvis.WeightGrid(model, "0")
+    grid.set_state({"n_units": 0, "page": 0})
+    assert grid.n_units == 3 and "cannot set n_units" in grid.error
+    chart = nbvis.FeatureImportance(nn.Linear(4, 1), torch.randn(30, 4), torch.randn(30), n_repeats=1, autostart=False)
+    chart.set_state({"state": "done"})
+    assert chart.state == "idle"
+    figures.add("limits and kernel-computed traits refused from the view", "ActivationHeatmap", ", ".join(refused))
+    figures.add("limits and kernel-computed traits refused from the view", "WeightGrid, FeatureImportance", "n_units, state")
+    for w in (view, grid, chart):
+        w.close()
+
+
+@pytest.mark.parametrize("layer", [nn.Conv2d(512, 512, 7), nn.Linear(250_000, 300)], ids=["conv512x512x7", "linear250000"])
+def test_no_message_over_8_mb_for_a_big_layer(layer, figures):
+    model = nn.Sequential(layer)
+    grid = nbvis.WeightGrid(model, "0", page_size=100)
+    sizes = record_messages(grid)
+    grid.page = 1
+    grid.sort_by = "norm"
+    grid.refresh()
+    state_bytes = sum(len(b) for b in _buffers(grid))
+    biggest = max(sizes + [state_bytes])
+    figures.add("largest message (limit 8 MB)", f"WeightGrid {type(layer).__name__} {tuple(layer.weight.shape)}",
+                f"{biggest / 2**20:.1f} MB, {grid.units_per_page} tiles a page, {grid.n_pages} pages")
+    assert biggest <= MAX_MESSAGE and grid.n_pages * grid.units_per_page >= grid.n_units
+    tiles = grid.tiles()
+    assert len(tiles) == grid.n_units  # every unit is still reachable, page by page
+    grid.close()
+
+
+def _buffers(widget):
+    from ipywidgets.widgets.widget import _remove_buffers
+
+    return _remove_buffers(widget.get_state())[2]
+
+
+def test_nonsense_arguments_are_refused():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3))
+    grid = nbvis.WeightGrid(model, "0", input_shape=(4, 4))
+    for k in (-1, 0, 2.5, True):
+        with pytest.raises(ValueError, match=r"k is how many units to return, an integer of at least 1"):
+            grid.top_units(1, k=k)
+    assert len(grid.top_units(1, k=3)) == 3
+    with pytest.raises(Exception, match="live_interval"):
+        grid.live_interval = -1
+    grid.close()
+
+
+def test_an_uninitialized_lazy_module_is_refused_clearly_and_left_as_it_was():
+    model = nn.Sequential(nn.LazyLinear(4), nn.ReLU(), nn.Linear(4, 2))
+    for call in (lambda: nbvis.capture(model, torch.rand(2, 5)),
+                 lambda: nbvis.gradient(model, torch.rand(1, 5), of=("2", 0))):
+        with pytest.raises(ValueError, match=r"uninitialized lazy modules: 0 \(LazyLinear\).*call the model once"):
+            call()
+        assert isinstance(model[0], nn.LazyLinear) and model[0].has_uninitialized_params()
+    model(torch.rand(1, 5))  # once initialized, it works
+    before = full_state(model)
+    assert nbvis.capture(model, torch.rand(2, 5))["0"].shape == (2, 4)
+    assert_same(model, before)
+
+
+def test_live_interval_throttles_refreshes():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.rand(8, 16), torch.randint(0, 3, (8,))
+
+    def refreshes(interval, seconds=0.6):
+        grid = nbvis.WeightGrid(model, "0", input_shape=(4, 4), live=True, live_interval=interval)
+        count = [0]
+        grid.observe(lambda _c: count.__setitem__(0, count[0] + 1), names=["_tiles"])
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+            time.sleep(0.005)
+        grid.close()
+        return count[0]
+
+    fast, slow = refreshes(0.0), refreshes(10.0)
+    assert slow == 1 and fast > 5  # the first step after the start, then none within 10 s
+
+
+def test_demo_models_keep_no_grad(tmp_path, monkeypatch):
+    monkeypatch.setenv("NBVIS_CACHE", str(tmp_path))  # an empty cache: trained here, now
+    model = nbvis.demo.digits_mlp()
+    assert all(p.grad is None for p in model.parameters())
+    assert not model.training
