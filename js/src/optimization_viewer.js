@@ -203,6 +203,10 @@ function render({ model, el }) {
       ctx.fillRect(ox, mid, panelW - 4, 1);
     }
     layout = { kind: "vector", n, dims, barW, panelW, panelH, cols, scale };
+    // one tile per start, split into `bars` equal columns (ARCHITECTURE.md, the data- contract)
+    images.dataset.layout = JSON.stringify({
+      count: n, cols, rows, zoom: 1, tile: [dims * barW, panelH], pitch: [panelW + 8, panelH + 8], origin: [6, 4], bars: dims,
+    });
   }
 
   function drawCurve() {

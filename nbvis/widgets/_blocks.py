@@ -20,6 +20,7 @@ from ..compute.images import DEFAULT_MAX_BYTES, decode_image
 from ..compute.optimize import to_uint8
 from ..compute.probe import resolve_layer
 from ._base import NbvisWidget
+from ._dataset_input import DatasetInput
 from ._jobs import Job, Throttle
 from ._traits import Array
 from .activation_heatmap import _image_layout
@@ -83,7 +84,7 @@ class IconFeed:
         self._each(lambda view: view._report(exc))
 
 
-class BlocksView(NbvisWidget):
+class BlocksView(DatasetInput, NbvisWidget):
     """Base of the building-block views (see NeuronGroups and SemanticDictionary)."""
 
     layer = traitlets.Unicode("").tag(sync=True)
@@ -99,7 +100,6 @@ class BlocksView(NbvisWidget):
     _icon_step = traitlets.List().tag(sync=True)  # per slot: optimization steps reached
     _seq_done = traitlets.Int(0).tag(sync=True)
 
-    _restoring_index = False
     _feed: Optional[IconFeed] = None
 
     def __init__(self, model: nn.Module, x, layer, dataset, preprocess, icons, icon_steps, value_range, **kwargs):
@@ -154,19 +154,6 @@ class BlocksView(NbvisWidget):
         raise NotImplementedError
 
     # ----- public ---------------------------------------------------------------------------------
-
-    @property
-    def input(self) -> torch.Tensor:
-        """The current input (one sample)."""
-        return self._batch[0].clone()
-
-    @input.setter
-    def input(self, x) -> None:
-        self._set_input(x, "set from Python")
-
-    def load_image(self, data) -> None:
-        """Use an image file (bytes or a path) as the input, decoded like an upload."""
-        self._set_input(self._decode(data), "image file")
 
     @property
     def icons(self) -> Optional[np.ndarray]:
@@ -271,40 +258,12 @@ class BlocksView(NbvisWidget):
         except Exception:
             self.set_trait("_seq_done", seq)
 
-    @traitlets.validate("index")
-    def _check_index(self, proposal):
-        n = 0 if self._dataset is None else len(self._dataset)
-        if not 0 <= proposal["value"] < max(n, 1):
-            raise traitlets.TraitError(f"index must be in 0..{max(n - 1, 0)}, not {proposal['value']}")
-        return proposal["value"]
-
     @traitlets.validate("layer")
     def _check_layer(self, proposal):
         value = proposal["value"]
         if value not in self.layers:
             raise traitlets.TraitError(f"layer {value!r} has no (channels, height, width) maps; the layers are {self.layers}")
         return value
-
-    def _on_index(self, change) -> None:
-        if self._dataset is None or self._restoring_index:
-            return
-        try:
-            index = change["new"]
-            self._set_input(sample_tensor(self._dataset[index]), f"dataset #{index}{self._target_text(index)}")
-        except Exception:
-            self._restoring_index = True
-            try:
-                self.index = change["old"]
-            finally:
-                self._restoring_index = False
-            raise
-
-    def _target_text(self, index: int) -> str:
-        if self._targets is None:
-            return ""
-        target = self._targets[index]
-        value = target.item() if hasattr(target, "item") and np.size(target) == 1 else target
-        return "" if value == "" else f" (label {value})"
 
     def _on_layer(self, _change) -> None:
         with self._guard():
