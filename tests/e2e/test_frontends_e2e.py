@@ -93,6 +93,16 @@ def test_nbconvert_html_draws_from_the_embedded_state(browser, tmp_path):
         page.route("https://cdn.jsdelivr.net/npm/anywidget@*/**", anywidget)
         page.goto((tmp_path / "views.html").as_uri())
         assert_every_view_drawn(page)
+        # no kernel behind the page: what needs one is disabled and says so, as in to_html()
+        for root in (".nbvis-weight-grid", ".nbvis-activation-heatmap", ".nbvis-optimization-viewer", ".nbvis-feature-importance"):
+            view = page.locator(root).first
+            assert view.get_attribute("data-static") == "1", root
+            assert "no kernel" in view.locator(".nbvis-footer").first.inner_text(), root
+        assert page.locator(".nbvis-weight-grid select").first.is_disabled()
+        assert page.locator(".nbvis-optimization-viewer button", has_text="Start").first.is_disabled()
+        assert page.locator(".nbvis-activation-heatmap input[type=file]").first.is_disabled()
+        assert page.locator(".nbvis-feature-importance input, .nbvis-feature-importance select").first.is_disabled()
+        assert not page.locator(".nbvis-weight-grid .nbvis-download").first.is_disabled()  # the PNG needs no kernel
         assert served, "anywidget's front end was never asked for"
         assert all("mathjax" in url for url in blocked), blocked  # nothing the views need left the machine
         screenshot(page, "nbconvert_views.png")
