@@ -12,6 +12,7 @@ import torch
 import traitlets
 from torch import nn
 
+from .._arrays import message_bytes, unpack
 from ..compute.blocks import FeatureCache, IconUpdate, feature_cache, top_direction_examples
 from ..compute.blocks.layer import conv_layers, default_layer, one_sample
 from ..compute.dataset import as_samples, sample_tensor
@@ -155,6 +156,12 @@ class BlocksView(DatasetInput, NbvisWidget):
     # ----- public ---------------------------------------------------------------------------------
 
     @property
+    def icons(self) -> Optional[np.ndarray]:
+        """The icons drawn, uint8 (slots, h, w, c): one per group or channel (a feature
+        visualization, or the top dataset example standing in for it; see ``_icon_state``), or None."""
+        return None if self._icons is None else unpack(self._icons).copy()
+
+    @property
     def cache(self) -> Optional[FeatureCache]:
         """The feature-visualization cache the icons come from (shared by every view of the model)."""
         return self._cache
@@ -181,6 +188,37 @@ class BlocksView(DatasetInput, NbvisWidget):
         if self._feed is not None:
             self._feed.forget(self)
         super().close()
+
+    # ----- pictures (see _picture.py) -----------------------------------------------------------
+
+    def _input_rgb(self, dim: float = 1.0) -> np.ndarray:
+        """The input as the views draw it (lib/blocks.js drawInput): RGB for 3 channels, else the
+        channel mean in gray; on [0, 1] when the values lie in it, else on their own range."""
+        x = self._batch[0].detach().cpu().float().numpy()
+        x = x.reshape(-1, *x.shape[-2:])
+
+        def unit(values):
+            finite = values[np.isfinite(values)]
+            lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+            if lo >= 0 and hi <= 1:
+                lo, hi = 0.0, 1.0
+            return np.clip(np.nan_to_num((values - lo) / ((hi - lo) or 1.0)), 0, 1)
+
+        planes = unit(x) if x.shape[0] == 3 else np.repeat(unit(x.mean(axis=0))[None], 3, axis=0)
+        return (255 * dim * planes).astype(np.uint8).transpose(1, 2, 0)
+
+    def _icon_picture(self, slot: int, size: int):
+        """Icon ``slot`` as a PIL image ``size`` px wide (blank when there is none yet)."""
+        from ._picture import BACKGROUND, zoomed
+
+        icons = self.icons
+        if icons is None or not 0 <= slot < len(icons) or self._icon_state[slot] == "none":
+            from PIL import Image
+
+            return Image.new("RGB", (size, size), BACKGROUND)
+        icon = icons[slot]
+        icon = np.repeat(icon[..., :1], 3, axis=2) if icon.shape[2] != 3 else icon
+        return zoomed(icon, size, round(size * icon.shape[0] / icon.shape[1]))
 
     # ----- input ------------------------------------------------------------------------------
 
@@ -213,9 +251,10 @@ class BlocksView(DatasetInput, NbvisWidget):
         seq = int(content.get("seq", 0))
         try:
             with self._guard():
-                if not buffers:
+                data = message_bytes(content, buffers)  # a binary buffer, or base64 text (Colab, NBVIS_BASE64=1)
+                if data is None:
                     raise ValueError("the view sent no data")
-                self._set_input(self._decode(bytes(buffers[0])), f"uploaded {content.get('name', 'image')}", seq)
+                self._set_input(self._decode(data), f"uploaded {content.get('name', 'image')}", seq)
         except Exception:
             self.set_trait("_seq_done", seq)
 

@@ -3,6 +3,7 @@
 // Their style is blocks.css, which each of the two views imports.
 import { readUpload } from "./upload.js";
 import { decode } from "./arrays.js";
+import { sendBytes } from "./export.js";
 import { blit } from "./draw.js";
 import { keepKeys, numberBox, slider } from "./controls.js";
 import { h, setTraits } from "./view.js";
@@ -131,7 +132,7 @@ export function inputBar(model, view, title, extra = []) {
     const file = await readUpload(fileInput, model.get("upload_max_bytes"), status);
     if (!file) return;
     seq += 1;
-    model.send({ type: "input", source: "upload", seq, name: file.name }, undefined, [file.bytes.buffer]);
+    sendBytes(model, { type: "input", source: "upload", seq, name: file.name }, file.bytes); // base64 text where buffers are dropped
   });
 
   function update() {
