@@ -122,7 +122,7 @@ export function inputBar(model, view, title, extra = []) {
   const indexSlider = slider(listen, { current: index, apply: pick, min: 0, max: last, width: "180px", title: "dataset sample" });
   const indexBox = numberBox(listen, { current: index, apply: pick, min: 0, max: last, width: "5em" });
   const datasetGroup = h("label", { class: "nbvis-bk-dataset" }, ["sample ", indexSlider, indexBox]);
-  const fileInput = h("input", { type: "file", accept: "image/*", style: { maxWidth: "190px" } });
+  const fileInput = h("input", { type: "file", accept: "image/*", class: "nbvis-bk-file" });
   const status = h("span", { class: "nbvis-muted nbvis-bk-status" });
   const element = h("div", { class: "nbvis-bar" }, [h("strong", { textContent: title }), h("label", {}, ["layer ", layerSelect]),
     ...extra, datasetGroup, h("label", {}, ["upload ", fileInput]), status]);
