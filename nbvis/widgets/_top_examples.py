@@ -37,6 +37,7 @@ class TopExamplesView(traitlets.HasTraits):
     top_progress = traitlets.Float(0.0, read_only=True).tag(sync=True)
 
     def _init_top(self) -> None:
+        self._top_maps: dict = {}
         self._top_job: Optional[Job] = None
         self._top_result: Optional[TopExamples] = None
         self._top_throttle = Throttle(0.1)
@@ -69,11 +70,13 @@ class TopExamplesView(traitlets.HasTraits):
     def _start_top(self) -> Optional[Job]:
         self._stop_top()
         self._top_result = None  # another unit's examples must not stay on show
+        self._top = None
         if self._dataset is None or self.selected is None:
-            self._top = None
             return None
         layer, unit = self._top_target()
-        steps = self._locked(scan_top_examples(self.model, layer, unit, self._dataset, k=self.top_k, batch_size=256))
+        self._top_maps: dict = {}
+        scan = scan_top_examples(self.model, layer, unit, self._dataset, k=self.top_k, batch_size=256)
+        steps = self._locked(self._with_maps(scan))
         self.set_trait("top_state", "running")
         self.set_trait("top_progress", 0.0)
         self._top_job = Job(steps, on_step=self._top_step, on_done=self._top_done, on_error=self._top_error)
@@ -88,6 +91,17 @@ class TopExamplesView(traitlets.HasTraits):
             job.stop()
             self.set_trait("top_state", "stopped")
 
+    def _with_maps(self, scan):
+        """The scan's steps, then one more that finds the final examples' maps (a step of the
+        job: stopping the job waits for it, and the model is not in use after that)."""
+        last = None
+        for progress in scan:
+            last = progress
+            yield progress
+        if last is not None and last.result.inputs.is_floating_point():
+            self._top_maps = self._example_maps(last.result)
+            yield None
+
     def _locked(self, steps):
         try:
             while True:
@@ -101,6 +115,8 @@ class TopExamplesView(traitlets.HasTraits):
             steps.close()
 
     def _top_step(self, progress) -> None:
+        if progress is None:  # the maps' step: they are sent with the final examples
+            return
         self._top_result = progress.result
         if self._top_throttle.ready() or (progress.total and progress.done >= progress.total):
             with self.hold_sync():  # progress and examples in one message, at most 10 a second
@@ -123,17 +139,15 @@ class TopExamplesView(traitlets.HasTraits):
 
     def _example_maps(self, result: TopExamples) -> dict:
         """{"guided": ..., "deconvnet": ...} cropped like the patches (or {"gradient": ...})."""
-        with self._lock:
-            try:
-                return {method: example_maps(self.model, result, method) for method in ("guided", "deconvnet")}
-            except ValueError:  # no ReLU ran: those rules change nothing, the gradient says it all
-                return {"gradient": example_maps(self.model, result, "gradient")}
+        try:
+            return {method: example_maps(self.model, result, method) for method in ("guided", "deconvnet")}
+        except ValueError:  # no ReLU ran: those rules change nothing, the gradient says it all
+            return {"gradient": example_maps(self.model, result, "gradient")}
 
     def _top_done(self, _result) -> None:
         result = self._top_result
         if result is not None:
-            maps = self._example_maps(result) if result.inputs.is_floating_point() else {}
-            self._send_top(result, maps)
+            self._send_top(result, self._top_maps)
         self.set_trait("top_progress", 1.0)
         self.set_trait("top_state", "done")
 
