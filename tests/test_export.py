@@ -322,3 +322,18 @@ def test_pictures_keep_their_colours(blocks, views):
         stored = np.asarray(Image.open(io.BytesIO(png(view._picture()))).convert("RGB")).astype(int)
         error = np.abs(stored - original).max(axis=2)
         assert error.max() <= 40, (type(view).__name__, error.max())  # median cut: up to 92
+
+
+def test_offline_html_writes_the_assets_nbconvert_points_at(tmp_path, capsys):
+    from nbvis import offline_html
+    from nbvis.widgets._export import ASSETS, _anywidget_frontend
+
+    written = offline_html.write_assets(tmp_path / "out")
+    assert [p.name for p in written] == ["require.js", "embed-amd.js", "anywidget.js"]
+    for path, source in zip(written, (ASSETS / "require.js", ASSETS / "embed-amd.js", _anywidget_frontend())):
+        assert path.read_bytes() == source.read_bytes()
+    # the options name the files beside the page, by relative URL
+    assert offline_html.nbconvert_options() == ["--HTMLExporter.require_js_url=require.js",
+                                                "--HTMLExporter.widget_renderer_url=embed-amd.js"]
+    assert offline_html.main([]) == 2 and "python -m nbvis.offline_html" in capsys.readouterr().out
+    assert offline_html.main([str(tmp_path / "missing.ipynb")]) == 2
