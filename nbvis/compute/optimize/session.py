@@ -2,9 +2,10 @@
 
 A step borrows the model (eval mode, parameters frozen; everything restored on exit, see
 :func:`nbvis.compute.probe.borrowed`) and reads the activations of the objective's layers with
-:func:`~nbvis.compute.probe.forward_with`. A :class:`Session` borrows once and can then run any
+a :class:`~nbvis.compute.probe.Recorder`. A :class:`Session` borrows once and can then run any
 number of forward passes: ``run.step()`` opens one per step (the caller's code runs between
-steps), ``run.run(n)`` one for all ``n`` steps, so that a long call pays the borrow once.
+steps), ``run.run(n)`` one for all ``n`` steps, so that a long call pays the borrow, the layer
+lookups, the hooks and the tracing of feature axes once.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import contextlib
 import torch
 from torch import nn
 
-from nbvis.compute.probe import borrowed, forward_with
+from nbvis.compute.probe import Recorder, borrowed
 from nbvis.compute.units import resolve_output
 
 __all__ = ["Session"]
@@ -32,12 +33,14 @@ class Session:
         self.layers = None if layers is None else list(layers)
         self.grad = grad
         self._stack: contextlib.ExitStack | None = None
+        self._record: Recorder | None = None
 
     def __enter__(self):
         stack = contextlib.ExitStack()
         try:
             stack.enter_context(borrowed(self.model))
             stack.enter_context(torch.enable_grad() if self.grad else torch.no_grad())
+            self._record = stack.enter_context(Recorder(self.model, self.layers, detach=False))
         except BaseException:
             stack.close()
             raise
@@ -45,12 +48,12 @@ class Session:
         return self.forward
 
     def __exit__(self, *exc):
-        stack, self._stack = self._stack, None
+        stack, self._stack, self._record = self._stack, None, None
         return stack.__exit__(*exc) if stack is not None else False
 
     def forward(self, x: torch.Tensor):
         """``(output, activations)`` of one pass, in the autograd graph when ``grad``."""
-        output, acts = forward_with(self.model, x, self.layers, detach=False)
+        output, acts = self._record(x)
         final = resolve_output(output)
         if self.layers is None and final is not None:
             acts[""] = final
