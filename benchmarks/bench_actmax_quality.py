@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 import nbvis
+from _rows import add_options, row
 from nbvis.compute.optimize import OptimizationRun, fit_regularizers, maximize
 from nbvis.compute.optimize.diversity import gram_similarity
 from nbvis.compute.optimize.transforms import affine_resample
@@ -159,12 +160,13 @@ def rows(quick: bool = False):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer steps and units (a smoke run, not the figures)")
+    add_options(parser)  # --quick: fewer steps and units (a smoke run, not the figures)
     args = parser.parse_args()
     print(f"torch {torch.__version__}, 1 thread; {STARTS} starts, all 10 class logits, default preset for a known dataset")
     for name, value, target, met in rows(args.quick):
         shown = f"{value:.3f}" if isinstance(value, float) else str(value)
         print(f"  {name:<72} {shown:>8}  target {target:<7} {'met' if met else 'NOT met'}")
+        row(name, shown, target, met)
 
 
 if __name__ == "__main__":

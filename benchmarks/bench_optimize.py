@@ -32,6 +32,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from _rows import add_options, no_cuda, row
 from nbvis.compute.optimize import OptimizationRun, Regularizers, maximize
 
 PAPER_FOUR = Regularizers(decay=1e-4, blur_width=1.0, blur_every=4, norm_pct=50, contribution_pct=90)
@@ -274,11 +275,16 @@ def main():
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--starts", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps CPU time meaningful)")
+    add_options(parser)
     args = parser.parse_args()
-    found = rows(args.steps, args.rounds, args.size, args.starts, args.threads)
+    rounds = min(args.rounds, 3) if args.quick else args.rounds
+    found = rows(args.steps, rounds, args.size, args.starts, args.threads)
     print()
     for name, ratio, target, met in found:
         print(f"  {name:<70} {ratio:7.3f}x  target {target:<7} {'met' if met else 'NOT met'}")
+    for name, ratio, target, met in found:
+        row(name, f"{ratio:.3f}x", target + "x", met)
+    row("maximize on a CUDA GPU", no_cuda() or "see bench_optimize.py on a GPU machine", "", None)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,12 @@ from torch import nn
 
 from .._arrays import message_bytes
 from ..compute import units
-from ..compute.dataset import TopExamples, as_samples, field_geometries, sample_tensor, scan_top_examples
+from ..compute.dataset import as_samples, field_geometries, sample_tensor
 from ..compute.gradients import deconvnet, gradient, guided_backprop
 from ..compute.images import DEFAULT_MAX_BYTES, decode_image, image_layout, pixels_to_input
 from ..compute.probe import LayerRef, capture_sample
 from ._base import STATIC, NbvisWidget
-from ._jobs import Job, Throttle
+from ._top_examples import TopExamplesView
 from ._traits import Array, ArrayDict
 
 __all__ = ["ActivationHeatmap"]
@@ -27,7 +27,7 @@ METHODS = {"gradient": gradient, "guided": guided_backprop, "deconvnet": deconvn
 MAX_BARS = 64  # outputs with more units are drawn as a grid, not as bars
 
 
-class ActivationHeatmap(NbvisWidget):
+class ActivationHeatmap(TopExamplesView, NbvisWidget):
     """Every chosen layer's activations for one input, as heatmaps, with the input changeable.
 
     ``model``: any ``nn.Module``. ``x``: one input sample (``images[0]``; a batch of one also
@@ -70,10 +70,6 @@ class ActivationHeatmap(NbvisWidget):
     input_caption = traitlets.Unicode("").tag(sync=True)
     can_draw = traitlets.Bool(False, read_only=True).tag(sync=True)
     _seq_done = traitlets.Int(0).tag(sync=True, from_view=False)
-    top_k = traitlets.Int(9).tag(sync=True)
-    _top = ArrayDict(dtypes={"indices": "int32"})
-    top_state = traitlets.Unicode("idle", read_only=True).tag(sync=True)
-    top_progress = traitlets.Float(0.0, read_only=True).tag(sync=True)
     # limits that protect the kernel: set from Python only
     upload_max_bytes = traitlets.Int(DEFAULT_MAX_BYTES).tag(sync=True, from_view=False)
     webcam_fps = traitlets.Float(4.0).tag(sync=True, from_view=False)
@@ -115,15 +111,13 @@ class ActivationHeatmap(NbvisWidget):
         self._layout_key = None
         self._grad_values: Optional[np.ndarray] = None
         self._batch, self._activations, self._output_name = self._run(x)
-        self._top_job: Optional[Job] = None
-        self._top_result: Optional[TopExamples] = None
-        self._top_throttle = Throttle(0.1)
         n_out = self._units(self._output_name) if self._output_name is not None else 0
         if labels is not None:
             labels = [str(label) for label in labels]
             if self._output_name is None or len(labels) != n_out:
                 shape = "" if self._output_name is None else f" (one sample has shape {tuple(self._activations[self._output_name].shape[1:])})"
                 raise ValueError(f"labels has {len(labels)} names; the model's output has {n_out} units{shape}")
+        self._init_top()
         super().__init__(**kwargs)
         self.set_trait("labels", labels or [])
         self.set_trait("dataset_size", 0 if self._dataset is None else len(self._dataset))
@@ -132,8 +126,8 @@ class ActivationHeatmap(NbvisWidget):
         self.observe(self._on_index, names=["index"])
         self.observe(self._on_selected, names=["selected"])
         self.observe(self._on_grad_options, names=["method", "wrt", "reduce"])
-        self.observe(self._on_top_k, names=["top_k"])
         self.on_msg(self._on_input_msg)
+        self.observe(self._on_top_k, names=["top_k"])
         if self.selected is not None:
             self._start_top()
 
@@ -170,24 +164,9 @@ class ActivationHeatmap(NbvisWidget):
         """The map shown for the selected unit (over the input or the ``wrt`` layer), or None."""
         return self._grad_values
 
-    @property
-    def top(self) -> Optional[TopExamples]:
-        """The selected unit's top dataset examples (the latest, possibly partial, scan)."""
-        return self._top_result
-
-    @property
-    def top_job(self) -> Optional[Job]:
-        """The running (or last) scan for top examples; ``top_job.wait()`` finishes it."""
-        return self._top_job
-
     def load_image(self, data) -> None:
         """Use an image file (bytes or a path) as the input, decoded like an upload."""
         self._set_input(self._decode_upload(data), "image file")
-
-    def scan_top(self) -> Optional[Job]:
-        """(Re)start the scan of the dataset for the selected unit's top examples."""
-        with self._guard():
-            return self._start_top()
 
     def _picture(self):
         """The input and every layer's activations on the view's scales (the output as bars)."""
@@ -443,12 +422,6 @@ class ActivationHeatmap(NbvisWidget):
             raise traitlets.TraitError(f"index must be in 0..{max(n - 1, 0)}, not {value}")
         return value
 
-    @traitlets.validate("top_k")
-    def _check_top_k(self, proposal):
-        if not 1 <= proposal["value"] <= 100:
-            raise traitlets.TraitError(f"top_k must be in 1..100, not {proposal['value']}")
-        return proposal["value"]
-
     def _on_index(self, change) -> None:
         if self._dataset is None or self._restoring_index:
             return
@@ -480,10 +453,6 @@ class ActivationHeatmap(NbvisWidget):
         with self._guard():
             self._refresh_gradient()
 
-    def _on_top_k(self, _change) -> None:
-        with self._guard():
-            self._start_top()
-
     def _refresh_gradient(self) -> None:
         try:
             grad, caption = self._gradient_state()
@@ -494,73 +463,6 @@ class ActivationHeatmap(NbvisWidget):
             self._grad = grad
             self.grad_caption = caption
         self._grad_values = grad
-
-    # ----- top examples ------------------------------------------------------------------------
-
-    def _start_top(self) -> Optional[Job]:
-        self._stop_top()
-        self._top_result = None  # another unit's examples must not stay on show
-        if self._dataset is None or self.selected is None:
-            self._top = None
-            return None
-        layer, unit = self.selected
-        steps = self._locked(scan_top_examples(self.model, layer, unit, self._dataset, k=self.top_k, batch_size=256))
-        self.set_trait("top_state", "running")
-        self.set_trait("top_progress", 0.0)
-        self._top_job = Job(steps, on_step=self._top_step, on_done=self._top_done, on_error=self._top_error)
-        return self._top_job.start()
-
-    def _stop_top(self) -> None:
-        job = getattr(self, "_top_job", None)
-        if job is not None and job.running:
-            job.stop()
-            self.set_trait("top_state", "stopped")
-
-    def _locked(self, steps):
-        try:
-            while True:
-                with self._lock:
-                    try:
-                        item = next(steps)
-                    except StopIteration:
-                        return
-                yield item
-        finally:
-            steps.close()
-
-    def _top_step(self, progress) -> None:
-        self._top_result = progress.result
-        if self._top_throttle.ready() or (progress.total and progress.done >= progress.total):
-            with self.hold_sync():  # progress and examples in one message, at most 10 a second
-                if progress.total:
-                    self.set_trait("top_progress", progress.done / progress.total)
-                self._send_top(progress.result)
-
-    def _send_top(self, result: TopExamples) -> None:
-        self._top = {
-            "layer": result.layer,
-            "unit": result.unit,
-            "patches": result.patches,
-            "values": result.values,
-            "indices": result.indices,
-            "scanned": result.scanned,
-        }
-
-    def _top_done(self, _result) -> None:
-        if self._top_result is not None:
-            self._send_top(self._top_result)
-        self.set_trait("top_progress", 1.0)
-        self.set_trait("top_state", "done")
-
-    def _top_error(self, exc: BaseException) -> None:
-        self.set_trait("top_state", "error")
-        self._report(exc)
-
-    def _cmd_scan_top(self) -> None:
-        self._start_top()
-
-    def _cmd_cancel_top(self) -> None:
-        self._stop_top()
 
 
 def _as_list(layers) -> list:

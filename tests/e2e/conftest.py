@@ -19,6 +19,14 @@ def jupyter():
     server.stop()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_kernels(request):
+    """After each browser test, its kernels are shut down (the server and the browser stay)."""
+    yield
+    if "jupyter" in request.fixturenames:
+        request.getfixturevalue("jupyter").shutdown_kernels()
+
+
 @pytest.fixture(scope="module")
 def browser():
     # Module scope: Playwright's sync API keeps an event loop running on the main thread while it

@@ -55,10 +55,13 @@ def test_neuron_groups_hues_isolation_and_icons(jupyter, browser):
         "view = nbvis.NeuronGroups(model, images[0], layer='relu2', k=3, dataset=(images, labels), labels=nbvis.demo.DIGIT_LABELS,\n                          icons=FeatureCache(model, (1, 28, 28), steps=96))  # in memory: computed in this test\n"
         "view.observe(lambda c: dump('groups.json', {'selected': view.selected}), names=['selected'])\n"
         "dump('hues.json', view.hues)\n"
+        "icon_states = [list(view._icon_state)]  # what the kernel streamed: as it was drawn first, then every change\n"
+        "view.observe(lambda c: (icon_states.append(list(c['new'])), dump('icon_states.json', icon_states)), names=['_icon_state'])\n"
+        "dump('icon_states.json', icon_states)\n"
         "view"
     )]
     name = jupyter.write_notebook("blocks_groups.ipynb", cells)
-    for f in ("groups.json", "hues.json"):
+    for f in ("groups.json", "hues.json", "icon_states.json"):
         (jupyter.root / f).unlink(missing_ok=True)
     page = open_notebook(browser, jupyter, name)
     try:
@@ -76,6 +79,9 @@ def test_neuron_groups_hues_isolation_and_icons(jupyter, browser):
                 break
             page.wait_for_timeout(100)
         assert all(s == "done" for s, _ in icons), icons
+        # the browser may poll only after the icons finished: the kernel's record shows the way there too
+        for states in jupyter.wait_for_json("icon_states.json", lambda v: v and all(x == "done" for x in v[-1])):
+            seen_states.update(states)
         assert "example" in seen_states or "running" in seen_states, seen_states
         assert page.locator(f"{GROUPS} .nbvis-ng-legend").get_attribute("data-icons-done") == "3"
 

@@ -1,6 +1,7 @@
 // What the building-block views (neuron groups, semantic dictionary) share: the input bar
 // (dataset slider, upload), the input drawn in gray or color, and feature-visualization icons.
 // Their style is blocks.css, which each of the two views imports.
+import { readUpload } from "./upload.js";
 import { decode } from "./arrays.js";
 import { blit } from "./draw.js";
 import { keepKeys, numberBox, slider } from "./controls.js";
@@ -127,19 +128,10 @@ export function inputBar(model, view, title, extra = []) {
 
   let seq = 0;
   listen(fileInput, "change", async () => {
-    const file = fileInput.files && fileInput.files[0];
+    const file = await readUpload(fileInput, model.get("upload_max_bytes"), status);
     if (!file) return;
-    const limit = model.get("upload_max_bytes");
-    if (file.size > limit) {
-      status.textContent = `${file.name} is ${(file.size / 2 ** 20).toFixed(1)} MiB; the limit is ${(limit / 2 ** 20).toFixed(1)} MiB`;
-      fileInput.value = "";
-      return;
-    }
-    status.textContent = "";
-    const bytes = new Uint8Array(await file.arrayBuffer());
     seq += 1;
-    model.send({ type: "input", source: "upload", seq, name: file.name }, undefined, [bytes.buffer]);
-    fileInput.value = "";
+    model.send({ type: "input", source: "upload", seq, name: file.name }, undefined, [file.bytes.buffer]);
   });
 
   function update() {
