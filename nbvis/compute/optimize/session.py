@@ -9,11 +9,10 @@ steps), ``run.run(n)`` one for all ``n`` steps, so that a long call pays the bor
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import nn
 
+from nbvis.compute import interrupts
 from nbvis.compute.probe import borrowed, forward_with
 from nbvis.compute.units import resolve_output
 
@@ -31,22 +30,18 @@ class Session:
         self.model = model
         self.layers = None if layers is None else list(layers)
         self.grad = grad
-        self._stack: contextlib.ExitStack | None = None
+        self._borrow = None
 
     def __enter__(self):
-        stack = contextlib.ExitStack()
-        try:
-            stack.enter_context(borrowed(self.model))
-            stack.enter_context(torch.enable_grad() if self.grad else torch.no_grad())
-        except BaseException:
-            stack.close()
-            raise
-        self._stack = stack
+        self._borrow = borrowed(self.model, grad=self.grad)
+        self._borrow.__enter__()  # the last call: a Ctrl-C after it waits for the block
         return self.forward
 
     def __exit__(self, *exc):
-        stack, self._stack = self._stack, None
-        return stack.__exit__(*exc) if stack is not None else False
+        # no Python frame between here and the borrow's own exit (an ExitStack would be one: a
+        # Ctrl-C in it would skip the restore); its first instructions defer a Ctrl-C
+        borrow, self._borrow = self._borrow, None
+        return borrow.__exit__(*exc) if borrow is not None else False
 
     def forward(self, x: torch.Tensor):
         """``(output, activations)`` of one pass, in the autograd graph when ``grad``."""
@@ -55,3 +50,7 @@ class Session:
         if self.layers is None and final is not None:
             acts[""] = final
         return output, acts
+
+
+interrupts.protect(Session.__enter__, head=False, tail=True)
+interrupts.protect(Session.__exit__)
