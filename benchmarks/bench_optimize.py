@@ -95,34 +95,36 @@ class Clock:
 
 
 def bare_loop(model, shape, steps, layer="conv3", channel=5) -> Clock:
-    """What a user writes by hand: hook, forward, backward, Adam."""
-    for p in model.parameters():
-        p.requires_grad_(False)
-    x = (0.1 * torch.randn(shape)).requires_grad_(True)
-    optimizer = torch.optim.Adam([x], lr=0.05)
-    seen = {}
-    handle = dict(model.named_modules())[layer].register_forward_hook(lambda m, i, o: seen.__setitem__("a", o))
+    """What a user writes by hand: hook, forward, backward, Adam (timed with its set-up and
+    clean-up, as the nbvis calls are)."""
     with Clock() as clock:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        x = (0.1 * torch.randn(shape)).requires_grad_(True)
+        optimizer = torch.optim.Adam([x], lr=0.05)
+        seen = {}
+        handle = dict(model.named_modules())[layer].register_forward_hook(lambda m, i, o: seen.__setitem__("a", o))
         for _ in range(steps):
             optimizer.zero_grad(set_to_none=True)
             model(x)
             loss = -seen["a"][:, channel].mean()
             loss.backward()
             optimizer.step()
-    handle.remove()
-    for p in model.parameters():
-        p.requires_grad_(True)
+        handle.remove()
+        for p in model.parameters():
+            p.requires_grad_(True)
     return clock
 
 
 def nbvis_loop(model, shape, steps, regularizers, parametrization="pixel", stream=True) -> Clock:
-    """nbvis with a consumer that turns steps into packed uint8 frames at a capped rate."""
-    run = OptimizationRun(
-        model, ("conv3", 5), shape[1:], starts=shape[0], regularizers=regularizers, parametrization=parametrization
-    )
+    """nbvis with a consumer that turns steps into packed uint8 frames at a capped rate (timed
+    from the run's creation)."""
     frames = 0
     last = -1.0
     with Clock() as clock:
+        run = OptimizationRun(
+            model, ("conv3", 5), shape[1:], starts=shape[0], regularizers=regularizers, parametrization=parametrization
+        )
         for step in run.iter(steps):
             if stream and time.perf_counter() - last >= FRAME_INTERVAL:
                 step.images.tobytes()

@@ -195,3 +195,114 @@ def test_export_state_marks_only_anywidget_models(views):
     state = export_state(views["importance"])
     for entry in state.values():
         assert (STATIC_FLAG in entry["state"]) == (entry["model_module"] == "anywidget")
+
+
+# ----- the building-block views ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def blocks(digits):
+    from nbvis.compute.blocks import FeatureCache
+
+    _mlp, cnn, images, labels = digits
+    cache = FeatureCache(cnn, (1, 28, 28), steps=8, every=4)  # in memory: computed in this module
+    groups = nbvis.NeuronGroups(cnn, images[0], layer="relu2", k=4, dataset=(images, labels),
+                                labels=nbvis.demo.DIGIT_LABELS, icons=cache)
+    dictionary = nbvis.SemanticDictionary(cnn, images[0], layer="relu2", k=4, dataset=images, icons=cache)
+    groups.wait_icons(120)
+    dictionary.wait_icons(120)
+    yield groups, dictionary
+    groups.close()
+    dictionary.close()
+
+
+def hex_rgb(color: str) -> np.ndarray:
+    return np.array([int(color[i:i + 2], 16) for i in (1, 3, 5)])
+
+
+def test_neuron_groups_picture_shows_the_groups_legend_and_table(blocks):
+    groups, _ = blocks
+    picture = picture_of(groups).astype(int)
+    assert picture.shape[0] > 200 and picture.shape[1] > 400
+    # every group's hue is on the maps (a pixel where one group alone shows is a multiple of its hue)
+    bright = picture[picture.max(axis=2) >= 60]
+    for color in groups.hues:
+        hue = hex_rgb(color)
+        scale = bright.max(axis=1, keepdims=True) / hue.max()
+        count = (np.abs(bright - scale * hue).max(axis=1) <= 14).sum()
+        assert count > 400, (color, count)  # more than its legend swatch (144 pixels)
+    # the attribution table: red cells for the class, blue against, as many as its values have
+    table = groups.attribution
+    assert (table > 0.3).any() and (table < -0.3).any()
+    red = ((picture[..., 0] > picture[..., 2] + 60) & (picture[..., 1] < 200)).sum()
+    blue = ((picture[..., 2] > picture[..., 0] + 60) & (picture[..., 1] < 200)).sum()
+    assert red > 200 and blue > 200, (red, blue)
+
+
+def test_semantic_dictionary_picture_shows_the_reticle_and_the_bars(blocks):
+    _, dictionary = blocks
+    picture = picture_of(dictionary).astype(int)
+    yellow = (picture[..., 0] > 200) & (picture[..., 1] > 170) & (picture[..., 2] < 80)
+    assert yellow.sum() > 20  # the reticle at the pinned position
+    ys, xs = np.nonzero(yellow)
+    rows, cols = dictionary.grid
+    r, c = dictionary.position
+    cell = 224 // 28 * 28 / cols, 224 // 28 * 28 / rows
+    assert abs(xs.mean() - (c + 0.5) * cell[0]) < cell[0] and abs(ys.mean() - 16 - (r + 0.5) * cell[1]) < cell[1]
+    # one bar per entry, as long as its share of the layer's maximum (120 px for 100 %)
+    blue = (np.abs(picture - np.array([67, 147, 195])).max(axis=2) <= 10)
+    lengths = [int(n) for n in blue.sum(axis=1) if n]
+    runs = sorted({n for n in lengths}, reverse=True)
+    expected = [round(share * 120) for _channel, _value, share in dictionary.entries()]
+    assert len(runs) == len(expected) and all(abs(a - b) <= 2 for a, b in zip(runs, sorted(expected, reverse=True))), (runs, expected)
+
+
+def test_blocks_numpy_access_to_what_is_drawn(blocks, digits):
+    groups, dictionary = blocks
+    _mlp, cnn, images, _labels = digits
+    reference = nbvis.neuron_groups(cnn, images[0], "relu2", k=4)
+    np.testing.assert_allclose(groups.maps, reference.normalized_maps(), rtol=1e-6)
+    np.testing.assert_allclose(groups.attribution, reference.attribution / np.abs(reference.attribution).max(), rtol=1e-5)
+    assert np.abs(groups.attribution).max() == pytest.approx(1.0)
+    assert groups.icons.shape == (4, 28, 28, 1) and groups.icons.dtype == np.uint8
+    assert dictionary.icons.shape == (16, 28, 28, 1)
+    groups.icons[:] = 0  # a copy: what the view draws stays
+    assert groups.icons.any()
+
+
+def test_blocks_views_take_uploads_as_base64_text(blocks):
+    groups, _ = blocks
+    digit = np.zeros((28, 28), np.uint8)
+    digit[6:22, 12:16] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(digit).save(buffer, format="PNG")
+    before = groups.input
+    try:
+        groups._handle_custom_msg({"type": "input", "source": "upload", "seq": 7, "name": "one.png",
+                                   "data64": base64.b64encode(buffer.getvalue()).decode()}, [])
+        assert groups.error == "" and groups._seq_done == 7 and groups.input_caption == "uploaded one.png"
+        assert float(groups.input[0, 10, 13]) > 0.9 and float(groups.input[0, 10, 3]) < 0.1
+    finally:
+        groups.input = before
+
+
+def test_blocks_html_holds_what_they_draw(blocks):
+    groups, dictionary = blocks
+    for view, arrays in ((groups, ("_maps", "_icons", "_input", "_attribution")), (dictionary, ("_channels", "_values", "_icons"))):
+        state = embedded_state(view.to_html())[view.model_id]
+        assert state["state"][STATIC_FLAG] is True
+        assert {b["path"][0] for b in state["buffers"]} >= set(arrays)
+
+
+def test_pictures_keep_their_colours(blocks, views):
+    """The 128-colour palette of a picture keeps every colour near the original: a legend's hue
+    swatch, a colormap's ends."""
+    from nbvis.widgets._picture import png
+
+    for view in (blocks[0], views["grid"], views["heatmap"]):
+        original = np.asarray(view._picture().convert("RGB")).astype(int)
+        if max(original.shape[:2]) > 900:
+            continue
+        stored = np.asarray(Image.open(io.BytesIO(png(view._picture()))).convert("RGB")).astype(int)
+        error = np.abs(stored - original).max(axis=2)
+        assert error.max() <= 40, (type(view).__name__, error.max())  # median cut: up to 92

@@ -459,6 +459,45 @@ def test_pausing_and_resuming_gives_the_same_run(digits_cnn):
     np.testing.assert_array_equal(whole.history, parts.history)
 
 
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(),  # pixels, no priors
+        dict(parametrization="fourier", regularizers={"decay": 0.01}),
+        dict(regularizers={"jitter": 2, "blur_width": 1, "blur_every": 3}, value_range=(0, 1)),
+        dict(starts=3, diversity=0.5),
+    ],
+    ids=["pixel", "fourier", "transforms", "diversity"],
+)
+def test_maximize_runs_the_model_once_per_step_and_equals_a_run(digits_cnn, unchanged, kw):
+    """maximize checks the objective with its first step's forward pass (unless transforms move
+    the input that step sees): one pass per step, and the same numbers as a run checked when it
+    is made."""
+    kw = dict(kw, starts=kw.get("starts", 2), seed=5)
+    moved = "jitter" in kw.get("regularizers", {})  # the first step sees another input than the check
+    passes = []
+    watch = digits_cnn.register_forward_pre_hook(lambda m, args: passes.append(1))
+    try:
+        with unchanged(digits_cnn):
+            result = maximize(digits_cnn, ("conv2", 5), SHAPE, steps=6, **kw)
+        assert len(passes) == 6 + moved
+        run = OptimizationRun(digits_cnn, ("conv2", 5), SHAPE, **kw)
+        assert len(passes) == 7 + moved  # a run made for stepping later checks when it is made
+        run.run(6)
+    finally:
+        watch.remove()
+    assert len(passes) == 13 + moved
+    assert torch.equal(result.inputs, run.inputs)
+    np.testing.assert_array_equal(result.history, run.history)
+
+
+def test_maximize_with_a_bad_objective_still_fails_before_any_update(digits_cnn, unchanged):
+    with unchanged(digits_cnn), pytest.raises(ValueError, match="does not depend on the input"):
+        maximize(digits_cnn, objective(lambda acts: torch.ones(1), layers=["conv2"]), SHAPE, steps=3)
+    with unchanged(digits_cnn), pytest.raises(ValueError, match="unit 99 is out of range"):
+        maximize(digits_cnn, ("conv2", 99), SHAPE, steps=3)
+
+
 def test_starts_are_optimized_independently(digits_cnn):
     init = torch.rand(3, *SHAPE)
     together = OptimizationRun(digits_cnn, ("conv2", 5), SHAPE, starts=3, init=init, regularizers="yosinski2015-1")

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import nbvis
-from nbvis.compute.probe import borrowed, forward_with, layer_names, leaf_layers, resolve_layer
+from nbvis.compute.probe import Recorder, borrowed, forward_with, layer_names, leaf_layers, resolve_layer
 
 
 class Block(nn.Module):
@@ -154,3 +154,69 @@ def test_capture_never_changes_the_callers_input():
     nbvis.capture(model, x)
     nbvis.capture(model, a)
     assert x.tolist() == [[-1.0, 2.0, -3.0]] and a.tolist() == [[-1.0, 2.0, -3.0]]
+
+
+class Tokens(nn.Module):
+    """A (batch, tokens, features) model: the ReLU's feature axis is the last one, inherited from
+    the Linear before it (only a traced pass can tell)."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(4, 6)
+        self.act = nn.ReLU()
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.head(self.act(self.proj(x))).mean(1)
+
+
+def _same_pass(a, b):
+    (out_a, acts_a), (out_b, acts_b) = a, b
+    assert torch.equal(out_a, out_b)
+    assert list(acts_a) == list(acts_b)
+    for name in acts_a:
+        assert torch.equal(acts_a[name], acts_b[name])
+    assert acts_a.axes == acts_b.axes
+    assert (acts_a.output_of, acts_a.output_axis) == (acts_b.output_of, acts_b.output_axis)
+
+
+@pytest.mark.parametrize("layers", [["act", "proj", ""], ["head"], None])
+def test_recorder_passes_equal_forward_with_and_trace_axes_once(layers):
+    torch.manual_seed(0)
+    model = Tokens().eval()
+    x, other = torch.randn(2, 5, 4), torch.randn(3, 5, 4)
+    seen_hooks = []  # how many forward hooks a leaf has while each recorder pass runs
+    watch = model.proj.register_forward_pre_hook(lambda m, args: seen_hooks.append(len(m._forward_hooks)))
+    with Recorder(model, layers, detach=False) as record:
+        for _ in range(3):  # the later passes reuse the first one's axes
+            _same_pass(record(x), forward_with(model, x, layers, detach=False))
+            hooked = [name for name, m in model.named_modules() if m._forward_hooks]
+            if layers is not None:  # only the recorded layers keep a hook between passes
+                assert sorted(hooked) == sorted(n for n in layers if n)
+        _same_pass(record(other), forward_with(model, other, layers, detach=False))  # a new shape: traced
+    watch.remove()
+    r = int(layers is None or "proj" in layers)  # the recorder's own hook on the leaf
+    # each recorder pass (the tracer's hook only on the first pass of a shape), then the
+    # forward_with beside it (its tracer and its own hook, beside the recorder's idle one)
+    assert seen_hooks == [1 + r, 1 + 2 * r, r, 1 + 2 * r, r, 1 + 2 * r, 1 + r, 1 + 2 * r]
+    if layers == ["act", "proj", ""]:
+        assert record(x)[1].axes == {"act": 2, "proj": 2, "": 1}
+    assert not any(m._forward_hooks for m in model.modules())  # every hook is gone after the block
+
+
+def test_recorder_keeps_recording_after_a_layer_changes_shape():
+    class Branch(nn.Module):  # the layer's output shape depends on the values it gets
+        def __init__(self):
+            super().__init__()
+            self.act = nn.ReLU()
+
+        def forward(self, x):
+            h = self.act(x)
+            return h if x.sum() > 0 else h.flatten(1)
+
+    model = Branch()
+    up, down = torch.ones(2, 3, 4), -torch.ones(2, 3, 4)
+    with Recorder(model, ["act", ""]) as record:
+        record(up)
+        _same_pass(record(down), forward_with(model, down, ["act", ""]))
+        _same_pass(record(up), forward_with(model, up, ["act", ""]))

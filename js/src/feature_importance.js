@@ -1,12 +1,14 @@
 // FeatureImportance view: a sorted horizontal plotly bar chart with error bars, progress and
 // cancel, and for image inputs the importance map drawn over a sample image.
 import "./lib/nbvis.css";
+import "./feature_importance.css";
 import { arrayGetter, decode, maxAbs } from "./lib/arrays.js";
 import { onThemeChange, themeColors } from "./lib/theme.js";
 import { DIVERGING, fmt, gradientCss, lutIndex } from "./lib/colormap.js";
 import { blit } from "./lib/draw.js";
 import { numberBox } from "./lib/controls.js";
 import { canvasPoint } from "./lib/pointer.js";
+import { debugEnabled } from "./lib/debug.js";
 import { colorbar, command, h, setTraits, setupView } from "./lib/view.js";
 
 const BAR = "#4c78a8";
@@ -27,7 +29,7 @@ function loadPlotly(model) {
       const library = await model.widget_manager.get_model(ref.replace(/^IPY_MODEL_/, ""));
       const unzipped = new Blob([decode(library.get("source")).data]).stream().pipeThrough(new DecompressionStream("gzip"));
       const url = URL.createObjectURL(new Blob([await new Response(unzipped).arrayBuffer()], { type: "text/javascript" }));
-      globalThis.__nbvisPlotlyLoads = (globalThis.__nbvisPlotlyLoads || 0) + 1; // checked by the browser tests
+      if (debugEnabled()) globalThis.__nbvisPlotlyLoads = (globalThis.__nbvisPlotlyLoads || 0) + 1; // read by the browser tests
       try {
         await import(/* webpackIgnore: true */ url); // the bundle sets window.Plotly
       } finally {
@@ -106,12 +108,12 @@ function render({ model, el }) {
     h("label", {}, ["top k ", topK]),
     run, cancel, progress, progressText,
   ]);
-  const chart = h("div", { class: "nbvis-chart", style: { flex: "1 1 420px", minWidth: "320px", maxWidth: "900px" } }, [
+  const chart = h("div", { class: "nbvis-chart nbvis-fi-chart" }, [
     "loading plotly.js\u2026",
   ]);
 
   // ----- importance map over a sample image -----
-  const canvas = h("canvas", { style: { cursor: "pointer", alignSelf: "flex-start" } });
+  const canvas = h("canvas", { class: "nbvis-fi-map-canvas" });
   const sample = numberBox(listen, {
     current: () => model.get("sample"),
     apply: (value) => setTraits(model, { sample: value }),
@@ -119,11 +121,11 @@ function render({ model, el }) {
     width: "5em",
   });
   const legend = colorbar(gradientCss(DIVERGING));
-  const mapPanel = h("div", { style: { display: "none", flexDirection: "column", gap: "4px" } }, [
+  const mapPanel = h("div", { class: "nbvis-fi-map", hidden: true }, [
     h("div", { class: "nbvis-bar" }, [h("label", {}, ["sample ", sample]), legend.element]),
     canvas,
   ]);
-  const row = h("div", { style: { display: "flex", gap: "16px", alignItems: "flex-start", flexWrap: "wrap" } }, [chart, mapPanel]);
+  const row = h("div", { class: "nbvis-fi-row" }, [chart, mapPanel]);
   view.body.append(bar, row);
 
   let Plotly = null;
@@ -238,7 +240,7 @@ function render({ model, el }) {
     const m = map();
     const img = image();
     const own = owner();
-    mapPanel.style.display = m && img ? "flex" : "none";
+    mapPanel.hidden = !(m && img);
     if (!m || !img || !own) return;
     sample.show();
     const [H, W] = m.shape;

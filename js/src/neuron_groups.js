@@ -6,7 +6,6 @@ import { DIVERGING, fmt, lutIndex } from "./lib/colormap.js";
 import "./lib/nbvis.css";
 import "./lib/blocks.css";
 import { drawInput, grayOf, iconCanvas, iconSet, inputBar, rgbOf } from "./lib/blocks.js";
-import { SELECTION } from "./lib/draw.js";
 import { canvasPoint } from "./lib/pointer.js";
 import { slider } from "./lib/controls.js";
 import { h, setTraits, setupView } from "./lib/view.js";
@@ -62,12 +61,12 @@ function render({ model, el }) {
   const bar = inputBar(model, view, "neuron groups", [h("label", {}, ["k ", kSlider, kValue])]);
 
   const inputCanvas = h("canvas", { class: "nbvis-ng-input" });
-  const overlayCanvas = h("canvas", { class: "nbvis-ng-overlay", style: { mixBlendMode: "lighten" } });
-  const mapCanvas = h("canvas", { class: "nbvis-ng-maps", style: { cursor: "crosshair" } });
+  const overlayCanvas = h("canvas", { class: "nbvis-ng-overlay" });
+  const mapCanvas = h("canvas", { class: "nbvis-ng-maps" });
   const caption = h("span", { class: "nbvis-muted nbvis-ng-caption" });
   const inputCaption = h("span", { class: "nbvis-muted" });
   const pictures = h("div", { class: "nbvis-bk-column" }, [
-    h("div", { style: { display: "flex", gap: "8px" } }, [
+    h("div", { class: "nbvis-bk-row" }, [
       h("div", { class: "nbvis-bk-column" }, [h("span", { class: "nbvis-bk-title", textContent: "input with groups" }),
         h("div", { class: "nbvis-bk-stack" }, [inputCanvas, overlayCanvas])]),
       h("div", { class: "nbvis-bk-column" }, [h("span", { class: "nbvis-bk-title", textContent: "group maps" }), mapCanvas]),
@@ -162,10 +161,9 @@ function render({ model, el }) {
     legendRows = [];
     const entries = [];
     for (let i = 0; i < k; i++) {
-      const swatch = h("span", { style: { display: "inline-block", width: "12px", height: "12px", background: hues[i], borderRadius: "2px" } });
-      const entry = h("div", { class: "nbvis-ng-group", "data-group": String(i), style: { display: "flex", gap: "6px", alignItems: "center", cursor: "pointer",
-        outline: selected === i ? `2px solid ${SELECTION}` : "none", padding: "2px" } }, [
-        swatch, h("span", { textContent: `group ${i}`, style: { width: "52px" } }), iconCanvas(icons, i, ICON), thumbnail(i),
+      const swatch = h("span", { class: "nbvis-ng-swatch", style: { background: hues[i] } });
+      const entry = h("div", { class: selected === i ? "nbvis-ng-group nbvis-bk-selected" : "nbvis-ng-group", "data-group": String(i) }, [
+        swatch, h("span", { class: "nbvis-ng-name", textContent: `group ${i}` }), iconCanvas(icons, i, ICON), thumbnail(i),
       ]);
       hoverable(entry, i);
       legendRows.push(entry);

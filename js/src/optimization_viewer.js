@@ -1,6 +1,7 @@
 // OptimizationViewer view: the synthetic inputs of every start side by side, the objective curve,
 // start / stop / resume, and regularizer sliders.
 import "./lib/nbvis.css";
+import "./optimization_viewer.css";
 import { arrayGetter, finiteRange, maxAbs } from "./lib/arrays.js";
 import { fmt } from "./lib/colormap.js";
 import { numberBox, slider } from "./lib/controls.js";
@@ -65,11 +66,11 @@ function render({ model, el }) {
 
   // ----- inputs and curve -----
   const images = h("canvas", { class: "nbvis-images" });
-  const rangeNote = h("div", { class: "nbvis-muted nbvis-range", style: { fontSize: "11px" } });
-  const quality = h("table", { class: "nbvis-quality", style: { fontSize: "11px", borderCollapse: "collapse", marginTop: "4px" } });
+  const rangeNote = h("div", { class: "nbvis-muted nbvis-ov-note nbvis-range" });
+  const quality = h("table", { class: "nbvis-quality" });
   const curveCanvas = h("canvas", { class: "nbvis-curve", width: 480, height: 170 });
-  const legend = h("div", { class: "nbvis-muted", style: { fontSize: "11px" } });
-  const panels = h("div", { style: { display: "flex", flexWrap: "wrap", gap: "12px", alignItems: "flex-start" } }, [
+  const legend = h("div", { class: "nbvis-muted nbvis-ov-note" });
+  const panels = h("div", { class: "nbvis-ov-panels" }, [
     h("div", {}, [images, rangeNote, quality]),
     h("div", {}, [curveCanvas, legend]),
   ]);
@@ -90,7 +91,7 @@ function render({ model, el }) {
     sliderInputs = {};
     for (const name of model.get("adjustable") || []) {
       const [label, min, max, step, help] = SLIDERS[name] || [name, 0, 1, "any", ""];
-      const value = h("span", { class: "nbvis-muted", style: { minWidth: "3.5em", display: "inline-block" } });
+      const value = h("span", { class: "nbvis-muted nbvis-ov-value" });
       const show = (v) => (step === 1 ? String(Math.round(v)) : fmt(v));
       const input = slider(listen, {
         current: () => (model.get("regularizers") || {})[name] ?? min,
@@ -203,6 +204,10 @@ function render({ model, el }) {
       ctx.fillRect(ox, mid, panelW - 4, 1);
     }
     layout = { kind: "vector", n, dims, barW, panelW, panelH, cols, scale };
+    // one tile per start, split into `bars` equal columns (ARCHITECTURE.md, the data- contract)
+    images.dataset.layout = JSON.stringify({
+      count: n, cols, rows, zoom: 1, tile: [dims * barW, panelH], pitch: [panelW + 8, panelH + 8], origin: [6, 4], bars: dims,
+    });
   }
 
   function drawCurve() {
@@ -248,7 +253,7 @@ function render({ model, el }) {
     }
     const values = model.get("values") || [];
     legend.replaceChildren(
-      ...values.map((v, s) => h("span", { style: { color: COLORS[s % COLORS.length], marginRight: "10px" }, textContent: `start ${s + 1}: ${fmt(v)}` })),
+      ...values.map((v, s) => h("span", { style: { color: COLORS[s % COLORS.length] }, textContent: `start ${s + 1}: ${fmt(v)}` })),
     );
   }
 
@@ -273,10 +278,10 @@ function render({ model, el }) {
     quality.replaceChildren();
     view.root.dataset.quality = String(rows.length);
     if (!rows.length) return;
-    const cell = (text, style = {}) => h("td", { textContent: text, style: { padding: "1px 6px", ...style } });
-    const head = h("tr", {}, [cell("")].concat(rows.map((_, s) => cell(`start ${s + 1}`, { color: COLORS[s % COLORS.length], fontWeight: "bold" }))));
+    const cell = (text, style = {}, className = "") => h("td", { textContent: text, style, class: className });
+    const head = h("tr", {}, [cell("")].concat(rows.map((_, s) => cell(`start ${s + 1}`, { color: COLORS[s % COLORS.length] }))));
     const body = QUALITY.filter(([key]) => key in rows[0]).map(([key, label, show, help]) =>
-      h("tr", { title: help }, [cell(label, { color: "#666" })].concat(rows.map((row) => cell(show(row[key], row))))),
+      h("tr", { title: help }, [cell(label, {}, "nbvis-muted")].concat(rows.map((row) => cell(show(row[key], row))))),
     );
     quality.append(head, ...body);
   }

@@ -7,7 +7,6 @@ import { fmt } from "./lib/colormap.js";
 import "./lib/nbvis.css";
 import "./lib/blocks.css";
 import { drawInput, iconCanvas, iconSet, inputBar } from "./lib/blocks.js";
-import { SELECTION } from "./lib/draw.js";
 import { canvasPoint } from "./lib/pointer.js";
 import { h, setTraits, setupView } from "./lib/view.js";
 
@@ -24,7 +23,7 @@ function render({ model, el }) {
   const bar = inputBar(model, view, "semantic dictionary");
 
   const inputCanvas = h("canvas", { class: "nbvis-sd-input" });
-  const reticle = h("canvas", { class: "nbvis-sd-reticle", style: { cursor: "crosshair" } });
+  const reticle = h("canvas", { class: "nbvis-sd-reticle" });
   const caption = h("span", { class: "nbvis-muted nbvis-sd-caption" });
   const inputCaption = h("span", { class: "nbvis-muted" });
   const entriesBox = h("div", { class: "nbvis-bk-column nbvis-sd-entries" });
@@ -96,13 +95,13 @@ function render({ model, el }) {
       const value = v.data[o + j];
       const norm = maximum > 0 ? Math.max(0, value / maximum) : 0;
       const isSelected = Array.isArray(selected) && selected[0] === layer && selected[1] === channel;
-      const fill = h("div", { style: { width: `${Math.round(norm * BAR)}px`, height: "10px", background: "#4393c3" } });
-      const entry = h("div", { class: "nbvis-sd-entry", "data-channel": String(channel), title: `click to select ${layer}[${channel}]`,
-        style: { display: "flex", gap: "8px", alignItems: "center", cursor: "pointer", padding: "2px", outline: isSelected ? `2px solid ${SELECTION}` : "none" } }, [
+      const fill = h("div", { class: "nbvis-sd-fill", style: { width: `${Math.round(norm * BAR)}px` } });
+      const entry = h("div", { class: isSelected ? "nbvis-sd-entry nbvis-bk-selected" : "nbvis-sd-entry", "data-channel": String(channel),
+        title: `click to select ${layer}[${channel}]` }, [
         iconCanvas(icons, channel, ICON),
         h("div", { class: "nbvis-bk-column" }, [
           h("span", { textContent: `channel ${channel}` }),
-          h("div", { style: { width: `${BAR}px`, background: "#8882" } }, [fill]),
+          h("div", { class: "nbvis-sd-track", style: { width: `${BAR}px` } }, [fill]),
           h("span", { class: "nbvis-muted", textContent: `${fmt(value)} (${(norm * 100).toFixed(0)}% of max)` }),
         ]),
       ]);

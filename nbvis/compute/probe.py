@@ -63,6 +63,7 @@ as_input = units.to_tensor
 
 def run_model(model: nn.Module, x: torch.Tensor):
     """Call the model; a failure of the model on this input becomes a ValueError that names the shape."""
+    interrupts.checkpoint()  # a Ctrl-C recorded while the model was being borrowed
     try:
         return model(x)
     except torch.OutOfMemoryError:
@@ -78,10 +79,12 @@ def borrowed(model: nn.Module, *, eval: bool = True, freeze: bool = True, grad: 
     """Use the model and give it back exactly as it was.
 
     Inside: eval mode (when ``eval``), parameters with ``requires_grad=False`` (when ``freeze``,
-    so no gradient lands in ``.grad``; only on the main thread, see below), gradients on or off
+    so no gradient lands in ``.grad``; on the main thread only, see below), gradients on or off
     for this thread as ``grad`` says (None: as they are). On exit, even after an exception: every module's mode,
     every parameter's ``requires_grad``, and every module's hook dictionaries are restored.
     Borrows of one model from different threads take turns; nested borrows on one thread nest.
+    A borrow from another thread than the main one (a background job outside a kernel) leaves
+    ``requires_grad`` as it is: the owner may be training the model meanwhile.
 
     The restore completes even when a ``KeyboardInterrupt`` (Ctrl-C, or any exception a signal
     handler raises) lands in the middle of it; the interrupt is raised once the model is back.
@@ -111,8 +114,12 @@ def _shared_here() -> bool:
     return threading.current_thread() is not threading.main_thread()
 
 
-def _check_initialized(model: nn.Module) -> None:
-    lazy = [name for name, module in model.named_modules() if isinstance(module, nn.modules.lazy.LazyModuleMixin)
+def _check_initialized(model: nn.Module, modules: Optional[list] = None) -> None:
+    """Refuse a model with uninitialized lazy modules (``modules``: its modules, when already listed)."""
+    lazy_type = nn.modules.lazy.LazyModuleMixin
+    if not any(isinstance(m, lazy_type) for m in (model.modules() if modules is None else modules)):
+        return
+    lazy = [name for name, module in model.named_modules() if isinstance(module, lazy_type)
             and module.has_uninitialized_params()]
     if lazy:
         shown = ", ".join(f"{name or 'the model'} ({type(dict(model.named_modules())[name]).__name__})" for name in lazy[:5])
@@ -131,8 +138,8 @@ class _Borrow:
     model is back, then reaches the caller. The block itself stays interruptible.
     """
 
-    __slots__ = ("model", "eval", "freeze", "grad", "_lock", "_modules", "_modes", "_params", "_grads", "_hooks", "_done",
-                 "_grad_mode")
+    __slots__ = ("model", "eval", "freeze", "grad", "_lock", "_modules", "_modes", "_params", "_grads", "_hooks",
+                 "_done", "_grad_mode")
 
     def __init__(self, model: nn.Module, *, eval: bool, freeze: bool, grad: Optional[bool]):
         self.model, self.eval, self.freeze, self.grad = model, eval, freeze, grad
@@ -146,7 +153,8 @@ class _Borrow:
 
     def _take(self) -> None:
         try:
-            _check_initialized(self.model)
+            modules = list(self.model.modules())
+            _check_initialized(self.model, modules)
             lock = _lock_of(self.model)
             while not lock.acquire(timeout=0.05):  # another thread's step: a Ctrl-C meanwhile ends the wait
                 if interrupts.pending():
@@ -156,30 +164,34 @@ class _Borrow:
             raise
         self._lock = lock
         try:
-            self._snapshot()
-            if self.eval:
+            self._snapshot(modules)
+            if self.eval and any(self._modes):  # (a model already in eval mode is left alone)
                 self.model.eval()
             if self.freeze and not _shared_here():
-                for p in self._params:
-                    p.requires_grad_(False)
+                for p, grad in zip(self._params, self._grads):
+                    if grad:
+                        p.requires_grad_(False)
             if self.grad is not None:
                 torch.set_grad_enabled(self.grad)
             if interrupts.pending():
                 raise KeyboardInterrupt
         except BaseException:  # an error or a Ctrl-C halfway: give everything back first
-            self._give_back(self._modules_taken())
+            self._give_back(hasattr(self, "_grad_mode"))
             interrupts.leave()
             raise
 
-    def _modules_taken(self) -> bool:
-        return hasattr(self, "_grad_mode")
-
-    def _snapshot(self) -> None:
-        modules = list(self.model.modules())
+    def _snapshot(self, modules: list) -> None:
         self._modes = [m.training for m in modules]
-        self._params = list(self.model.parameters())
-        self._grads = [p.requires_grad for p in self._params]
-        self._hooks = [{d: set(getattr(m, d, {}).keys()) for d in _HOOK_DICTS} for m in modules]
+        params, seen = [], set()  # model.parameters(), from the modules already listed
+        for m in modules:
+            for p in m._parameters.values():
+                if p is not None and id(p) not in seen:
+                    seen.add(id(p))
+                    params.append(p)
+        self._params = params
+        self._grads = [p.requires_grad for p in params]
+        # per module, the keys of each hook dictionary (None for an empty one)
+        self._hooks = [tuple(set(h) if h else None for h in (getattr(m, d, None) for d in _HOOK_DICTS)) for m in modules]
         self._modules = modules
         # the thread's grad mode too: a `with borrowed(m), torch.no_grad():` whose no_grad exit is
         # cut short by an interrupt must not leave gradients off for the caller
@@ -215,19 +227,22 @@ class _Borrow:
         modes, grads, hooks = self._modes, self._grads, self._hooks
         n_modules, n_params = len(self._modules), len(self._params)
         while self._done < n_modules:
-            self._modules[self._done].training = modes[self._done]
+            module = self._modules[self._done]
+            if module.training != modes[self._done]:
+                module.training = modes[self._done]
             self._done += 1
         while self._done < n_modules + n_params:
             i = self._done - n_modules
-            self._params[i].requires_grad_(grads[i])
+            if self._params[i].requires_grad != grads[i]:
+                self._params[i].requires_grad_(grads[i])
             self._done += 1
         while self._done < 2 * n_modules + n_params:
             i = self._done - n_modules - n_params
             module = self._modules[i]
-            for d, keys in hooks[i].items():
+            for d, keys in zip(_HOOK_DICTS, hooks[i]):
                 current = getattr(module, d, None)
-                if current is not None:
-                    for key in [k for k in current if k not in keys]:
+                if current:
+                    for key in [k for k in current if keys is None or k not in keys]:
                         del current[key]
             self._done += 1
         torch.set_grad_enabled(self._grad_mode)
@@ -313,109 +328,275 @@ def forward_with(
     graph. ``leaf``: a layer whose value is replaced by a new leaf tensor that requires grad
     (returned as ``activations.leaf``), so that gradients stop there. Hooks are removed before
     returning, whatever happens. The caller decides grad mode and model mode (see :func:`borrowed`).
+    For many passes through a model that does not change meanwhile, see :class:`Recorder`.
     """
-    explicit = layers is not None
-    modules = dict(model.named_modules())
-    if explicit:
-        if isinstance(layers, (str, nn.Module)):
-            layers = [layers]
-        wanted = [units.parse_layer(model, layer) for layer in layers]
-    else:
-        wanted = []
-    leaf_layer = None if leaf is None else units.parse_layer(model, leaf)
-    if leaf_layer is not None and leaf_layer.is_output:
-        raise ValueError("the model's output cannot be replaced by a leaf: name an earlier layer")
-    every = {id(modules[name]) for name in leaf_layers(model)} if not explicit else set()
-    by_module: dict[int, list] = {}
-    for layer in wanted + ([leaf_layer] if leaf_layer is not None else []):
-        if not layer.is_output:
-            by_module.setdefault(id(layer.module), []).append(layer)
-    seen: dict[str, torch.Tensor] = {}
-    axes: dict[str, int] = {}
-    skipped: dict[str, str] = {}
-    tracer = _Axes()
-    calls: dict[int, int] = {}
-    found_leaf: list[torch.Tensor] = []
-    names = {id(module): name for name, module in modules.items()}
+    return Recorder(model, layers, detach=detach, inputs=inputs, leaf=leaf, reuse_axes=False)(x)
 
-    produced: dict[int, tuple[str, int]] = {}
 
-    def record(name: str, value: torch.Tensor) -> torch.Tensor:
-        axis = tracer.axis(value)
-        axes[name] = axis
-        tracer.keep.append(value)
-        produced[id(value)] = (name, value._version)
-        if detach:
-            seen[name] = value.detach().clone()
+class Recorder:
+    """:func:`forward_with` prepared once for many passes: ``record = Recorder(model, layers)``,
+    then ``output, acts = record(x)`` as often as needed.
+
+    The layers are looked up once. Used as a context manager (``with Recorder(...) as record:``),
+    its hooks stay on the model from the first pass until the block ends instead of being added
+    and removed around every pass. With ``reuse_axes`` (the default), the feature axes are traced
+    (a hook on every leaf layer) on the first pass of each input shape only and reused for later
+    passes of that shape while each layer's value keeps its shape; a value whose shape changed is
+    traced again on the next pass. Use it only while the model does not change (for example within
+    one :func:`borrowed` block).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Iterable[LayerRef] | None,
+        *,
+        detach: bool = True,
+        inputs: bool = False,
+        leaf: LayerRef | None = None,
+        reuse_axes: bool = True,
+    ):
+        self.model, self.detach, self.inputs, self.reuse_axes = model, detach, inputs, reuse_axes
+        self.explicit = layers is not None
+        modules = dict(model.named_modules())
+        if self.explicit:
+            if isinstance(layers, (str, nn.Module)):
+                layers = [layers]
+            self.wanted = [units.parse_layer(model, layer) for layer in layers]
+        else:
+            self.wanted = []
+        self.leaf_layer = None if leaf is None else units.parse_layer(model, leaf)
+        if self.leaf_layer is not None and self.leaf_layer.is_output:
+            raise ValueError("the model's output cannot be replaced by a leaf: name an earlier layer")
+        self.leaves = [modules[name] for name in leaf_layers(model)]
+        self.every = {id(m) for m in self.leaves} if not self.explicit else set()
+        self.by_module: dict[int, list] = {}
+        for layer in self.wanted + ([self.leaf_layer] if self.leaf_layer is not None else []):
+            if not layer.is_output:
+                self.by_module.setdefault(id(layer.module), []).append(layer)
+        self.outputs = [layer for layer in self.wanted if layer.is_output]
+        self.names = {id(module): name for name, module in modules.items()}
+        by_id = {id(module): module for module in modules.values()}
+        self.hooked = [by_id[key] for key in set(self.by_module) | self.every]
+        # input shape -> ({layer name: (value shape, axis)}, (output shape, axis), {layer name: axis})
+        # of a traced pass
+        self._axes: dict[tuple, tuple[dict, tuple, dict]] = {}
+        # the passes whose axes are known need no more than the values of the layers asked for
+        self._quick = self.explicit and self.leaf_layer is None and not inputs
+        self._open = False
+        self._running = False  # the hooks record only during this recorder's own passes
+        self._handles: list = []  # the recording hooks while they are on the model
+        self._handles_kind = None  # which hook they call: "traced" (self._hook) or "quick"
+
+    def __enter__(self) -> "Recorder":
+        self._open = True
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self._open = False
+        self._unhook()
+        return False
+
+    def _unhook(self) -> None:
+        handles, self._handles, self._handles_kind = self._handles, [], None
+        for handle in handles:
+            handle.remove()
+
+    def __call__(self, x: torch.Tensor) -> tuple[object, Activations]:
+        known = self._axes.get(tuple(x.shape)) if self.reuse_axes else None
+        if known is not None and self._quick:
+            return self._quick_pass(x, known)
+        tracer = self._tracer = _Axes() if known is None else None
+        self._known = known
+        self._seen: dict[str, torch.Tensor] = {}
+        self._found_axes: dict[str, int] = {}
+        self._shapes: dict[str, tuple] = {}
+        self._skipped: dict[str, str] = {}
+        self._calls: dict[int, int] = {}
+        self._found_leaf: list[torch.Tensor] = []
+        self._produced: dict[int, tuple[str, int]] = {}
+        self._keep: list[torch.Tensor] = []  # keeps the ids in _produced unique while the pass runs
+        self._stale = False
+        return self._finish(x, self._run(x, "traced", tracer))
+
+    def _run(self, x: torch.Tensor, kind: str, tracer: Optional["_Axes"] = None):
+        """The model's output on ``x``, with the recording hooks of ``kind`` on it (``"traced"``:
+        :meth:`_hook`, ``"quick"``: :meth:`_quick_hook`) and the ``tracer``'s hooks before them."""
+        tracing = []
+        try:
+            if tracer is not None or self._handles_kind != kind:
+                # the tracer's hooks first, then the recording ones (these see the axes noted)
+                self._unhook()
+                if tracer is not None:
+                    tracing = [module.register_forward_hook(tracer.hook) for module in self.leaves]
+                    tracer.note(x, units.default_axis(x)) if x.dim() > 0 else None
+                hook = self._hook if kind == "traced" else self._quick_hook
+                self._handles = [module.register_forward_hook(hook) for module in self.hooked]
+                self._handles_kind = kind
+            self._running = True
+            return run_model(self.model, x)
+        finally:
+            self._running = False
+            for handle in tracing:
+                handle.remove()
+            if not self._open:
+                self._unhook()
+
+    def _quick_pass(self, x: torch.Tensor, known: tuple) -> tuple[object, Activations]:
+        """A pass whose axes are known: the layers' values only (the same result as a traced pass)."""
+        entries, (out_shape, output_axis), axes = known
+        self._seen, self._calls, self._skipped, self._produced = {}, {}, {}, {}
+        self._keep = []
+        output = self._run(x, "quick")
+        seen, produced = self._seen, self._produced
+        final = units.resolve_output(output)
+        for layer in self.outputs:
+            value = units.resolve_output(output, layer.pick)
+            if value is not None:
+                seen[layer.name] = value.detach() if self.detach else value
+        found = None if final is None else produced.get(id(final))
+        output_of = found[0] if found is not None and found[1] == final._version else None
+        # a value whose shape changed gets the default axis, as in a traced pass's fallback, and
+        # the next pass of this input shape traces again
+        stale = final is not None and final.dim() > 0 and out_shape != tuple(final.shape)
+        if stale:
+            output_axis = units.default_axis(final)
+        result = Activations(axes=axes, leaf=None, output_of=output_of, output_axis=output_axis)
+        for layer in self.wanted:
+            value = seen.get(layer.name)
+            if value is None:
+                raise ValueError(_missing(layer, self._skipped, self._calls, "layer"))
+            if entries[layer.name][0] != tuple(value.shape):
+                result.axes[layer.name] = units.default_axis(value)
+                stale = True
+            result[layer.name] = value
+        self._keep, self._produced, self._seen = [], {}, {}
+        if stale:
+            self._axes.pop(tuple(x.shape), None)
+        return output, result
+
+    def _quick_hook(self, module, args, output):
+        if not self._running:
+            return None
+        key = id(module)
+        call = self._calls[key] = self._calls.get(key, 0) + 1
+        changed = output
+        for layer in self.by_module[key]:
+            if layer.call != call:
+                continue
+            value = output if not layer.pick and isinstance(output, torch.Tensor) else units.resolve_output(output, layer.pick)
+            if value is None:
+                self._skipped.setdefault(layer.name, type(output).__name__)
+                continue
+            self._keep.append(value)
+            self._produced[id(value)] = (layer.name, value._version)
+            if self.detach:
+                self._seen[layer.name] = value.detach().clone()
+                continue
+            self._seen[layer.name] = value
+            copy = value.clone()  # downstream in-place operations act on this copy
+            self._produced[id(copy)] = (layer.name, copy._version)
+            changed = units.replace_output(changed, layer.pick, copy)
+        return None if changed is output else changed
+
+    def _axis(self, name: str, value: torch.Tensor) -> int:
+        if self._tracer is not None:
+            return self._tracer.axis(value)
+        entry = self._known[0].get(name)
+        if entry is not None and entry[0] == tuple(value.shape):
+            return entry[1]
+        self._stale = True  # traced again on the next pass of this input shape
+        return units.default_axis(value)
+
+    def _record(self, name: str, value: torch.Tensor) -> torch.Tensor:
+        axis = self._found_axes[name] = self._axis(name, value)
+        self._shapes[name] = tuple(value.shape)
+        self._keep.append(value)
+        self._produced[id(value)] = (name, value._version)
+        if self.detach:
+            self._seen[name] = value.detach().clone()
             return value
-        seen[name] = value
+        self._seen[name] = value
         copy = value.clone()  # downstream in-place operations act on this copy
-        tracer.note(copy, axis)
-        produced[id(copy)] = (name, copy._version)
+        if self._tracer is not None:
+            self._tracer.note(copy, axis)
+        self._produced[id(copy)] = (name, copy._version)
         return copy
 
-    def hook(module, args, output):
+    def _hook(self, module, args, output):
+        if not self._running:
+            return None
         key = id(module)
-        call = calls[key] = calls.get(key, 0) + 1
-        source = args if inputs else output
+        call = self._calls[key] = self._calls.get(key, 0) + 1
+        source = args if self.inputs else output
         changed = output
-        targets = [layer for layer in by_module.get(key, ()) if layer.call == call]
-        if key in every:
-            targets.append(units.Layer(names[key] + (f"#{call}" if call > 1 else ""), names[key], module, call))
+        targets = [layer for layer in self.by_module.get(key, ()) if layer.call == call]
+        if key in self.every:
+            name = self.names[key]
+            targets.append(units.Layer(name + (f"#{call}" if call > 1 else ""), name, module, call))
         for layer in targets:
             value = units.resolve_output(source, layer.pick)
             if value is None:
-                skipped.setdefault(layer.name, type(source).__name__)
+                self._skipped.setdefault(layer.name, type(source).__name__)
                 continue
-            if layer is leaf_layer:
+            if layer is self.leaf_layer:
                 new = value.detach().requires_grad_(True)
-                found_leaf.append(new)
+                self._found_leaf.append(new)
                 copy = new.clone()
-                tracer.note(copy, tracer.axis(value))
+                if self._tracer is not None:
+                    self._tracer.note(copy, self._tracer.axis(value))
                 changed = units.replace_output(changed, layer.pick, copy)
                 continue
-            copy = record(layer.name, value)
-            if copy is not value and not inputs:
+            copy = self._record(layer.name, value)
+            if copy is not value and not self.inputs:
                 changed = units.replace_output(changed, layer.pick, copy)
         return None if changed is output else changed
 
-    interrupts.checkpoint()  # a Ctrl-C recorded while the model was being borrowed
-    handles = []
-    try:
-        for name in leaf_layers(model):
-            handles.append(modules[name].register_forward_hook(tracer.hook))
-        for key in set(by_module) | every:
-            module = next(m for m in modules.values() if id(m) == key)
-            handles.append(module.register_forward_hook(hook))
-        tracer.note(x, units.default_axis(x)) if x.dim() > 0 else None
-        output = run_model(model, x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    for layer in wanted:
-        if layer.is_output:
-            value = x if inputs else units.resolve_output(output, layer.pick)
+    def _finish(self, x: torch.Tensor, output) -> tuple[object, Activations]:
+        """The activations of the pass that just ran (and its axes remembered)."""
+        seen, axes, skipped, calls = self._seen, self._found_axes, self._skipped, self._calls
+        final = units.resolve_output(output)
+        tracer, self._tracer = self._tracer, None
+        for layer in self.outputs:
+            value = x if self.inputs else units.resolve_output(output, layer.pick)
             if value is not None:
-                axes[layer.name] = tracer.axis(value)
-                seen[layer.name] = value.detach() if detach else value
+                axes[layer.name] = self._axis(layer.name, value) if tracer is None else tracer.axis(value)
+                self._shapes[layer.name] = tuple(value.shape)
+                seen[layer.name] = value.detach() if self.detach else value
             else:
                 skipped[layer.name] = type(output).__name__
-    leaf_value = found_leaf[0] if found_leaf else None
-    if leaf_layer is not None and leaf_value is None:
-        raise ValueError(_missing(leaf_layer, skipped, calls, "wrt layer"))
-    final = units.resolve_output(output)
-    found = None if final is None else produced.get(id(final))
-    output_of = found[0] if found is not None and found[1] == final._version else None
-    output_axis = None if final is None or final.dim() == 0 else tracer.axis(final)
-    if not explicit:
-        return output, Activations(seen, axes=axes, leaf=leaf_value, output_of=output_of, output_axis=output_axis)
-    result = Activations(axes=axes, leaf=leaf_value, output_of=output_of, output_axis=output_axis)
-    for layer in wanted:
-        if layer.name in seen:
-            result[layer.name] = seen[layer.name]
+        leaf_value = self._found_leaf[0] if self._found_leaf else None
+        if self.leaf_layer is not None and leaf_value is None:
+            raise ValueError(_missing(self.leaf_layer, skipped, calls, "wrt layer"))
+        found = None if final is None else self._produced.get(id(final))
+        output_of = found[0] if found is not None and found[1] == final._version else None
+        known = self._known
+        if final is None or final.dim() == 0:
+            output_axis = None
+        elif tracer is not None:
+            output_axis = tracer.axis(final)
+        elif known[1][0] == tuple(final.shape):
+            output_axis = known[1][1]
         else:
-            raise ValueError(_missing(layer, skipped, calls, "layer"))
-    return output, result
+            output_axis = units.default_axis(final)
+            self._stale = True
+        if self.reuse_axes:
+            if tracer is not None:
+                entries = {name: (self._shapes[name], axis) for name, axis in axes.items()}
+                out_entry = (None if final is None else tuple(final.shape), output_axis)
+                self._axes[tuple(x.shape)] = (entries, out_entry, dict(axes))
+            elif self._stale:
+                self._axes.pop(tuple(x.shape), None)
+        self._keep, self._produced, self._seen = [], {}, {}
+        if not self.explicit:
+            return output, Activations(seen, axes=axes, leaf=leaf_value, output_of=output_of, output_axis=output_axis)
+        result = Activations(axes=axes, leaf=leaf_value, output_of=output_of, output_axis=output_axis)
+        for layer in self.wanted:
+            if layer.name in seen:
+                result[layer.name] = seen[layer.name]
+            else:
+                raise ValueError(_missing(layer, skipped, calls, "layer"))
+        return output, result
 
 
 def _missing(layer, skipped: dict, calls: dict, what: str) -> str:

@@ -377,15 +377,16 @@ def select(unit: Unit, name: str, activation: torch.Tensor, axis: Optional[int] 
     ``ValueError`` for indices out of range, saying the layer's shape.
     """
     check_reduce(reduce)
-    label = layer_label(name)
     sample = tuple(activation.shape[1:])
     if activation.dim() < 2:  # one value per sample: a single unit, 0
+        label = layer_label(name)
         if unit.element not in (None, ()) or unit.position is not None:
             raise ValueError(f"layer {label!r} has one value per sample (shape {tuple(activation.shape)}): its only unit is 0")
         check_index(unit.index, 1, "unit", f" for layer {label!r}", "; it has one value per sample")
         return activation
     axis = default_axis(activation) if axis is None else axis
     if unit.element is not None or unit.position is not None:
+        label = layer_label(name)
         element = unit.element
         if element is None:  # (layer, index, position): put the index at the feature axis
             element = list(unit.position)
@@ -402,7 +403,9 @@ def select(unit: Unit, name: str, activation: torch.Tensor, axis: Optional[int] 
                 )
         return activation[(slice(None),) + element]
     count = activation.shape[axis]
-    index = check_index(unit.index, count, "unit", f" for layer {label!r}", f"; one sample has shape {sample}")
+    index = unit.index
+    if type(index) is not int or not 0 <= index < count:  # checked (and the message made) only when needed
+        index = check_index(unit.index, count, "unit", f" for layer {layer_label(name)!r}", f"; one sample has shape {sample}")
     values = activation.select(axis, index)
     if values.dim() == 1:
         return values

@@ -12,6 +12,7 @@ import torch
 import traitlets
 from torch import nn
 
+from .._arrays import message_bytes, unpack
 from ..compute.blocks import FeatureCache, IconUpdate, feature_cache, top_direction_examples
 from ..compute.blocks.layer import conv_layers, default_layer, one_sample
 from ..compute.dataset import as_samples, sample_tensor
@@ -19,6 +20,7 @@ from ..compute.images import DEFAULT_MAX_BYTES, decode_image
 from ..compute.optimize import to_uint8
 from ..compute.probe import resolve_layer
 from ._base import NbvisWidget
+from ._dataset_input import DatasetInput
 from ._jobs import Job, Throttle
 from ._traits import Array
 from .activation_heatmap import _image_layout
@@ -82,7 +84,7 @@ class IconFeed:
         self._each(lambda view: view._report(exc))
 
 
-class BlocksView(NbvisWidget):
+class BlocksView(DatasetInput, NbvisWidget):
     """Base of the building-block views (see NeuronGroups and SemanticDictionary)."""
 
     layer = traitlets.Unicode("").tag(sync=True)
@@ -98,7 +100,6 @@ class BlocksView(NbvisWidget):
     _icon_step = traitlets.List().tag(sync=True)  # per slot: optimization steps reached
     _seq_done = traitlets.Int(0).tag(sync=True)
 
-    _restoring_index = False
     _feed: Optional[IconFeed] = None
 
     def __init__(self, model: nn.Module, x, layer, dataset, preprocess, icons, icon_steps, value_range, **kwargs):
@@ -155,17 +156,10 @@ class BlocksView(NbvisWidget):
     # ----- public ---------------------------------------------------------------------------------
 
     @property
-    def input(self) -> torch.Tensor:
-        """The current input (one sample)."""
-        return self._batch[0].clone()
-
-    @input.setter
-    def input(self, x) -> None:
-        self._set_input(x, "set from Python")
-
-    def load_image(self, data) -> None:
-        """Use an image file (bytes or a path) as the input, decoded like an upload."""
-        self._set_input(self._decode(data), "image file")
+    def icons(self) -> Optional[np.ndarray]:
+        """The icons drawn, uint8 (slots, h, w, c): one per group or channel (a feature
+        visualization, or the top dataset example standing in for it; see ``_icon_state``), or None."""
+        return None if self._icons is None else unpack(self._icons).copy()
 
     @property
     def cache(self) -> Optional[FeatureCache]:
@@ -194,6 +188,37 @@ class BlocksView(NbvisWidget):
         if self._feed is not None:
             self._feed.forget(self)
         super().close()
+
+    # ----- pictures (see _picture.py) -----------------------------------------------------------
+
+    def _input_rgb(self, dim: float = 1.0) -> np.ndarray:
+        """The input as the views draw it (lib/blocks.js drawInput): RGB for 3 channels, else the
+        channel mean in gray; on [0, 1] when the values lie in it, else on their own range."""
+        x = self._batch[0].detach().cpu().float().numpy()
+        x = x.reshape(-1, *x.shape[-2:])
+
+        def unit(values):
+            finite = values[np.isfinite(values)]
+            lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+            if lo >= 0 and hi <= 1:
+                lo, hi = 0.0, 1.0
+            return np.clip(np.nan_to_num((values - lo) / ((hi - lo) or 1.0)), 0, 1)
+
+        planes = unit(x) if x.shape[0] == 3 else np.repeat(unit(x.mean(axis=0))[None], 3, axis=0)
+        return (255 * dim * planes).astype(np.uint8).transpose(1, 2, 0)
+
+    def _icon_picture(self, slot: int, size: int):
+        """Icon ``slot`` as a PIL image ``size`` px wide (blank when there is none yet)."""
+        from ._picture import BACKGROUND, zoomed
+
+        icons = self.icons
+        if icons is None or not 0 <= slot < len(icons) or self._icon_state[slot] == "none":
+            from PIL import Image
+
+            return Image.new("RGB", (size, size), BACKGROUND)
+        icon = icons[slot]
+        icon = np.repeat(icon[..., :1], 3, axis=2) if icon.shape[2] != 3 else icon
+        return zoomed(icon, size, round(size * icon.shape[0] / icon.shape[1]))
 
     # ----- input ------------------------------------------------------------------------------
 
@@ -226,18 +251,12 @@ class BlocksView(NbvisWidget):
         seq = int(content.get("seq", 0))
         try:
             with self._guard():
-                if not buffers:
+                data = message_bytes(content, buffers)  # a binary buffer, or base64 text (Colab, NBVIS_BASE64=1)
+                if data is None:
                     raise ValueError("the view sent no data")
-                self._set_input(self._decode(bytes(buffers[0])), f"uploaded {content.get('name', 'image')}", seq)
+                self._set_input(self._decode(data), f"uploaded {content.get('name', 'image')}", seq)
         except Exception:
             self.set_trait("_seq_done", seq)
-
-    @traitlets.validate("index")
-    def _check_index(self, proposal):
-        n = 0 if self._dataset is None else len(self._dataset)
-        if not 0 <= proposal["value"] < max(n, 1):
-            raise traitlets.TraitError(f"index must be in 0..{max(n - 1, 0)}, not {proposal['value']}")
-        return proposal["value"]
 
     @traitlets.validate("layer")
     def _check_layer(self, proposal):
@@ -245,27 +264,6 @@ class BlocksView(NbvisWidget):
         if value not in self.layers:
             raise traitlets.TraitError(f"layer {value!r} has no (channels, height, width) maps; the layers are {self.layers}")
         return value
-
-    def _on_index(self, change) -> None:
-        if self._dataset is None or self._restoring_index:
-            return
-        try:
-            index = change["new"]
-            self._set_input(sample_tensor(self._dataset[index]), f"dataset #{index}{self._target_text(index)}")
-        except Exception:
-            self._restoring_index = True
-            try:
-                self.index = change["old"]
-            finally:
-                self._restoring_index = False
-            raise
-
-    def _target_text(self, index: int) -> str:
-        if self._targets is None:
-            return ""
-        target = self._targets[index]
-        value = target.item() if hasattr(target, "item") and np.size(target) == 1 else target
-        return "" if value == "" else f" (label {value})"
 
     def _on_layer(self, _change) -> None:
         with self._guard():

@@ -3,12 +3,12 @@ a semantic dictionary linked to its selected unit."""
 
 from __future__ import annotations
 
-import contextlib
 from typing import Optional
 
 import ipywidgets
 
 from ..compute.blocks.layer import default_layer, one_sample, spatial_layers
+from ._linking import Linking
 from .neuron_groups import NeuronGroups
 from .semantic_dictionary import SemanticDictionary
 
@@ -27,7 +27,7 @@ class BlocksPanel(ipywidgets.HBox):
     def __init__(self, explorer, dataset, labels=None, k: int = 4, icon_steps: int = 128):
         heatmap = explorer.heatmap
         self._explorer = explorer
-        self._linking = False
+        self._linking = Linking()
         model, x = explorer.model, heatmap.input
         layer = default_layer(model, x)
         act = spatial_layers(model, one_sample(model, x))[layer]
@@ -57,24 +57,16 @@ class BlocksPanel(ipywidgets.HBox):
             return None
         return cls(explorer, dataset, labels)
 
-    @contextlib.contextmanager
-    def _linked(self):
-        linking, self._linking = self._linking, True
-        try:
-            yield
-        finally:
-            self._linking = linking
-
     def _on_input(self, _change) -> None:
         x = self._explorer.heatmap.input
-        with self._linked():
+        with self._linking:
             for view in (self.groups, self.dictionary):
                 if not view.input.equal(x):
                     view.input = x
 
     def _on_index(self, change) -> None:
         if not self._linking:
-            with self._linked():
+            with self._linking:
                 self._explorer.heatmap.index = change["new"]
 
     def _on_selected(self, change) -> None:
@@ -82,7 +74,7 @@ class BlocksPanel(ipywidgets.HBox):
         if selection is None or self._linking or selection[0] not in self.dictionary.layers:
             return
         layer, unit = selection
-        with self._linked():
+        with self._linking:
             if self.dictionary.layer != layer:
                 self.dictionary.layer = layer
             self.dictionary.selected = (layer, int(unit))
@@ -91,7 +83,7 @@ class BlocksPanel(ipywidgets.HBox):
         selection = change["new"]
         if selection is None or self._linking or selection[0] not in self._explorer.heatmap.layers:
             return
-        with self._linked():
+        with self._linking:
             self._explorer.selected = tuple(selection)
 
     def close(self):

@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["auto_scale", "bars", "caption", "colormap", "fit_zoom", "gray", "mosaic", "png", "row", "stack"]
+__all__ = ["auto_scale", "bars", "caption", "colormap", "fit_zoom", "gray", "mosaic", "png", "row", "stack", "table", "zoomed"]
 
 BACKGROUND = (255, 255, 255)
 INK = (40, 40, 40)
@@ -92,6 +92,12 @@ def fit_zoom(width: int, height: int, target: int = 240) -> int:
     return max(1, target // max(1, width, height))
 
 
+def zoomed(image: np.ndarray, width: int, height: int, smooth: bool = False) -> Image.Image:
+    """An RGB uint8 array (H, W, 3) drawn at ``width`` x ``height`` pixels (bilinear when ``smooth``)."""
+    return Image.fromarray(np.ascontiguousarray(image, np.uint8)).resize(
+        (max(1, width), max(1, height)), Image.BILINEAR if smooth else Image.NEAREST)
+
+
 def caption(picture: Image.Image, text: str) -> Image.Image:
     """``picture`` with a line of text above it."""
     out = Image.new("RGB", (max(picture.width, 8 * len(text) + 8), picture.height + 16), BACKGROUND)
@@ -150,13 +156,38 @@ def bars(labels: Sequence[str], values: Sequence[float], errors: Optional[Sequen
     return out
 
 
+def table(values: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], lo: float, hi: float,
+          name: str = "diverging", cell=(40, 18), label_width: int = 40) -> Image.Image:
+    """A table of ``values`` (rows, cols): each cell on the colormap, with its value in two decimals
+    (white on the dark ends of the scale, as the views write it)."""
+    values = np.asarray(values, dtype=np.float64).reshape(len(row_labels), len(col_labels))
+    colors = colormap(values, lo, hi, name)
+    cw, ch = cell
+    out = Image.new("RGB", (label_width + cw * len(col_labels), ch * (len(row_labels) + 1)), BACKGROUND)
+    draw = ImageDraw.Draw(out)
+    for j, label in enumerate(col_labels):
+        draw.text((label_width + j * cw + 3, 3), str(label)[:6], fill=INK)
+    for i, label in enumerate(row_labels):
+        y = ch * (i + 1)
+        draw.text((3, y + 3), str(label)[:6], fill=INK)
+        for j in range(len(col_labels)):
+            x = label_width + j * cw
+            draw.rectangle([x, y, x + cw - 1, y + ch - 1], fill=tuple(int(c) for c in colors[i, j]))
+            t = (values[i, j] - lo) / (hi - lo) if hi > lo else 0.5
+            dark = np.isfinite(t) and abs(2 * t - 1) > 0.55
+            draw.text((x + 3, y + 3), f"{values[i, j]:.2f}", fill=(255, 255, 255) if dark else (34, 34, 34))
+    return out
+
+
 def png(picture: Image.Image) -> bytes:
     """PNG bytes of ``picture`` (128 colours), shrunk so that its longer side is at most ``MAX_SIDE``."""
     if max(picture.size) > MAX_SIDE:
         scale = MAX_SIDE / max(picture.size)
         picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))), Image.NEAREST)
-    # an adaptive palette of 128 colours: smooth colormaps stay smooth, the file shrinks 2-4x
-    picture = picture.convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    # an adaptive palette of 128 colours: smooth colormaps stay smooth, the file shrinks 2-4x.
+    # Maximum coverage keeps every colour within a few levels of the original (median cut moved the
+    # few pixels of a saturated hue, such as a legend swatch, by up to 90 levels)
+    picture = picture.convert("RGB").quantize(colors=128, method=Image.Quantize.MAXCOVERAGE, dither=Image.Dither.NONE)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()

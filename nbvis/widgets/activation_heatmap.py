@@ -18,6 +18,7 @@ from ..compute.gradients import deconvnet, gradient, guided_backprop
 from ..compute.images import DEFAULT_MAX_BYTES, decode_image, image_layout, pixels_to_input
 from ..compute.probe import LayerRef, capture_sample
 from ._base import STATIC, NbvisWidget
+from ._dataset_input import DatasetInput
 from ._top_examples import TopExamplesView
 from ._traits import Array, ArrayDict
 
@@ -27,7 +28,7 @@ METHODS = {"gradient": gradient, "guided": guided_backprop, "deconvnet": deconvn
 MAX_BARS = 64  # outputs with more units are drawn as a grid, not as bars
 
 
-class ActivationHeatmap(TopExamplesView, NbvisWidget):
+class ActivationHeatmap(DatasetInput, TopExamplesView, NbvisWidget):
     """Every chosen layer's activations for one input, as heatmaps, with the input changeable.
 
     ``model``: any ``nn.Module``. ``x``: one input sample (``images[0]``; a batch of one also
@@ -50,7 +51,6 @@ class ActivationHeatmap(TopExamplesView, NbvisWidget):
 
     _esm = STATIC / "activation_heatmap.js"
     _css = STATIC / "activation_heatmap.css"
-    _restoring_index = False  # True while a failed dataset pick puts the index back
 
     _layout = traitlets.List().tag(sync=True, from_view=False)
     _input = Array()
@@ -134,15 +134,6 @@ class ActivationHeatmap(TopExamplesView, NbvisWidget):
     # ----- public API --------------------------------------------------------------------------
 
     @property
-    def input(self) -> torch.Tensor:
-        """The current input (one sample, on the model's device)."""
-        return self._batch[0].clone()
-
-    @input.setter
-    def input(self, x) -> None:
-        self._set_input(x, "set from Python")
-
-    @property
     def activations(self) -> dict[str, np.ndarray]:
         """Each shown layer's activation for the current input (one sample, no batch axis), by
         layer name (``""`` is the model's output)."""
@@ -163,10 +154,6 @@ class ActivationHeatmap(TopExamplesView, NbvisWidget):
     def gradient_map(self) -> Optional[np.ndarray]:
         """The map shown for the selected unit (over the input or the ``wrt`` layer), or None."""
         return self._grad_values
-
-    def load_image(self, data) -> None:
-        """Use an image file (bytes or a path) as the input, decoded like an upload."""
-        self._set_input(self._decode_upload(data), "image file")
 
     def _picture(self):
         """The input and every layer's activations on the view's scales (the output as bars)."""
@@ -209,22 +196,6 @@ class ActivationHeatmap(TopExamplesView, NbvisWidget):
 
     # ----- inputs ------------------------------------------------------------------------------
 
-    def _sample(self, index: int):
-        n = len(self._dataset)
-        if not 0 <= index < n:
-            raise ValueError(f"index {index} is out of range: the dataset has {n} samples (0..{n - 1})")
-        return sample_tensor(self._dataset[index])
-
-    def _target_text(self, index: int) -> str:
-        if self._targets is None:
-            return ""
-        target = self._targets[index]
-        value = target.item() if hasattr(target, "item") and np.size(target) == 1 else target
-        labels = self.labels if self.labels else None
-        if labels and isinstance(value, (int, np.integer)) and 0 <= int(value) < len(labels):
-            return f" (label {labels[int(value)]})"
-        return f" (label {value})"
-
     def _run(self, x):
         """``x`` as one sample and what it gives: (batch of one, activations, output layer name)."""
         with self._lock:
@@ -239,7 +210,7 @@ class ActivationHeatmap(TopExamplesView, NbvisWidget):
             self._batch, self._activations, self._output_name = batch, acts, output_name
             self._publish(caption=caption, seq=seq)
 
-    def _decode_upload(self, data) -> np.ndarray:
+    def _decode(self, data) -> np.ndarray:
         layout = _image_layout(self._sample_shape)
         if layout is None and self._preprocess is None:
             raise ValueError(f"the model's input of shape {self._sample_shape} is not an image; pass preprocess= to map images to it")
@@ -260,7 +231,7 @@ class ActivationHeatmap(TopExamplesView, NbvisWidget):
                 if data is None:
                     raise ValueError("the view sent no data")
                 if source == "upload":
-                    x = self._decode_upload(data)
+                    x = self._decode(data)
                     caption = f"uploaded {content.get('name', 'image')}"
                 else:
                     height, width, channels = (int(v) for v in content.get("shape", (0, 0, 1)))
@@ -413,29 +384,6 @@ class ActivationHeatmap(TopExamplesView, NbvisWidget):
         if name not in self._activations or name == units.OUTPUT:
             raise traitlets.TraitError(f"wrt is 'input' or one of the shown layers {self.layers}, not {value!r}")
         return name
-
-    @traitlets.validate("index")
-    def _check_index(self, proposal):
-        value = proposal["value"]
-        n = 0 if self._dataset is None else len(self._dataset)
-        if not 0 <= value < max(n, 1):
-            raise traitlets.TraitError(f"index must be in 0..{max(n - 1, 0)}, not {value}")
-        return value
-
-    def _on_index(self, change) -> None:
-        if self._dataset is None or self._restoring_index:
-            return
-        try:
-            with self._guard():  # a bad dataset item is shown in the view, not only raised
-                self._set_input(self._sample(change["new"]), f"dataset #{change['new']}" + self._target_text(change["new"]))
-        except Exception:
-            # The input shown is still the old sample's (or a drawing): so is the index.
-            self._restoring_index = True
-            try:
-                self.index = change["old"]
-            finally:
-                self._restoring_index = False
-            raise
 
     def _on_selected(self, change) -> None:
         with self._guard():

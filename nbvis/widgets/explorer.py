@@ -9,7 +9,6 @@ observers in ipywidgets containers.
 
 from __future__ import annotations
 
-import contextlib
 import html
 from typing import Callable, Optional, Sequence
 
@@ -27,6 +26,7 @@ from ._base import close_parts
 from ._export import Exportable
 from ._explorer_blocks import BlocksPanel
 from ._guard import ErrorGuard
+from ._linking import Linking
 from .activation_heatmap import ActivationHeatmap
 from .optimization_viewer import OptimizationViewer
 from .weight_grid import WeightGrid
@@ -128,7 +128,7 @@ class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
         self._grids: dict[str, WeightGrid] = {}
         self._follows: set[str] = set()  # grid layers whose input * weights follow the heatmap's input
         self._grid: Optional[WeightGrid] = None
-        self._linking = False
+        self._linking = Linking()
 
         self._caption = ipywidgets.HTML()
         self._grid_note = ipywidgets.HTML()
@@ -301,7 +301,7 @@ class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
                 if layer is not None:
                     self._put_grid(layer)
             else:
-                with self._linked():
+                with self._linking:
                     self._grid.selected = None
             return
         layer, unit = selection
@@ -312,7 +312,7 @@ class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
             return
         grid = self._put_grid(source)
         if grid is not None:
-            with self._linked():
+            with self._linking:
                 self._bring_into_view(grid, unit)
                 grid.selected = unit
 
@@ -361,15 +361,6 @@ class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
         page = order.index(unit) // grid.units_per_page
         if page != grid.page:
             grid.page = page
-
-    @contextlib.contextmanager
-    def _linked(self):
-        """Changes made while linking do not trigger the reverse link."""
-        linking, self._linking = self._linking, True
-        try:
-            yield
-        finally:
-            self._linking = linking
 
     def _on_grid_selected(self, change) -> None:
         if self._linking or change["new"] is None:

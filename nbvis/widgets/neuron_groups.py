@@ -13,6 +13,7 @@ from ..compute.blocks import Groups, neuron_groups
 from ..compute.probe import LayerRef
 from ._base import STATIC
 from ._blocks import BlocksView
+from .._arrays import unpack
 from ._traits import Array
 
 __all__ = ["NeuronGroups", "group_hues"]
@@ -27,6 +28,30 @@ def group_hues(k: int) -> list[str]:
         r, g, b = colorsys.hls_to_rgb(i / k, 0.5, 0.8)
         colors.append("#%02x%02x%02x" % (round(r * 255), round(g * 255), round(b * 255)))
     return colors
+
+
+def _rgb(color: str) -> tuple[int, int, int]:
+    n = int(color[1:], 16)
+    return (n >> 16) & 255, (n >> 8) & 255, n & 255
+
+
+def blend_groups(maps: np.ndarray, colors) -> np.ndarray:
+    """RGB uint8 (H, W, 3): per position, the brightest of every group's hue times its map value
+    (the view's "lighten" blend on black)."""
+    hues = np.asarray(colors, dtype=np.float64)  # (k, 3)
+    return np.rint(np.max(maps[..., None] * hues[:, None, None, :], axis=0)).astype(np.uint8)
+
+
+def _swatch(color, text: str):
+    from PIL import Image, ImageDraw
+
+    from ._picture import BACKGROUND, INK
+
+    out = Image.new("RGB", (70, 16), BACKGROUND)
+    draw = ImageDraw.Draw(out)
+    draw.rectangle([1, 2, 12, 13], fill=tuple(color))
+    draw.text((18, 2), text, fill=INK)
+    return out
 
 
 class NeuronGroups(BlocksView):
@@ -100,6 +125,51 @@ class NeuronGroups(BlocksView):
         if self.selected is None or self._groups is None:
             return None
         return self._groups.layer, self._groups.channels[self.selected].copy()
+
+    @property
+    def maps(self) -> np.ndarray:
+        """The group maps drawn, float32 (k, H, W) in [0, 1]: each divided by the 99th percentile of all."""
+        return unpack(self._maps).copy()
+
+    @property
+    def attribution(self) -> Optional[np.ndarray]:
+        """The attribution table drawn, (k, classes), divided by its largest absolute value (the
+        ``attribution_scale``); None when the output is not one vector of logits."""
+        if self._attribution is None:
+            return None
+        return unpack(self._attribution) / (self.attribution_scale or 1.0)
+
+    def _picture(self):
+        """The input with the groups, the group maps, the legend with icons, the attribution table."""
+        from ._picture import caption, row, stack, table, zoomed
+
+        maps, colors = self.maps, [_rgb(h) for h in self.hues]
+        blend = blend_groups(maps, colors)
+        x = self._input_rgb(dim=0.45)
+        zoom = max(1, 224 // max(x.shape[:2]))
+        width, height = x.shape[1] * zoom, x.shape[0] * zoom
+        base = np.asarray(zoomed(x, width, height))
+        overlay = np.maximum(base, np.asarray(zoomed(blend, width, height, smooth=True)))  # "lighten", as in the view
+        pictures = row([caption(zoomed(overlay, width, height), "input with groups"),
+                        caption(zoomed(blend, width, height), "group maps")], gap=8)
+        entries = []
+        for i, color in enumerate(colors):
+            entries.append(row([_swatch(color, f"group {i}"), self._icon_picture(i, 56), zoomed(self._thumbnail(i, color), 64, 64)], gap=6))
+        legend = caption(stack(entries, gap=4), f"groups (icons {self.icons_ready}/{len(colors)})")
+        values = self.attribution
+        attribution = None if values is None else caption(
+            table(values, [str(i) for i in range(len(colors))], self.class_labels, -1.0, 1.0), "attribution to the top classes")
+        title = f"{self.k} groups at {self.layer} - R2 {self.r2:.3f}"
+        return caption(stack([row([pictures, legend], gap=16), attribution], gap=10), title)
+
+    def _thumbnail(self, i: int, color) -> np.ndarray:
+        """The input in gray times group ``i``'s map (nearest cell), in its hue (the legend's thumbnail)."""
+        gray = self._input_rgb()[..., 0] / 255.0
+        m = self.maps[i]
+        rows = np.minimum(m.shape[0] - 1, np.arange(gray.shape[0]) * m.shape[0] // gray.shape[0])
+        cols = np.minimum(m.shape[1] - 1, np.arange(gray.shape[1]) * m.shape[1] // gray.shape[1])
+        level = (0.25 + 0.75 * gray) * m[np.ix_(rows, cols)]
+        return np.rint(level[..., None] * np.asarray(color, np.float64)).astype(np.uint8)
 
     @traitlets.validate("k")
     def _check_k(self, proposal):

@@ -75,6 +75,37 @@ class SemanticDictionary(BlocksView):
         row, col = self.position if position is None else position
         return self._dictionary.at(int(row), int(col))
 
+    def _picture(self):
+        """The input with the reticle at the pinned position, and that position's channels with
+        their icons and bars (activation / the layer's maximum), as the view shows them."""
+        from PIL import ImageDraw
+
+        from ._picture import BACKGROUND, INK, caption, row, stack, zoomed
+
+        x = self._input_rgb()
+        zoom = max(1, 224 // max(x.shape[:2]))
+        picture = zoomed(x, x.shape[1] * zoom, x.shape[0] * zoom)
+        (gh, gw), (r, c) = self.grid, self.position
+        cw, ch = picture.width / gw, picture.height / gh
+        draw = ImageDraw.Draw(picture)
+        box = [c * cw + 1, r * ch + 1, (c + 1) * cw - 2, (r + 1) * ch - 2]
+        draw.rectangle(box, outline=(0, 0, 0), width=4)
+        draw.rectangle(box, outline=(255, 212, 0), width=2)
+        entries = []
+        for channel, value, share in self.entries():
+            from PIL import Image
+
+            text = Image.new("RGB", (150, 64), BACKGROUND)
+            lines = ImageDraw.Draw(text)
+            lines.text((0, 8), f"channel {channel}", fill=INK)
+            lines.rectangle([0, 26, 119, 35], fill=(230, 230, 230))
+            if share > 0:
+                lines.rectangle([0, 26, max(0, round(share * 120) - 1), 35], fill=(67, 147, 195))
+            lines.text((0, 42), f"{value:.3g} ({share * 100:.0f}% of max)", fill=(102, 102, 102))
+            entries.append(row([self._icon_picture(channel, 64), text], gap=8))
+        side = caption(stack(entries, gap=4), f"{self.layer} at ({r}, {c}): top {len(entries)} channels")
+        return row([caption(picture, f"{self.layer}: {gh}x{gw} positions"), side], gap=16)
+
     @traitlets.validate("selected")
     def _check_selected(self, proposal):
         value = proposal["value"]

@@ -329,6 +329,16 @@ def grid_point(canvas, tile: int, row: int | None = None, col: int | None = None
     return box["x"] + x * layout["zoom"] * box["width"] / width, box["y"] + y * layout["zoom"] * box["height"] / height
 
 
+def bar_point(canvas, tile: int, bar: int) -> tuple[float, float]:
+    """Page coordinates of the middle of bar ``bar`` of ``tile`` on a canvas whose ``data-layout``
+    splits each tile into ``bars`` equal columns (bar charts drawn as tiles)."""
+    layout = layout_of(canvas)
+    if "bars" not in layout:
+        raise AssertionError("the canvas's data-layout has no bars: it is not drawn as bar tiles")
+    col = int((bar + 0.5) * layout["tile"][0] / layout["bars"])
+    return grid_point(canvas, tile, None, col)
+
+
 def debug_stats(page, root) -> dict:
     """The instrumentation a view keeps when debugging (root.nbvisDebug: drawTimes, roundTrips, ...)."""
     return page.evaluate("(el) => el.nbvisDebug || null", root)

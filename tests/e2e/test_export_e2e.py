@@ -11,6 +11,7 @@ from PIL import Image
 from test_activation_heatmap_e2e import tooltip_text, unit_center
 
 import nbvis
+from nbvis.compute.blocks import FeatureCache
 
 
 @pytest.fixture(scope="module")
@@ -18,6 +19,7 @@ def exports(tmp_path_factory):
     folder = tmp_path_factory.mktemp("exports")
     mlp, cnn = nbvis.demo.digits_mlp(), nbvis.demo.digits_cnn()
     images, labels = nbvis.demo.digits()
+    cache = FeatureCache(cnn, (1, 28, 28), steps=16, every=8)  # the building blocks' icons, in memory
     views = {
         "grid": nbvis.WeightGrid(mlp, "fc1", page_size=25),
         "heatmap": nbvis.ActivationHeatmap(mlp, images[0], labels=nbvis.demo.DIGIT_LABELS),
@@ -25,7 +27,12 @@ def exports(tmp_path_factory):
         "importance": nbvis.FeatureImportance(mlp, images[:150], labels[:150], scoring="accuracy", n_repeats=2,
                                               feature_groups=7, top_k=5),
         "explorer": nbvis.Explorer(mlp, (images, labels), labels=nbvis.demo.DIGIT_LABELS, steps=8, page_size=16),
+        "groups": nbvis.NeuronGroups(cnn, images[0], layer="relu2", k=4, dataset=(images, labels),
+                                     labels=nbvis.demo.DIGIT_LABELS, icons=cache),
+        "dictionary": nbvis.SemanticDictionary(cnn, images[0], layer="relu2", k=4, dataset=images, icons=cache),
     }
+    views["groups"].wait_icons(180)
+    views["dictionary"].wait_icons(180)
     views["optimizer"].start()
     views["optimizer"].wait()
     views["importance"].wait()
@@ -134,6 +141,72 @@ def test_explorer_export_draws_every_view(browser, exports):
         assert "fc1" in page.locator(".nbvis-explorer").inner_text()
         assert explorer.selected == ("fc1", 7)
         screenshot(page, "export_explorer.png")
+        assert not blocked, blocked
+    finally:
+        page.close()
+
+
+def test_neuron_groups_export_draws_and_hovers_offline(browser, exports):
+    views, paths = exports
+    groups = views["groups"]
+    page, blocked = offline_page(browser, paths["groups"])
+    try:
+        root = page.wait_for_selector(".nbvis-neuron-groups[data-draws]")
+        assert root.get_attribute("data-static") == "1" and root.get_attribute("data-k") == "4"
+        assert page.locator(".nbvis-neuron-groups .nbvis-ng-group").count() == 4
+        assert page.locator(".nbvis-ng-legend").get_attribute("data-icons-done") == "4"
+        assert canvas_stats(page, ".nbvis-neuron-groups canvas.nbvis-ng-maps")["colors"] > 20
+        assert page.locator(".nbvis-neuron-groups .nbvis-ng-table tr[data-group]").count() == 4
+        # hovering the maps shows each group's value at the position, from the saved state
+        canvas = page.locator(".nbvis-neuron-groups canvas.nbvis-ng-maps")
+        box = canvas.bounding_box()
+        maps = groups.maps
+        _, mh, mw = maps.shape
+        for row, col in [(3, 4), (9, 10)]:
+            page.mouse.move(box["x"] + (col + 0.5) * box["width"] / mw, box["y"] + (row + 0.5) * box["height"] / mh)
+            text = tooltip_text(page)
+            assert f"position ({row}, {col})" in text, text
+            for i in range(4):
+                assert f"group {i}: {maps[i, row, col]:.2f}" in text, (i, text)
+        # hovering a legend entry isolates its group without the kernel
+        page.locator(".nbvis-neuron-groups .nbvis-ng-group[data-group='2']").hover()
+        page.wait_for_selector(".nbvis-neuron-groups[data-isolated='2']")
+        screenshot(page, "export_neuron_groups.png")
+        # what needs the kernel is disabled: the k slider, the layer picker, the sample, the upload
+        for selector in ("input.nbvis-ng-k", "select.nbvis-bk-layer", "input[type=file]"):
+            assert page.locator(f".nbvis-neuron-groups {selector}").first.is_disabled(), selector
+        assert "static export" in page.locator(".nbvis-neuron-groups .nbvis-footer").inner_text()
+        assert not blocked, blocked
+    finally:
+        page.close()
+
+
+def test_semantic_dictionary_export_follows_the_pointer_offline(browser, exports):
+    views, paths = exports
+    dictionary = views["dictionary"]
+    page, blocked = offline_page(browser, paths["dictionary"])
+    try:
+        root = page.wait_for_selector(".nbvis-semantic-dictionary[data-draws]")
+        assert root.get_attribute("data-static") == "1" and root.get_attribute("data-icons-done") == "16"
+        assert (int(root.get_attribute("data-row")), int(root.get_attribute("data-col"))) == tuple(dictionary.position)
+        canvas = page.locator(".nbvis-semantic-dictionary canvas.nbvis-sd-reticle")
+        box = canvas.bounding_box()
+        rows, cols = dictionary.grid
+        for row, col in [(3, 4), (7, 7), (12, 11)]:
+            page.mouse.move(box["x"] + (col + 0.5) * box["width"] / cols, box["y"] + (row + 0.5) * box["height"] / rows)
+            page.wait_for_selector(f".nbvis-semantic-dictionary[data-row='{row}'][data-col='{col}']", timeout=5000)
+            entries = page.locator(".nbvis-semantic-dictionary .nbvis-sd-entry")
+            expected = dictionary.entries((row, col))
+            assert entries.count() == len(expected) == 4
+            for j, (channel, value, share) in enumerate(expected):
+                entry = entries.nth(j)
+                assert int(entry.get_attribute("data-channel")) == channel
+                shown = entry.inner_text()
+                assert f"({share * 100:.0f}% of max)" in shown, shown
+                assert float(shown.split("\n")[-1].split(" (")[0]) == pytest.approx(value, rel=1e-3, abs=1e-6)
+        screenshot(page, "export_semantic_dictionary.png")
+        assert page.locator(".nbvis-semantic-dictionary select.nbvis-bk-layer").is_disabled()
+        assert page.locator(".nbvis-semantic-dictionary input[type=file]").is_disabled()
         assert not blocked, blocked
     finally:
         page.close()

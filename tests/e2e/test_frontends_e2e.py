@@ -10,7 +10,7 @@ import sys
 
 import nbformat
 import numpy as np
-from harness import DONE, block_network, canvas_stats, open_notebook, run_all, screenshot
+from harness import ARTIFACTS, DONE, block_network, canvas_stats, open_notebook, run_all, screenshot
 
 from nbvis.widgets._export import ASSETS, _anywidget_frontend
 
@@ -93,6 +93,16 @@ def test_nbconvert_html_draws_from_the_embedded_state(browser, tmp_path):
         page.route("https://cdn.jsdelivr.net/npm/anywidget@*/**", anywidget)
         page.goto((tmp_path / "views.html").as_uri())
         assert_every_view_drawn(page)
+        # no kernel behind the page: what needs one is disabled and says so, as in to_html()
+        for root in (".nbvis-weight-grid", ".nbvis-activation-heatmap", ".nbvis-optimization-viewer", ".nbvis-feature-importance"):
+            view = page.locator(root).first
+            assert view.get_attribute("data-static") == "1", root
+            assert "no kernel" in view.locator(".nbvis-footer").first.inner_text(), root
+        assert page.locator(".nbvis-weight-grid select").first.is_disabled()
+        assert page.locator(".nbvis-optimization-viewer button", has_text="Start").first.is_disabled()
+        assert page.locator(".nbvis-activation-heatmap input[type=file]").first.is_disabled()
+        assert page.locator(".nbvis-feature-importance input, .nbvis-feature-importance select").first.is_disabled()
+        assert not page.locator(".nbvis-weight-grid .nbvis-download").first.is_disabled()  # the PNG needs no kernel
         assert served, "anywidget's front end was never asked for"
         assert all("mathjax" in url for url in blocked), blocked  # nothing the views need left the machine
         screenshot(page, "nbconvert_views.png")
@@ -108,6 +118,11 @@ def test_snapshot_reads_the_drawn_image_back(jupyter, browser):
         "np.save('heatmap.npy', picture)",
         "json.dump({'base64': nbvis._arrays.base64_transport(), 'tiles': type(grid._tiles['data']).__name__}, "
         "open('transport.json', 'w'))",
+        "explorer = nbvis.Explorer(model, (images, labels), steps=8, page_size=16)\n"
+        "explorer.selected = ('fc1', 3)\nexplorer",
+        "explorer.optimizer.wait()\n"
+        "whole = await explorer.snapshot()\n"
+        "np.save('explorer.npy', whole)",
     ]
     name = jupyter.write_notebook("snapshot.ipynb", cells)
     page = open_notebook(browser, jupyter, name)
@@ -119,12 +134,25 @@ def test_snapshot_reads_the_drawn_image_back(jupyter, browser):
         box = root.bounding_box()
         assert abs(image.shape[1] - box["width"]) <= 1 and abs(image.shape[0] - box["height"]) <= 1
         # the tiles are in it at their place: as many colours as the canvas itself has
-        canvas = page.locator(".nbvis-weight-grid canvas").bounding_box()
+        canvas = page.locator(".nbvis-weight-grid canvas").first.bounding_box()
         x0, y0 = round(canvas["x"] - box["x"]), round(canvas["y"] - box["y"])
         crop = image[y0 + 4:y0 + int(canvas["height"]) - 4, x0 + 4:x0 + int(canvas["width"]) - 4, :3]
         assert len(np.unique(crop.reshape(-1, 3), axis=0)) > 50
         heatmap = np.load(jupyter.root / "heatmap.npy")
         assert heatmap.shape[0] > 100 and len(np.unique(heatmap.reshape(-1, 4), axis=0)) > 50
+        # the Explorer's snapshot is the whole dashboard: the heatmap and the side column, each at its place
+        whole = np.load(jupyter.root / "explorer.npy")
+        box = page.locator(".nbvis-explorer").first.bounding_box()
+        assert abs(whole.shape[1] - box["width"]) <= 1 and abs(whole.shape[0] - box["height"]) <= 1
+        for part in (".nbvis-explorer .nbvis-weight-grid canvas", ".nbvis-explorer .nbvis-optimization-viewer canvas",
+                     ".nbvis-explorer .nbvis-activation-heatmap [data-layer='sigmoid'] canvas"):
+            canvas = page.locator(part).first.bounding_box()
+            x0, y0 = round(canvas["x"] - box["x"]), round(canvas["y"] - box["y"])
+            crop = whole[y0 + 2:y0 + int(canvas["height"]) - 2, x0 + 2:x0 + int(canvas["width"]) - 2, :3]
+            assert crop.size and len(np.unique(crop.reshape(-1, 3), axis=0)) > 10, part
+        from PIL import Image
+
+        Image.fromarray(whole).save(ARTIFACTS / "snapshot_explorer.png")  # to look at
         # the kernel used the transport this run asked for (--nbvis-base64: text, as in Colab)
         forced = os.environ.get("NBVIS_BASE64") == "1"
         transport = json.loads((jupyter.root / "transport.json").read_text())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from harness import canvas_stats, open_notebook, run_all, screenshot
+from harness import bar_point, canvas_stats, open_notebook, run_all, screenshot
 
 VIEW = ".nbvis-optimization-viewer"
 IMAGES = f"{VIEW} canvas.nbvis-images"
@@ -126,9 +126,7 @@ def test_vector_inputs_are_drawn_as_bars_with_feature_names(jupyter, browser):
         stats = canvas_stats(page, IMAGES)
         assert stats["colors"] >= 3  # red and blue bars on a clear background
         # hover the third bar of the first start: its feature name and value
-        box = page.locator(IMAGES).bounding_box()
-        bar_width = 12  # min(12, 360 // 6)
-        page.mouse.move(box["x"] + 6 + 2 * bar_width + bar_width / 2, box["y"] + 55)
+        page.mouse.move(*bar_point(page.locator(IMAGES), 0, 2))
         tip = page.locator(".nbvis-tooltip").first
         tip.wait_for(state="visible")
         text = tip.inner_text()

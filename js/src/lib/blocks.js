@@ -3,6 +3,7 @@
 // Their style is blocks.css, which each of the two views imports.
 import { readUpload } from "./upload.js";
 import { decode } from "./arrays.js";
+import { sendBytes } from "./export.js";
 import { blit } from "./draw.js";
 import { keepKeys, numberBox, slider } from "./controls.js";
 import { h, setTraits } from "./view.js";
@@ -121,7 +122,7 @@ export function inputBar(model, view, title, extra = []) {
   const indexSlider = slider(listen, { current: index, apply: pick, min: 0, max: last, width: "180px", title: "dataset sample" });
   const indexBox = numberBox(listen, { current: index, apply: pick, min: 0, max: last, width: "5em" });
   const datasetGroup = h("label", { class: "nbvis-bk-dataset" }, ["sample ", indexSlider, indexBox]);
-  const fileInput = h("input", { type: "file", accept: "image/*", style: { maxWidth: "190px" } });
+  const fileInput = h("input", { type: "file", accept: "image/*", class: "nbvis-bk-file" });
   const status = h("span", { class: "nbvis-muted nbvis-bk-status" });
   const element = h("div", { class: "nbvis-bar" }, [h("strong", { textContent: title }), h("label", {}, ["layer ", layerSelect]),
     ...extra, datasetGroup, h("label", {}, ["upload ", fileInput]), status]);
@@ -131,7 +132,7 @@ export function inputBar(model, view, title, extra = []) {
     const file = await readUpload(fileInput, model.get("upload_max_bytes"), status);
     if (!file) return;
     seq += 1;
-    model.send({ type: "input", source: "upload", seq, name: file.name }, undefined, [file.bytes.buffer]);
+    sendBytes(model, { type: "input", source: "upload", seq, name: file.name }, file.bytes); // base64 text where buffers are dropped
   });
 
   function update() {

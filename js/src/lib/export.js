@@ -8,6 +8,15 @@ export function isStatic(model) {
   return !!model.get("_nbvis_static");
 }
 
+/**
+ * True where no kernel is behind the view's model: a page made by `nbconvert --execute --to html`,
+ * or a saved notebook opened without its kernel. ipywidgets marks the view's element
+ * `jupyter-widgets-disconnected` before it renders when the model has no live comm.
+ */
+export function kernelGone(el) {
+  return !!(el && el.classList && el.classList.contains("jupyter-widgets-disconnected"));
+}
+
 /** Send `content` to Python with one binary payload (as base64 text where buffers are dropped). */
 export function sendBytes(model, content, bytes) {
   if (isStatic(model)) return;

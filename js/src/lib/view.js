@@ -4,7 +4,7 @@
 // The style lives in nbvis.css (each view imports it; the build bundles it into static/<view>.css,
 // which the widget class loads as anywidget's `_css`).
 import { instrument } from "./debug.js";
-import { answerSnapshot, disableKernelControls, downloadPng, isStatic } from "./export.js";
+import { answerSnapshot, disableKernelControls, downloadPng, isStatic, kernelGone } from "./export.js";
 
 /** Create an element with attributes/properties and children. */
 export function h(tag, props = {}, children = []) {
@@ -75,10 +75,12 @@ export function setupView(model, el, kind) {
   on("msg:custom", (content) => {
     if (content && content.type === "snapshot") answerSnapshot(model, el, root, content);
   });
-  if (isStatic(model)) {
+  if (isStatic(model) || kernelGone(el)) {
+    // no kernel: hovering still works, what would need the kernel is disabled and says so
     root.classList.add("nbvis-static");
     root.dataset.static = "1";
-    footer.prepend(h("span", { class: "nbvis-muted", textContent: "static export: the controls need the Python kernel" }));
+    const why = isStatic(model) ? "static export" : "no kernel (a saved page)";
+    footer.prepend(h("span", { class: "nbvis-muted", textContent: `${why}: the controls need the Python kernel` }));
     disposers.push(disableKernelControls(root));
   } else {
     // Python counts the views shown, so that snapshot() knows whether any front end can answer.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Callable, Generator, Iterator, Optional, Union
 
@@ -370,39 +371,28 @@ class _Plan:
 
 
 def iter_permutation_importance(
-    model: nn.Module,
-    X,
-    y,
-    *,
-    scoring="r2",
-    method: str = "permutation",
-    n_repeats: int = 10,
-    random_state=0,
-    feature_groups=None,
-    feature_names=None,
-    batch_size: Optional[int] = None,
-    max_samples=None,
-    noise_scale=1.0,
-    _seed: Optional[int] = None,
+    model: nn.Module, X, y, *, _seed: Optional[int] = None, **options
 ) -> Generator[ImportanceStep, None, ImportanceResult]:
     """The steps of :func:`permutation_importance`, for running it piece by piece.
 
-    The arguments are checked and the baseline is computed when this is called (bad input raises
-    here); the returned iterator then yields :class:`ImportanceStep` s, each after a bounded amount
-    of work. Every step's ``result`` is the same object, filled in as the work goes on; the
-    generator returns it at the end. Stopping early is safe: the model is only borrowed while a
-    step runs.
+    Takes the keyword arguments of :func:`permutation_importance` but ``progress`` (the steps are
+    the progress), with one scoring. The arguments are checked and the baseline is computed when
+    this is called (bad input raises here); the returned iterator then yields
+    :class:`ImportanceStep` s, each after a bounded amount of work. Every step's ``result`` is the
+    same object, filled in as the work goes on; the generator returns it at the end. Stopping early
+    is safe: the model is only borrowed while a step runs.
     """
+    if "progress" in options:
+        raise TypeError("iter_permutation_importance takes no progress: each step it yields says how far it is")
+    arguments = _STEP_SIGNATURE.bind(model, X, y, **options)
+    arguments.apply_defaults()
+    scoring = arguments.arguments["scoring"]
     if metrics_of(scoring) is not None:
         raise TypeError(
             "iter_permutation_importance takes one scoring (a name or a callable); "
             f"for several ({scoring!r}) use permutation_importance"
         )
-    plan = _Plan(
-        model, X, y, scoring, method, n_repeats, random_state, feature_groups, feature_names,
-        batch_size, max_samples, noise_scale, _seed,
-    )
-    return plan.steps()
+    return _Plan(**arguments.arguments, seed=_seed).steps()
 
 
 def permutation_importance(
@@ -472,3 +462,15 @@ def permutation_importance(
                 progress(i * step.total + step.done, count * step.total)
         results[name] = step.result
     return results if metrics is not None else results[None]
+
+
+def _step_signature() -> inspect.Signature:
+    """:func:`permutation_importance`'s signature without ``progress``, its options keyword-only:
+    what :func:`iter_permutation_importance` takes (and shows to ``help`` and editors)."""
+    params = [p for p in inspect.signature(permutation_importance).parameters.values() if p.name != "progress"]
+    params = params[:3] + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params[3:]]
+    return inspect.Signature(params, return_annotation="Generator[ImportanceStep, None, ImportanceResult]")
+
+
+_STEP_SIGNATURE = _step_signature()
+iter_permutation_importance.__signature__ = _STEP_SIGNATURE

@@ -7,6 +7,7 @@ parameters' ``requires_grad`` untouched.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import random
@@ -85,7 +86,10 @@ class OptimizationRun:
         diversity: float | None = None,
         redirect: int = REDIRECT_STEPS,
         init=None,
+        _check: bool = True,
     ):
+        # _check=False: the objective is checked by the first step instead (for maximize, which
+        # steps right away: that check's forward pass is then the first step's)
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
         self.model = model
@@ -138,7 +142,9 @@ class OptimizationRun:
         self._pending: list[torch.Tensor] = []  # objective values not yet copied into _history
         self._history = np.zeros((0, self.starts))
         self._history_lock = threading.Lock()  # steps may run on another thread than the reader
-        self._check_objective()
+        self._unchecked = not _check
+        if _check:
+            self._check_objective()
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -153,6 +159,9 @@ class OptimizationRun:
         if self._diversity is not None and regs.diversity != self._diversity:
             regs = dataclasses.replace(regs, diversity=self._diversity)
         self._regularizers = regs
+        # whether anything happens after an update (else the step skips _regularize)
+        pixel_priors = regs.blur_every or regs.norm_pct or regs.contribution_pct or self.value_range is not None
+        self._priors = bool(regs.decay or (self.parametrization == "pixel" and pixel_priors))
 
     def _initial_pixels(self, init, device, dtype) -> torch.Tensor:
         shape = (self.starts, *self.input_shape)
@@ -171,15 +180,25 @@ class OptimizationRun:
             x = ((low + high) / 2 + 0.1 * (high - low) * noise).clamp(low, high)
         return x.to(device=device, dtype=dtype)
 
-    def _check_objective(self):
-        """One forward pass on the starting inputs, so bad objectives fail before the first step."""
-        with Session(self.model, self._layers) as forward:
-            values = self._evaluate(forward, self._param.image())
+    def _check_objective(self, forward=None):
+        """One forward pass on the starting inputs, so bad objectives fail before the first step.
+
+        With ``forward`` (an open :class:`Session`'s), returns ``(image, values, activations)`` of
+        that pass, which the first step may use as its own (see :meth:`_step`)."""
+        if forward is None:
+            with Session(self.model, self._layers) as forward:
+                self._check_objective(forward)
+            return None
+        image = self._param.image()
+        acts: dict = {}
+        values = self._evaluate(forward, image, acts)
         self._off = bool((values.detach() == 0).any())
         if not values.requires_grad:
             raise ValueError(
                 f"the objective {self.objective.description} does not depend on the input (no gradient reaches it)"
             )
+        self._unchecked = False
+        return image, values, acts
 
     def _evaluate(self, forward, inputs: torch.Tensor, acts_out: dict | None = None) -> torch.Tensor:
         output, acts = forward(inputs)
@@ -263,21 +282,32 @@ class OptimizationRun:
         """One gradient-ascent update of every start; the model is borrowed only meanwhile."""
         self._follow_device()
         with Session(self.model, self._layers) as forward:
-            return self._step(forward, snapshot=True)
+            start = self._check_objective(forward) if self._unchecked else None
+            return self._step(forward, snapshot=True, start=start)
 
-    def _step(self, forward, snapshot: bool) -> Step | None:
+    def _step(self, forward, snapshot: bool, start=None) -> Step | None:
+        """One update. ``start``: the ``(image, values, activations)`` of the check's pass on the
+        current inputs in this session, used as this step's forward pass when the step would run
+        the same one (no transforms, no redirected ReLUs)."""
         regs = self._regularizers
-        with redirected_relus(self.model, self._off and self._count < self.redirect):
-            image = self._param.image()
-            before = self._param.snapshot(image) if snapshot else None
-            seen = image
-            if regs.jitter or regs.scale or regs.rotate or regs.tv:
-                pictures = as_images(image)
-                moved = self._transform(pictures)
-                seen = moved.reshape(image.shape)
+        redirect = self._off and self._count < self.redirect
+        moves = regs.jitter or regs.scale or regs.rotate or regs.tv
+        with redirected_relus(self.model) if redirect else contextlib.nullcontext():
             diverse = regs.diversity and self.starts > 1
-            acts: dict | None = {} if diverse else None
-            values = self._evaluate(forward, seen, acts)
+            if start is not None and not redirect and not moves:
+                image, values, acts = start
+                seen = image
+                before = self._param.snapshot(image) if snapshot else None
+            else:
+                image = self._param.image()
+                before = self._param.snapshot(image) if snapshot else None
+                seen = image
+                if moves:
+                    pictures = as_images(image)
+                    moved = self._transform(pictures)
+                    seen = moved.reshape(image.shape)
+                acts: dict | None = {} if diverse else None
+                values = self._evaluate(forward, seen, acts)
             loss = -values.sum()
             if regs.tv:
                 loss = loss + regs.tv * total_variation(as_images(image)).sum()
@@ -288,7 +318,8 @@ class OptimizationRun:
             param = self._param.param
             (param.grad,) = torch.autograd.grad(loss, [param])
             self._optimizer.step()
-            self._regularize()
+            if self._priors:
+                self._regularize()
             self._count += 1
         values = values.detach()
         if self._count < self.redirect:  # a start whose unit is off: redirect the next step
@@ -316,11 +347,13 @@ class OptimizationRun:
         given back as it was when the call returns or raises.
         """
         steps = _positive_int("steps", steps, minimum=0)
-        if steps:
+        if steps or self._unchecked:
             self._follow_device()
             with Session(self.model, self._layers) as forward:
+                start = self._check_objective(forward) if self._unchecked else None
                 for _ in range(steps):
-                    self._step(forward, snapshot=False)
+                    self._step(forward, snapshot=False, start=start)
+                    start = None
         return self
 
     # -- state ----------------------------------------------------------------------------
@@ -422,6 +455,7 @@ def maximize(
         parametrization=parametrization,
         seed=seed,
         lr=lr,
+        _check=False,
         **options,
     )
     return run.run(run.ascent.steps if steps is None else steps).result()

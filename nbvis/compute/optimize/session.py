@@ -2,9 +2,10 @@
 
 A step borrows the model (eval mode, parameters frozen; everything restored on exit, see
 :func:`nbvis.compute.probe.borrowed`) and reads the activations of the objective's layers with
-:func:`~nbvis.compute.probe.forward_with`. A :class:`Session` borrows once and can then run any
+a :class:`~nbvis.compute.probe.Recorder`. A :class:`Session` borrows once and can then run any
 number of forward passes: ``run.step()`` opens one per step (the caller's code runs between
-steps), ``run.run(n)`` one for all ``n`` steps, so that a long call pays the borrow once.
+steps), ``run.run(n)`` one for all ``n`` steps, so that a long call pays the borrow, the layer
+lookups, the hooks and the tracing of feature axes once.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from nbvis.compute import interrupts
-from nbvis.compute.probe import borrowed, forward_with
+from nbvis.compute.probe import Recorder, borrowed
 from nbvis.compute.units import resolve_output
 
 __all__ = ["Session"]
@@ -31,26 +32,52 @@ class Session:
         self.layers = None if layers is None else list(layers)
         self.grad = grad
         self._borrow = None
+        self._record: Recorder | None = None
 
     def __enter__(self):
-        self._borrow = borrowed(self.model, grad=self.grad)
-        self._borrow.__enter__()  # the last call: a Ctrl-C after it waits for the block
+        interrupts.enter()  # until the model is borrowed and the hooks are on it
+        self._open()
+        interrupts.leave(deliver=False)  # the last call: a Ctrl-C after it is raised in the block
         return self.forward
 
+    def _open(self) -> None:
+        try:
+            borrow = borrowed(self.model, grad=self.grad)
+            borrow.__enter__()
+            self._borrow = borrow
+            self._record = Recorder(self.model, self.layers, detach=False).__enter__()
+        except BaseException:
+            self._close()
+            interrupts.leave()
+            raise
+
     def __exit__(self, *exc):
-        # no Python frame between here and the borrow's own exit (an ExitStack would be one: a
-        # Ctrl-C in it would skip the restore); its first instructions defer a Ctrl-C
-        borrow, self._borrow = self._borrow, None
-        return borrow.__exit__(*exc) if borrow is not None else False
+        # no Python frame before the critical section (an ExitStack would be one: a Ctrl-C in it
+        # would skip the restore); the first instructions defer a Ctrl-C
+        interrupts.enter()
+        try:
+            self._close()
+        finally:
+            interrupts.leave()
+        return False
+
+    def _close(self) -> None:
+        record, borrow, self._record, self._borrow = self._record, self._borrow, None, None
+        try:
+            if record is not None:
+                record.__exit__(None, None, None)
+        finally:
+            if borrow is not None:
+                borrow.__exit__(None, None, None)
 
     def forward(self, x: torch.Tensor):
         """``(output, activations)`` of one pass, in the autograd graph when ``grad``."""
-        output, acts = forward_with(self.model, x, self.layers, detach=False)
+        output, acts = self._record(x)
         final = resolve_output(output)
         if self.layers is None and final is not None:
             acts[""] = final
         return output, acts
 
 
-interrupts.protect(Session.__enter__, head=False, tail=True)
+interrupts.protect(Session.__enter__, tail=True)
 interrupts.protect(Session.__exit__)
