@@ -186,6 +186,23 @@ def test_ctrl_c_in_wait_outside_a_kernel_stops_the_thread_job(cnn, figures):
     view.close()
 
 
+_SCRIPT_MODEL = """
+import asyncio, torch, nbvis
+from torch import nn
+torch.manual_seed(0)
+model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(144, 10))
+"""
+
+
+def _run_to_exit(script: str) -> str:
+    """Run ``script`` in a fresh interpreter (after a small BatchNorm ``model``); it must exit
+    cleanly (no abort, rc 134, while it finalizes what it left running); its output."""
+    done = subprocess.run([sys.executable, "-c", _SCRIPT_MODEL + textwrap.dedent(script)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
 class Abort(BaseException):
     """Not an Exception: what a callable may raise (SystemExit, GeneratorExit, a framework's own)."""
 
@@ -229,12 +246,8 @@ def test_an_objective_that_raises_a_base_exception_ends_the_job_and_the_process_
     assert view.state == "stopped" and view.run.step_count < 50 and "KeyboardInterrupt" in view.error
     view.close()
     # in a fresh interpreter, left running at exit: no abort (rc 134) while it finalizes
-    script = textwrap.dedent(
+    out = _run_to_exit(
         """
-        import torch, nbvis
-        from torch import nn
-        torch.manual_seed(0)
-        model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(144, 10))
         calls = []
         def objective(acts):
             calls.append(1)
@@ -246,9 +259,7 @@ def test_an_objective_that_raises_a_base_exception_ends_the_job_and_the_process_
         print("started", flush=True)
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "started" in done.stdout
+    assert "started" in out
 
 
 @pytest.mark.parametrize("where", ["borrow exit", "session exit"])
@@ -271,12 +282,8 @@ def test_a_ctrl_c_at_the_first_instruction_of_the_restore_waits_for_it(cnn, wher
 
 
 def test_a_loop_job_left_half_way_at_exit_does_not_abort_the_process():
-    script = textwrap.dedent(
+    out = _run_to_exit(
         """
-        import asyncio, torch, nbvis
-        from torch import nn
-        torch.manual_seed(0)
-        model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(144, 10))
         view = nbvis.OptimizationViewer(model, ("4", 3), (1, 8, 8), steps=60, starts=2, autostart=False)
 
         async def main():  # in a loop, as in a kernel: the job is a task that runs a few steps
@@ -288,6 +295,4 @@ def test_a_loop_job_left_half_way_at_exit_does_not_abort_the_process():
         print("left running", view.state, flush=True)
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "left running running" in done.stdout
+    assert "left running running" in out
