@@ -324,8 +324,10 @@ class OptimizationRun:
                 loss = loss + regs.tv * total_variation(as_images(image)).sum()
             if diverse:
                 loss = loss + self._diversity_penalty(values, acts, seen)
-            self._optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            # the gradient of the input only: the model's parameters get none, frozen or not (a
+            # borrow from a background thread leaves their requires_grad as the owner set it)
+            param = self._param.param
+            (param.grad,) = torch.autograd.grad(loss, [param])
             factor = self.ascent.factor(self._count, self.planned)
             if self.ascent.anneal:
                 self._optimizer.param_groups[0]["lr"] = self.lr * factor
