@@ -1,16 +1,17 @@
 """Activation maximization quality on the demo digits: the figures of issue #12, each against its target.
 
 On the demo digits CNN and MLP, all 10 class logits, 4 starts, the default preset for a known
-dataset (``regularizers="auto"`` with ``dataset=``, i.e. ``"smooth"``: Lucid's transforms scaled
-to 28 px, a diversity penalty, light L2 decay and blur, pixels clipped into the data's 0..1, 512
-Adam steps):
+dataset (``regularizers="auto"`` with ``dataset=``, i.e. ``"smooth"``: random shifts of up to 2 px,
+zoom and rotation scaled to 28 px, a diversity penalty, light L2 decay and blur, pixels clipped into
+the data's 0..1, 512 Adam steps with the rate annealed along a cosine):
 
 - nearest class mean (correlation) of each start's image is its own class, for 10/10 classes;
 - the model's probability of the class under random shifts of up to 2 px is >= 0.9;
 - every pixel inside the data range;
 - mean pairwise (1 - correlation) between starts >= 0.2, each start >= 80% of the best start's objective;
-- the objective converged: relative change over the last 10% of steps < 1% (the objective of
-  the images themselves, without the random transforms of each step);
+- the objective converged: relative change over the last 10% of steps < 1%, per start (the
+  objective of the images themselves: without the random transforms of each step and without the
+  diversity penalty, which is what the figures above are about);
 - the L2-only preset ("yosinski2015-2", plain gradient ascent) on fc1 units: cosine with the
   unit's incoming weights >= 0.99;
 - per-step time with diversity on within 1.15x of the bare PyTorch loop doing the same work
@@ -56,8 +57,8 @@ def class_figures(model, images, labels, steps=None):
     means = torch.stack([images[labels == c].mean(0) for c in range(10)])
     out = []
     for c in range(10):
-        run = OptimizationRun(model, c, SHAPE, starts=STARTS, regularizers="auto", dataset=(images, labels), seed=c)
-        total = run.ascent.steps if steps is None else steps
+        run = OptimizationRun(model, c, SHAPE, starts=STARTS, regularizers="auto", dataset=(images, labels), seed=c, steps=steps)
+        total = run.planned
         run.run(total - total // 10)
         before = run.evaluate()  # the objective of the images themselves, without transforms
         result = run.run(total // 10).result()

@@ -2,8 +2,8 @@
 
 Prints, for each view on the digits data and for the digits Explorer:
 - the size of ``view.to_html()`` (one self-contained offline file), split into the runtime every
-  file carries (require.js, the ipywidgets HTML manager, anywidget's front end) and the view's own
-  state, and the Explorer's size as a ratio of the 5 MB target;
+  file carries (require.js, the ipywidgets HTML manager gzip-compressed, anywidget's front end) and
+  the view's own state, and the Explorer's size as a ratio of the 5 MB target;
 - the bytes a saved notebook holds per view: the output (its PNG picture, the widget reference and
   the text) and, when the front end saves widget state too, that state;
 - the time to write the file and to draw the picture.
@@ -23,7 +23,8 @@ from ipywidgets.embed import dependency_state
 
 import nbvis
 from _rows import add_options, row
-from nbvis.widgets._export import ASSETS, _anywidget_frontend
+from nbvis.compute.blocks import FeatureCache
+from nbvis.widgets._export import ASSETS, _anywidget_frontend, packed_manager
 
 TARGET = 5_000_000
 
@@ -48,7 +49,9 @@ def state_bytes(view) -> int:
 def main() -> None:
     mlp, cnn = nbvis.demo.digits_mlp(), nbvis.demo.digits_cnn()
     images, labels = nbvis.demo.digits()
-    runtime = sum(p.stat().st_size for p in (ASSETS / "require.js", ASSETS / "embed-amd.js")) + _anywidget_frontend().stat().st_size
+    raw_manager = (ASSETS / "embed-amd.js").stat().st_size
+    packed = len(packed_manager().encode())
+    runtime = (ASSETS / "require.js").stat().st_size + packed + _anywidget_frontend().stat().st_size
     views = {
         "WeightGrid fc1 (100 units, page of 100)": nbvis.WeightGrid(mlp, "fc1"),
         "ActivationHeatmap (CNN, 9 layers)": nbvis.ActivationHeatmap(cnn, images[0], labels=nbvis.demo.DIGIT_LABELS),
@@ -56,6 +59,12 @@ def main() -> None:
         "FeatureImportance (49 patches, map)": nbvis.FeatureImportance(mlp, images[:300], labels[:300], scoring="accuracy",
                                                                        n_repeats=3, feature_groups=4),
     }
+    cache = FeatureCache(cnn, (1, 28, 28), steps=64)  # in memory: the icons are computed here
+    views["NeuronGroups (relu2, k=6, icons)"] = nbvis.NeuronGroups(cnn, images[0], layer="relu2", dataset=(images, labels),
+                                                                    labels=nbvis.demo.DIGIT_LABELS, icons=cache)
+    views["SemanticDictionary (relu2, 16 icons)"] = nbvis.SemanticDictionary(cnn, images[0], layer="relu2", dataset=images, icons=cache)
+    for name in ("NeuronGroups (relu2, k=6, icons)", "SemanticDictionary (relu2, 16 icons)"):
+        views[name].wait_icons()
     views["OptimizationViewer (3 starts, 28x28)"].start().wait()
     views["FeatureImportance (49 patches, map)"].wait()
     explorer = nbvis.Explorer(mlp, (images, labels), labels=nbvis.demo.DIGIT_LABELS, steps=32)
@@ -66,6 +75,7 @@ def main() -> None:
     views["Explorer (digits MLP, fc1[12] selected)"] = explorer
 
     print(f"runtime inside every offline file: {kb(runtime)} (require.js, ipywidgets HTML manager, anywidget)")
+    print(f"  of which the manager, gzip + base64: {kb(packed)} ({kb(raw_manager)} as plain JavaScript)")
     print("\n== view.to_html(): one offline file ==")
     print(f"{'view':44s} {'file':>10s} {'own state':>10s} {'write':>8s}")
     for name, view in views.items():

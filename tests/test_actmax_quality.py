@@ -3,6 +3,8 @@ optimizer, waking dead units, new seeds per start, and the quality figures."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -251,4 +253,102 @@ def test_viewer_quality_row(digits_cnn, digits_data):
     assert len(rows) == 2 and {"objective", "confidence", "nearest", "similarity", "diversity", "high_frequency"} <= set(rows[0])
     reference = evaluate(digits_cnn, 3, viewer.inputs, data=(images, labels))
     assert [r["nearest"] for r in rows] == reference.nearest.tolist()
+    viewer.close()
+
+
+def test_confidence_of_a_model_ending_in_a_softmax_is_that_of_its_logits(digits_mlp):
+    """A model that outputs probabilities: the confidence is the softmax of the logits the class
+    objective reads, not a softmax of the probabilities (which would squash every figure towards 1/10)."""
+    x = maximize(digits_mlp, 3, SHAPE, steps=30, starts=2, value_range=(0, 1)).inputs
+    plain = evaluate(digits_mlp, 3, x, seed=5)
+    wrapped = evaluate(nn.Sequential(digits_mlp, nn.Softmax(dim=1)), 3, x, seed=5)
+    np.testing.assert_allclose(wrapped.confidence, plain.confidence, rtol=1e-6)
+    # by hand: the mean over the same random shifts of the softmax probability of class 3
+    import random
+
+    rng, total = random.Random(5), 0.0
+    for _ in range(8):
+        dy, dx = rng.randint(-2, 2), rng.randint(-2, 2)
+        total += torch.softmax(digits_mlp(torch.roll(x, (dy, dx), (2, 3))).double(), 1)[:, 3].detach()
+    np.testing.assert_allclose(plain.confidence, (total / 8).numpy(), rtol=1e-9)
+
+
+# ------------------------------------------------------------------------------------ the default preset
+
+
+def default_run(model, data, label):
+    """The default run for a known dataset, as the benchmark does it: 4 starts, seeded by the class."""
+    return OptimizationRun(model, label, SHAPE, starts=4, regularizers="auto", dataset=data, seed=label)
+
+
+@pytest.mark.parametrize("label", [6, 8])
+def test_default_class_images_keep_their_class_under_small_shifts(digits_cnn, digits_data, label, unchanged):
+    """The default preset optimizes under random shifts of up to 2 px of a 28 px digit, so each
+    start stays its class (the model's softmax probability) when shifted by up to 2 px; with a
+    1 px jitter some starts of the demo CNN's 6s and 8s fell to 0.87-0.9."""
+    images, labels = digits_data
+    with unchanged(digits_cnn):
+        run = default_run(digits_cnn, (images, labels), label)
+        assert run.regularizers.jitter == 2
+        run.run(run.planned)
+        quality = run.result().evaluate(digits_cnn, trials=16)
+    assert quality.confidence.min() >= 0.9
+    assert quality.mean_diversity >= 0.2  # still several different images
+
+
+def test_the_default_preset_converges(digits_cnn, digits_data):
+    """The objective of the images (without the random transforms) changes by under 1% over the
+    last tenth of the steps: the preset's rate anneals along a cosine to 0 (before, up to 3%)."""
+    images, labels = digits_data
+    for label in (1, 5):
+        run = default_run(digits_cnn, (images, labels), label)
+        total = run.planned
+        run.run(total - total // 10)
+        before = run.evaluate()
+        run.run(total // 10)
+        after = run.evaluate()
+        assert np.all(np.abs(after - before) < 0.01 * np.abs(after))
+    assert run._optimizer.param_groups[0]["lr"] < 1e-4  # the last step's rate
+
+
+def test_rate_anneals_along_a_cosine_over_the_planned_steps():
+    ascent = ASCENTS["smooth"]
+    assert ascent.anneal == 1.0 and ascent.floor == 0.0
+    # a 4-step run: the rate of update k+1 is lr * (1 + cos(pi * (k + 1) / 4)) / 2
+    expected = [0.5 * (1 + np.cos(np.pi * (k + 1) / 4)) for k in range(4)]
+    np.testing.assert_allclose([ascent.factor(k, 4) for k in range(6)], expected + [0.0, 0.0], atol=1e-12)
+    half = dataclasses.replace(ascent, anneal=0.5, floor=0.1)
+    assert [half.factor(k, 8) for k in range(4)] == [1.0] * 4  # the first half at the full rate
+    assert half.factor(7, 8) == pytest.approx(0.1) and half.factor(20, 8) == 0.1
+    assert 0.1 < half.factor(5, 8) < 1.0
+    with pytest.raises(ValueError, match="anneal"):
+        dataclasses.replace(ascent, anneal=1.5)
+
+
+def test_the_run_follows_the_schedule_and_scales_the_priors_with_it():
+    """Each update uses lr x factor; the L2 decay shrinks by the same factor (so the priors do not
+    wear the image away while the gradient steps become small)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    ascent = dataclasses.replace(ASCENTS["smooth"], kind="sgd", lr=0.1)
+    run = OptimizationRun(model, ("1", 0), (1, 4, 4), starts=2, regularizers={"decay": 0.2}, optimizer=ascent, steps=4)
+    w = model[1].weight[0].detach().reshape(1, 4, 4)
+    x = run.inputs.clone()
+    for k in range(4):
+        factor = ascent.factor(k, 4)
+        run.step()
+        x = (x + 0.1 * factor * w) * (1 - 0.2 * factor)
+        torch.testing.assert_close(run.inputs, x)
+        assert run._optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * factor)
+
+
+def test_the_viewer_plans_the_schedule_over_its_steps(digits_cnn, digits_data):
+    images, labels = digits_data
+    viewer = nbvis.OptimizationViewer(digits_cnn, objective=3, input_shape=SHAPE, steps=12, starts=2,
+                                      dataset=(images, labels))
+    viewer.wait()
+    assert viewer.run.planned == 12 and viewer.run._optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    viewer.resume(6)  # going on plans the schedule over the longer run
+    viewer.wait()
+    assert viewer.run.planned == 18 and viewer.run.step_count == 18
     viewer.close()

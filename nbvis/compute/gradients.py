@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from . import units
+from . import interrupts, units
 from .probe import LayerRef, as_input, borrowed, forward_with, run_model
 
 __all__ = ["deconvnet", "gradient", "guided_backprop", "loss_gradient", "select_unit"]
@@ -127,8 +127,16 @@ def _backprop(model: nn.Module, x, of, wrt, reduce: str, rule: str | None) -> to
     with borrowed(model), torch.enable_grad():
         start = batch.clone().requires_grad_(wrt_layer is None)
         mode = _ReluRule(rule) if rule else contextlib.nullcontext()
-        with mode:  # a copy of the input: a first in-place layer cannot touch the leaf
-            _, acts = forward_with(model, start.clone() if start.requires_grad else start, [of_layer], detach=False, leaf=wrt_layer)
+        # torch's stack of function modes breaks when a Ctrl-C lands inside its own bookkeeping
+        # (every op passes through it): the pass under the mode runs to its end, then the Ctrl-C
+        if rule:
+            interrupts.enter()
+        try:
+            with mode:  # a copy of the input: a first in-place layer cannot touch the leaf
+                _, acts = forward_with(model, start.clone() if start.requires_grad else start, [of_layer], detach=False, leaf=wrt_layer)
+        finally:
+            if rule:
+                interrupts.leave()
         if rule and mode.calls == 0:
             raise ValueError(
                 f"{'guided backpropagation' if rule == 'guided' else 'the deconvnet map'} changes the backward "

@@ -15,7 +15,7 @@ from typing import Iterable, Iterator, Optional, Union
 import torch
 from torch import nn
 
-from . import samples, units
+from . import interrupts, samples, units
 
 LayerRef = Union[str, nn.Module, None]
 
@@ -63,6 +63,7 @@ as_input = units.to_tensor
 
 def run_model(model: nn.Module, x: torch.Tensor):
     """Call the model; a failure of the model on this input becomes a ValueError that names the shape."""
+    interrupts.checkpoint()  # a Ctrl-C recorded while the model was being borrowed
     try:
         return model(x)
     except torch.OutOfMemoryError:
@@ -74,20 +75,23 @@ def run_model(model: nn.Module, x: torch.Tensor):
         ) from None
 
 
-def borrowed(model: nn.Module, *, eval: bool = True, freeze: bool = True) -> "_Borrow":
+def borrowed(model: nn.Module, *, eval: bool = True, freeze: bool = True, grad: Optional[bool] = None) -> "_Borrow":
     """Use the model and give it back exactly as it was.
 
     Inside: eval mode (when ``eval``), parameters with ``requires_grad=False`` (when ``freeze``,
-    so no gradient lands in ``.grad``). On exit, even after an exception: every module's mode,
+    so no gradient lands in ``.grad``; on the main thread only, see below), gradients on or off
+    for this thread as ``grad`` says (None: as they are). On exit, even after an exception: every module's mode,
     every parameter's ``requires_grad``, and every module's hook dictionaries are restored.
     Borrows of one model from different threads take turns; nested borrows on one thread nest.
+    A borrow from another thread than the main one (a background job outside a kernel) leaves
+    ``requires_grad`` as it is: the owner may be training the model meanwhile.
 
     The restore completes even when a ``KeyboardInterrupt`` (Ctrl-C, or any exception a signal
     handler raises) lands in the middle of it; the interrupt is raised once the model is back.
     A model with uninitialized lazy modules (``nn.LazyLinear`` before its first call) is refused:
     running it would initialize, that is change, it.
     """
-    return _Borrow(model, eval=eval, freeze=freeze)
+    return _Borrow(model, eval=eval, freeze=freeze, grad=grad)
 
 
 _LOCKS: "weakref.WeakKeyDictionary[nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
@@ -101,6 +105,13 @@ def _lock_of(model: nn.Module) -> threading.RLock:
         if lock is None:
             lock = _LOCKS[model] = threading.RLock()
         return lock
+
+
+def _shared_here() -> bool:
+    """Borrows from threads other than the main one leave ``requires_grad`` alone: the owner may
+    train the model meanwhile. Their work keeps gradients off the parameters by itself (no
+    gradients, or ``torch.autograd.grad`` with respect to inputs only)."""
+    return threading.current_thread() is not threading.main_thread()
 
 
 def _check_initialized(model: nn.Module, modules: Optional[list] = None) -> None:
@@ -120,36 +131,54 @@ def _check_initialized(model: nn.Module, modules: Optional[list] = None) -> None
 
 class _Borrow:
     """The context manager of :func:`borrowed` (a class, not a generator: no frame between the
-    block and the restore where an interrupt could skip it)."""
+    block and the restore where an interrupt could skip it).
 
-    __slots__ = ("model", "eval", "freeze", "_lock", "_modules", "_modes", "_params", "_grads", "_hooks", "_done",
-                 "_grad_mode")
+    Taking and giving back the model are critical sections (:mod:`nbvis.compute.interrupts`):
+    a Ctrl-C that lands in them, even at the first instruction of ``__exit__``, waits until the
+    model is back, then reaches the caller. The block itself stays interruptible.
+    """
 
-    def __init__(self, model: nn.Module, *, eval: bool, freeze: bool):
-        self.model, self.eval, self.freeze = model, eval, freeze
+    __slots__ = ("model", "eval", "freeze", "grad", "_lock", "_modules", "_modes", "_params", "_grads", "_hooks",
+                 "_done", "_grad_mode")
+
+    def __init__(self, model: nn.Module, *, eval: bool, freeze: bool, grad: Optional[bool]):
+        self.model, self.eval, self.freeze, self.grad = model, eval, freeze, grad
 
     def __enter__(self) -> nn.Module:
-        modules = list(self.model.modules())
-        _check_initialized(self.model, modules)
-        lock = _lock_of(self.model)
-        lock.acquire()
+        interrupts.enter()
+        self._take()  # on failure it gave everything back, left the section and raised
+        interrupts.hold()  # the handler stays while the block runs: __exit__ is covered from its start
+        interrupts.leave(deliver=False)  # an interrupt from here on is raised in the block, never here
+        return self.model
+
+    def _take(self) -> None:
+        try:
+            modules = list(self.model.modules())
+            _check_initialized(self.model, modules)
+            lock = _lock_of(self.model)
+            while not lock.acquire(timeout=0.05):  # another thread's step: a Ctrl-C meanwhile ends the wait
+                if interrupts.pending():
+                    raise KeyboardInterrupt
+        except BaseException:
+            interrupts.leave()  # raises a recorded Ctrl-C instead, if one came
+            raise
         self._lock = lock
         try:
             self._snapshot(modules)
-        except BaseException:
-            lock.release()
-            raise
-        try:
             if self.eval and any(self._modes):  # (a model already in eval mode is left alone)
                 self.model.eval()
-            if self.freeze:
+            if self.freeze and not _shared_here():
                 for p, grad in zip(self._params, self._grads):
                     if grad:
                         p.requires_grad_(False)
-        except BaseException:  # an interrupt halfway: give everything back first
-            self.__exit__(None, None, None)
+            if self.grad is not None:
+                torch.set_grad_enabled(self.grad)
+            if interrupts.pending():
+                raise KeyboardInterrupt
+        except BaseException:  # an error or a Ctrl-C halfway: give everything back first
+            self._give_back(hasattr(self, "_grad_mode"))
+            interrupts.leave()
             raise
-        return self.model
 
     def _snapshot(self, modules: list) -> None:
         self._modes = [m.training for m in modules]
@@ -169,21 +198,28 @@ class _Borrow:
         self._grad_mode = torch.is_grad_enabled()
 
     def __exit__(self, *_exc) -> bool:
+        interrupts.enter()
+        self._give_back(True)
+        interrupts.release()
+        interrupts.leave()  # raises a Ctrl-C that came while the model was given back
+        return False
+
+    def _give_back(self, restore: bool) -> None:
+        """Restore (when the snapshot was taken) and let other threads borrow the model."""
         pending = None
         self._done = 0
-        while True:
+        while restore:
             try:
                 self._restore()
                 break
             except Exception:
                 raise
-            except BaseException as interrupt:  # KeyboardInterrupt or a signal handler's exception
+            except BaseException as interrupt:  # the exception of another signal's handler: finish first
                 if pending is None:
                     pending = interrupt
         self._lock.release()
         if pending is not None:
             raise pending
-        return False
 
     def _restore(self) -> None:
         """Go on restoring from item ``self._done``: every item is idempotent, so the one an
@@ -210,6 +246,10 @@ class _Borrow:
                         del current[key]
             self._done += 1
         torch.set_grad_enabled(self._grad_mode)
+
+
+interrupts.protect(_Borrow.__enter__, tail=True)
+interrupts.protect(_Borrow.__exit__)
 
 
 class Activations(dict):

@@ -17,6 +17,8 @@ from typing import Any, Callable, Iterator
 
 import traitlets
 
+from nbvis.compute import interrupts
+
 __all__ = ["STATES", "Job", "JobView", "Throttle", "running_loop"]
 
 STATES = ("idle", "running", "stopped", "done", "error")
@@ -44,14 +46,16 @@ def running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-_THREAD_JOBS: "weakref.WeakSet[Job]" = weakref.WeakSet()
+_RUNNING: "weakref.WeakSet[Job]" = weakref.WeakSet()
 
 
 @atexit.register
-def _stop_thread_jobs() -> None:
-    # A daemon thread still inside torch when the interpreter finalizes aborts the process.
-    for job in list(_THREAD_JOBS):
-        job.stop()
+def _stop_running_jobs() -> None:
+    # A daemon thread still inside torch when the interpreter finalizes aborts the process, and so
+    # does a loop's job left half-way (its suspended steps hold tensors torch cannot free then).
+    for job in list(_RUNNING):
+        if job.running:
+            job.stop()
 
 
 class Job:
@@ -109,11 +113,11 @@ class Job:
             raise RuntimeError(f"this job was already started (it is {self.state})")
         self.state = "running"
         loop = running_loop()
+        _RUNNING.add(self)
         if loop is not None:
             self._task = loop.create_task(self._run_async())
         else:
             self._thread = threading.Thread(target=self._run_thread, name="nbvis-job", daemon=True)
-            _THREAD_JOBS.add(self)
             self._thread.start()
         return self
 
@@ -125,6 +129,9 @@ class Job:
         try:
             while self._advance():
                 pass
+        except BaseException as exc:  # a callback that failed as the job ended: wait() raises it
+            if self.exception is None:
+                self.exception = exc
         finally:
             self._ended.set()
 
@@ -143,26 +150,46 @@ class Job:
         with self._lock:
             if self.state != "running":
                 return False
-            if self._stop:
-                self._finish("stopped")
-                callback, argument = self._on_stop, self._stop_reason
-            else:
+            outcome = ("stop", self._stop_reason) if self._stop else self._next()
+            return self._settle(*outcome)  # a Ctrl-C from here on waits for the state to be settled
+
+    def _next(self) -> tuple[str, Any]:
+        """The step itself (interruptible): what came of it."""
+        try:
+            return "step", next(self._steps)
+        except StopIteration as end:
+            return "done", end.value
+        except BaseException as exc:  # Ctrl-C and SystemExit too: never left "running"
+            return "error", exc
+
+    def _settle(self, kind: str, value: Any) -> bool:
+        """Record what came of a step and tell the owner, as one critical section: a Ctrl-C that
+        lands here (after the step) is raised once the state and the callbacks are done."""
+        interrupts.enter()
+        try:
+            if kind == "step":
                 try:
-                    item = next(self._steps)
                     if self._on_step is not None:
-                        self._on_step(item)
+                        self._on_step(value)
                     return True
-                except StopIteration as end:
-                    self.result = end.value
-                    self._finish("done")
-                    callback, argument = self._on_done, end.value
-                except BaseException as exc:  # Ctrl-C and SystemExit too: never left "running"
-                    self.exception = exc
-                    self._finish("stopped" if isinstance(exc, KeyboardInterrupt) else "error")
-                    callback, argument = self._on_error, exc
-        if callback is not None:
-            callback(argument)
-        return False
+                except BaseException as exc:
+                    kind, value = "error", exc
+            if kind == "done":
+                self.result = value
+                self._finish("done")
+                callback = self._on_done
+            elif kind == "stop":
+                self._finish("stopped")
+                callback = self._on_stop
+            else:
+                self.exception = value
+                self._finish("stopped" if isinstance(value, KeyboardInterrupt) else "error")
+                callback = self._on_error
+            if callback is not None:
+                callback(value)
+            return False
+        finally:
+            interrupts.leave()
 
     def stop(self, reason: BaseException | None = None) -> None:
         """Ask the job to end before its next step (a step that is running finishes first)."""
@@ -294,3 +321,6 @@ class JobView(traitlets.HasTraits):
 
     def _cmd_stop(self) -> None:
         self.stop()
+
+
+interrupts.protect(Job._settle)

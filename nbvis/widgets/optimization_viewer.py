@@ -245,6 +245,8 @@ class OptimizationViewer(JobView, NbvisWidget):
 
     def _launch(self, target: int | None = None) -> None:
         target = self.steps if target is None else target
+        if self._run.step_count == 0 or target > self._run.planned:
+            self._run.planned = target  # a rate schedule (the preset's) runs over these steps
         self._run.regularizers = self._regularizers()
         self.set_trait("pending", False)
         self._launch_job(self._steps(self._run, target))

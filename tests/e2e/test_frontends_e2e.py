@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -12,7 +13,6 @@ import nbformat
 import numpy as np
 from harness import ARTIFACTS, DONE, block_network, canvas_stats, open_notebook, run_all, screenshot
 
-from nbvis.widgets._export import ASSETS, _anywidget_frontend
 
 VIEWS = [
     "import json, numpy as np, nbvis\n"
@@ -70,28 +70,22 @@ def test_nbconvert_html_draws_from_the_embedded_state(browser, tmp_path):
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     notebook.cells = [nbformat.v4.new_code_cell(source) for source in VIEWS]
     nbformat.write(notebook, tmp_path / "views.ipynb")
-    # the manager and require.js from nbvis's own bundle, not from a CDN
+    # python -m nbvis.offline_html: nbconvert's executed HTML, with require.js, the manager and
+    # anywidget's front end written beside it (no CDN)
     subprocess.run(
-        [sys.executable, "-m", "jupyter", "nbconvert", "--execute", "--to", "html", "views.ipynb",
-         f"--HTMLExporter.require_js_url={(ASSETS / 'require.js').as_uri()}",
-         f"--HTMLExporter.widget_renderer_url={(ASSETS / 'embed-amd.js').as_uri()}"],
+        [sys.executable, "-m", "nbvis.offline_html", "views.ipynb", "--output-dir", "out"],
         cwd=tmp_path, check=True, capture_output=True, timeout=300,
     )
-    html = (tmp_path / "views.html").read_text()
+    folder = tmp_path / "moved"
+    shutil.move(tmp_path / "out", folder)  # the files work together wherever they go
+    assert sorted(p.name for p in folder.iterdir()) == ["anywidget.js", "embed-amd.js", "require.js", "views.html"]
+    html = (folder / "views.html").read_text()
     assert "application/vnd.jupyter.widget-state+json" in html
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(30_000)
     try:
         blocked = block_network(page)
-        # The manager asks jsDelivr for anywidget's front end: answer with the anywidget package's own copy.
-        served = []
-
-        def anywidget(route):
-            served.append(route.request.url)
-            route.fulfill(body=_anywidget_frontend().read_text(), content_type="text/javascript")
-
-        page.route("https://cdn.jsdelivr.net/npm/anywidget@*/**", anywidget)
-        page.goto((tmp_path / "views.html").as_uri())
+        page.goto((folder / "views.html").as_uri())
         assert_every_view_drawn(page)
         # no kernel behind the page: what needs one is disabled and says so, as in to_html()
         for root in (".nbvis-weight-grid", ".nbvis-activation-heatmap", ".nbvis-optimization-viewer", ".nbvis-feature-importance"):
@@ -103,9 +97,16 @@ def test_nbconvert_html_draws_from_the_embedded_state(browser, tmp_path):
         assert page.locator(".nbvis-activation-heatmap input[type=file]").first.is_disabled()
         assert page.locator(".nbvis-feature-importance input, .nbvis-feature-importance select").first.is_disabled()
         assert not page.locator(".nbvis-weight-grid .nbvis-download").first.is_disabled()  # the PNG needs no kernel
-        assert served, "anywidget's front end was never asked for"
         assert all("mathjax" in url for url in blocked), blocked  # nothing the views need left the machine
         screenshot(page, "nbconvert_views.png")
+        # without anywidget's front end beside it the manager asks jsDelivr, and offline each view
+        # is an error line (what the README tells a user of plain nbconvert to expect)
+        (folder / "anywidget.js").unlink()
+        blocked.clear()
+        page.reload()
+        page.wait_for_selector(".jupyter-widgets:has-text('javascript error')")
+        assert page.locator(".nbvis-weight-grid").count() == 0
+        assert any(url.startswith("https://cdn.jsdelivr.net/npm/anywidget@") for url in blocked), blocked
     finally:
         page.close()
 

@@ -11,11 +11,16 @@ The paper's values are for pixels in 0..255. In an input range of width ``span``
 ``255 / span`` times larger and a step moves ``span / 255`` times fewer units, so a learning rate
 scales by ``(span / 255) ** 2`` (:func:`scaled_lr`); ``desired_progress`` is in objective units
 and stays. Lucid and the Feature Visualization article use Adam at 0.05.
+
+A preset may also anneal the rate: over the last ``anneal`` share of its steps the rate falls
+along a half cosine to ``floor`` times its value (and stays there for steps beyond), so that the
+images settle instead of wandering with the random transforms of each step.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 
@@ -28,7 +33,8 @@ PAPER_SPAN = 255.0
 class Ascent:
     """An optimizer: ``kind`` ``"adam"`` or ``"sgd"`` (plain gradient ascent), its ``lr``, the
     ``policy`` (``"constant"`` or ``"progress"``, with ``desired_progress``), ``steps`` to run,
-    and whether ``lr`` is given for 0..255 pixels (``paper_units``, see :func:`scaled_lr`)."""
+    whether ``lr`` is given for 0..255 pixels (``paper_units``, see :func:`scaled_lr`), and the
+    share of the steps at the end over which the rate anneals to ``floor`` x ``lr`` (see :meth:`factor`)."""
 
     kind: str = "adam"
     lr: float = 0.05
@@ -37,6 +43,8 @@ class Ascent:
     steps: int = 256
     paper_units: bool = False
     parametrization: str = "pixel"
+    anneal: float = 0.0
+    floor: float = 0.0
 
     def __post_init__(self):
         if self.kind not in ("adam", "sgd"):
@@ -45,6 +53,22 @@ class Ascent:
             raise ValueError(f"lr_policy must be 'constant' or 'progress', not {self.policy!r}")
         if self.policy == "progress" and self.kind != "sgd":
             raise ValueError("the 'progress' learning-rate rule is for plain gradient ascent (optimizer='sgd')")
+        if not (0.0 <= self.anneal <= 1.0 and 0.0 <= self.floor <= 1.0):
+            raise ValueError(f"anneal and floor are shares in [0, 1], not {self.anneal!r} and {self.floor!r}")
+
+    def factor(self, step: int, total: int) -> float:
+        """The rate of update ``step + 1`` (``step`` updates done) of a ``total``-step run, relative
+        to ``lr``: 1, then along a half cosine from 1 to ``floor`` over the last ``anneal`` x ``total``
+        updates, then ``floor``."""
+        length = self.anneal * total
+        if length <= 0:
+            return 1.0
+        into = (step + 1 - (total - length)) / length
+        if into <= 0:
+            return 1.0
+        if into >= 1:
+            return self.floor
+        return self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * into))
 
     def rate(self, value_range) -> float:
         """The learning rate for inputs in ``value_range`` (a width of 1 when unknown)."""
@@ -102,7 +126,7 @@ ASCENTS: dict[str, Ascent] = {
     "yosinski2015-4": Ascent("sgd", 100.0, "progress", 2.0, steps=1000, paper_units=True),
     "lucid": Ascent("adam", 0.05, steps=512),
     "distill2017": Ascent("adam", 0.05, steps=512, parametrization="fourier"),
-    "smooth": Ascent("adam", 0.05, steps=512),
+    "smooth": Ascent("adam", 0.05, steps=512, anneal=1.0),
 }
 ASCENTS["yosinski2015"] = ASCENTS["yosinski2015-3"]
 

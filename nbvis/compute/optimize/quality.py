@@ -35,7 +35,8 @@ class Quality:
 
     objective: the objective of each input as it is (no transforms).
     confidence: for a class objective, the model's mean softmax probability of the class over
-        ``trials`` random shifts of up to ``shift`` pixels (wrapping around).
+        ``trials`` random shifts of up to ``shift`` pixels on each axis (wrapping around); the
+        softmax of the logits (of the layer before a final softmax, when the model has one).
     nearest, similarity: among the ``top`` dataset examples that drive the objective most, the
         index (in the dataset) of the one most correlated with the input, and that correlation.
     diversity: the start's mean ``1 - correlation`` with the other starts; ``mean_diversity``
@@ -106,15 +107,26 @@ def _values(model, objective: Objective, x: torch.Tensor) -> torch.Tensor:
     return objective(acts).detach()
 
 
-def _shifted_confidence(model, inputs, label, shift, trials, seed) -> np.ndarray:
+def _class_logits(model, objective: Objective, x: torch.Tensor) -> torch.Tensor:
+    """The logits a class objective reads: the layer before a final softmax (whose output is
+    already a probability), else the model's output."""
+    if getattr(objective, "logit_of", None) is None:
+        return run_model(model, x)
+    _, acts = forward_with(model, x, [objective.layer])
+    return acts[objective.layer]
+
+
+def _shifted_confidence(model, objective, inputs, label, shift, trials, seed) -> np.ndarray:
+    """The mean softmax probability of ``label`` over ``trials`` shifts by whole pixels drawn
+    uniformly from ``[-shift, shift]`` on each axis (wrapping around)."""
     rng = random.Random(seed)
     x = as_images(inputs)
     total = torch.zeros(inputs.shape[0], dtype=torch.float64)
     for _ in range(trials):
         dy, dx = rng.randint(-shift, shift), rng.randint(-shift, shift)
         moved = torch.roll(x, shifts=(dy, dx), dims=(2, 3)).reshape(inputs.shape)
-        output = run_model(model, moved)
-        total += torch.softmax(output.detach().double(), dim=1)[:, label].cpu()
+        logits = _class_logits(model, objective, moved)
+        total += torch.softmax(logits.detach().double(), dim=1)[:, label].cpu()
     return (total / trials).numpy()
 
 
@@ -172,7 +184,7 @@ def evaluate(
         values = _values(model, objective, inputs).double().cpu().numpy()
         confidence = None
         if label is not None and inputs.dim() >= 3 and shift >= 0:
-            confidence = _shifted_confidence(model, inputs, label, shift, trials, seed)
+            confidence = _shifted_confidence(model, objective, inputs, label, shift, trials, seed)
         nearest = similarity = None
         if data is not None:
             nearest, similarity = _nearest_top(model, objective, inputs, data, top)

@@ -90,10 +90,13 @@ class Regularizers:
 #: ("lucid"), the Feature Visualization article's recipe ("distill2017", with the Fourier
 #: parametrization), and "none" (plain gradient ascent, which makes fooling images). The
 #: optimizer and step count that go with each are in :data:`~nbvis.compute.optimize.optimizers.ASCENTS`.
-#: "smooth" adds to Lucid's transforms a light L2 decay (towards 0, a dark background) and a
-#: light blur, the default when the data's range is known. "lucid", "distill2017" and "smooth"
-#: give their transforms for 224-pixel inputs: :func:`fit_regularizers` scales them to the
-#: input's size; they keep the starts apart with a diversity penalty.
+#: "smooth", the default when the data's range is known, adds to Lucid's transforms a light L2
+#: decay (towards 0, a dark background) and a light blur; its random shifts reach 16 px at 224 px
+#: (Lucid's two ``jitter(8)``), 2 px on a 28 px digit, so that its class images keep their class
+#: when shifted by as much, and its optimizer anneals the rate along a cosine so that the images
+#: settle. "lucid", "distill2017" and "smooth" give their transforms for 224-pixel inputs:
+#: :func:`fit_regularizers` scales them to the input's size; they keep the starts apart with a
+#: diversity penalty.
 PRESETS: dict[str, Regularizers] = {
     "none": Regularizers(),
     "yosinski2015-1": Regularizers(blur_width=0.5, blur_every=4, norm_pct=50),
@@ -102,7 +105,7 @@ PRESETS: dict[str, Regularizers] = {
     "yosinski2015-4": Regularizers(blur_width=0.5, blur_every=4, contribution_pct=90),
     "lucid": Regularizers(jitter=8, scale=0.1, rotate=10, diversity=0.3),
     "distill2017": Regularizers(jitter=8, scale=0.1, rotate=10, diversity=0.3),
-    "smooth": Regularizers(decay=0.02, blur_width=0.5, blur_every=8, jitter=8, scale=0.1, rotate=10, diversity=0.3),
+    "smooth": Regularizers(decay=0.02, blur_width=0.5, blur_every=8, jitter=16, scale=0.1, rotate=10, diversity=0.2),
 }
 PRESETS["yosinski2015"] = PRESETS["yosinski2015-3"]
 

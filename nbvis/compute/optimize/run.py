@@ -67,6 +67,9 @@ class OptimizationRun:
     model only inside :meth:`step`. ``run.step()`` does one update; ``run.iter(n)`` yields ``n``
     steps; ``run.inputs``, ``run.images`` and ``run.history`` read the current state. Running 10
     steps and then 10 more gives exactly the same result as running 20 at once.
+
+    ``steps`` is the run's planned length (``run.planned``, settable; default: the preset's): an
+    optimizer that anneals its rate (the ``"smooth"`` preset's) does so over the last of these steps.
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class OptimizationRun:
         diversity: float | None = None,
         redirect: int = REDIRECT_STEPS,
         init=None,
+        steps: int | None = None,
         _check: bool = True,
     ):
         # _check=False: the objective is checked by the first step instead (for maximize, which
@@ -113,6 +117,8 @@ class OptimizationRun:
             self.ascent = ascent_of(None, None, None if lr is None else float(lr), base=optimizer)
         else:
             self.ascent = ascent_of(regularizers, optimizer, None if lr is None else float(lr))
+        #: the run's planned length, over which the optimizer's rate schedule runs (default: the preset's)
+        self.planned = self.ascent.steps if steps is None else _positive_int("steps", steps, minimum=0)
         parametrization = self.ascent.parametrization if parametrization is None else parametrization
         if parametrization not in ("pixel", "fourier"):
             raise ValueError(f"parametrization must be 'pixel' or 'fourier', not {parametrization!r}")
@@ -260,16 +266,21 @@ class OptimizationRun:
         return images
 
     @torch.no_grad()
-    def _regularize(self):
-        """The priors after an update; the blur falls on steps 1, 1 + k, 1 + 2k, ... as in the paper."""
+    def _regularize(self, factor: float = 1.0):
+        """The priors after an update; the blur falls on steps 1, 1 + k, 1 + 2k, ... as in the paper.
+
+        While the rate anneals (``factor`` < 1) the decay and the blur shrink with it: the decay by
+        ``factor``, the blur's variance (its diffusion time) by ``factor``, so that the priors keep
+        their balance with the smaller gradient steps instead of wearing the image away.
+        """
         regs, param, count = self._regularizers, self._param.param, self._count
         if regs.decay:
-            param.mul_(1.0 - regs.decay)
+            param.mul_(1.0 - regs.decay * factor)
         if self.parametrization != "pixel":
             return
         x = as_images(param)
-        if regs.blur_every and count % regs.blur_every == 0:
-            x.copy_(blur(x, regs.blur_width))
+        if regs.blur_every and count % regs.blur_every == 0 and factor > 0:
+            x.copy_(blur(x, regs.blur_width * math.sqrt(factor)))
         if regs.norm_pct:
             x.masked_fill_(small_pixel_mask((x * x).sum(dim=1), regs.norm_pct)[:, None], 0.0)
         if regs.contribution_pct and param.grad is not None:
@@ -313,11 +324,16 @@ class OptimizationRun:
                 loss = loss + regs.tv * total_variation(as_images(image)).sum()
             if diverse:
                 loss = loss + self._diversity_penalty(values, acts, seen)
-            self._optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            # the gradient of the input only: the model's parameters get none, frozen or not (a
+            # borrow from a background thread leaves their requires_grad as the owner set it)
+            param = self._param.param
+            (param.grad,) = torch.autograd.grad(loss, [param])
+            factor = self.ascent.factor(self._count, self.planned)
+            if self.ascent.anneal:
+                self._optimizer.param_groups[0]["lr"] = self.lr * factor
             self._optimizer.step()
             if self._priors:
-                self._regularize()
+                self._regularize(factor)
             self._count += 1
         values = values.detach()
         if self._count < self.redirect:  # a start whose unit is off: redirect the next step
@@ -401,8 +417,8 @@ def iter_maximize(model: nn.Module, objective, input_shape, steps: int | None = 
 
     Arguments are checked at the call, before the first step.
     """
-    run = OptimizationRun(model, objective, input_shape, starts=starts, **options)
-    return run.iter(run.ascent.steps if steps is None else steps)
+    run = OptimizationRun(model, objective, input_shape, starts=starts, steps=steps, **options)
+    return run.iter(run.planned)
 
 
 def maximize(
@@ -439,6 +455,7 @@ def maximize(
         Fourier image is sigmoid-bounded into it), ``diversity`` (weight of the penalty that keeps
         the starts apart; default: the regularizers'), ``redirect`` (steps with redirected ReLU
         gradients, 16), ``init`` (starting pixels, ``input_shape`` or ``(starts, *input_shape)``).
+        A preset whose optimizer anneals its rate does so over the last steps of ``steps``.
 
     Returns a :class:`Result`: ``inputs`` ``(starts, *input_shape)`` on the model's device and
     ``history`` ``(steps, starts)``, the objective at each step; ``result.images`` and
@@ -453,7 +470,8 @@ def maximize(
         parametrization=parametrization,
         seed=seed,
         lr=lr,
+        steps=steps,
         _check=False,
         **options,
     )
-    return run.run(run.ascent.steps if steps is None else steps).result()
+    return run.run(run.planned).result()

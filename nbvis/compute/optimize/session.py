@@ -10,11 +10,10 @@ lookups, the hooks and the tracing of feature axes once.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import nn
 
+from nbvis.compute import interrupts
 from nbvis.compute.probe import Recorder, borrowed
 from nbvis.compute.units import resolve_output
 
@@ -32,24 +31,44 @@ class Session:
         self.model = model
         self.layers = None if layers is None else list(layers)
         self.grad = grad
-        self._stack: contextlib.ExitStack | None = None
+        self._borrow = None
         self._record: Recorder | None = None
 
     def __enter__(self):
-        stack = contextlib.ExitStack()
-        try:
-            stack.enter_context(borrowed(self.model))
-            stack.enter_context(torch.enable_grad() if self.grad else torch.no_grad())
-            self._record = stack.enter_context(Recorder(self.model, self.layers, detach=False))
-        except BaseException:
-            stack.close()
-            raise
-        self._stack = stack
+        interrupts.enter()  # until the model is borrowed and the hooks are on it
+        self._open()
+        interrupts.leave(deliver=False)  # the last call: a Ctrl-C after it is raised in the block
         return self.forward
 
+    def _open(self) -> None:
+        try:
+            borrow = borrowed(self.model, grad=self.grad)
+            borrow.__enter__()
+            self._borrow = borrow
+            self._record = Recorder(self.model, self.layers, detach=False).__enter__()
+        except BaseException:
+            self._close()
+            interrupts.leave()
+            raise
+
     def __exit__(self, *exc):
-        stack, self._stack, self._record = self._stack, None, None
-        return stack.__exit__(*exc) if stack is not None else False
+        # no Python frame before the critical section (an ExitStack would be one: a Ctrl-C in it
+        # would skip the restore); the first instructions defer a Ctrl-C
+        interrupts.enter()
+        try:
+            self._close()
+        finally:
+            interrupts.leave()
+        return False
+
+    def _close(self) -> None:
+        record, borrow, self._record, self._borrow = self._record, self._borrow, None, None
+        try:
+            if record is not None:
+                record.__exit__(None, None, None)
+        finally:
+            if borrow is not None:
+                borrow.__exit__(None, None, None)
 
     def forward(self, x: torch.Tensor):
         """``(output, activations)`` of one pass, in the autograd graph when ``grad``."""
@@ -58,3 +77,7 @@ class Session:
         if self.layers is None and final is not None:
             acts[""] = final
         return output, acts
+
+
+interrupts.protect(Session.__enter__, tail=True)
+interrupts.protect(Session.__exit__)
