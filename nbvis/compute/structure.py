@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from . import units
-from .probe import borrowed, leaf_layers, run_model
+from .probe import borrowed, leaf_layers, run_model, this_thread_only
 
 __all__ = ["Call", "Structure", "RISING", "WEIGHTED", "grid_shape", "rises_with", "trace", "weighted_source"]
 
@@ -92,8 +92,8 @@ def trace(model: nn.Module, batch: torch.Tensor) -> Structure:
     with borrowed(model), torch.no_grad():
         try:
             for path in leaf_layers(model):
-                handles.append(modules[path].register_forward_pre_hook(pre_hook))
-                handles.append(modules[path].register_forward_hook(make_hook(path)))
+                handles.append(modules[path].register_forward_pre_hook(this_thread_only(pre_hook)))
+                handles.append(modules[path].register_forward_hook(this_thread_only(make_hook(path))))
             run_model(model, batch)
         finally:
             for handle in handles:
