@@ -250,7 +250,7 @@ def scan_top_examples(
         raise ValueError("the dataset yielded no samples")
     if hit:
         yield ScanProgress(done, total, _result(name, shown, best, geometry, done))
-    if kept is not None:  # the whole dataset was seen: later scans of this layer may read it
+    if kept is not None and _fingerprint(model, data) == key:  # all seen, with the same weights throughout
         cache.clear()
         cache[name] = {"key": key, "batches": kept, "geometry": geometry}
 

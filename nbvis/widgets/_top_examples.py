@@ -101,7 +101,12 @@ class TopExamplesView(traitlets.HasTraits):
             last = progress
             yield progress
         if last is not None and last.result.inputs.is_floating_point():
-            self._top_maps = self._example_maps(last.result)
+            for attempt in range(2):
+                try:
+                    self._top_maps = self._example_maps(last.result)
+                    break
+                except RuntimeError:  # the owner updated the weights in place during a backward pass
+                    self._top_maps = {}  # (training meanwhile): once more, then the examples go without maps
             yield None
 
     def _locked(self, steps):
