@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 # compute functions work without loading any widget code.
 _EXPORTS = {
     "capture": "nbvis.compute.probe",
+    "exclusive": "nbvis.compute.turns",
     "gradient": "nbvis.compute.gradients",
     "guided_backprop": "nbvis.compute.gradients",
     "deconvnet": "nbvis.compute.gradients",

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from . import units
-from .probe import LayerRef, as_input, borrowed, leaf_layers, run_model
+from .probe import LayerRef, as_input, borrowed, leaf_layers, run_model, this_thread_only
 
 __all__ = ["FieldGeometry", "field_geometries", "field_geometry", "receptive_field"]
 
@@ -233,9 +233,9 @@ def field_geometries(
     with borrowed(model), torch.no_grad():
         try:
             for leaf in leaf_layers(model):
-                handles.append(modules[leaf].register_forward_hook(leaf_hook))
+                handles.append(modules[leaf].register_forward_hook(this_thread_only(leaf_hook)))
             for name in named:
-                handles.append(wanted[name].module.register_forward_hook(target_hook(name)))
+                handles.append(wanted[name].module.register_forward_hook(this_thread_only(target_hook(name))))
             output = run_model(model, x)
         except _Reached:
             pass

@@ -7,15 +7,13 @@ forward pass raises.
 
 from __future__ import annotations
 
-import contextlib
 import threading
-import weakref
 from typing import Iterable, Iterator, Optional, Union
 
 import torch
 from torch import nn
 
-from . import interrupts, samples, units
+from . import interrupts, samples, turns, units
 
 LayerRef = Union[str, nn.Module, None]
 
@@ -24,6 +22,7 @@ __all__ = [
     "LayerRef",
     "as_input",
     "borrowed",
+    "this_thread_only",
     "capture",
     "capture_sample",
     "first_tensor",
@@ -94,17 +93,15 @@ def borrowed(model: nn.Module, *, eval: bool = True, freeze: bool = True, grad: 
     return _Borrow(model, eval=eval, freeze=freeze, grad=grad)
 
 
-_LOCKS: "weakref.WeakKeyDictionary[nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
-_LOCKS_GUARD = threading.Lock()
+def this_thread_only(hook):
+    """``hook`` for the passes of the thread that made it: the owner's forward in another thread,
+    while a background job's step has hooks on the model, is neither recorded nor changed."""
+    ident = threading.get_ident()
 
+    def guarded(*args):
+        return hook(*args) if threading.get_ident() == ident else None
 
-def _lock_of(model: nn.Module) -> threading.RLock:
-    """One re-entrant lock per model: borrows from different threads take turns, nested ones nest."""
-    with _LOCKS_GUARD:
-        lock = _LOCKS.get(model)
-        if lock is None:
-            lock = _LOCKS[model] = threading.RLock()
-        return lock
+    return guarded
 
 
 def _shared_here() -> bool:
@@ -129,56 +126,34 @@ def _check_initialized(model: nn.Module, modules: Optional[list] = None) -> None
         )
 
 
-class _Borrow:
-    """The context manager of :func:`borrowed` (a class, not a generator: no frame between the
-    block and the restore where an interrupt could skip it).
+class _Borrow(turns.Hold):
+    """The context manager of :func:`borrowed`: the model's lock (:class:`~nbvis.compute.turns.Hold`:
+    taking and giving back are critical sections a Ctrl-C cannot cut short), then the borrow."""
 
-    Taking and giving back the model are critical sections (:mod:`nbvis.compute.interrupts`):
-    a Ctrl-C that lands in them, even at the first instruction of ``__exit__``, waits until the
-    model is back, then reaches the caller. The block itself stays interruptible.
-    """
-
-    __slots__ = ("model", "eval", "freeze", "grad", "_lock", "_modules", "_modes", "_params", "_grads", "_hooks",
-                 "_done", "_grad_mode")
+    __slots__ = ("eval", "freeze", "grad", "_modules", "_modes", "_params", "_grads", "_hooks", "_done",
+                 "_grad_mode")
 
     def __init__(self, model: nn.Module, *, eval: bool, freeze: bool, grad: Optional[bool]):
-        self.model, self.eval, self.freeze, self.grad = model, eval, freeze, grad
+        super().__init__(model)
+        self.eval, self.freeze, self.grad = eval, freeze, grad
 
-    def __enter__(self) -> nn.Module:
-        interrupts.enter()
-        self._take()  # on failure it gave everything back, left the section and raised
-        interrupts.hold()  # the handler stays while the block runs: __exit__ is covered from its start
-        interrupts.leave(deliver=False)  # an interrupt from here on is raised in the block, never here
-        return self.model
+    def _before_lock(self) -> None:
+        self._modules = list(self.model.modules())
+        _check_initialized(self.model, self._modules)
 
-    def _take(self) -> None:
-        try:
-            modules = list(self.model.modules())
-            _check_initialized(self.model, modules)
-            lock = _lock_of(self.model)
-            while not lock.acquire(timeout=0.05):  # another thread's step: a Ctrl-C meanwhile ends the wait
-                if interrupts.pending():
-                    raise KeyboardInterrupt
-        except BaseException:
-            interrupts.leave()  # raises a recorded Ctrl-C instead, if one came
-            raise
-        self._lock = lock
-        try:
-            self._snapshot(modules)
-            if self.eval and any(self._modes):  # (a model already in eval mode is left alone)
-                self.model.eval()
-            if self.freeze and not _shared_here():
-                for p, grad in zip(self._params, self._grads):
-                    if grad:
-                        p.requires_grad_(False)
-            if self.grad is not None:
-                torch.set_grad_enabled(self.grad)
-            if interrupts.pending():
-                raise KeyboardInterrupt
-        except BaseException:  # an error or a Ctrl-C halfway: give everything back first
-            self._give_back(hasattr(self, "_grad_mode"))
-            interrupts.leave()
-            raise
+    def _use(self) -> None:
+        self._snapshot(self._modules)
+        if self.eval and any(self._modes):  # (a model already in eval mode is left alone)
+            self.model.eval()
+        if self.freeze and not _shared_here():
+            for p, grad in zip(self._params, self._grads):
+                if grad:
+                    p.requires_grad_(False)
+        if self.grad is not None:
+            torch.set_grad_enabled(self.grad)
+
+    def _used(self) -> bool:
+        return hasattr(self, "_grad_mode")  # the snapshot was taken
 
     def _snapshot(self, modules: list) -> None:
         self._modes = [m.training for m in modules]
@@ -197,18 +172,10 @@ class _Borrow:
         # cut short by an interrupt must not leave gradients off for the caller
         self._grad_mode = torch.is_grad_enabled()
 
-    def __exit__(self, *_exc) -> bool:
-        interrupts.enter()
-        self._give_back(True)
-        interrupts.release()
-        interrupts.leave()  # raises a Ctrl-C that came while the model was given back
-        return False
-
-    def _give_back(self, restore: bool) -> None:
-        """Restore (when the snapshot was taken) and let other threads borrow the model."""
+    def _give_back_model(self) -> None:
         pending = None
         self._done = 0
-        while restore:
+        while True:
             try:
                 self._restore()
                 break
@@ -217,7 +184,6 @@ class _Borrow:
             except BaseException as interrupt:  # the exception of another signal's handler: finish first
                 if pending is None:
                     pending = interrupt
-        self._lock.release()
         if pending is not None:
             raise pending
 
@@ -246,10 +212,6 @@ class _Borrow:
                         del current[key]
             self._done += 1
         torch.set_grad_enabled(self._grad_mode)
-
-
-interrupts.protect(_Borrow.__enter__, tail=True)
-interrupts.protect(_Borrow.__exit__)
 
 
 class Activations(dict):
@@ -384,7 +346,9 @@ class Recorder:
         # the passes whose axes are known need no more than the values of the layers asked for
         self._quick = self.explicit and self.leaf_layer is None and not inputs
         self._open = False
-        self._running = False  # the hooks record only during this recorder's own passes
+        # the thread of the pass running now: the hooks record only its passes (not another
+        # thread's forward through the same modules meanwhile)
+        self._running: Optional[int] = None
         self._handles: list = []  # the recording hooks while they are on the model
         self._handles_kind = None  # which hook they call: "traced" (self._hook) or "quick"
 
@@ -428,15 +392,15 @@ class Recorder:
                 # the tracer's hooks first, then the recording ones (these see the axes noted)
                 self._unhook()
                 if tracer is not None:
-                    tracing = [module.register_forward_hook(tracer.hook) for module in self.leaves]
+                    tracing = [module.register_forward_hook(this_thread_only(tracer.hook)) for module in self.leaves]
                     tracer.note(x, units.default_axis(x)) if x.dim() > 0 else None
                 hook = self._hook if kind == "traced" else self._quick_hook
                 self._handles = [module.register_forward_hook(hook) for module in self.hooked]
                 self._handles_kind = kind
-            self._running = True
+            self._running = threading.get_ident()
             return run_model(self.model, x)
         finally:
-            self._running = False
+            self._running = None
             for handle in tracing:
                 handle.remove()
             if not self._open:
@@ -476,7 +440,7 @@ class Recorder:
         return output, result
 
     def _quick_hook(self, module, args, output):
-        if not self._running:
+        if self._running != threading.get_ident():
             return None
         key = id(module)
         call = self._calls[key] = self._calls.get(key, 0) + 1
@@ -524,7 +488,7 @@ class Recorder:
         return copy
 
     def _hook(self, module, args, output):
-        if not self._running:
+        if self._running != threading.get_ident():
             return None
         key = id(module)
         call = self._calls[key] = self._calls.get(key, 0) + 1

@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 import pytest
-from harness import canvas_stats, offline_page, screenshot
+from harness import block_network, canvas_stats, offline_page, screenshot
 from PIL import Image
 from test_activation_heatmap_e2e import tooltip_text, unit_center
 
@@ -207,6 +207,22 @@ def test_semantic_dictionary_export_follows_the_pointer_offline(browser, exports
         screenshot(page, "export_semantic_dictionary.png")
         assert page.locator(".nbvis-semantic-dictionary select.nbvis-bk-layer").is_disabled()
         assert page.locator(".nbvis-semantic-dictionary input[type=file]").is_disabled()
+        assert not blocked, blocked
+    finally:
+        page.close()
+
+
+def test_export_without_decompression_stream_says_what_it_needs(browser, exports):
+    """The manager is packed with gzip: a browser without DecompressionStream gets a note, not a blank page."""
+    _views, paths = exports
+    page = browser.new_page()
+    try:
+        page.add_init_script("delete window.DecompressionStream;")
+        blocked = block_network(page)
+        page.goto(paths["grid"].resolve().as_uri())
+        note = page.wait_for_selector("p:has-text('DecompressionStream')")
+        assert "Firefox 113" in note.inner_text()
+        assert page.locator(".nbvis-weight-grid").count() == 0
         assert not blocked, blocked
     finally:
         page.close()

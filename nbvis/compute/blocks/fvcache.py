@@ -29,7 +29,8 @@ import torch
 from torch import nn
 
 from ..optimize import OptimizationRun, objective, resolve_regularizers
-from ..probe import LayerRef, borrowed, forward_with, leaf_layers, model_device, model_dtype, resolve_layer
+from ..probe import (LayerRef, borrowed, forward_with, leaf_layers, model_device, model_dtype, resolve_layer,
+                     this_thread_only)
 from ..structure import RISING
 
 __all__ = ["FeatureCache", "IconUpdate", "direction_objective", "feature_cache"]
@@ -303,7 +304,7 @@ class FeatureCache:
                         produced[id(output)] = layer  # an in-place layer returns its input: it takes it over
                 return hook
 
-            handles = [modules[n].register_forward_hook(record(n)) for n in leaf_layers(self.model)]
+            handles = [modules[n].register_forward_hook(this_thread_only(record(n))) for n in leaf_layers(self.model)]
             probe = torch.zeros((1, *self.input_shape), device=model_device(self.model), dtype=model_dtype(self.model))
             try:
                 with borrowed(self.model), torch.no_grad():

@@ -17,6 +17,8 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from nbvis.compute.probe import this_thread_only
+
 __all__ = ["redirected_relus"]
 
 
@@ -56,8 +58,8 @@ def redirected_relus(model: nn.Module, on: bool = True) -> Iterator[int]:
     handles = []
     try:
         for module in relus:
-            handles.append(module.register_forward_pre_hook(before))
-            handles.append(module.register_forward_hook(after, prepend=True))  # before any capture
+            handles.append(module.register_forward_pre_hook(this_thread_only(before)))
+            handles.append(module.register_forward_hook(this_thread_only(after), prepend=True))  # before any capture
         yield len(relus)
     finally:
         for handle in handles:
