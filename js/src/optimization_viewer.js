@@ -161,6 +161,7 @@ function render({ model, el }) {
     const grid = tileGrid({ count: n, cols, tileW: tw, tileH: th, pitchW: tw + 2, pitchH: th + 2, originX: 1, zoom });
     const image = new ImageData(grid.nativeW, grid.nativeH);
     const px = image.data;
+    new Uint32Array(px.buffer).fill(0xff888888); // a gray frame around each start: white inputs stay visible
     const d = f.data;
     for (let s = 0; s < n; s++) {
       const [ox, oy] = tileOrigin(grid, s);
@@ -274,7 +275,7 @@ function render({ model, el }) {
   // The quality row: per start, what tells a meaningful visualization from a fooling image.
   const QUALITY = [
     ["objective", "objective", (v) => fmt(v), "the objective of the input as it is"],
-    ["confidence", "P(class), shifted", (v) => `${(100 * v).toFixed(0)}%`, "the model's probability of the class under random shifts of up to 2 pixels"],
+    ["confidence", "P(class), shifted", (v) => `${(100 * v).toFixed(0)}%`, "the model's probability of the class, averaged over every shift of up to 2 pixels"],
     ["similarity", "nearest example", (v, row) => `#${row.nearest} r=${v.toFixed(2)}`, "the most correlated of the unit's 16 top dataset examples"],
     ["diversity", "1 \u2212 corr. to others", (v) => v.toFixed(2), "mean 1 \u2212 correlation with the other starts"],
     ["high_frequency", "high freq.", (v) => `${(100 * v).toFixed(0)}%`, "share of the energy above a quarter cycle per pixel (noise-like when high)"],
