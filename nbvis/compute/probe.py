@@ -1,4 +1,4 @@
-"""Find layers by name, run a model with hooks on them, and borrow a model without changing it.
+"""Find layers by name and run a model with hooks on them (a borrow, see :mod:`.borrow`).
 
 Every function here leaves the model exactly as it found it: parameters, their
 ``requires_grad``, every module's train/eval mode, and its hooks, even when the
@@ -8,12 +8,13 @@ forward pass raises.
 from __future__ import annotations
 
 import threading
-from typing import Iterable, Iterator, Optional, Union
+from typing import Iterable, Optional, Union
 
 import torch
 from torch import nn
 
-from . import interrupts, samples, turns, units
+from . import interrupts, samples, units
+from .borrow import borrowed
 
 LayerRef = Union[str, nn.Module, None]
 
@@ -34,9 +35,6 @@ __all__ = [
     "resolve_layer",
     "run_model",
 ]
-
-_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-
 
 def layer_names(model: nn.Module) -> list[str]:
     """Dotted names of every submodule, in definition order (the model itself is left out)."""
@@ -74,25 +72,6 @@ def run_model(model: nn.Module, x: torch.Tensor):
         ) from None
 
 
-def borrowed(model: nn.Module, *, eval: bool = True, freeze: bool = True, grad: Optional[bool] = None) -> "_Borrow":
-    """Use the model and give it back exactly as it was.
-
-    Inside: eval mode (when ``eval``), parameters with ``requires_grad=False`` (when ``freeze``,
-    so no gradient lands in ``.grad``; on the main thread only, see below), gradients on or off
-    for this thread as ``grad`` says (None: as they are). On exit, even after an exception: every module's mode,
-    every parameter's ``requires_grad``, and every module's hook dictionaries are restored.
-    Borrows of one model from different threads take turns; nested borrows on one thread nest.
-    A borrow from another thread than the main one (a background job outside a kernel) leaves
-    ``requires_grad`` as it is: the owner may be training the model meanwhile.
-
-    The restore completes even when a ``KeyboardInterrupt`` (Ctrl-C, or any exception a signal
-    handler raises) lands in the middle of it; the interrupt is raised once the model is back.
-    A model with uninitialized lazy modules (``nn.LazyLinear`` before its first call) is refused:
-    running it would initialize, that is change, it.
-    """
-    return _Borrow(model, eval=eval, freeze=freeze, grad=grad)
-
-
 def this_thread_only(hook):
     """``hook`` for the passes of the thread that made it: the owner's forward in another thread,
     while a background job's step has hooks on the model, is neither recorded nor changed."""
@@ -102,116 +81,6 @@ def this_thread_only(hook):
         return hook(*args) if threading.get_ident() == ident else None
 
     return guarded
-
-
-def _shared_here() -> bool:
-    """Borrows from threads other than the main one leave ``requires_grad`` alone: the owner may
-    train the model meanwhile. Their work keeps gradients off the parameters by itself (no
-    gradients, or ``torch.autograd.grad`` with respect to inputs only)."""
-    return threading.current_thread() is not threading.main_thread()
-
-
-def _check_initialized(model: nn.Module, modules: Optional[list] = None) -> None:
-    """Refuse a model with uninitialized lazy modules (``modules``: its modules, when already listed)."""
-    lazy_type = nn.modules.lazy.LazyModuleMixin
-    if not any(isinstance(m, lazy_type) for m in (model.modules() if modules is None else modules)):
-        return
-    lazy = [name for name, module in model.named_modules() if isinstance(module, lazy_type)
-            and module.has_uninitialized_params()]
-    if lazy:
-        shown = ", ".join(f"{name or 'the model'} ({type(dict(model.named_modules())[name]).__name__})" for name in lazy[:5])
-        raise ValueError(
-            f"the model has uninitialized lazy modules: {shown}; call the model once on a real input "
-            "(that sets their shapes) before looking inside it"
-        )
-
-
-class _Borrow(turns.Hold):
-    """The context manager of :func:`borrowed`: the model's lock (:class:`~nbvis.compute.turns.Hold`:
-    taking and giving back are critical sections a Ctrl-C cannot cut short), then the borrow."""
-
-    __slots__ = ("eval", "freeze", "grad", "_modules", "_modes", "_params", "_grads", "_hooks", "_done",
-                 "_grad_mode")
-
-    def __init__(self, model: nn.Module, *, eval: bool, freeze: bool, grad: Optional[bool]):
-        super().__init__(model)
-        self.eval, self.freeze, self.grad = eval, freeze, grad
-
-    def _before_lock(self) -> None:
-        self._modules = list(self.model.modules())
-        _check_initialized(self.model, self._modules)
-
-    def _use(self) -> None:
-        self._snapshot(self._modules)
-        if self.eval and any(self._modes):  # (a model already in eval mode is left alone)
-            self.model.eval()
-        if self.freeze and not _shared_here():
-            for p, grad in zip(self._params, self._grads):
-                if grad:
-                    p.requires_grad_(False)
-        if self.grad is not None:
-            torch.set_grad_enabled(self.grad)
-
-    def _used(self) -> bool:
-        return hasattr(self, "_grad_mode")  # the snapshot was taken
-
-    def _snapshot(self, modules: list) -> None:
-        self._modes = [m.training for m in modules]
-        params, seen = [], set()  # model.parameters(), from the modules already listed
-        for m in modules:
-            for p in m._parameters.values():
-                if p is not None and id(p) not in seen:
-                    seen.add(id(p))
-                    params.append(p)
-        self._params = params
-        self._grads = [p.requires_grad for p in params]
-        # per module, the keys of each hook dictionary (None for an empty one)
-        self._hooks = [tuple(set(h) if h else None for h in (getattr(m, d, None) for d in _HOOK_DICTS)) for m in modules]
-        self._modules = modules
-        # the thread's grad mode too: a `with borrowed(m), torch.no_grad():` whose no_grad exit is
-        # cut short by an interrupt must not leave gradients off for the caller
-        self._grad_mode = torch.is_grad_enabled()
-
-    def _give_back_model(self) -> None:
-        pending = None
-        self._done = 0
-        while True:
-            try:
-                self._restore()
-                break
-            except Exception:
-                raise
-            except BaseException as interrupt:  # the exception of another signal's handler: finish first
-                if pending is None:
-                    pending = interrupt
-        if pending is not None:
-            raise pending
-
-    def _restore(self) -> None:
-        """Go on restoring from item ``self._done``: every item is idempotent, so the one an
-        interrupt cut short is simply done again."""
-        modes, grads, hooks = self._modes, self._grads, self._hooks
-        n_modules, n_params = len(self._modules), len(self._params)
-        while self._done < n_modules:
-            module = self._modules[self._done]
-            if module.training != modes[self._done]:
-                module.training = modes[self._done]
-            self._done += 1
-        while self._done < n_modules + n_params:
-            i = self._done - n_modules
-            if self._params[i].requires_grad != grads[i]:
-                self._params[i].requires_grad_(grads[i])
-            self._done += 1
-        while self._done < 2 * n_modules + n_params:
-            i = self._done - n_modules - n_params
-            module = self._modules[i]
-            for d, keys in zip(_HOOK_DICTS, hooks[i]):
-                current = getattr(module, d, None)
-                if current:
-                    for key in [k for k in current if keys is None or k not in keys]:
-                        del current[key]
-            self._done += 1
-        torch.set_grad_enabled(self._grad_mode)
 
 
 class Activations(dict):

@@ -76,7 +76,7 @@ def lock_of(model: nn.Module) -> ModelLock:
 
 
 class Hold:
-    """The context manager of :func:`exclusive`; :class:`nbvis.compute.probe._Borrow` borrows the
+    """The context manager of :func:`exclusive`; :class:`nbvis.compute.borrow._Borrow` borrows the
     model on top of it (``_use`` after the lock is taken, ``_give_back_model`` before it is released).
 
     Taking and giving back are critical sections: a Ctrl-C that lands in them, even at the first

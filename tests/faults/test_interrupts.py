@@ -267,7 +267,7 @@ def test_a_ctrl_c_at_the_first_instruction_of_the_restore_waits_for_it(cnn, wher
     """The worst moment: the first instruction of the ``__exit__`` that gives the model back
     (Python's own ``with`` machinery gives no chance to catch it there)."""
     from nbvis.compute.optimize.session import Session
-    from nbvis.compute.probe import _Borrow
+    from nbvis.compute.borrow import _Borrow
 
     code = (_Borrow if where == "borrow exit" else Session).__exit__.__code__
     before = full_state(cnn)
