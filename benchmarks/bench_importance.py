@@ -9,12 +9,14 @@ chunks through a reused buffer, without building any perturbation.
 
 Each round times nbvis, scikit-learn and the floor one after the other; the reported ratio is
 the median over rounds of each round's ratio, so load on a shared machine moves both sides alike.
-Where a CUDA GPU is available the same cases run there too (the GPU rows say so where not).
+Both sides run on one torch thread (``--threads``) and are timed in CPU time of this process (on a
+shared machine other work inflates wall time at random; wall time is printed beside it). Where a
+CUDA GPU is available the same cases run there too, timed in wall time (the GPU rows say so where not).
 
 The chart's cost is compared with plotly's own FigureWidget drawing the same bars (it ships its
 multi-MB JavaScript bundle inside every instance's state).
 
-Run:  python benchmarks/bench_importance.py [--quick] [--rounds N] [--bytes-only]
+Run:  python benchmarks/bench_importance.py [--quick] [--rounds N] [--threads 1] [--bytes-only]
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def floor(model: nn.Module, X: torch.Tensor, rows: int) -> float:
     per_row = X[:1].numel() * 4 + sum(p.shape[0] * 4 for p in model.parameters() if p.dim() == 2)
     chunk = max(256, MEMORY_BUDGET // per_row)
     buf = X.repeat((chunk // len(X)) + 1, *([1] * (X.dim() - 1)))[:chunk].contiguous()
-    start = time.perf_counter()
+    start = clock(buf.is_cuda)
     with torch.no_grad():
         done = 0
         while done < rows:
@@ -55,7 +57,7 @@ def floor(model: nn.Module, X: torch.Tensor, rows: int) -> float:
             done += n
     if buf.is_cuda:
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return clock(buf.is_cuda) - start
 
 
 def mlp(*widths: int) -> nn.Module:
@@ -75,10 +77,16 @@ def fit(model: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int) -> nn.M
     return model.eval()
 
 
-def timed(fn) -> tuple[float, object]:
-    start = time.perf_counter()
+def clock(cuda: bool = False) -> float:
+    """CPU seconds of this process (wall seconds for work on a GPU)."""
+    return time.perf_counter() if cuda else time.process_time()
+
+
+def timed(fn, cuda: bool = False) -> tuple[float, float, object]:
+    """(clock seconds, wall seconds, value) of ``fn()``."""
+    start, wall = clock(cuda), time.perf_counter()
     value = fn()
-    return time.perf_counter() - start, value
+    return clock(cuda) - start, time.perf_counter() - wall, value
 
 
 def case(title, model, X, y, estimator, scoring, n_repeats, rounds, target, device="cpu"):
@@ -97,20 +105,26 @@ def case(title, model, X, y, estimator, scoring, n_repeats, rounds, target, devi
         return sklearn_importance(estimator, flat, y, scoring=scoring, n_repeats=n_repeats, random_state=0)
 
     ours()  # warm up
+    cuda = device != "cpu"
     times = {"nbvis": [], "sklearn": [], "floor": []}
+    walls = {"nbvis": [], "sklearn": []}
     for _ in range(rounds):
-        t, result = timed(ours)
+        t, w, result = timed(ours, cuda)
         times["nbvis"].append(t)
-        t, ref = timed(reference)
+        walls["nbvis"].append(w)
+        t, w, ref = timed(reference, cuda)
         times["sklearn"].append(t)
+        walls["sklearn"].append(w)
         times["floor"].append(floor(model, Xt, len(X) * len(result.groups) * n_repeats))
     diff = float(np.abs(ref.importances - result.importances).max())
     speedup = median_ratio(times["sklearn"], times["nbvis"])
     over_floor = median_ratio(times["nbvis"], times["floor"])
     median = {k: statistics.median(v) for k, v in times.items()}
+    wall = median_ratio(walls["sklearn"], walls["nbvis"])
     print(
-        f"{title} [{device}, {rounds} round(s)]\n  scikit-learn {median['sklearn']:7.3f} s | nbvis {median['nbvis']:7.3f} s | "
-        f"speed-up x{speedup:6.2f} (median of per-round ratios) | floor (one batched forward over all "
+        f"{title} [{device}, {rounds} round(s), {'wall' if cuda else 'CPU'} time]\n  scikit-learn {median['sklearn']:7.3f} s | "
+        f"nbvis {median['nbvis']:7.3f} s | speed-up x{speedup:6.2f} (median of per-round ratios; wall time x{wall:.2f}) | "
+        f"floor (one batched forward over all "
         f"{len(X) * len(result.groups) * n_repeats:,} perturbed rows) {median['floor']:7.3f} s: nbvis/floor {over_floor:5.2f} | "
         f"max |nbvis - sklearn| {diff:.1e}"
     )
@@ -208,11 +222,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_options(parser)
     parser.add_argument("--rounds", type=int, default=None, help="rounds per case (default: 3, 9 for diabetes; --quick: 1, 3)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps CPU time meaningful)")
     parser.add_argument("--bytes-only", action="store_true", help="only measure what a chart costs")
     args = parser.parse_args()
     if args.bytes_only:
         chart_cost()
         return
+    torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     missing = no_cuda()
     for title, model, X, y, est, scoring, n_repeats, rounds, quick, target in cases():

@@ -57,6 +57,9 @@ def sized_cnn(width: int, size: int) -> nn.Module:
 
 
 SIZES = {"3-8-16 + linear, 32 px": (8, 32), "3-16-32 + linear, 64 px": (16, 64), "3-32-64 + linear, 128 px": (32, 128)}
+# rounds of section 0 per round asked for: a run of the small models takes milliseconds, so that
+# more rounds cost little and keep a burst of load on a shared machine from deciding the median
+ROUNDS_PER_SIZE = {32: 5, 64: 3, 128: 1}
 
 
 def plain_loop(model, shape, steps) -> Clock:
@@ -216,7 +219,7 @@ def rows(steps: int = 32, rounds: int = 5, size: int = 128, starts: int = 1, thr
         shape = (starts, 3, side, side)
         bare_loop(model, shape, 4, layer="head", channel=3)
         plain_loop(model, shape, 4)
-        found = compare(rounds, {
+        found = compare(rounds * ROUNDS_PER_SIZE[side], {
             "bare": lambda: bare_loop(model, shape, steps, layer="head", channel=3),
             "nbvis": lambda: plain_loop(model, shape, steps),
         })

@@ -137,6 +137,37 @@ def test_row_sampling_draws_like_sklearn(n, m):
         np.testing.assert_array_equal(draws.subsample(np.random.RandomState(seed), n, m), expected)
 
 
+def test_draws_are_numpys_on_every_thread_at_once():
+    """The permutations come from a reseeded generator per thread: the same draws as a new
+    RandomState each time, also while other threads draw."""
+    import threading
+
+    def expected(random_state, n, repeats):
+        seed = np.random.RandomState(random_state).randint(np.iinfo(np.int32).max + 1)
+        rng, index, out = np.random.RandomState(seed), np.arange(n), []
+        composed = np.arange(n)
+        for _ in range(repeats):
+            rng.shuffle(index)
+            composed = composed[index]
+            out.append(composed)
+        return out
+
+    wrong = []
+
+    def draw(k):
+        for random_state in range(k, k + 30):
+            _, perms = draws.permutations(draws.draw_seed(random_state), 50 + k, 50 + k, 3)
+            if not all(np.array_equal(a, b) for a, b in zip(perms, expected(random_state, 50 + k, 3))):
+                wrong.append(random_state)
+
+    threads = [threading.Thread(target=draw, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []
+
+
 def test_matches_sklearn_dataframe_and_names(diabetes):
     X, y, model = diabetes
     names = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]

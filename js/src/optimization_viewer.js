@@ -68,7 +68,7 @@ function render({ model, el }) {
   const images = h("canvas", { class: "nbvis-images" });
   const rangeNote = h("div", { class: "nbvis-muted nbvis-ov-note nbvis-range" });
   const quality = h("table", { class: "nbvis-quality" });
-  const curveCanvas = h("canvas", { class: "nbvis-curve", width: 480, height: 170 });
+  const curveCanvas = h("canvas", { class: "nbvis-curve", width: model.get("compact") ? 320 : 480, height: model.get("compact") ? 110 : 170 });
   const legend = h("div", { class: "nbvis-muted nbvis-ov-note" });
   const panels = h("div", { class: "nbvis-ov-panels" }, [
     h("div", {}, [images, rangeNote, quality]),
@@ -82,7 +82,13 @@ function render({ model, el }) {
   });
   const pendingNote = h("span", { class: "nbvis-muted", textContent: "changes apply at the next start or resume" });
   const sliders = h("div", { class: "nbvis-bar" });
-  const regs = h("div", {}, [h("div", { class: "nbvis-bar" }, [h("label", {}, ["priors ", presetSelect]), pendingNote]), sliders]);
+  // folded away in a compact layout (the Explorer's column), open otherwise
+  const regs = h("details", { class: "nbvis-ov-regs" }, [
+    h("summary", { textContent: "priors and regularizers" }),
+    h("div", { class: "nbvis-bar" }, [h("label", {}, ["priors ", presetSelect]), pendingNote]), sliders,
+  ]);
+  regs.open = !model.get("compact");
+  if (model.get("compact")) view.root.classList.add("nbvis-ov-compact");
   view.body.append(bar, panels, regs);
 
   let sliderInputs = {};

@@ -154,6 +154,7 @@ function render({ model, el }) {
     legend.update(perTile ? "-max" : fmt(-shared), perTile ? "+max" : fmt(shared), perTile ? "per tile" : "weight");
     view.root.dataset.tiles = String(n);
     view.root.dataset.cols = String(cols);
+    view.root.dataset.selected = selected == null ? "" : String(selected);
   }
 
   // Each tile's unit index in its top-left corner, on a dark plate so it reads on any colors.

@@ -30,6 +30,7 @@ __all__ = [
     "ScanProgress",
     "TopExamples",
     "field_geometries",
+    "crop_like",
     "field_geometry",
     "receptive_field",
     "scan_top_examples",
@@ -50,7 +51,8 @@ class TopExamples:
     dense units); ``boxes``: the receptive field of that position, ``(k, axes, 2)`` as
     ``[lo, hi)``; ``patches``: the input under that field, zero-filled where the field extends
     past the input (as zero padding would), all of the field's size (the whole inputs for
-    dense units). ``scanned``: how many samples were seen.
+    dense units). ``scanned``: how many samples were seen. ``geometry``: the receptive fields of
+    the layer, which :func:`crop_like` uses to crop anything shaped like the inputs as the patches.
     """
 
     layer: str
@@ -62,6 +64,7 @@ class TopExamples:
     boxes: torch.Tensor
     patches: torch.Tensor
     scanned: int
+    geometry: Optional[FieldGeometry] = None
 
 
 @dataclass
@@ -238,7 +241,18 @@ def _result(name: str, unit: int, best, geometry: FieldGeometry, done: int) -> T
         boxes=boxes,
         patches=_patches(inputs, boxes, geometry, positions),
         scanned=done,
+        geometry=geometry,
     )
+
+
+def crop_like(top: TopExamples, values: torch.Tensor) -> torch.Tensor:
+    """``values`` shaped like ``top.inputs`` (a map of each example over its input) cropped as
+    ``top.patches`` are: under each example's receptive field, zero-filled past the input."""
+    if tuple(values.shape) != tuple(top.inputs.shape):
+        raise ValueError(f"values to crop have shape {tuple(values.shape)}; the examples' inputs have {tuple(top.inputs.shape)}")
+    if top.geometry is None:
+        return values.clone()
+    return _patches(values, top.boxes, top.geometry, top.positions)
 
 
 def top_examples(

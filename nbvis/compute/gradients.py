@@ -39,7 +39,7 @@ from torch.overrides import TorchFunctionMode
 from . import interrupts, units
 from .probe import LayerRef, as_input, borrowed, forward_with, run_model
 
-__all__ = ["deconvnet", "gradient", "guided_backprop", "loss_gradient", "select_unit"]
+__all__ = ["METHODS", "deconvnet", "gradient", "guided_backprop", "loss_gradient", "select_unit"]
 
 
 
@@ -181,6 +181,10 @@ def deconvnet(model: nn.Module, x, of, wrt: LayerRef = "input", reduce: str = un
     """The deconvnet map (Zeiler & Fergus): every ReLU passes back the positive part of the
     gradient, whatever its forward input was. Same arguments and result shape as :func:`gradient`."""
     return _backprop(model, x, of, wrt, reduce, "deconvnet")
+
+
+# the maps of a unit by the name the views use
+METHODS = {"gradient": gradient, "guided": guided_backprop, "deconvnet": deconvnet}
 
 
 def _class_targets(target, output: torch.Tensor) -> torch.Tensor:

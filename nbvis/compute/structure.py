@@ -23,13 +23,16 @@ from torch import nn
 from . import units
 from .probe import borrowed, leaf_layers, run_model, this_thread_only
 
-__all__ = ["Call", "Structure", "RISING", "WEIGHTED", "grid_shape", "rises_with", "trace", "weighted_source"]
+__all__ = ["Call", "Structure", "RISING", "WEIGHTED", "grid_shape", "preactivation", "rises_with", "saturates", "trace", "weighted_source"]
 
 WEIGHTED = (nn.Linear, nn.modules.conv._ConvNd)
 # Layers whose output for a unit never decreases when that unit's input rises (in eval mode).
 RISING = (nn.Sigmoid, nn.Tanh, nn.ReLU, nn.ReLU6, nn.ELU, nn.SELU, nn.CELU, nn.Softplus, nn.Hardtanh,
           nn.Hardsigmoid, nn.LogSigmoid, nn.Dropout, nn.Identity, nn.modules.pooling._MaxPoolNd,
           nn.modules.pooling._AvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd, nn.modules.pooling._AdaptiveAvgPoolNd)
+# Rising layers bounded above: many inputs reach the same top value (a sigmoid is exactly 1 in
+# float32 from about 17 on), so that ranking by their output ties where the pre-activation does not.
+SATURATING = (nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Hardsigmoid, nn.ReLU6, nn.LogSigmoid, nn.Softsign)
 INPUT = None  # the producer of a call that reads the model's input
 
 
@@ -132,6 +135,35 @@ def rises_with(structure: Structure, source: str, layer: str, unit: int) -> bool
             return False
         call = structure.get(call.producer) if call.producer else None
     return call is not None
+
+
+def preactivation(structure: Structure, layer: str, unit) -> Optional[str]:
+    """The Linear or Conv call whose unit ``layer``'s ``unit`` rises with (see :func:`rises_with`):
+    ``fc1`` for ``sigmoid[12]`` (the sigmoid's pre-activation), ``conv2`` for ``relu2[5]``; None
+    when ``layer`` is such a call itself, when no single one computes it, or when a layer on the
+    way may lower it. An element ``(c, y, x)`` has one only through layers that keep its shape
+    (an activation, not a pooling), so that the same element exists in both."""
+    call = structure.get(layer)
+    if call is None:
+        return None
+    source = weighted_source(structure, layer, call.shape)
+    if source is None or source == layer:
+        return None
+    channel = unit[0] if isinstance(unit, (tuple, list)) else int(unit)
+    if isinstance(unit, (tuple, list)) and structure.get(source).shape != call.shape:
+        return None
+    return source if rises_with(structure, source, layer, channel) else None
+
+
+def saturates(structure: Structure, source: str, layer: str) -> bool:
+    """Whether a layer bounded above (see SATURATING) lies on the exact-input chain from
+    ``source`` to ``layer`` (``layer`` included, ``source`` not)."""
+    call = structure.get(layer)
+    while call is not None and call.name != source:
+        if isinstance(call.module, SATURATING):
+            return True
+        call = structure.get(call.producer) if call.producer else None
+    return False
 
 
 def _rises(module: nn.Module, unit: int) -> bool:

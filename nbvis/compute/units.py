@@ -78,6 +78,7 @@ __all__ = [
     "select",
     "split_sample",
     "to_tensor",
+    "unit_label",
 ]
 
 OUTPUT = ""
@@ -128,6 +129,12 @@ class Layer:
 def layer_label(name: str) -> str:
     """How a layer name is shown: the model's output is ``"model output"``."""
     return "model output" if name == OUTPUT else ("model output" + name if name.startswith("[") else name)
+
+
+def unit_label(name: str, unit) -> str:
+    """How a unit is written in the views: ``fc1[12]``, ``relu2[5, 3, 4]`` for one position."""
+    index = ", ".join(map(str, unit)) if isinstance(unit, (tuple, list)) else str(unit)
+    return f"{layer_label(name)}[{index}]"
 
 
 def _canonical(path: str, call: int, pick: tuple) -> str:

@@ -77,7 +77,7 @@ class BlocksPanel(ipywidgets.HBox):
         with self._linking:
             if self.dictionary.layer != layer:
                 self.dictionary.layer = layer
-            self.dictionary.selected = (layer, int(unit))
+            self.dictionary.selected = (layer, int(unit[0] if isinstance(unit, tuple) else unit))  # a position: its channel
 
     def _on_dictionary_selected(self, change) -> None:
         selection = change["new"]

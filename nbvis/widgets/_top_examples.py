@@ -7,7 +7,9 @@ from typing import Optional
 
 import traitlets
 
+from ..compute import units
 from ..compute.dataset import TopExamples, scan_top_examples
+from ..compute.example_maps import example_maps
 from ._jobs import Job, Throttle
 from ._traits import ArrayDict
 
@@ -20,7 +22,13 @@ class TopExamplesView(traitlets.HasTraits):
 
     The view calls :meth:`_init_top` before its widget is set up, observes ``top_k`` with
     :meth:`_on_top_k`, starts a scan with :meth:`_start_top` when the selection changes and
-    stops it with :meth:`_stop_top` when it closes.
+    stops it with :meth:`_stop_top` when it closes. :meth:`_top_target` says which ``(layer,
+    unit)`` ranks the examples (the selected one unless the view says otherwise).
+
+    When the scan is done, each example gets its guided-backprop and deconvnet maps (of the
+    ranking unit, at the example's strongest position, cropped like its patch), as the Deep
+    Visualization Toolbox shows beside the top 9; a model without a ReLU, for which those rules
+    mean nothing, gets the plain gradient instead.
     """
 
     top_k = traitlets.Int(9).tag(sync=True)
@@ -29,6 +37,7 @@ class TopExamplesView(traitlets.HasTraits):
     top_progress = traitlets.Float(0.0, read_only=True).tag(sync=True)
 
     def _init_top(self) -> None:
+        self._top_maps: dict = {}
         self._top_job: Optional[Job] = None
         self._top_result: Optional[TopExamples] = None
         self._top_throttle = Throttle(0.1)
@@ -61,21 +70,37 @@ class TopExamplesView(traitlets.HasTraits):
     def _start_top(self) -> Optional[Job]:
         self._stop_top()
         self._top_result = None  # another unit's examples must not stay on show
+        self._top = None
         if self._dataset is None or self.selected is None:
-            self._top = None
             return None
-        layer, unit = self.selected
-        steps = self._locked(scan_top_examples(self.model, layer, unit, self._dataset, k=self.top_k, batch_size=256))
+        layer, unit = self._top_target()
+        self._top_maps: dict = {}
+        scan = scan_top_examples(self.model, layer, unit, self._dataset, k=self.top_k, batch_size=256)
+        steps = self._locked(self._with_maps(scan))
         self.set_trait("top_state", "running")
         self.set_trait("top_progress", 0.0)
         self._top_job = Job(steps, on_step=self._top_step, on_done=self._top_done, on_error=self._top_error)
         return self._top_job.start()
+
+    def _top_target(self):
+        return self.selected
 
     def _stop_top(self) -> None:
         job = getattr(self, "_top_job", None)
         if job is not None and job.running:
             job.stop()
             self.set_trait("top_state", "stopped")
+
+    def _with_maps(self, scan):
+        """The scan's steps, then one more that finds the final examples' maps (a step of the
+        job: stopping the job waits for it, and the model is not in use after that)."""
+        last = None
+        for progress in scan:
+            last = progress
+            yield progress
+        if last is not None and last.result.inputs.is_floating_point():
+            self._top_maps = self._example_maps(last.result)
+            yield None
 
     def _locked(self, steps):
         try:
@@ -90,6 +115,8 @@ class TopExamplesView(traitlets.HasTraits):
             steps.close()
 
     def _top_step(self, progress) -> None:
+        if progress is None:  # the maps' step: they are sent with the final examples
+            return
         self._top_result = progress.result
         if self._top_throttle.ready() or (progress.total and progress.done >= progress.total):
             with self.hold_sync():  # progress and examples in one message, at most 10 a second
@@ -97,19 +124,30 @@ class TopExamplesView(traitlets.HasTraits):
                     self.set_trait("top_progress", progress.done / progress.total)
                 self._send_top(progress.result)
 
-    def _send_top(self, result: TopExamples) -> None:
+    def _send_top(self, result: TopExamples, maps: Optional[dict] = None) -> None:
+        of = self.selected
         self._top = {
             "layer": result.layer,
-            "unit": result.unit,
+            "ranked_by": units.unit_label(result.layer, result.unit),  # what the values are
+            "of": "" if of is None else units.unit_label(of[0], of[1]),  # the selected unit
             "patches": result.patches,
             "values": result.values,
             "indices": result.indices,
             "scanned": result.scanned,
+            **(maps or {}),
         }
 
+    def _example_maps(self, result: TopExamples) -> dict:
+        """{"guided": ..., "deconvnet": ...} cropped like the patches (or {"gradient": ...})."""
+        try:
+            return {method: example_maps(self.model, result, method) for method in ("guided", "deconvnet")}
+        except ValueError:  # no ReLU ran: those rules change nothing, the gradient says it all
+            return {"gradient": example_maps(self.model, result, "gradient")}
+
     def _top_done(self, _result) -> None:
-        if self._top_result is not None:
-            self._send_top(self._top_result)
+        result = self._top_result
+        if result is not None:
+            self._send_top(result, self._top_maps)
         self.set_trait("top_progress", 1.0)
         self.set_trait("top_state", "done")
 

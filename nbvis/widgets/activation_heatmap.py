@@ -12,9 +12,9 @@ import traitlets
 from torch import nn
 
 from .._arrays import message_bytes
-from ..compute import units
+from ..compute import structure, units
 from ..compute.dataset import as_samples, field_geometries, sample_tensor
-from ..compute.gradients import deconvnet, gradient, guided_backprop
+from ..compute.gradients import METHODS
 from ..compute.images import DEFAULT_MAX_BYTES, decode_image, image_layout, pixels_to_input
 from ..compute.probe import LayerRef, capture_sample
 from ._base import STATIC, NbvisWidget
@@ -24,7 +24,6 @@ from ._traits import Array, ArrayDict
 
 __all__ = ["ActivationHeatmap"]
 
-METHODS = {"gradient": gradient, "guided": guided_backprop, "deconvnet": deconvnet}
 MAX_BARS = 64  # outputs with more units are drawn as a grid, not as bars
 #: bytes of activations one update of the view carries at most (a websocket message of about
 #: 10 MB is a practical ceiling): larger conv maps are sent averaged down, and the view says so
@@ -62,10 +61,19 @@ class ActivationHeatmap(DatasetInput, TopExamplesView, NbvisWidget):
     selected = traitlets.Any(None).tag(sync=True)
     method = traitlets.Enum(tuple(METHODS), default_value="gradient").tag(sync=True)
     wrt = traitlets.Unicode("input").tag(sync=True)
-    # how the why map of a unit with positions (a conv channel) gathers them: "weighted" by the
-    # unit's own activation on this input (where and why it fires here), or "sum" (what would
-    # raise it everywhere); see nbvis.compute.units, reduce="weighted"
-    reduce = traitlets.Enum(("weighted", "sum"), default_value="weighted").tag(sync=True)
+    # how the why map of a conv channel gathers its positions: "weighted" by the channel's own
+    # activation on this input (where and why it fires here; see nbvis.compute.units), "sum"
+    # (what would raise it everywhere) or "max" (its strongest position alone); a selected
+    # position (layer, (c, y, x)) is one element and needs none
+    reduce = traitlets.Enum(("weighted", "sum", "max"), default_value="weighted").tag(sync=True)
+    # what the top examples of a unit are ranked by: "preactivation", for a unit that saturates
+    # (a sigmoid, whose values are 1.000 for many inputs) the Linear or Conv unit it rises with
+    # (fc1[12] for sigmoid[12]: the same order without the ties), else the unit itself; or
+    # "unit", always the unit itself
+    rank = traitlets.Enum(("preactivation", "unit"), default_value="preactivation").tag(sync=True)
+    # the one-screen layout of the Explorer: input at the left, the selected layer large among
+    # thumbnails of the others, the selected unit at the right
+    dashboard = traitlets.Bool(False).tag(sync=True)
     _grad = Array()
     grad_caption = traitlets.Unicode("").tag(sync=True)
     index = traitlets.Int(0).tag(sync=True)
@@ -129,6 +137,7 @@ class ActivationHeatmap(DatasetInput, TopExamplesView, NbvisWidget):
         self.observe(self._on_index, names=["index"])
         self.observe(self._on_selected, names=["selected"])
         self.observe(self._on_grad_options, names=["method", "wrt", "reduce"])
+        self.observe(self._on_rank, names=["rank"])
         self.on_msg(self._on_input_msg)
         self.observe(self._on_top_k, names=["top_k"])
         if self.selected is not None:
@@ -374,23 +383,54 @@ class ActivationHeatmap(DatasetInput, TopExamplesView, NbvisWidget):
         wrt = self.wrt or "input"
         if wrt == "input" and not self._batch.is_floating_point():
             return None, "the input is token ids, which have no gradient: choose a layer to see the map over it"
+        channel = self._has_positions(layer) and not isinstance(unit, tuple)
         with self._lock:
-            reduce = self.reduce if self._has_positions(layer) else units.DEFAULT_REDUCE
+            reduce = self.reduce if channel else units.DEFAULT_REDUCE
             values = METHODS[self.method](self.model, self._batch, of=(layer, unit), wrt=wrt, reduce=reduce)[0]
         if wrt != "input":
             values = self._shown(wrt, values)
         what = {"gradient": "gradient", "guided": "guided backprop", "deconvnet": "deconvnet"}[self.method]
         how = ""
-        if self._has_positions(layer):
-            how = " (positions weighted by its activation)" if self.reduce == "weighted" else " (summed over positions)"
+        if channel:
+            how = {"weighted": " (positions weighted by its activation)", "sum": " (summed over positions)",
+                   "max": " (at its strongest position)"}[self.reduce]
         over = self._label(wrt) if wrt != "input" else "the input"
-        return values.detach().float().cpu().numpy(), f"{what} of {self._label(layer)}[{unit}]{how} over {over}"
+        return values.detach().float().cpu().numpy(), f"{what} of {units.unit_label(layer, unit)}{how} over {over}"
 
     def _has_positions(self, name: str) -> bool:
         """Whether a unit of layer ``name`` is a channel of 2-D maps (N, C, H, W), whose positions
         ``reduce`` gathers; other units (tokens of a sequence) keep the contract's mean."""
         act = self._activations[name]
         return act.dim() == 4 and self._axis(name) == 1 and act[0, 0].numel() > 1
+
+    # ----- what the top examples are ranked by ---------------------------------------------------
+
+    def ranked_unit(self, layer: str, unit) -> tuple:
+        """The ``(layer, unit)`` that the top examples of ``(layer, unit)`` are ranked by (see
+        ``rank``): its pre-activation ``(fc1, 12)`` for ``(sigmoid, 12)``, or the unit itself."""
+        if self.rank == "unit" or layer not in self._activations:
+            return (layer, unit)
+        chain = self._structure()
+        source = structure.preactivation(chain, layer, unit)
+        return (source, unit) if source is not None and structure.saturates(chain, source, layer) else (layer, unit)
+
+    def preactivation(self, layer: str, unit) -> tuple:
+        """The Linear or Conv unit that ``(layer, unit)`` rises with (``(conv2, 5)`` for ``(relu2,
+        5)``), or ``(layer, unit)`` itself when there is none (see :func:`structure.preactivation`)."""
+        source = structure.preactivation(self._structure(), layer, unit) if layer in self._activations else None
+        return (layer, unit) if source is None else (source, unit)
+
+    def _structure(self) -> structure.Structure:
+        """Which call feeds which (traced once per sample shape)."""
+        key = tuple(self._batch.shape)
+        if getattr(self, "_structure_key", None) != key:
+            with self._lock:
+                self._structure_cache = structure.trace(self.model, self._batch.clone())
+            self._structure_key = key
+        return self._structure_cache
+
+    def _top_target(self):
+        return self.ranked_unit(*self.selected)
 
     # ----- observers ---------------------------------------------------------------------------
 
@@ -406,10 +446,23 @@ class ActivationHeatmap(DatasetInput, TopExamplesView, NbvisWidget):
             name = units.parse_layer(self.model, layer).name
             if name not in self._activations:
                 raise ValueError(f"selected layer {layer!r} is not shown; the layers are {self.layers}")
+            if isinstance(unit, (tuple, list)):  # one position (c, y, x) of a conv channel
+                return (name, self._check_position(name, unit))
             index = units.check_index(unit, self._units(name), "unit", f" for layer {self._label(name)!r}")
         except (TypeError, ValueError) as err:
             raise traitlets.TraitError(str(err)) from None
         return (name, index)
+
+    def _check_position(self, name: str, unit) -> tuple:
+        """``unit`` as one position ``(c, y, x)`` of layer ``name``'s channel maps."""
+        if not self._has_positions(name):
+            raise ValueError(
+                f"a position (c, y, x) is a unit of a layer of channel maps; layer {self._label(name)!r} has "
+                f"{self._units(name)} units of one value each: select one by its index"
+            )
+        parsed = units.parse_unit((name, unit))
+        units.select(parsed, name, self._activations[name][:1], self._axis(name))  # range, against its shape
+        return tuple(parsed.element)
 
     @traitlets.validate("wrt")
     def _check_wrt(self, proposal):
@@ -435,6 +488,10 @@ class ActivationHeatmap(DatasetInput, TopExamplesView, NbvisWidget):
                     self._refresh_gradient()
             finally:  # the unit's top examples are worth finding even when its map cannot be drawn
                 self._start_top()
+
+    def _on_rank(self, _change) -> None:
+        with self._guard():
+            self._start_top()
 
     def _on_grad_options(self, _change) -> None:
         with self._guard():

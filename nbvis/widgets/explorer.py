@@ -33,7 +33,7 @@ from .weight_grid import WeightGrid
 
 __all__ = ["Explorer"]
 
-HINT = "Click a unit in the heatmap: its weights, its preferred input and its top dataset examples appear here."
+HINT = "Click a unit in the layers: its why map, top dataset examples, preferred input and weights appear at the right."
 
 
 class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
@@ -113,7 +113,8 @@ class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
             steps=steps, starts=starts, regularizers=regularizers, seed=seed, value_range=value_range, dataset=known
         )
         self.heatmap = ActivationHeatmap(
-            model, layers=layers, labels=labels, dataset=dataset, preprocess=preprocess, index=index, top_k=top_k
+            model, layers=layers, labels=labels, dataset=dataset, preprocess=preprocess, index=index, top_k=top_k,
+            dashboard=True, rank="preactivation" if preactivation else "unit",
         )
         self._owned = (self.heatmap,)
         try:
@@ -133,14 +134,17 @@ class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
         self._caption = ipywidgets.HTML()
         self._grid_note = ipywidgets.HTML()
         self._optimizer_note = ipywidgets.HTML()
-        # The heatmap, and beside it the selected unit's weights and preferred input; on a narrow
-        # page the side column wraps below the heatmap.
+        # One screen, as the Deep Visualization Toolbox: the heatmap's dashboard (the input, the
+        # layers, the selected unit's why map and top examples) and beside it the unit's preferred
+        # input and incoming weights; on a narrow page the columns wrap.
         self._grid_slot = ipywidgets.VBox()
-        self._optimizer_slot = ipywidgets.VBox(layout=ipywidgets.Layout(margin="12px 0 0 0"))
+        self._optimizer_slot = ipywidgets.VBox()
         self._side = ipywidgets.VBox(
-            [self._grid_slot, self._optimizer_slot], layout=ipywidgets.Layout(flex="0 1 490px", margin="0 0 0 16px")
+            [self._optimizer_slot, self._grid_slot],
+            layout=ipywidgets.Layout(flex="0 1 330px", min_width="240px", margin="0 0 0 12px", grid_gap="8px"),
         )
-        self.heatmap.layout.flex = "1 1 600px"
+        self._side.add_class("nbvis-explorer-side")
+        self.heatmap.layout.flex = "0 1 auto"
         self._row = ipywidgets.HBox(
             [self.heatmap, self._side], layout=ipywidgets.Layout(flex_flow="row wrap", align_items="flex-start")
         )
@@ -153,9 +157,11 @@ class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
         except Exception:
             self.close()
             raise
-        if self.blocks is not None:
-            self._owned += (self.blocks,)
-            self.children = (self._caption, self._row, self.blocks, self._error)
+        if self.blocks is not None:  # below the dashboard, folded until asked for
+            self._blocks_fold = ipywidgets.Accordion([self.blocks], titles=("building blocks: neuron groups and semantic dictionary",),
+                                                     selected_index=None, layout=ipywidgets.Layout(margin="8px 0 0 0"))
+            self._owned += (self.blocks, self._blocks_fold)
+            self.children = (self._caption, self._row, self._blocks_fold, self._error)
         self.add_class("nbvis-explorer")
         self.observe(self._show_error, names=["error"])
         self.heatmap.observe(self._on_heatmap_selected, names=["selected"])
@@ -312,9 +318,10 @@ class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
             return
         grid = self._put_grid(source)
         if grid is not None:
+            channel = unit[0] if isinstance(unit, tuple) else unit  # a position's filter is its channel's
             with self._linking:
-                self._bring_into_view(grid, unit)
-                grid.selected = unit
+                self._bring_into_view(grid, channel)
+                grid.selected = channel
 
     def _put_grid(self, layer: str) -> Optional[WeightGrid]:
         try:
@@ -403,34 +410,33 @@ class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
             return
         try:
             self._optimizer = OptimizationViewer(
-                self.model, objective=self._objective(*selection), input_shape=self._input_shape, **options
+                self.model, objective=self._objective(*selection), input_shape=self._input_shape, compact=True, **options
             )
         except Exception:
             self._optimizer_note.value = _muted("no preferred input for this unit: see the error below")
             raise
         self._optimizer_slot.children = (self._optimizer,)
 
-    def _objective(self, layer: str, unit: int) -> tuple[str, int]:
-        """What the optimizer maximizes for the selected unit (see ``preactivation``)."""
-        source = self.weighted_layer(layer)
-        if not self._preactivation or source in (None, layer) or self._chain.get(layer) is None:
-            return (layer, unit)
-        return (source, unit) if structure.rises_with(self._chain, source, layer, unit) else (layer, unit)
+    def _objective(self, layer: str, unit) -> tuple:
+        """What the optimizer maximizes for the selected unit (see ``preactivation``); for a unit
+        that saturates, that is also what its top examples are ranked by."""
+        return self.heatmap.preactivation(layer, unit) if self._preactivation else (layer, unit)
 
     def _caption_html(self, selection) -> str:
         if selection is None:
             return f"<b>Explorer</b> &middot; {HINT}"
         layer, unit = selection
-        label = units.layer_label(layer)
-        text = f"<b>selected: {html.escape(label)}[{unit}]</b>"
-        if self._labels and layer == self.heatmap.output_layer and unit < len(self._labels):
+        text = f"<b>selected: {html.escape(units.unit_label(layer, unit))}</b>"
+        if self._labels and layer == self.heatmap.output_layer and isinstance(unit, int) and unit < len(self._labels):
             text += f" (class {html.escape(self._labels[unit])})"
         source = self.weighted_layer(layer)
         if source is not None:
             text += f" &middot; incoming weights of <code>{html.escape(source)}</code>"
-        target = self._objective(layer, unit)
-        via = "" if target == (layer, unit) else f" (by maximizing <code>{html.escape(target[0])}[{unit}]</code>, which it rises with)"
-        return text + f" &middot; its preferred input{via} &middot; its top dataset examples under the heatmap"
+        target, ranked = self._objective(layer, unit), self.heatmap.ranked_unit(layer, unit)
+        if target == (layer, unit):
+            return text
+        what = "preferred input and top examples" if ranked == target else "preferred input"
+        return text + f" &middot; {what} by <code>{html.escape(units.unit_label(*target))}</code>, its pre-activation"
 
 
 def _muted(text: str) -> str:

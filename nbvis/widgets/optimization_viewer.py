@@ -70,6 +70,9 @@ class OptimizationViewer(JobView, NbvisWidget):
     feature_names = traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True)
     value_range = traitlets.List(traitlets.Float(), read_only=True).tag(sync=True)  # [] or [low, high]
     quality_rows = traitlets.List(traitlets.Dict(), read_only=True).tag(sync=True)
+    # a narrow layout (the Explorer's column): the priors folded away, the images and the curve
+    # fitted to the column's width
+    compact = traitlets.Bool(False).tag(sync=True)
     fps = traitlets.Float(10.0)
     frames_sent = traitlets.Int(0, read_only=True)
 

@@ -92,7 +92,7 @@ def test_a_click_in_the_heatmap_selects_the_unit_everywhere_and_back(jupyter, br
         page.wait_for_selector(f"{GRID}[data-draws]")
         assert page.locator(OPTIMIZER).count() == 0  # nothing runs before a unit is chosen
         assert page.eval_on_selector(f"{GRID} canvas", OUTLINE) is None
-        assert "Click a unit in the heatmap" in page.locator(EXPLORER).inner_text()
+        assert "Click a unit in the layers" in page.locator(EXPLORER).inner_text()
 
         # click hidden unit 12 in the heatmap: the grid of fc1 outlines its tile, the optimizer starts on it
         page.mouse.click(*unit_center(page, "sigmoid", 12))

@@ -30,10 +30,20 @@ export function heatmapContext(model, view) {
     inputEntry: () => layout()[0],
     layerEntries: () => layout().slice(1),
     entryOf: (name) => layout().find((e, i) => i > 0 && e.name === name),
-    /** The selected [layer, unit], or null. */
+    /** The selected [layer, unit], or null; unit is an index, or [c, y, x] for one position of a channel. */
     selected() {
       const s = model.get("selected");
       return Array.isArray(s) && s.length === 2 ? s : null;
+    },
+    /** The selected [layer, channel or unit index], a position counting as its channel; or null. */
+    selectedUnit() {
+      const s = this.selected();
+      return s && [s[0], Array.isArray(s[1]) ? s[1][0] : s[1]];
+    },
+    /** The selected position [y, x] of a channel, or null when a whole unit is selected. */
+    selectedPosition() {
+      const s = this.selected();
+      return s && Array.isArray(s[1]) && s[1].length === 3 ? [s[1][1], s[1][2]] : null;
     },
     labels: () => model.get("labels") || [],
     /** Whether the input is an image that can be drawn on. */

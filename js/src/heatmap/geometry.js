@@ -3,6 +3,8 @@
 import { squareCols, tileAt, tileGrid, tileOrigin, tileRect } from "../lib/grid.js";
 
 export const LAYER_WIDTH = 420; // CSS px available to one layer's canvas
+export const LARGE_WIDTH = 300; // the dashboard's selected layer, drawn large
+export const THUMB_WIDTH = 64; // the dashboard's other layers, as thumbnails
 export const INPUT_WIDTH = 224; // CSS px of the input (and the why map, the enlarged channel)
 export const MAX_MAPS = 256; // channel maps drawn per conv layer
 export const BAR_ROW = 16; // px per output bar
@@ -10,16 +12,16 @@ export const BAR_WIDTH = 300;
 
 /**
  * The grid a layer is drawn as: a conv layer's channels as tiles of their maps (the first
- * MAX_MAPS), a dense layer's `units` as a near-square grid of pixels. Returns a lib/grid.js grid
- * with {kind, units, shown, mh, mw} added.
+ * MAX_MAPS), a dense layer's `units` as a near-square grid of pixels, about `width` CSS px wide
+ * (never below one pixel per value). Returns a lib/grid.js grid with {kind, units, shown, mh, mw} added.
  */
-export function layerGrid(entry, units) {
+export function layerGrid(entry, units, width = LAYER_WIDTH) {
   if (entry.kind === "conv") {
     const [mh, mw] = entry.maps;
     const shown = Math.min(units, MAX_MAPS);
     const cols = squareCols(shown, mw + 1, mh + 1);
     const grid = tileGrid({ count: shown, cols, tileW: mw, tileH: mh, pitchW: mw + 1, pitchH: mh + 1, originX: 1 });
-    grid.zoom = Math.max(1, Math.min(8, Math.floor(LAYER_WIDTH / grid.nativeW)));
+    grid.zoom = Math.max(1, Math.min(8, Math.floor(width / grid.nativeW)));
     return { ...grid, kind: "conv", units, shown, mh, mw };
   }
   if (entry.fold) {
@@ -28,11 +30,11 @@ export function layerGrid(entry, units) {
     const [c, mh, mw] = entry.fold;
     const cols = squareCols(c, mw + 1, mh + 1);
     const grid = tileGrid({ count: c, cols, tileW: mw, tileH: mh, pitchW: mw + 1, pitchH: mh + 1, originX: 1 });
-    grid.zoom = Math.max(1, Math.min(8, Math.floor(LAYER_WIDTH / grid.nativeW)));
+    grid.zoom = Math.max(1, Math.min(8, Math.floor(width / grid.nativeW)));
     return { ...grid, kind: "folded", units, shown: c, mh, mw };
   }
   const cols = squareCols(units);
-  const zoom = Math.max(2, Math.min(24, Math.floor(Math.min(LAYER_WIDTH, 260) / cols)));
+  const zoom = Math.max(width < 100 ? 1 : 2, Math.min(24, Math.floor(Math.min(width, 260) / cols)));
   return { ...tileGrid({ count: units, cols, tileW: 1, tileH: 1, zoom }), kind: "dense", units, shown: units };
 }
 
@@ -40,9 +42,12 @@ export function layerGrid(entry, units) {
 export function unitRect(g, unit) {
   if (g.kind !== "folded") return tileRect(g, unit);
   const size = g.mh * g.mw;
-  const [ox, oy] = tileOrigin(g, Math.floor(unit / size));
-  const y = Math.floor((unit % size) / g.mw);
-  const x = unit % g.mw;
+  return cellRect(g, Math.floor(unit / size), Math.floor((unit % size) / g.mw), unit % g.mw);
+}
+
+/** The canvas rectangle that outlines pixel (y, x) of tile `tile` (one position of a channel map). */
+export function cellRect(g, tile, y, x) {
+  const [ox, oy] = tileOrigin(g, tile);
   return [(ox + x - 1) * g.zoom, (oy + y - 1) * g.zoom, 3 * g.zoom, 3 * g.zoom];
 }
 

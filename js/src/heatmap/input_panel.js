@@ -13,7 +13,7 @@ import { inputTip } from "./tooltips.js";
  * drawing buffer `paint` (H*W values in 0..1) while a drawing is under way. `busy()` says when the
  * pointer is drawing (no tooltip then).
  */
-export function inputPanel(ctx, { busy }) {
+export function inputPanel(ctx, { busy, width }) {
   const { model, view } = ctx;
   const canvas = h("canvas", { class: "nbvis-ah-draw" });
   const overlay = h("canvas", { class: "nbvis-ah-overlay" });
@@ -22,7 +22,8 @@ export function inputPanel(ctx, { busy }) {
     h("span", { class: "nbvis-ah-title", textContent: "input" }), h("div", { class: "nbvis-ah-stack" }, [canvas, overlay]), caption,
   ]);
   let info = null; // how the input was drawn: an image {zoom, c, hgt, wid} or a layerGrid
-  let field = null; // [[top, bottom), [left, right)] outlined on the input
+  let field = null; // [[top, bottom), [left, right)] outlined on the input: what the hovered position sees
+  let marked = null; // ... what the selected position sees, outlined while nothing is hovered
 
   function draw(paint = null) {
     const entry = ctx.inputEntry();
@@ -32,7 +33,7 @@ export function inputPanel(ctx, { busy }) {
     if (entry.kind === "image") {
       const range = imageRange(x.data);
       const [, hgt, wid] = entry.image;
-      info = { ...drawImage(canvas, paint || x.data, entry.image, { range: paint ? [0, 1] : range, zoom: imageZoom(wid, hgt) }), range };
+      info = { ...drawImage(canvas, paint || x.data, entry.image, { range: paint ? [0, 1] : range, zoom: imageZoom(wid, hgt, width) }), range };
       delete canvas.dataset.layout;
     } else {
       const scale = scaleOf(x.data);
@@ -48,8 +49,10 @@ export function inputPanel(ctx, { busy }) {
   function drawOverlay() {
     const g = overlay.getContext("2d");
     g.clearRect(0, 0, overlay.width, overlay.height);
-    if (!field || !info || info.kind !== "image") return;
-    const [[top, bottom], [left, right]] = field;
+    const shown = field || marked;
+    overlay.dataset.field = shown ? JSON.stringify(shown) : "";
+    if (!shown || !info || info.kind !== "image") return;
+    const [[top, bottom], [left, right]] = shown;
     const z = info.zoom;
     g.strokeStyle = "#ff0";
     g.lineWidth = 2;
@@ -78,6 +81,11 @@ export function inputPanel(ctx, { busy }) {
     /** Outline `f` ([[top, bottom), [left, right)] of input pixels) on the input, or nothing for null. */
     outline(f) {
       field = f;
+      drawOverlay();
+    },
+    /** Outline `f` while nothing is hovered: what the selected position sees (null: nothing). */
+    mark(f) {
+      marked = f;
       drawOverlay();
     },
     /** How the input is drawn now (null before the first draw). */

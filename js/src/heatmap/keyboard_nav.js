@@ -1,5 +1,5 @@
 // Keyboard navigation of the selection, as in the Deep Visualization Toolbox: while the view has
-// focus (click it, or Tab to it), the arrow keys move the selected unit in its layer's grid
+// focus (click it, or Tab to it; in the Explorer, click any picture of it), the arrow keys move the selected unit in its layer's grid
 // (left/right: the previous/next unit; up/down: one row of the grid; for the output bars, up and
 // down are the previous and next bar), Home/End select the first/last unit, PageUp/PageDown the
 // same unit index (clamped) in the previous/next layer.
@@ -72,8 +72,17 @@ export function keyboardNav(ctx, layers) {
     },
     true,
   );
-  // a click on a unit selects it and leaves the focus on the view, ready for the keys
-  view.listen(root, "mousedown", (event) => {
-    if (event.target instanceof HTMLCanvasElement) queueMicrotask(() => root.focus({ preventScroll: true }));
-  });
+  // a click on a unit selects it and leaves the focus on the view, ready for the keys; inside the
+  // Explorer, so does a click on any of its pictures (a weight tile, a preferred input)
+  view.listen(
+    document,
+    "mousedown",
+    (event) => {
+      if (!(event.target instanceof HTMLCanvasElement)) return;
+      const scope = root.closest(".nbvis-explorer") || root;
+      // after the browser's own focus change for this press (to the notebook cell around a canvas)
+      if (scope.contains(event.target)) setTimeout(() => root.focus({ preventScroll: true }), 0);
+    },
+    true,
+  );
 }

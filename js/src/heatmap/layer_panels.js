@@ -7,7 +7,7 @@ import { publishLayout } from "../lib/grid.js";
 import { canvasPoint } from "../lib/pointer.js";
 import { h, setTraits } from "../lib/view.js";
 import { drawBars } from "./bars.js";
-import { MAX_MAPS, barAt, barLayout, layerGrid, receptiveField, unitAt, unitRect } from "./geometry.js";
+import { LARGE_WIDTH, LAYER_WIDTH, MAX_MAPS, THUMB_WIDTH, barAt, barLayout, cellRect, layerGrid, receptiveField, unitAt, unitRect } from "./geometry.js";
 import { layerTip } from "./tooltips.js";
 
 const TIMES = "\u00d7";
@@ -31,27 +31,32 @@ export function layerCount(entry) {
 }
 
 /**
- * {element, build(), draw(), panel(name)}. `onChannel({name, unit}, field)` runs while the pointer
- * is over a conv channel (field: the input pixels its position sees, or null); `onLeave()` when it
- * leaves a layer.
+ * {element, build(), draw(), panel(name), large()}. `onChannel({name, unit}, field)` runs while the
+ * pointer is over a conv channel (field: the input pixels its position sees, or null); `onLeave()`
+ * when it leaves a layer.
+ *
+ * `compact` (the Explorer's dashboard): every layer but the output bars as a thumbnail in a strip,
+ * the selected unit's layer (else the last one drawn large, else the first) large below them, and
+ * the output bars under it. A click on a thumbnail selects the unit under it, as on the large one.
  */
-export function layerPanels(ctx, { onChannel, onLeave }) {
+export function layerPanels(ctx, { onChannel, onLeave, compact = false }) {
   const { model, view } = ctx;
-  const element = h("div", { class: "nbvis-ah-layers" });
-  let panels = new Map(); // layer name -> {entry, canvas, title, range, panel, geometry, scale}
+  const element = h("div", { class: compact ? "nbvis-ah-layers nbvis-ah-compact" : "nbvis-ah-layers" });
+  let panels = new Map(); // layer name -> {entry, canvas, title, range, panel, geometry, scale, width, thumb}
+  let large = null; // compact: the panel that draws one layer large (its entry changes)
   let builtFor = null;
 
   function hitOf(p, event) {
-    if (!p.geometry) return null;
+    if (!p.geometry || !p.entry) return null;
     const [px, py] = canvasPoint(p.canvas, event);
     return p.entry.kind === "bars" ? barAt(p.geometry.units, py) : unitAt(p.geometry, px, py);
   }
 
   function wire(p) {
-    const name = p.entry.name;
     view.listen(p.canvas, "mousemove", (event) => {
       const hit = hitOf(p, event);
-      const values = ctx.acts(name);
+      const name = p.entry && p.entry.name;
+      const values = name != null && ctx.acts(name);
       if (!hit || !values) return view.tooltip.hide();
       let field = null;
       if (p.entry.kind === "conv") {
@@ -66,8 +71,21 @@ export function layerPanels(ctx, { onChannel, onLeave }) {
     });
     view.listen(p.canvas, "click", (event) => {
       const hit = hitOf(p, event);
-      if (hit) setTraits(model, { selected: [name, hit.unit] });
+      if (hit) setTraits(model, { selected: [p.entry.name, hit.unit] });
     });
+  }
+
+  function makePanel(entry, { thumb = false, cls = "" } = {}) {
+    const canvas = h("canvas", { class: thumb ? "nbvis-ah-units nbvis-ah-thumbcanvas" : "nbvis-ah-units" });
+    const title = h("span", { class: "nbvis-ah-title" });
+    const range = h("span", { class: "nbvis-muted" });
+    const attrs = { class: `nbvis-ah-panel${thumb ? " nbvis-ah-thumb" : ""}${cls}` };
+    if (entry) Object.assign(attrs, { "data-layer": entry.label, "data-kind": entry.kind });
+    const panel = h("div", attrs, thumb ? [title, canvas] : [title, canvas, range]);
+    const width = thumb ? THUMB_WIDTH : compact ? LARGE_WIDTH : LAYER_WIDTH;
+    const p = { entry, canvas, title, range, panel, geometry: null, scale: null, width, thumb };
+    wire(p);
+    return p;
   }
 
   /** (Re)build the panels when the kernel sends a new layout. */
@@ -76,22 +94,35 @@ export function layerPanels(ctx, { onChannel, onLeave }) {
     builtFor = model.get("_layout");
     panels = new Map();
     element.replaceChildren();
+    const strip = h("div", { class: "nbvis-ah-strip" });
+    const after = [];
     for (const entry of ctx.layerEntries()) {
-      const canvas = h("canvas", { class: "nbvis-ah-units" });
-      const title = h("span", { class: "nbvis-ah-title" });
-      const range = h("span", { class: "nbvis-muted" });
-      const panel = h("div", { class: "nbvis-ah-panel", "data-layer": entry.label, "data-kind": entry.kind }, [title, canvas, range]);
-      element.append(panel);
-      const p = { entry, canvas, title, range, panel, geometry: null, scale: null };
+      const p = makePanel(entry, { thumb: compact && entry.kind !== "bars" });
       panels.set(entry.name, p);
-      wire(p);
+      if (p.thumb) strip.append(p.panel);
+      else if (compact) after.push(p.panel);
+      else element.append(p.panel);
+    }
+    if (compact) {
+      large = makePanel(null, { cls: " nbvis-ah-large" });
+      element.append(strip, large.panel, ...after);
     }
   }
 
-  function drawPanel(p, values, labels, sel) {
+  /** Which layer the dashboard draws large: the selected unit's, else the one drawn large before, else the first. */
+  function largeEntry(sel) {
+    const drawable = (name) => {
+      const e = name != null && ctx.entryOf(name);
+      return e && e.kind !== "bars" ? e : null;
+    };
+    return drawable(sel && sel[0]) || drawable(large.entry && large.entry.name) || ctx.layerEntries().find((e) => e.kind !== "bars") || null;
+  }
+
+  function drawPanel(p, values, labels, sel, position) {
     const { entry } = p;
     const units = entry.units;
-    p.title.textContent = `${entry.label} \u00b7 ${layerCount(entry)}`;
+    p.title.textContent = p.thumb ? entry.label : `${entry.label} \u00b7 ${layerCount(entry)}`;
+    if (p.thumb) p.panel.title = `${entry.label} \u00b7 ${layerCount(entry)}: click a unit to select it and draw this layer large`;
     const selected = sel && sel[0] === entry.name ? sel[1] : -1;
     if (entry.kind === "bars") {
       p.geometry = drawBars(p.canvas, values.data, entry.output ? labels : [], selected);
@@ -102,28 +133,44 @@ export function layerPanels(ctx, { onChannel, onLeave }) {
       return;
     }
     p.scale = scaleOf(values.data);
-    p.geometry = layerGrid(entry, entry.kind === "conv" ? entry.shape[0] : values.data.length);
+    p.geometry = layerGrid(entry, entry.kind === "conv" ? entry.shape[0] : values.data.length, p.width);
     const g = paintGrid(p.canvas, p.geometry, values.data, p.scale, p.geometry.shown);
     const shownNote = entry.kind === "conv" && units > MAX_MAPS ? ` \u00b7 first ${MAX_MAPS} of ${units} shown` : "";
     p.range.textContent = `scale ${fmt(p.scale.lo)} \u2026 ${fmt(p.scale.hi)}${shownNote}`;
     const outlined = p.geometry.kind === "folded" ? p.geometry.units : p.geometry.shown;
-    if (selected >= 0 && selected < outlined) outlineSelection(g, unitRect(p.geometry, selected));
+    if (selected >= 0 && selected < outlined) {
+      outlineSelection(g, unitRect(p.geometry, selected));
+      if (position && p.geometry.kind === "conv") outlineSelection(g, cellRect(p.geometry, selected, position[0], position[1]));
+    }
     publishLayout(p.canvas, p.geometry);
   }
 
   return {
     element,
     build,
-    /** Draw every layer's current activation. */
+    /** Draw every layer's current activation (and, compact, the large one). */
     draw() {
       const labels = ctx.labels();
-      const sel = ctx.selected();
+      const sel = ctx.selectedUnit();
+      const position = ctx.selectedPosition();
       for (const p of panels.values()) {
         const values = ctx.acts(p.entry.name);
-        if (values) drawPanel(p, values, labels, sel);
+        if (values) drawPanel(p, values, labels, sel, position);
       }
+      if (!large) return;
+      const entry = largeEntry(sel);
+      large.entry = entry;
+      const values = entry && ctx.acts(entry.name);
+      large.panel.style.display = values ? "" : "none";
+      if (!values) return;
+      large.panel.dataset.layer = entry.label;
+      large.panel.dataset.kind = entry.kind;
+      drawPanel(large, values, labels, sel, position);
+      for (const p of panels.values()) p.panel.classList.toggle("nbvis-ah-current", p.entry.name === entry.name);
     },
     /** The panel of layer `name` ({entry, geometry, scale, ...}), or undefined. */
     panel: (name) => panels.get(name),
+    /** Compact: the panel drawn large (its entry: the layer shown), or null. */
+    large: () => large,
   };
 }

@@ -10,7 +10,7 @@ import { imageZoom, layerGrid, pixelAt, unitAt } from "./geometry.js";
 import { gradTip } from "./tooltips.js";
 
 const METHODS = [["gradient", "gradient"], ["guided", "guided backprop"], ["deconvnet", "deconvnet"]];
-const REDUCES = [["weighted", "weighted by its activation here"], ["sum", "summed over positions"]];
+const REDUCES = [["weighted", "weighted by its activation here"], ["sum", "summed over positions"], ["max", "at its strongest position"]];
 
 /** The layers a gradient can be taken over for the selection: the input and every layer before it. */
 export function wrtOptions(entries, selected) {
@@ -18,11 +18,12 @@ export function wrtOptions(entries, selected) {
   return [["input", "the input"], ...entries.slice(0, Math.max(upto, 0)).map((e) => [e.name, e.label])];
 }
 
-/** {element, draw()}. */
-export function whyPanel(ctx) {
+/** {element, draw()}. `width`: CSS px of the map drawn as an image. */
+export function whyPanel(ctx, { width } = {}) {
   const { model, view } = ctx;
   const methodSelect = boundSelect(model, view.on, "method", METHODS);
-  // a conv channel: its positions weighted by its own activation on this input, or summed
+  // a conv channel: its positions weighted by its own activation on this input, summed, or its
+  // strongest one (a selected position is one element: it needs none)
   const reduceSelect = boundSelect(model, view.on, "reduce", REDUCES);
   reduceSelect.classList.add("nbvis-ah-reduce");
   const wrtSelect = h("select");
@@ -53,7 +54,8 @@ export function whyPanel(ctx) {
     caption.textContent = model.get("grad_caption") || (sel ? "" : "click a unit to see what changes it");
     updateWrt(sel);
     const selectedEntry = sel && ctx.entryOf(sel[0]);
-    reduceSelect.style.display = selectedEntry && selectedEntry.kind === "conv" && selectedEntry.shape.length === 3 ? "" : "none";
+    const channel = selectedEntry && selectedEntry.kind === "conv" && selectedEntry.shape.length === 3 && !ctx.selectedPosition();
+    reduceSelect.style.display = channel ? "" : "none";
     if (!g) {
       canvas.width = 0;
       canvas.height = 0;
@@ -67,7 +69,7 @@ export function whyPanel(ctx) {
     if (entry && entry.kind === "image") {
       const [c, hgt, wid] = entry.image;
       const shown = c === 3 ? scaleOf(sumPlanes(g.data, c), true) : scale;
-      info = { ...drawImage(canvas, g.data, entry.image, { scale: shown, sumChannels: c === 3, zoom: imageZoom(wid, hgt) }), scale: shown };
+      info = { ...drawImage(canvas, g.data, entry.image, { scale: shown, sumChannels: c === 3, zoom: imageZoom(wid, hgt, width) }), scale: shown };
       delete canvas.dataset.layout;
     } else if (entry) {
       const grid = layerGrid(entry.kind === "bars" ? { kind: "dense" } : entry, entry.kind === "conv" ? entry.shape[0] : g.data.length);

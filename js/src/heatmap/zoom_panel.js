@@ -1,20 +1,28 @@
 // The enlarged channel: the conv channel under the pointer (else the selected one) drawn at the
-// input's size, in its layer's scale.
-import { lutIndex, setPixel } from "../lib/colormap.js";
-import { blit } from "../lib/draw.js";
-import { h } from "../lib/view.js";
-import { imageZoom } from "./geometry.js";
+// input's size, in its layer's scale. Hovering a position outlines what it sees on the input; a
+// click selects that one position, [layer, [c, y, x]], whose own why map and top examples follow.
+import { fmt, lutIndex, setPixel } from "../lib/colormap.js";
+import { blit, outlineSelection } from "../lib/draw.js";
+import { canvasPoint } from "../lib/pointer.js";
+import { h, setTraits } from "../lib/view.js";
+import { imageZoom, pixelAt, receptiveField } from "./geometry.js";
 
-/** {element, draw(), show(target)}: target {name, unit} of the hovered channel, or null. */
-export function zoomPanel(ctx, layers) {
+/**
+ * {element, draw(), show(target)}: target {name, unit} of the hovered channel, or null.
+ * `onField(field)` runs while the pointer is over a position (field: the input pixels it sees, or
+ * null), `onLeave()` when it leaves. `width`: CSS px of the enlarged map.
+ */
+export function zoomPanel(ctx, layers, { onField = () => {}, onLeave = () => {}, width } = {}) {
+  const { model, view } = ctx;
   const canvas = h("canvas", { class: "nbvis-ah-zoom" });
   const caption = h("span", { class: "nbvis-muted" });
-  const element = h("div", { class: "nbvis-ah-panel" }, [caption, canvas]);
+  const element = h("div", { class: "nbvis-ah-panel nbvis-ah-zoompanel" }, [caption, canvas]);
   let hovered = null;
+  let drawn = null; // {name, unit, entry, zoom, mh, mw} of the map on the canvas
 
   function target() {
     if (hovered) return hovered;
-    const sel = ctx.selected();
+    const sel = ctx.selectedUnit();
     const p = sel && layers.panel(sel[0]);
     return p && p.entry.kind === "conv" ? { name: sel[0], unit: sel[1] } : null;
   }
@@ -23,8 +31,9 @@ export function zoomPanel(ctx, layers) {
     const t = target();
     const p = t && layers.panel(t.name);
     const values = p && ctx.acts(t.name);
-    if (!p || !values || p.entry.kind !== "conv") {
+    if (!p || !values || p.entry.kind !== "conv" || !p.scale) {
       element.style.display = "none";
+      drawn = null;
       return;
     }
     element.style.display = "";
@@ -33,18 +42,53 @@ export function zoomPanel(ctx, layers) {
     const plane = values.data.subarray(t.unit * size, (t.unit + 1) * size);
     const image = new ImageData(mw, mh);
     for (let i = 0; i < size; i++) setPixel(image, i, p.scale.table, lutIndex(plane[i], p.scale.lo, p.scale.hi));
-    blit(canvas, image, imageZoom(mw, mh));
-    caption.textContent = `${p.entry.label} \u00b7 channel ${t.unit} (enlarged)`;
+    const zoom = imageZoom(mw, mh, width);
+    const g = blit(canvas, image, zoom);
+    drawn = { name: t.name, unit: t.unit, entry: p.entry, zoom, mh, mw, plane };
+    const sel = ctx.selectedUnit();
+    const position = ctx.selectedPosition();
+    if (position && sel && sel[0] === t.name && sel[1] === t.unit) {
+      outlineSelection(g, [(position[1] - 1) * zoom, (position[0] - 1) * zoom, 3 * zoom, 3 * zoom]);
+    }
+    caption.textContent = `${p.entry.label} \u00b7 channel ${t.unit} (enlarged): click a position to select it`;
     element.dataset.unit = `${t.name}:${t.unit}`;
+    canvas.dataset.zoom = String(zoom);
   }
+
+  function positionAt(event) {
+    if (!drawn) return null;
+    const [px, py] = canvasPoint(canvas, event);
+    return pixelAt({ zoom: drawn.zoom, wid: drawn.mw, hgt: drawn.mh }, px, py);
+  }
+
+  view.listen(canvas, "mousemove", (event) => {
+    const p = positionAt(event);
+    if (!p) {
+      view.tooltip.hide();
+      return onField(null);
+    }
+    const field = receptiveField(drawn.entry, p.y, p.x);
+    onField(field);
+    const sees = field ? `\nsees input rows ${field[0][0]}..${field[0][1] - 1}, columns ${field[1][0]}..${field[1][1] - 1}` : "";
+    view.tooltip.show(`${drawn.entry.label}[${drawn.unit}, ${p.y}, ${p.x}]\nvalue ${fmt(drawn.plane[p.flat])}${sees}\nclick: select this position`, event);
+  });
+  view.listen(canvas, "mouseleave", () => {
+    view.tooltip.hide();
+    onLeave();
+  });
+  view.listen(canvas, "click", (event) => {
+    const p = positionAt(event);
+    if (p) setTraits(model, { selected: [drawn.name, [drawn.unit, p.y, p.x]] });
+  });
 
   return {
     element,
+    canvas,
     draw,
     /** Enlarge the hovered channel `t` ({name, unit}), or go back to the selected one for null. */
     show(t) {
       const same = t && hovered && t.name === hovered.name && t.unit === hovered.unit;
-      if (same) return;
+      if (same || (!t && !hovered)) return;
       hovered = t;
       draw();
     },

@@ -7,11 +7,24 @@ repeat are the ones ``sklearn.inspection.permutation_importance`` draws.
 from __future__ import annotations
 
 import numbers
+import threading
 from typing import Optional
 
 import numpy as np
 
 __all__ = ["draw_seed", "permutations", "subsample"]
+
+_STREAMS = threading.local()
+
+
+def _seeded(seed: int) -> np.random.RandomState:
+    """``np.random.RandomState(seed)``: the same draws, from one generator per thread reseeded
+    (making a RandomState costs far more than seeding one)."""
+    rng = getattr(_STREAMS, "rng", None)
+    if rng is None:
+        rng = _STREAMS.rng = np.random.RandomState()
+    rng.seed(seed)
+    return rng
 
 
 def draw_seed(random_state) -> int:
@@ -23,7 +36,7 @@ def draw_seed(random_state) -> int:
     elif isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
         if not 0 <= random_state < 2**32:
             raise ValueError(f"an int random_state must be in 0..2**32 - 1 (a numpy seed), got {random_state}")
-        rng = np.random.RandomState(int(random_state))
+        rng = _seeded(int(random_state))
     else:
         raise TypeError(f"random_state must be None, an int or a numpy RandomState, not {random_state!r}")
     return int(rng.randint(np.iinfo(np.int32).max + 1))
@@ -59,7 +72,7 @@ def permutations(seed: int, n: int, m: int, n_repeats: int) -> tuple[Optional[np
     at every repeat, so repeat ``r`` reads the original column through the composition of the
     shuffles; every feature starts from the same seed, so they all share these permutations.
     """
-    rng = np.random.RandomState(seed)
+    rng = _seeded(seed)
     rows = subsample(rng, n, m) if m < n else None
     shuffle = np.arange(m)
     composed = np.arange(m)

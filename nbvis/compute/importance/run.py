@@ -17,7 +17,7 @@ from .draws import draw_seed, permutations
 from .groups import feature_groups as groups_of
 from .inputs import check_int, check_progress, names_of, noise_scales, sample_count, table, targets
 from .result import ImportanceResult, ImportanceStep
-from .scoring import BUILTIN, SCORINGS, gives_probabilities, metrics_of, mismatch
+from .scoring import BUILTIN, SCORINGS, for_targets, gives_probabilities, metrics_of, mismatch
 from .shortcut import linear_start, run_tail
 
 __all__ = ["METHODS", "STEP_SECONDS", "iter_permutation_importance", "permutation_importance"]
@@ -78,6 +78,7 @@ class _Plan:
         if self.callable is None:
             self.base_rows = self.contributions(self.y_sub, self.base_sub)  # (m, q)
             self.base_sum = self.base_rows.sum(dim=0)
+            self.total_sub = for_targets(self.total, self.y_sub)  # the scores of sums over those rows
         self.result = ImportanceResult(
             importances=np.full((len(self.groups), self.n_repeats), np.nan),
             baseline_score=self.baseline,
@@ -269,7 +270,7 @@ class _Plan:
                         preds[local, rows] = out
                     if stop < b:
                         yield
-                scores = self._scores(self.y_sub, preds) if self.callable else self.total(sums, self.y_sub).cpu().numpy()
+                scores = self._scores(self.y_sub, preds) if self.callable else self.total_sub(sums).cpu().numpy()
                 live = np.arange(first, last)[unit.counts[first:last] > 0]
                 self._record(unit, live, scores[live - first])
                 yield
@@ -295,7 +296,7 @@ class _Plan:
                 self._record(unit, items, parts[0])
             else:
                 sums = parts[0] if len(parts) == 1 else torch.stack(parts).sum(dim=0)
-                self._record(unit, items, self.total(sums, self.y_sub).cpu().numpy())
+                self._record(unit, items, self.total_sub(sums).cpu().numpy())
 
     def _dense_pass(self, unit: Unit, items: np.ndarray, lo: int, hi: int):
         """Rows ``lo:hi`` of the unit's ``items`` through the layers after the first one, from the

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["BUILTIN", "SCORINGS", "gives_probabilities", "metrics_of", "mismatch"]
+__all__ = ["BUILTIN", "SCORINGS", "for_targets", "gives_probabilities", "metrics_of", "mismatch"]
 
 
 def _probabilities(out: torch.Tensor, already: bool) -> torch.Tensor:
@@ -50,10 +50,17 @@ def _log_likelihood(y, out, probs):
     return torch.log(_probabilities(out, probs).gather(1, y[:, None]).clamp(eps, 1.0 - eps))
 
 
-def _r2_total(sums, y):
+def _r2_parts(y):
+    """What r2 needs of y alone: where its spread is positive, and the spread to divide by there."""
     spread = ((y - y.mean(dim=0)) ** 2).sum(dim=0)  # (o,)
+    positive = spread > 0
+    return positive, torch.where(positive, spread, 1.0)
+
+
+def _r2_total(sums, y, parts=None):
+    positive, spread = _r2_parts(y) if parts is None else parts
     # scikit-learn's conventions for a constant target: 1 when predicted exactly, else 0
-    scores = torch.where(spread > 0, 1.0 - sums / torch.where(spread > 0, spread, 1.0), (sums == 0).double())
+    scores = torch.where(positive, 1.0 - sums / spread, (sums == 0).double())
     return scores.mean(dim=1)
 
 
@@ -75,6 +82,15 @@ BUILTIN = {
 
 #: The scoring names understood (a callable ``score(y_true, y_pred)`` works too).
 SCORINGS = tuple(BUILTIN)
+
+
+def for_targets(total, y):
+    """``total(sums, y)`` for one y, as a function of the sums only, with what depends on y alone
+    computed once (the same numbers)."""
+    if total is _r2_total:
+        parts = _r2_parts(y)
+        return lambda sums: _r2_total(sums, y, parts)
+    return lambda sums: total(sums, y)
 
 
 def mismatch(scoring: str, y: np.ndarray, outputs: int) -> Optional[str]:

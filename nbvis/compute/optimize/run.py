@@ -337,7 +337,7 @@ class OptimizationRun:
             self._count += 1
         values = values.detach()
         if self._count < self.redirect:  # a start whose unit is off: redirect the next step
-            self._off = bool((values == 0).any())
+            self._off = 0.0 in values.tolist()
         with self._history_lock:
             self._pending.append(values)
         return Step(self._count, before, values, self.value_range) if snapshot else None

@@ -1,0 +1,284 @@
+"""The Explorer as one screen in a real JupyterLab (1400 x 900 window): its size measured in the
+page, nothing sticking out of its column; a click on one position of a channel map selects that
+position; the keyboard moves the selection while the Explorer has the focus."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from harness import grid_point, layout_of, open_notebook, run_all, screenshot
+from test_activation_heatmap_e2e import unit_center
+from test_explorer_e2e import DUMP, EXPLORER, HEATMAP, OPTIMIZER
+
+GRID = f"{EXPLORER} .nbvis-weight-grid"
+WIDTH, HEIGHT = 1400, 900
+
+MODELS = {
+    "cnn": ("nbvis.demo.digits_cnn()", ("relu2", 5)),
+    "mlp": ("nbvis.demo.digits_mlp()", ("sigmoid", 12)),
+}
+
+
+def cells(model: str, selected) -> list[str]:
+    return [
+        "import json, os, nbvis\n"
+        f"model = {model}\n"
+        "images, labels = nbvis.demo.digits()\n"
+        f"explorer = nbvis.Explorer(model, (images, labels), labels=nbvis.demo.DIGIT_LABELS, selected={selected!r})\n" + DUMP,
+    ]
+
+
+# Everything drawn inside the Explorer that sticks out of the Explorer, or out of the column (the
+# heatmap's dashboard columns, the side column of the optimizer and the grid) that holds it; and
+# every box whose content is wider than the box (clipped or scrolled sideways).
+MEASURE = """(root) => {
+    const box = root.getBoundingClientRect();
+    const columns = [...root.querySelectorAll('.nbvis-ah-col, .nbvis-explorer-side')];
+    const name = (el) => el.tagName.toLowerCase() + (el.className && typeof el.className === 'string' ? '.' + el.className.trim().split(/\\s+/).join('.') : '');
+    const out = [], clipped = [];
+    for (const el of root.querySelectorAll('*')) {
+        const r = el.getBoundingClientRect();
+        if (r.width === 0 || r.height === 0 || getComputedStyle(el).visibility === 'hidden') continue;
+        if (r.right > box.right + 1 || r.left < box.left - 1 || r.bottom > box.bottom + 1) out.push([name(el), 'explorer', Math.round(r.right - box.right)]);
+        const column = columns.find((c) => c !== el && c.contains(el));
+        if (column) {
+            const c = column.getBoundingClientRect();
+            if (r.right > c.right + 1 || r.left < c.left - 1) out.push([name(el), name(column), Math.round(r.right - c.right)]);
+        }
+        const style = getComputedStyle(el);
+        const control = ['INPUT', 'SELECT', 'TEXTAREA', 'BUTTON'].includes(el.tagName);  // their inner scroll is their own
+        if (!control && el.scrollWidth > el.clientWidth + 1 && el.clientWidth > 0 && style.overflowX !== 'visible') clipped.push([name(el), el.scrollWidth, el.clientWidth]);
+    }
+    const output = root.closest('.jp-OutputArea-output');
+    return {width: box.width, height: box.height, out: out.slice(0, 12), clipped: clipped.slice(0, 12),
+            output: output && {scroll: output.scrollWidth, client: output.clientWidth},
+            columns: columns.map((c) => { const r = c.getBoundingClientRect(); return [name(c), Math.round(r.left - box.left), Math.round(r.top - box.top), Math.round(r.width), Math.round(r.height)]; })};
+}"""
+
+
+def collapse_left_sidebar(page) -> None:
+    """Fold JupyterLab's file browser, as a user who wants the notebook's width does."""
+    tab = page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current")
+    if tab.count():
+        tab.first.click()
+        page.wait_for_function("() => !document.querySelector('.jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current')")
+
+
+def open_explorer(jupyter, browser, kind: str, viewport=(WIDTH, HEIGHT), collapse=True):
+    model, selected = MODELS[kind]
+    name = jupyter.write_notebook(f"explorer_dashboard_{kind}.ipynb", cells(model, selected))
+    (jupyter.root / "state.json").unlink(missing_ok=True)
+    page = open_notebook(browser, jupyter, name, app="lab", viewport=viewport)
+    if collapse:
+        collapse_left_sidebar(page)
+    run_all(page)
+    page.wait_for_selector(f"{HEATMAP}[data-draws]")
+    page.wait_for_selector(f"{GRID}[data-draws]")
+    page.wait_for_selector(f"{HEATMAP} .nbvis-ah-toppanel[data-state='done'][data-maps]", timeout=60_000)
+    page.wait_for_function(f"() => Number(document.querySelector('{OPTIMIZER}')?.dataset.frames) >= 3")
+    return page
+
+
+def assert_fits(page, kind: str, label: str) -> dict:
+    size = page.eval_on_selector(EXPLORER, MEASURE)
+    print(kind, label, json.dumps(size))
+    assert size["width"] <= WIDTH and size["height"] <= HEIGHT, size
+    assert not size["out"], size["out"]
+    assert not size["clipped"], size["clipped"]
+    assert size["output"]["scroll"] <= size["output"]["client"] + 1, size["output"]
+    return size
+
+
+@pytest.mark.parametrize("kind", ["cnn", "mlp"])
+def test_the_explorer_fits_one_screen(jupyter, browser, kind):
+    page = open_explorer(jupyter, browser, kind)
+    try:
+        size = assert_fits(page, kind, "selected")
+        # the whole view in one picture: JupyterLab's own bars take part of the 900 px
+        page.set_viewport_size({"width": WIDTH, "height": HEIGHT + 200})
+        page.wait_for_timeout(300)
+        screenshot(page.locator(EXPLORER), f"explorer_dashboard_{kind}.png")
+        page.set_viewport_size({"width": WIDTH, "height": HEIGHT})
+        # three dashboard columns and the side column, side by side at this width
+        tops = {round(c[2]) for c in size["columns"]}
+        assert len(size["columns"]) == 4 and len(tops) == 1, size["columns"]
+        # the selected layer large, the others as thumbnails; the top examples with their maps beside
+        large = page.locator(f"{HEATMAP} .nbvis-ah-large")
+        assert large.get_attribute("data-layer") == MODELS[kind][1][0]
+        thumbs = page.locator(f"{HEATMAP} .nbvis-ah-thumb")
+        assert thumbs.count() == (7 if kind == "cnn" else 3)
+        maps = page.locator(f"{HEATMAP} .nbvis-ah-toppanel").get_attribute("data-maps")
+        assert maps == ("guided deconvnet" if kind == "cnn" else "gradient")
+        assert page.locator(f"{HEATMAP} .nbvis-ah-topgroup").count() == (3 if kind == "cnn" else 2)
+        # a sigmoid saturates: its examples are ranked by its pre-activation, which is maximized too;
+        # a ReLU channel has no ties at the top: by itself
+        ranked = page.locator(f"{HEATMAP} .nbvis-ah-ranked").inner_text()
+        assert ranked == ("" if kind == "cnn" else "ranked by fc1[12], its pre-activation")
+        # the optimizer's many sliders are folded: its column stays short
+        assert page.locator(f"{OPTIMIZER} details.nbvis-ov-regs").get_attribute("open") is None
+        screenshot(page, f"explorer_dashboard_{kind}_page.png")
+
+        if kind != "mlp":
+            return
+        # input x weights (fc1 reads the input) draws a wider grid: it still fits its column
+        page.locator(f"{GRID} label", has_text="input \u00d7 weights").locator("input").check()
+        page.wait_for_function(f"() => document.querySelector('{GRID} canvas') && Number(document.querySelector('{GRID}').dataset.draws) > 1")
+        page.wait_for_timeout(500)
+        assert_fits(page, kind, "input x weights")
+        screenshot(page.locator(EXPLORER), f"explorer_dashboard_{kind}_xw.png")
+    except Exception:
+        screenshot(page, f"explorer_dashboard_{kind}_failure.png")
+        raise
+    finally:
+        page.close()
+
+
+def test_the_dashboard_wraps_its_columns_on_a_narrow_page(jupyter, browser):
+    page = open_explorer(jupyter, browser, "cnn", viewport=(1100, 900), collapse=False)  # beside the file browser
+    try:
+        size = page.eval_on_selector(EXPLORER, MEASURE)
+        print("narrow", json.dumps(size))
+        assert not size["out"], size["out"]
+        assert size["output"]["scroll"] <= size["output"]["client"] + 1, size["output"]
+        tops = sorted({c[2] for c in size["columns"]})
+        assert len(tops) >= 2, size["columns"]  # some columns went below the others
+        screenshot(page.locator(EXPLORER), "explorer_dashboard_narrow.png")
+    except Exception:
+        screenshot(page, "explorer_dashboard_narrow_failure.png")
+        raise
+    finally:
+        page.close()
+
+
+# what the kernel knows after a click on a position: the selection, what its why map covers
+POSITION_DUMP = (
+    "import numpy as np\n"
+    "def dump_position(change=None):\n"
+    "    g = explorer.heatmap.gradient_map\n"
+    "    rows, cols = (None, None) if g is None else np.nonzero(np.abs(g).sum(0) > 0)\n"
+    "    opt = explorer.optimizer\n"
+    "    state = {'selected': explorer.selected, 'grid_selected': explorer.grid and explorer.grid.selected,\n"
+    "             'objective': opt and opt.objective_text, 'caption': explorer.heatmap.grad_caption,\n"
+    "             'support': None if g is None or not len(rows) else [int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1],\n"
+    "             'top': explorer.heatmap.top_state}\n"
+    "    json.dump(state, open('position.tmp', 'w'))\n"
+    "    os.replace('position.tmp', 'position.json')\n"
+    "explorer.heatmap.observe(dump_position, names=['selected', '_grad', 'top_state'])"
+)
+
+
+def zoom_point(page, row: int, col: int):
+    """Page coordinates of position (row, col) on the enlarged channel map."""
+    canvas = page.locator(f"{HEATMAP} canvas.nbvis-ah-zoom")
+    zoom = float(canvas.get_attribute("data-zoom"))
+    box = canvas.bounding_box()
+    width = canvas.evaluate("(c) => c.width")
+    scale = box["width"] / width
+    return box["x"] + (col + 0.5) * zoom * scale, box["y"] + (row + 0.5) * zoom * scale
+
+
+def test_a_click_on_a_position_selects_it_and_its_receptive_field(jupyter, browser):
+    model, selected = MODELS["cnn"]
+    name = jupyter.write_notebook("explorer_position.ipynb", cells(model, selected) + [POSITION_DUMP])
+    (jupyter.root / "position.json").unlink(missing_ok=True)
+    page = open_notebook(browser, jupyter, name, app="lab", viewport=(WIDTH, HEIGHT))
+    try:
+        collapse_left_sidebar(page)
+        run_all(page)
+        page.wait_for_selector(f"{HEATMAP} .nbvis-ah-zoompanel[data-unit='relu2:5']")
+        # hovering a position outlines what it sees on the input
+        page.mouse.move(*zoom_point(page, 3, 4))
+        overlay = page.locator(f"{HEATMAP} canvas.nbvis-ah-overlay")
+        page.wait_for_function(f"() => document.querySelector('{HEATMAP} canvas.nbvis-ah-overlay').dataset.field")
+        field = json.loads(overlay.get_attribute("data-field"))
+        page.mouse.click(*zoom_point(page, 3, 4))
+        state = jupyter.wait_for_json(
+            "position.json", lambda s: s["selected"] == ["relu2", [5, 3, 4]] and s["support"] and s["top"] == "done", timeout=60)
+        # the filter of the position's channel, the optimizer on that one position
+        assert state["grid_selected"] == 5 and state["objective"] == "conv2[5, 3, 4]"
+        assert state["caption"] == "gradient of relu2[5, 3, 4] over the input"
+        # the receptive field of relu2 (5x5 conv, pool, 3x3 conv): 10 x 10 input pixels; the
+        # map of one position is zero outside it, and it stays outlined after the pointer left
+        from nbvis.compute.fields import field_geometry
+        import nbvis
+        geometry = field_geometry(nbvis.demo.digits_cnn(), "relu2", (1, 28, 28))
+        (top, bottom), (left, right) = geometry.box((3, 4))
+        assert field == [[top, bottom], [left, right]]
+        r0, r1, c0, c1 = state["support"]
+        assert top <= r0 and r1 <= bottom and left <= c0 and c1 <= right, (state["support"], field)
+        assert (r1 - r0) * (c1 - c0) < 28 * 28 / 4  # localized: a corner of the input, not all of it
+        page.mouse.move(5, 5)
+        page.wait_for_function(
+            f"() => document.querySelector('{HEATMAP} canvas.nbvis-ah-overlay').dataset.field === {json.dumps(json.dumps(field, separators=(',', ':')))}")
+        # the unit panel follows: its top examples are the position's
+        page.wait_for_function(f"() => document.querySelector('{HEATMAP} .nbvis-ah-toppanel')?.textContent.includes('relu2[5, 3, 4]')")
+        assert page.locator(f"{HEATMAP} .nbvis-ah-why select.nbvis-ah-reduce").is_hidden()  # one position: nothing to gather
+        screenshot(page.locator(EXPLORER), "explorer_position.png")
+    except Exception:
+        screenshot(page, "explorer_position_failure.png")
+        raise
+    finally:
+        page.close()
+
+
+def test_arrow_keys_move_the_unit_and_page_keys_the_layer_in_the_explorer(jupyter, browser):
+    page = open_explorer(jupyter, browser, "mlp")
+    try:
+        # a click on a unit of the large layer selects it and gives the Explorer the focus
+        page.mouse.click(*grid_point(page.locator(f"{HEATMAP} .nbvis-ah-large canvas"), 40))
+        jupyter.wait_for_json("state.json", lambda s: s["selected"] == ["sigmoid", 40])
+        cols = layout_of(page.locator(f"{HEATMAP} .nbvis-ah-large canvas"))["cols"]
+        steps = [("ArrowRight", ["sigmoid", 41]), ("ArrowDown", ["sigmoid", 41 + cols]), ("ArrowLeft", ["sigmoid", 40 + cols]),
+                 ("PageUp", ["fc1", 40 + cols]), ("PageUp", ["flatten", 40 + cols]), ("PageDown", ["fc1", 40 + cols])]
+        for key, expected in steps:
+            page.keyboard.press(key)
+            jupyter.wait_for_json("state.json", lambda s: s["selected"] == expected)
+            label = f"{expected[0]}[{expected[1]}]"  # the browser has it too, before the next key
+            page.wait_for_function(f"() => document.querySelector('{HEATMAP} .nbvis-ah-why')?.textContent.includes('{label}')")
+        # the large layer follows the selection's layer
+        page.wait_for_selector(f"{HEATMAP} .nbvis-ah-large[data-layer='fc1']")
+        # a click on a weight tile selects its unit and leaves the keys to the Explorer too
+        # (the grid shows the page of fc1[50]: 36 units from 36 on)
+        page.mouse.click(*grid_point(page.locator(f"{GRID} canvas"), 3))
+        jupyter.wait_for_json("state.json", lambda s: s["selected"] == ["fc1", 39])
+        page.wait_for_function(f"() => document.querySelector('{HEATMAP} .nbvis-ah-why')?.textContent.includes('fc1[39]')")
+        page.keyboard.press("ArrowRight")
+        jupyter.wait_for_json("state.json", lambda s: s["selected"] == ["fc1", 40] and s["grid_selected"] == 40)
+        # the notebook did not take the keys: the same cell is still the active one, in command mode
+        assert page.locator(".jp-Notebook .jp-Cell.jp-mod-active").count() == 1
+    except Exception:
+        screenshot(page, "explorer_keys_failure.png")
+        raise
+    finally:
+        page.close()
+
+
+HEATMAP_CELLS = [
+    "import nbvis\n"
+    "images, labels = nbvis.demo.digits()\n"
+    "view = nbvis.ActivationHeatmap(nbvis.demo.digits_cnn(), images[0], labels=nbvis.demo.DIGIT_LABELS, dataset=(images, labels))\n"
+    "view",
+]
+
+
+def test_the_heatmap_alone_keeps_its_input_in_view_while_any_layer_is_hovered(jupyter, browser):
+    from test_activation_heatmap_e2e import ROOT, position_center
+
+    name = jupyter.write_notebook("heatmap_input_in_view.ipynb", HEATMAP_CELLS)
+    page = open_notebook(browser, jupyter, name, app="lab", viewport=(WIDTH, HEIGHT))
+    try:
+        run_all(page)
+        page.wait_for_selector(f"{ROOT}[data-draws]")
+        for layer in ("conv1", "pool2"):  # the first layer and the last map, far below it
+            page.mouse.move(*position_center(page, layer, 1, 3, 3))
+            page.wait_for_function(f"() => document.querySelector('{ROOT} canvas.nbvis-ah-overlay').dataset.field")
+            box = page.locator(f"{ROOT} canvas.nbvis-ah-draw").bounding_box()
+            notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-WindowedPanel-outer").bounding_box()
+            assert box["y"] >= notebook["y"] and box["y"] + box["height"] <= notebook["y"] + notebook["height"], (layer, box, notebook)
+        screenshot(page, "heatmap_input_in_view.png")
+    except Exception:
+        screenshot(page, "heatmap_input_in_view_failure.png")
+        raise
+    finally:
+        page.close()
