@@ -59,7 +59,7 @@ def sized_cnn(width: int, size: int) -> nn.Module:
 SIZES = {"3-8-16 + linear, 32 px": (8, 32), "3-16-32 + linear, 64 px": (16, 64), "3-32-64 + linear, 128 px": (32, 128)}
 # rounds of section 0 per round asked for: a run of the small models takes milliseconds, so that
 # more rounds cost little and keep a burst of load on a shared machine from deciding the median
-ROUNDS_PER_SIZE = {32: 5, 64: 3, 128: 1}
+ROUNDS_PER_SIZE = {32: 5, 64: 3, 128: 2}
 
 
 def plain_loop(model, shape, steps) -> Clock:

@@ -260,8 +260,8 @@ def test_confidence_of_a_model_ending_in_a_softmax_is_that_of_its_logits(digits_
     """A model that outputs probabilities: the confidence is the softmax of the logits the class
     objective reads, not a softmax of the probabilities (which would squash every figure towards 1/10)."""
     x = maximize(digits_mlp, 3, SHAPE, steps=30, starts=2, value_range=(0, 1)).inputs
-    plain = evaluate(digits_mlp, 3, x, seed=5)
-    wrapped = evaluate(nn.Sequential(digits_mlp, nn.Softmax(dim=1)), 3, x, seed=5)
+    plain = evaluate(digits_mlp, 3, x, trials=8, seed=5)
+    wrapped = evaluate(nn.Sequential(digits_mlp, nn.Softmax(dim=1)), 3, x, trials=8, seed=5)
     np.testing.assert_allclose(wrapped.confidence, plain.confidence, rtol=1e-6)
     # by hand: the mean over the same random shifts of the softmax probability of class 3
     import random
@@ -281,19 +281,20 @@ def default_run(model, data, label):
     return OptimizationRun(model, label, SHAPE, starts=4, regularizers="auto", dataset=data, seed=label)
 
 
-@pytest.mark.parametrize("label", [6, 8])
+@pytest.mark.parametrize("label", [0, 6, 8])
 def test_default_class_images_keep_their_class_under_small_shifts(digits_cnn, digits_data, label, unchanged):
-    """The default preset optimizes under random shifts of up to 2 px of a 28 px digit, so each
-    start stays its class (the model's softmax probability) when shifted by up to 2 px; with a
-    1 px jitter some starts of the demo CNN's 6s and 8s fell to 0.87-0.9."""
+    """The default preset optimizes under random shifts of up to 2 px of a 28 px digit, and its
+    diversity penalty is light enough that no start is pushed out of its class: each start stays
+    its class (the model's softmax probability, averaged over every shift of up to 2 px) when
+    shifted. Before, one start of the demo CNN's 0s fell to about 0.5 (a ring broken into a 4)."""
     images, labels = digits_data
     with unchanged(digits_cnn):
         run = default_run(digits_cnn, (images, labels), label)
         assert run.regularizers.jitter == 2
         run.run(run.planned)
-        quality = run.result().evaluate(digits_cnn, trials=16)
-    assert quality.confidence.min() >= 0.9
-    assert quality.mean_diversity >= 0.2  # still several different images
+        quality = run.result().evaluate(digits_cnn)
+    assert quality.confidence.min() >= 0.8
+    assert quality.mean_diversity >= 0.1  # still different images (collapsed starts score about 0.01)
 
 
 def test_the_default_preset_converges(digits_cnn, digits_data):
@@ -352,3 +353,15 @@ def test_the_viewer_plans_the_schedule_over_its_steps(digits_cnn, digits_data):
     viewer.wait()
     assert viewer.run.planned == 18 and viewer.run.step_count == 18
     viewer.close()
+
+
+def test_confidence_is_the_mean_over_every_small_shift(digits_cnn):
+    """By default the confidence is the exact expectation under a uniformly random shift of up to
+    ``shift`` px: the mean over all (2 shift + 1)^2 shifts, not a sample of a few."""
+    x = maximize(digits_cnn, 0, SHAPE, steps=30, starts=2, value_range=(0, 1)).inputs
+    quality = evaluate(digits_cnn, 0, x, shift=1)
+    by_hand = sum(torch.softmax(digits_cnn(torch.roll(x, (dy, dx), (2, 3))).double(), 1)[:, 0].detach()
+                  for dy in (-1, 0, 1) for dx in (-1, 0, 1)) / 9
+    np.testing.assert_allclose(quality.confidence, by_hand.numpy(), rtol=1e-9)
+    with pytest.raises(ValueError, match="trials"):
+        evaluate(digits_cnn, 0, x, trials=0)

@@ -161,6 +161,7 @@ function render({ model, el }) {
     const grid = tileGrid({ count: n, cols, tileW: tw, tileH: th, pitchW: tw + 2, pitchH: th + 2, originX: 1, zoom });
     const image = new ImageData(grid.nativeW, grid.nativeH);
     const px = image.data;
+    new Uint32Array(px.buffer).fill(0xff888888); // a gray frame around each start: white inputs stay visible
     const d = f.data;
     for (let s = 0; s < n; s++) {
       const [ox, oy] = tileOrigin(grid, s);

@@ -34,9 +34,11 @@ class Quality:
     """Figures per start (arrays of length ``starts``; None where they do not apply).
 
     objective: the objective of each input as it is (no transforms).
-    confidence: for a class objective, the model's mean softmax probability of the class over
-        ``trials`` random shifts of up to ``shift`` pixels on each axis (wrapping around); the
-        softmax of the logits (of the layer before a final softmax, when the model has one).
+    confidence: for a class objective, the model's softmax probability of the class under a
+        uniformly random shift of up to ``shift`` pixels on each axis (wrapping around): its mean
+        over every such shift (``(2 shift + 1)^2`` of them), or over ``trials`` random ones when
+        ``trials`` is given; the softmax of the logits (of the layer before a final softmax, when
+        the model has one).
     nearest, similarity: among the ``top`` dataset examples that drive the objective most, the
         index (in the dataset) of the one most correlated with the input, and that correlation.
     diversity: the start's mean ``1 - correlation`` with the other starts; ``mean_diversity``
@@ -116,18 +118,24 @@ def _class_logits(model, objective: Objective, x: torch.Tensor) -> torch.Tensor:
     return acts[objective.layer]
 
 
-def _shifted_confidence(model, objective, inputs, label, shift, trials, seed) -> np.ndarray:
-    """The mean softmax probability of ``label`` over ``trials`` shifts by whole pixels drawn
-    uniformly from ``[-shift, shift]`` on each axis (wrapping around)."""
+def _shifts(shift: int, trials: int | None, seed: int) -> list[tuple[int, int]]:
+    """Every ``(dy, dx)`` in ``[-shift, shift]^2`` (``trials=None``), or ``trials`` of them drawn at random."""
+    if trials is None:
+        return [(dy, dx) for dy in range(-shift, shift + 1) for dx in range(-shift, shift + 1)]
     rng = random.Random(seed)
+    return [(rng.randint(-shift, shift), rng.randint(-shift, shift)) for _ in range(trials)]
+
+
+def _shifted_confidence(model, objective, inputs, label, shift, trials, seed) -> np.ndarray:
+    """The mean softmax probability of ``label`` over the shifts of :func:`_shifts` (wrapping around)."""
     x = as_images(inputs)
     total = torch.zeros(inputs.shape[0], dtype=torch.float64)
-    for _ in range(trials):
-        dy, dx = rng.randint(-shift, shift), rng.randint(-shift, shift)
+    moves = _shifts(shift, trials, seed)
+    for dy, dx in moves:
         moved = torch.roll(x, shifts=(dy, dx), dims=(2, 3)).reshape(inputs.shape)
         logits = _class_logits(model, objective, moved)
         total += torch.softmax(logits.detach().double(), dim=1)[:, label].cpu()
-    return (total / trials).numpy()
+    return (total / len(moves)).numpy()
 
 
 def _nearest_top(model, objective, inputs, data, top):
@@ -166,7 +174,7 @@ def evaluate(
     data=None,
     value_range=None,
     shift: int = 2,
-    trials: int = 8,
+    trials: int | None = None,
     top: int = 16,
     seed: int = 0,
 ) -> Quality:
@@ -177,6 +185,8 @@ def evaluate(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
+    if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
+        raise ValueError(f"trials is None (every shift) or a number of random shifts >= 1, not {trials!r}")
     objective = as_objective(objective).bind(model)
     inputs = torch.as_tensor(inputs).detach()
     label = class_of(objective)

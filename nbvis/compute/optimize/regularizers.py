@@ -105,7 +105,7 @@ PRESETS: dict[str, Regularizers] = {
     "yosinski2015-4": Regularizers(blur_width=0.5, blur_every=4, contribution_pct=90),
     "lucid": Regularizers(jitter=8, scale=0.1, rotate=10, diversity=0.3),
     "distill2017": Regularizers(jitter=8, scale=0.1, rotate=10, diversity=0.3),
-    "smooth": Regularizers(decay=0.02, blur_width=0.5, blur_every=8, jitter=16, scale=0.1, rotate=10, diversity=0.2),
+    "smooth": Regularizers(decay=0.02, blur_width=0.5, blur_every=8, jitter=16, scale=0.1, rotate=10, diversity=0.15),
 }
 PRESETS["yosinski2015"] = PRESETS["yosinski2015-3"]
 
