@@ -144,3 +144,36 @@ def test_each_top_example_has_its_guided_backprop_and_deconvnet_maps(digits_cnn,
     dense = top_examples(mlp, "fc2", 3, samples, k=9)
     torch.testing.assert_close(example_maps(mlp, dense, "gradient"), nbvis.gradient(mlp, dense.inputs, of=("fc2", 3)))
     view.close()
+
+
+def test_a_scan_cache_serves_the_next_unit_of_the_layer_until_the_weights_change(digits_data):
+    from nbvis.compute.dataset import scan_top_examples
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 26 * 26, 3)).eval()
+    samples, _ = as_samples(digits_data)
+    calls = []
+    model[0].register_forward_hook(lambda *_: calls.append(1))
+
+    def scan(unit, cache):
+        *_, last = scan_top_examples(model, "1", unit, samples, k=5, cache=cache)
+        return last.result
+
+    cache: dict = {}
+    first = scan(0, cache)
+    ran = len(calls)
+    assert ran > 0 and list(cache) == ["1"]
+    for unit in (1, 2):  # other channels of the same layer: read from the cache, the model does not run
+        cached, fresh = scan(unit, cache), scan(unit, None)
+        assert len(calls) == ran + (unit) * ran  # only the uncached scans ran the model
+        assert cached.indices.tolist() == fresh.indices.tolist()
+        torch.testing.assert_close(cached.values, fresh.values)
+        torch.testing.assert_close(cached.patches, fresh.patches)
+    assert first.indices.tolist() == scan(0, None).indices.tolist()
+    # an in-place change of the weights (as a training step makes): the cache is not used
+    with torch.no_grad():
+        model[0].weight[1].neg_()
+    before = len(calls)
+    changed = scan(1, cache)
+    assert len(calls) > before
+    assert changed.indices.tolist() == scan(1, None).indices.tolist()

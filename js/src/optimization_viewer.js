@@ -275,7 +275,7 @@ function render({ model, el }) {
   // The quality row: per start, what tells a meaningful visualization from a fooling image.
   const QUALITY = [
     ["objective", "objective", (v) => fmt(v), "the objective of the input as it is"],
-    ["confidence", "P(class), shifted", (v) => `${(100 * v).toFixed(0)}%`, "the model's probability of the class under random shifts of up to 2 pixels"],
+    ["confidence", "P(class), shifted", (v) => `${(100 * v).toFixed(0)}%`, "the model's probability of the class, averaged over every shift of up to 2 pixels"],
     ["similarity", "nearest example", (v, row) => `#${row.nearest} r=${v.toFixed(2)}`, "the most correlated of the unit's 16 top dataset examples"],
     ["diversity", "1 \u2212 corr. to others", (v) => v.toFixed(2), "mean 1 \u2212 correlation with the other starts"],
     ["high_frequency", "high freq.", (v) => `${(100 * v).toFixed(0)}%`, "share of the energy above a quarter cycle per pixel (noise-like when high)"],

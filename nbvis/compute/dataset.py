@@ -174,11 +174,38 @@ def _patches(inputs: torch.Tensor, boxes: torch.Tensor, geometry: FieldGeometry,
     return out
 
 
+CACHE_BYTES = 256 * 2**20  # the most one layer's activations over a dataset may take in a scan cache
+
+
+def _fingerprint(model: nn.Module, data) -> tuple:
+    """What a cached scan depends on: the data object and every parameter and buffer of the
+    model, by identity and version (an in-place update, as an optimizer step, changes it)."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return (id(data), _dataset_length(data), tuple((id(t), t._version) for t in tensors))
+
+
+def _layer_batches(model: nn.Module, name: str, data, batch_size: int):
+    """(inputs, activation of ``name``, its feature axis) for every batch of ``data``."""
+    for batch in iter_batches(data, int(batch_size), model):
+        x = as_input(batch, model, name="a dataset batch")
+        if x.dim() == 0 or len(x) == 0:
+            continue
+        with borrowed(model), torch.no_grad():
+            _, acts = forward_with(model, x, [name])
+        yield x, acts[name], acts.axis(name)
+
+
 def scan_top_examples(
-    model: nn.Module, layer: LayerRef, unit, data, k: int = 9, batch_size: int = 256, *, reduce: str = units.DEFAULT_REDUCE
+    model: nn.Module, layer: LayerRef, unit, data, k: int = 9, batch_size: int = 256, *, reduce: str = units.DEFAULT_REDUCE,
+    cache: Optional[dict] = None,
 ) -> Iterator[ScanProgress]:
     """The generator form of :func:`top_examples`: yields a :class:`ScanProgress` after every
-    batch (the last one holds the final result). Close it to cancel the scan."""
+    batch (the last one holds the final result). Close it to cancel the scan.
+
+    ``cache``: a dict kept by the caller between scans. A finished scan leaves in it the layer's
+    activations over the whole dataset (when they take at most CACHE_BYTES; one layer at a time),
+    and a later scan of any unit of that layer reads them instead of running the model, as long
+    as the data and the model's parameters and buffers are the same objects, unchanged."""
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
         raise ValueError(f"k is the number of examples to keep, a positive integer; got {k!r}")
     if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
@@ -190,17 +217,20 @@ def scan_top_examples(
     best = None  # (values, indices, inputs, flat positions)
     done = 0
     geometry = None
-    for batch in iter_batches(data, int(batch_size), model):
-        x = as_input(batch, model, name="a dataset batch")
-        if x.dim() == 0 or len(x) == 0:
-            continue
-        with borrowed(model), torch.no_grad():
-            _, acts = forward_with(model, x, [name])
-        activation = acts[name]
-        axis = acts.axis(name)
+    key = None if cache is None else _fingerprint(model, data)
+    entry = None if cache is None else cache.get(name)
+    hit = entry is not None and entry["key"] == key
+    kept, size = ([] if cache is not None and not hit else None), 0
+    for x, activation, axis in entry["batches"] if hit else _layer_batches(model, name, data, batch_size):
+        if kept is not None:
+            size += activation.numel() * activation.element_size() + x.numel() * x.element_size()
+            if size <= CACHE_BYTES:
+                kept.append((x, activation, axis))
+            else:
+                kept = None
         if geometry is None:
             units.select(parsed, name, activation[:1], axis, reduce)  # a bad unit fails before the geometry is traced
-            geometry = field_geometry(model, name, tuple(x.shape[1:]))
+            geometry = entry["geometry"] if hit else field_geometry(model, name, tuple(x.shape[1:]))
         spatial = tuple(geometry.layer_spatial) if tuple(activation.shape[2:]) == tuple(geometry.layer_spatial) else ()
         score, where = _score(parsed, name, activation, axis, reduce, spatial)
         indices = torch.arange(done, done + len(x), device=score.device)
@@ -214,9 +244,15 @@ def scan_top_examples(
         best = (score[order], indices[order], x[order], None if where is None else where[order])
         shown = parsed.index if parsed.element is None and parsed.position is None else (
             parsed.element if parsed.element is not None else (parsed.index, *parsed.position))
-        yield ScanProgress(done, total, _result(name, shown, best, geometry, done))
+        if not hit:  # read from the cache, the whole scan is one step
+            yield ScanProgress(done, total, _result(name, shown, best, geometry, done))
     if best is None:
         raise ValueError("the dataset yielded no samples")
+    if hit:
+        yield ScanProgress(done, total, _result(name, shown, best, geometry, done))
+    if kept is not None and _fingerprint(model, data) == key:  # all seen, with the same weights throughout
+        cache.clear()
+        cache[name] = {"key": key, "batches": kept, "geometry": geometry}
 
 
 def _result(name: str, unit: int, best, geometry: FieldGeometry, done: int) -> TopExamples:

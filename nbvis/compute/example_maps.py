@@ -9,6 +9,7 @@ from torch import nn
 
 from .dataset import TopExamples, crop_like
 from .gradients import METHODS
+from .probe import borrowed
 
 __all__ = ["example_maps"]
 
@@ -32,8 +33,9 @@ def example_maps(model: nn.Module, top: TopExamples, method: str = "guided") -> 
     inputs = top.inputs
     if len(inputs) == 0:
         return crop_like(top, inputs)
-    if top.positions is None:  # one unit for every example: one backward pass for all
-        full = run(model, inputs, of=(top.layer, top.unit), wrt="input")
-    else:
-        full = torch.cat([run(model, inputs[i : i + 1], of=(top.layer, _element(top, i)), wrt="input") for i in range(len(inputs))])
+    with borrowed(model):  # one turn with the model for every example
+        if top.positions is None:  # one unit for every example: one backward pass for all
+            full = run(model, inputs, of=(top.layer, top.unit), wrt="input")
+        else:
+            full = torch.cat([run(model, inputs[i : i + 1], of=(top.layer, _element(top, i)), wrt="input") for i in range(len(inputs))])
     return crop_like(top, full.reshape(inputs.shape))

@@ -10,6 +10,7 @@ import traitlets
 from ..compute import units
 from ..compute.dataset import TopExamples, scan_top_examples
 from ..compute.example_maps import example_maps
+from ..compute.probe import borrowed
 from ._jobs import Job, Throttle
 from ._traits import ArrayDict
 
@@ -38,6 +39,7 @@ class TopExamplesView(traitlets.HasTraits):
 
     def _init_top(self) -> None:
         self._top_maps: dict = {}
+        self._scan_cache: dict = {}  # the last scanned layer's activations over the dataset (see scan_top_examples)
         self._top_job: Optional[Job] = None
         self._top_result: Optional[TopExamples] = None
         self._top_throttle = Throttle(0.1)
@@ -75,7 +77,7 @@ class TopExamplesView(traitlets.HasTraits):
             return None
         layer, unit = self._top_target()
         self._top_maps: dict = {}
-        scan = scan_top_examples(self.model, layer, unit, self._dataset, k=self.top_k, batch_size=256)
+        scan = scan_top_examples(self.model, layer, unit, self._dataset, k=self.top_k, batch_size=256, cache=self._scan_cache)
         steps = self._locked(self._with_maps(scan))
         self.set_trait("top_state", "running")
         self.set_trait("top_progress", 0.0)
@@ -99,7 +101,12 @@ class TopExamplesView(traitlets.HasTraits):
             last = progress
             yield progress
         if last is not None and last.result.inputs.is_floating_point():
-            self._top_maps = self._example_maps(last.result)
+            for attempt in range(2):
+                try:
+                    self._top_maps = self._example_maps(last.result)
+                    break
+                except RuntimeError:  # the owner updated the weights in place during a backward pass
+                    self._top_maps = {}  # (training meanwhile): once more, then the examples go without maps
             yield None
 
     def _locked(self, steps):
@@ -140,7 +147,8 @@ class TopExamplesView(traitlets.HasTraits):
     def _example_maps(self, result: TopExamples) -> dict:
         """{"guided": ..., "deconvnet": ...} cropped like the patches (or {"gradient": ...})."""
         try:
-            return {method: example_maps(self.model, result, method) for method in ("guided", "deconvnet")}
+            with borrowed(self.model):  # one turn with the model for all of them
+                return {method: example_maps(self.model, result, method) for method in ("guided", "deconvnet")}
         except ValueError:  # no ReLU ran: those rules change nothing, the gradient says it all
             return {"gradient": example_maps(self.model, result, "gradient")}
 

@@ -19,6 +19,7 @@ from ..compute.images import DEFAULT_MAX_BYTES, decode_image, image_layout, pixe
 from ..compute.probe import LayerRef, capture_sample
 from ._base import STATIC, NbvisWidget
 from ._dataset_input import DatasetInput
+from ._selection import checked_selection
 from ._top_examples import TopExamplesView
 from ._traits import Array, ArrayDict
 
@@ -436,22 +437,16 @@ class ActivationHeatmap(DatasetInput, TopExamplesView, NbvisWidget):
 
     @traitlets.validate("selected")
     def _check_selected(self, proposal):
-        value = proposal["value"]
-        if value is None:
-            return None
-        if not isinstance(value, (tuple, list)) or len(value) != 2:
-            raise traitlets.TraitError(f"selected is (layer, unit), e.g. ('fc1', 3), or None; got {value!r}")
-        layer, unit = value
-        try:
-            name = units.parse_layer(self.model, layer).name
-            if name not in self._activations:
-                raise ValueError(f"selected layer {layer!r} is not shown; the layers are {self.layers}")
-            if isinstance(unit, (tuple, list)):  # one position (c, y, x) of a conv channel
-                return (name, self._check_position(name, unit))
-            index = units.check_index(unit, self._units(name), "unit", f" for layer {self._label(name)!r}")
-        except (TypeError, ValueError) as err:
-            raise traitlets.TraitError(str(err)) from None
-        return (name, index)
+        return checked_selection(proposal["value"], self._selection)
+
+    def _selection(self, layer, unit) -> tuple:
+        """``(layer, unit)`` as stored: the layer's name, and the unit's index or position."""
+        name = units.parse_layer(self.model, layer).name
+        if name not in self._activations:
+            raise ValueError(f"selected layer {layer!r} is not shown; the layers are {self.layers}")
+        if isinstance(unit, (tuple, list)):  # one position (c, y, x) of a conv channel
+            return (name, self._check_position(name, unit))
+        return (name, units.check_index(unit, self._units(name), "unit", f" for layer {self._label(name)!r}"))
 
     def _check_position(self, name: str, unit) -> tuple:
         """``unit`` as one position ``(c, y, x)`` of layer ``name``'s channel maps."""

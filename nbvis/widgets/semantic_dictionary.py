@@ -11,8 +11,10 @@ from torch import nn
 from ..compute.blocks import Dictionary, semantic_dictionary
 from ..compute.blocks.layer import layer_activation
 from ..compute.probe import LayerRef
+from ..compute.units import check_index
 from ._base import STATIC
 from ._blocks import BlocksView
+from ._selection import checked_selection
 from ._traits import Array
 
 __all__ = ["SemanticDictionary"]
@@ -108,16 +110,13 @@ class SemanticDictionary(BlocksView):
 
     @traitlets.validate("selected")
     def _check_selected(self, proposal):
-        value = proposal["value"]
-        if value is None:
-            return None
-        if not isinstance(value, (tuple, list)) or len(value) != 2:
-            raise traitlets.TraitError(f"selected is (layer, channel) or None, not {value!r}")
-        layer, unit = value
+        return checked_selection(proposal["value"], self._selection, "channel")
+
+    def _selection(self, layer, channel) -> tuple:
+        if layer != self.layer:
+            raise ValueError(f"selected is a channel of the layer shown, {self.layer!r}, not of {layer!r}")
         count = 0 if self._dictionary is None else self._dictionary.activation.shape[0]
-        if layer != self.layer or isinstance(unit, bool) or not isinstance(unit, (int, np.integer)) or not 0 <= unit < count:
-            raise traitlets.TraitError(f"selected must be ({self.layer!r}, channel) with channel in 0..{count - 1}; got {value!r}")
-        return (str(layer), int(unit))
+        return (self.layer, check_index(channel, count, "channel", f" of layer {self.layer!r}"))
 
     @traitlets.validate("position")
     def _check_position(self, proposal):

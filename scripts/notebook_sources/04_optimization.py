@@ -39,7 +39,7 @@ images, labels = nbvis.demo.digits()
 # are `"smooth"` (random shifts of up to 2 px, zoom and rotation, diversity, a light decay and
 # blur, and a learning rate that anneals along a cosine so that the images settle), and the
 # pixels stay in the data's 0…1. The quality row's "P(class)" is the network's probability of the
-# class under random shifts of up to 2 px: the images stay the class when moved. The run goes on in the
+# class averaged over every shift of up to 2 px: the images stay the class when moved. The run goes on in the
 # background: the kernel stays free, and the next cells run while the images form.
 # %%
 three = nbvis.OptimizationViewer(cnn, objective=3, input_shape=(1, 28, 28), starts=4, dataset=(images, labels), seed=3)
