@@ -33,6 +33,18 @@ def pytest_report_header(config):
     return f"nbvis array transport: {'base64 text (forced)' if base64_transport() else 'binary buffers'}"
 
 
+@pytest.fixture(autouse=True)
+def _stop_jobs_left_running():
+    """A view a test leaves open may still run its job on a thread (outside a kernel) on a shared
+    model (the session's demo models): stopped after the test, so no other test sees its steps."""
+    yield
+    from nbvis.widgets import _jobs
+
+    for job in list(_jobs._RUNNING):
+        if job.running:
+            job.stop()
+
+
 @pytest.fixture
 def unchanged():
     """``with unchanged(model): ...`` asserts the block left the model exactly as it was."""

@@ -8,7 +8,15 @@ import torch
 
 def model_state(model: torch.nn.Module) -> dict:
     """Everything nbvis promises to leave unchanged: parameters and buffers, requires_grad,
-    .grad, every module's mode, and every module's hooks."""
+    .grad, every module's mode, and every module's hooks; read between the steps of any job that
+    still runs on the model in the background (as its owner would: inside ``nbvis.exclusive``)."""
+    import nbvis
+
+    with nbvis.exclusive(model):
+        return _state(model)
+
+
+def _state(model: torch.nn.Module) -> dict:
     hook_dicts = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
     return {
         "tensors": {k: v.detach().clone() for k, v in model.state_dict().items()},

@@ -37,6 +37,8 @@ test("layer headers give each count once", () => {
   assert.equal(layerCount({ kind: "bars", units: 10, shape: [10] }), "10 units");
   assert.equal(layerCount({ kind: "dense", units: 100, shape: [100] }), "100 units");
   assert.equal(layerCount({ kind: "conv", units: 16, shape: [16, 14, 14] }), "16 channels of 14\u00d714");
+  assert.equal(layerCount({ kind: "conv", units: 64, shape: [64, 56, 56], pooled: 4 }),
+    "64 channels of 56\u00d756, averaged 4\u00d74 to fit the view");
   assert.equal(layerCount({ kind: "dense", units: 784, shape: [784], fold: [16, 7, 7] }), "784 units (16 maps of 7\u00d77)");
 });
 

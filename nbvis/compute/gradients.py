@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from . import interrupts, units
+from . import interrupts, turns, units
 from .probe import LayerRef, as_input, borrowed, forward_with, run_model
 
 __all__ = ["METHODS", "deconvnet", "gradient", "guided_backprop", "loss_gradient", "select_unit"]
@@ -105,6 +105,10 @@ def _check_grad_possible() -> None:
 
 
 def _backprop(model: nn.Module, x, of, wrt, reduce: str, rule: str | None) -> torch.Tensor:
+    return turns.again_if_weights_change(model, lambda: _backprop_once(model, x, of, wrt, reduce, rule))
+
+
+def _backprop_once(model: nn.Module, x, of, wrt, reduce: str, rule: str | None) -> torch.Tensor:
     _check_grad_possible()
     units.check_reduce(reduce)
     unit = units.parse_unit(of, what="`of`")

@@ -21,7 +21,7 @@ from torch import nn
 
 from . import interrupts
 
-__all__ = ["Hold", "exclusive", "lock_of"]
+__all__ = ["Hold", "again_if_weights_change", "exclusive", "lock_of"]
 
 #: seconds between two looks at a recorded Ctrl-C while the main thread waits for a model
 POLL = 0.05
@@ -159,3 +159,16 @@ def exclusive(model: nn.Module) -> Hold:
     weights half-updated. Nested blocks on one thread nest.
     """
     return Hold(model)
+
+
+def again_if_weights_change(model: nn.Module, compute, attempts: int = 10):
+    """``compute()``, done again when it failed because another thread (the owner, training
+    meanwhile) updated a weight in place between its forward and its backward (autograd refuses
+    a backward through a changed tensor): the step is then done on the new weights."""
+    for attempt in range(attempts):
+        versions = [p._version for p in model.parameters()]
+        try:
+            return compute()
+        except RuntimeError:
+            if attempt + 1 == attempts or versions == [p._version for p in model.parameters()]:
+                raise

@@ -26,6 +26,9 @@ from ._traits import Array, ArrayDict
 __all__ = ["ActivationHeatmap"]
 
 MAX_BARS = 64  # outputs with more units are drawn as a grid, not as bars
+#: bytes of activations one update of the view carries at most (a websocket message of about
+#: 10 MB is a practical ceiling): larger conv maps are sent averaged down, and the view says so
+MAX_ACTS_BYTES = 6 * 2**20
 
 
 class ActivationHeatmap(DatasetInput, TopExamplesView, NbvisWidget):
@@ -283,9 +286,40 @@ class ActivationHeatmap(DatasetInput, TopExamplesView, NbvisWidget):
             return None
         return [int(d) for d in previous]
 
-    def _layout_entries(self) -> list[dict]:
+    def _pooling(self, shown: dict[str, torch.Tensor]) -> dict[str, int]:
+        """Per conv layer whose maps are too big to send with the others, the factor they are
+        averaged down by (2, 4, ...: the largest layers first, until all fit ``MAX_ACTS_BYTES``)."""
+        factors: dict[str, int] = {}
+
+        def size(name: str) -> int:
+            values, k = shown[name], factors.get(name, 1)
+            if values.dim() != 3:
+                return values.numel() * 4
+            return values.shape[0] * math.ceil(values.shape[1] / k) * math.ceil(values.shape[2] / k) * 4
+
+        while sum(size(name) for name in shown) > MAX_ACTS_BYTES:
+            able = [name for name, v in shown.items() if v.dim() == 3 and min(v.shape[1:]) >= 2 * factors.get(name, 1)]
+            if not able:
+                break
+            name = max(able, key=size)
+            factors[name] = factors.get(name, 1) * 2
+        return factors
+
+    def _sent_acts(self) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+        """The activations as the view gets them (conv maps averaged down where ``_pooling`` says)."""
+        shown = {name: self._shown(name, act[0]) for name, act in self._activations.items()}
+        factors = self._pooling(shown)
+        for name, k in factors.items():
+            values = shown[name]
+            size = (math.ceil(values.shape[1] / k), math.ceil(values.shape[2] / k))
+            shown[name] = torch.nn.functional.adaptive_avg_pool2d(values.float()[None], size)[0]
+        return shown, factors
+
+    def _layout_entries(self, pooled: Optional[dict[str, int]] = None) -> list[dict]:
         """What the view needs to lay out every panel; recomputed only when shapes change."""
-        key = (self._sample_shape, self._output_name, tuple((n, tuple(a.shape)) for n, a in self._activations.items()))
+        pooled = pooled or {}
+        key = (self._sample_shape, self._output_name, tuple((n, tuple(a.shape)) for n, a in self._activations.items()),
+               tuple(sorted(pooled.items())))
         if key == self._layout_key:
             return self._layout
         geometry = {}
@@ -310,13 +344,17 @@ class ActivationHeatmap(DatasetInput, TopExamplesView, NbvisWidget):
             else:
                 kind = "conv"
                 count = int(sample[0])
+                if name in pooled:  # sent averaged down: the view draws (and says) the smaller maps
+                    sample = (sample[0], *(math.ceil(d / pooled[name]) for d in sample[1:]))
                 maps = [int(math.prod(sample[1:-1])), int(sample[-1])]
             entry = {"name": name, "label": self._label(name), "kind": kind, "shape": list(sample),
                      "units": count, "maps": maps, "output": name == self._output_name}
             if fold is not None:
                 entry["fold"] = fold
             previous = sample
-            if name in geometry and not geometry[name].whole:
+            if name in pooled:
+                entry["pooled"] = pooled[name]
+            elif name in geometry and not geometry[name].whole:
                 entry["field"] = geometry[name].to_dict()
             entries.append(entry)
         self._layout_key = key
@@ -328,13 +366,14 @@ class ActivationHeatmap(DatasetInput, TopExamplesView, NbvisWidget):
         with self.hold_sync():  # one message: the view redraws once
             if caption:
                 self.input_caption = caption
-            layout = self._layout_entries()
+            acts, pooled = self._sent_acts()
+            layout = self._layout_entries(pooled)
             if layout != self._layout:
                 self._layout = layout
             self._input = self._batch[0]
             self._grad = grad
             self.grad_caption = grad_caption
-            self._acts = {name: self._shown(name, act[0]) for name, act in self._activations.items()}
+            self._acts = acts
             if seq is not None:
                 self._seq_done = seq
 

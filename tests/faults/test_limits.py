@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 import nbvis
+from nbvis._arrays import unpack
 from faultkit import assert_same, full_state
 
 MAX_MESSAGE = 8 * 2**20
@@ -72,6 +73,31 @@ def test_no_message_over_8_mb_for_a_big_layer(layer, figures):
     tiles = grid.tiles()
     assert len(tiles) == grid.n_units  # every unit is still reachable, page by page
     grid.close()
+
+
+def test_no_message_over_8_mb_from_a_heatmap_of_big_conv_maps(figures):
+    """Three layers of 64 maps of 224 x 224 (38 MB of activations): the maps are sent averaged
+    down, the view says by how much, and every message stays under the limit."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1)).eval()
+    x = torch.rand(3, 224, 224)
+    view = nbvis.ActivationHeatmap(model, x)
+    sizes = record_messages(view)
+    view.input = torch.rand(3, 224, 224)  # a new input: the update the view gets
+    state_bytes = sum(len(b) for b in _buffers(view))  # what a new view of it gets at once
+    biggest = max(sizes + [state_bytes])
+    layout = {entry["name"]: entry for entry in view._layout[1:]}
+    assert biggest <= MAX_MESSAGE and len(sizes) >= 1
+    assert all(layout[name].get("pooled", 1) > 1 for name in ("0", "1", "2")), layout
+    sent = unpack(view._acts["2"])
+    k = layout["2"]["pooled"]
+    assert sent.shape == (64, 224 // k, 224 // k) and layout["2"]["maps"] == [224 // k, 224 // k]
+    # the sent maps are the true ones averaged over k x k blocks
+    true = view.activations["2"]  # (64, 224, 224), in Python as it is
+    np.testing.assert_allclose(sent, true.reshape(64, 224 // k, k, 224 // k, k).mean(axis=(2, 4)), rtol=1e-4, atol=1e-5)
+    figures.add("largest message (limit 8 MB)", "ActivationHeatmap 3 x (64, 224, 224)",
+                f"{biggest / 2**20:.1f} MB, maps averaged {k}x{k}")
+    view.close()
 
 
 def _buffers(widget):

@@ -154,3 +154,21 @@ def test_exclusive_takes_turns_with_a_borrow(where):
     assert model.training and all(p.requires_grad for p in model.parameters())
     with pytest.raises(TypeError, match="nn.Module"):
         nbvis.exclusive("model")
+
+
+def test_plain_training_steps_never_break_an_optimization_that_runs_meanwhile(figures):
+    """The owner's optimizer.step() changes the weights in place, maybe between the job's forward
+    and its backward (which autograd refuses): that step of the job is done again."""
+    model = cnn()
+    x, y = torch.rand(16, 1, 8, 8), torch.randn(16, 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    view = nbvis.OptimizationViewer(model, ("4", 3), (1, 8, 8), steps=100_000, starts=2)
+    start = view.run.step_count
+    steps = train_while_running(model, optimizer, lambda: True, x, y, minimum=0, seconds=3)
+    assert view.state == "running", view.error
+    view.stop()
+    assert view.state == "stopped" and view.error == ""
+    assert view.run.step_count > start and steps > 10
+    figures.add("training in the main thread while a job runs on a thread", "OptimizationViewer (plain steps)",
+                f"{steps} steps in 3 s, the job went on ({view.run.step_count - start} steps), no error")
+    view.close()

@@ -21,7 +21,9 @@ export function layerCount(entry) {
   const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
   if (entry.kind === "conv") {
     const rest = entry.shape.slice(1);
-    return `${plural(units, "channel")}${rest.length ? ` of ${rest.join(TIMES)}` : ""}`;
+    // maps too big for one message come averaged down by `pooled` (the kernel says by how much)
+    const pooled = entry.pooled ? `, averaged ${entry.pooled}${TIMES}${entry.pooled} to fit the view` : "";
+    return `${plural(units, "channel")}${rest.length ? ` of ${rest.join(TIMES)}` : ""}${pooled}`;
   }
   if (entry.fold) return `${plural(units, "unit")} (${entry.fold[0]} maps of ${entry.fold.slice(1).join(TIMES)})`;
   const rest = entry.shape.slice(1);

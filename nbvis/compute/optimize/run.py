@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from nbvis.compute.probe import as_input, model_device, model_dtype
+from nbvis.compute.turns import again_if_weights_change
 
 from .data import check_range, data_range
 from .diversity import gram_similarity
@@ -290,8 +291,12 @@ class OptimizationRun:
             param.clamp_(*self.value_range)
 
     def step(self) -> Step:
-        """One gradient-ascent update of every start; the model is borrowed only meanwhile."""
+        """One gradient-ascent update of every start; the model is borrowed only meanwhile (done
+        again if the owner's training, on another thread, updated a weight in place meanwhile)."""
         self._follow_device()
+        return again_if_weights_change(self.model, self._one_step)
+
+    def _one_step(self) -> Step:
         with Session(self.model, self._layers) as forward:
             start = self._check_objective(forward) if self._unchecked else None
             return self._step(forward, snapshot=True, start=start)
