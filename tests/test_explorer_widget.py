@@ -168,6 +168,22 @@ def test_a_new_selection_stops_the_previous_run(digits_mlp, digits_data):
     assert not job_threads()
 
 
+def test_a_new_selection_does_not_wait_for_the_previous_runs_figures(digits_mlp, digits_data):
+    # The quality figures of a stopped run go through the dataset; the previous unit's run is
+    # closed, so a click must not wait for them (they are computed when asked for, as ever).
+    explorer = Explorer(digits_mlp, digits_data[0], steps=1_000_000, selected=("fc2", 1))
+    try:
+        first = explorer.optimizer
+        explorer.selected = ("fc2", 2)
+        assert first.state == "stopped" and first.comm is None and first.quality_rows == []
+        assert first.quality.rows() and first.quality_rows  # on demand: still there
+        second = explorer.optimizer
+        second.stop()  # stopped but still shown: its figures come with the stop, as before
+        assert second.state == "stopped" and second.quality_rows
+    finally:
+        explorer.close()
+
+
 def test_settings_made_in_the_optimizer_carry_over(digits_mlp, digits_data):
     explorer = Explorer(digits_mlp, digits_data[0], steps=1_000_000, starts=2, selected=("fc2", 1))
     try:

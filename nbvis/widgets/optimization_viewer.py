@@ -269,9 +269,15 @@ class OptimizationViewer(JobView, NbvisWidget):
         if self._throttle.ready():
             self._publish(step)
 
+    def close(self):
+        """Stop the run and close the view; the quality figures of a run stopped by closing are
+        not computed then (nobody sees them: :attr:`quality` still computes them when asked)."""
+        self._closing = True
+        super().close()
+
     def _job_ended(self, state: str) -> None:
         try:
-            if state == "stopped":
+            if state == "stopped" and not getattr(self, "_closing", False):
                 self._figures()
         finally:  # an objective that raises an interrupt here too must not leave "running"
             super()._job_ended(state)
