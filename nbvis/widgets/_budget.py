@@ -36,3 +36,9 @@ def averaged_to_fit(maps: dict[str, torch.Tensor], budget: int = MESSAGE_BUDGET)
         shape = (math.ceil(values.shape[1] / k), math.ceil(values.shape[2] / k))
         shown[name] = F.adaptive_avg_pool2d(values.float()[None], shape)[0]
     return shown, factors
+
+
+def fitted(image: torch.Tensor, budget: int = MESSAGE_BUDGET // 2) -> torch.Tensor:
+    """One (C, H, W) image as a view gets it beside its other arrays: averaged down 2, 4, ... times
+    when it alone would take more than ``budget`` bytes (the view draws it at the same size)."""
+    return averaged_to_fit({"image": image}, budget)[0]["image"]
