@@ -18,6 +18,7 @@ from ..compute.gradients import METHODS
 from ..compute.images import DEFAULT_MAX_BYTES, decode_image, image_layout, pixels_to_input
 from ..compute.probe import LayerRef, capture_sample
 from ._base import STATIC, NbvisWidget
+from ._budget import MESSAGE_BUDGET, averaged_to_fit
 from ._dataset_input import DatasetInput
 from ._selection import checked_selection
 from ._top_examples import TopExamplesView
@@ -28,7 +29,7 @@ __all__ = ["ActivationHeatmap"]
 MAX_BARS = 64  # outputs with more units are drawn as a grid, not as bars
 #: bytes of activations one update of the view carries at most (a websocket message of about
 #: 10 MB is a practical ceiling): larger conv maps are sent averaged down, and the view says so
-MAX_ACTS_BYTES = 6 * 2**20
+MAX_ACTS_BYTES = MESSAGE_BUDGET
 
 
 class ActivationHeatmap(DatasetInput, TopExamplesView, NbvisWidget):
@@ -286,34 +287,10 @@ class ActivationHeatmap(DatasetInput, TopExamplesView, NbvisWidget):
             return None
         return [int(d) for d in previous]
 
-    def _pooling(self, shown: dict[str, torch.Tensor]) -> dict[str, int]:
-        """Per conv layer whose maps are too big to send with the others, the factor they are
-        averaged down by (2, 4, ...: the largest layers first, until all fit ``MAX_ACTS_BYTES``)."""
-        factors: dict[str, int] = {}
-
-        def size(name: str) -> int:
-            values, k = shown[name], factors.get(name, 1)
-            if values.dim() != 3:
-                return values.numel() * 4
-            return values.shape[0] * math.ceil(values.shape[1] / k) * math.ceil(values.shape[2] / k) * 4
-
-        while sum(size(name) for name in shown) > MAX_ACTS_BYTES:
-            able = [name for name, v in shown.items() if v.dim() == 3 and min(v.shape[1:]) >= 2 * factors.get(name, 1)]
-            if not able:
-                break
-            name = max(able, key=size)
-            factors[name] = factors.get(name, 1) * 2
-        return factors
-
     def _sent_acts(self) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
         """The activations as the view gets them (conv maps averaged down where ``_pooling`` says)."""
         shown = {name: self._shown(name, act[0]) for name, act in self._activations.items()}
-        factors = self._pooling(shown)
-        for name, k in factors.items():
-            values = shown[name]
-            size = (math.ceil(values.shape[1] / k), math.ceil(values.shape[2] / k))
-            shown[name] = torch.nn.functional.adaptive_avg_pool2d(values.float()[None], size)[0]
-        return shown, factors
+        return averaged_to_fit(shown, MAX_ACTS_BYTES)
 
     def _layout_entries(self, pooled: Optional[dict[str, int]] = None) -> list[dict]:
         """What the view needs to lay out every panel; recomputed only when shapes change."""

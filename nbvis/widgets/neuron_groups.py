@@ -13,6 +13,7 @@ from ..compute.blocks import Groups, neuron_groups
 from ..compute.probe import LayerRef
 from ._base import STATIC
 from ._blocks import BlocksView
+from ._budget import fitted
 from .._arrays import unpack
 from ._traits import Array
 
@@ -206,7 +207,7 @@ class NeuronGroups(BlocksView):
             self.set_trait("class_labels", labels)
             self.set_trait("attribution_scale", scale)
             self.set_trait("note", note)
-            self._input = self._batch[0]
+            self._input = fitted(self._batch[0])  # a huge image goes averaged down
             self._maps = groups.normalized_maps()
             self._attribution = groups.attribution
             self._request_icons()

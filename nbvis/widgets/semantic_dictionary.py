@@ -14,6 +14,7 @@ from ..compute.probe import LayerRef
 from ..compute.units import check_index
 from ._base import STATIC
 from ._blocks import BlocksView
+from ._budget import fitted
 from ._selection import checked_selection
 from ._traits import Array
 
@@ -154,7 +155,7 @@ class SemanticDictionary(BlocksView):
                 self.selected = None
             self.set_trait("grid", [height, width])
             self.set_trait("maximum", dictionary.maximum)
-            self._input = self._batch[0]
+            self._input = fitted(self._batch[0])  # a huge image goes averaged down
             self._channels = dictionary.channels
             self._values = dictionary.values
             self.position = list(dictionary.start)

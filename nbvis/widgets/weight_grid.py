@@ -17,6 +17,7 @@ from ..compute.probe import LayerRef, as_input, capture, resolve_layer
 from ..compute.units import check_index
 from ..compute.weights import input_products, layer_tiles, readout_weights, unit_order
 from ._base import STATIC, NbvisWidget
+from ._budget import MESSAGE_BUDGET
 from ._jobs import Throttle, running_loop
 from ._traits import Array
 
@@ -25,7 +26,7 @@ __all__ = ["WeightGrid"]
 SORTS = ("index", "norm", "bias", "class")
 # The most bytes one page of tiles (and their input * weights) may take: messages of about 10 MB
 # are a practical ceiling of the websocket, so a page of big tiles holds fewer units.
-MAX_PAGE_BYTES = 6 * 2**20
+MAX_PAGE_BYTES = MESSAGE_BUDGET
 
 
 class WeightGrid(NbvisWidget):

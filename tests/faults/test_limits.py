@@ -100,6 +100,27 @@ def test_no_message_over_8_mb_from_a_heatmap_of_big_conv_maps(figures):
     view.close()
 
 
+@pytest.mark.parametrize("view_class", ["NeuronGroups", "SemanticDictionary"])
+def test_no_message_over_8_mb_from_a_building_block_view_of_a_huge_image(view_class, figures):
+    """A 3 x 1024 x 1024 input (12 MB as float32): the view gets it averaged down, drawn the same."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 8, stride=8), nn.ReLU()).eval()
+    x = torch.rand(3, 1024, 1024)
+    view = getattr(nbvis, view_class)(model, x, icons=False)
+    sizes = record_messages(view)
+    view.input = torch.rand(3, 1024, 1024)
+    biggest = max(sizes + [sum(len(b) for b in _buffers(view))])
+    assert biggest <= MAX_MESSAGE and len(sizes) >= 1
+    sent = unpack(view._input)
+    k = 1024 // sent.shape[1]
+    assert k > 1 and sent.shape == (3, 1024 // k, 1024 // k)
+    truth = view.input.numpy()  # the whole input stays in Python
+    np.testing.assert_allclose(sent, truth.reshape(3, 1024 // k, k, 1024 // k, k).mean(axis=(2, 4)), rtol=1e-4, atol=1e-5)
+    figures.add("largest message (limit 8 MB)", f"{view_class} of a 3 x 1024 x 1024 input",
+                f"{biggest / 2**20:.1f} MB, input averaged {k}x{k}")
+    view.close()
+
+
 def _buffers(widget):
     from ipywidgets.widgets.widget import _remove_buffers
 
