@@ -53,9 +53,14 @@ _RUNNING: "weakref.WeakSet[Job]" = weakref.WeakSet()
 def _stop_running_jobs() -> None:
     # A daemon thread still inside torch when the interpreter finalizes aborts the process, and so
     # does a loop's job left half-way (its suspended steps hold tensors torch cannot free then).
-    for job in list(_RUNNING):
+    jobs = list(_RUNNING)
+    for job in jobs:
         if job.running:
             job.stop()
+    for job in jobs:  # and let every job's thread leave torch before the interpreter goes
+        thread = job._thread
+        if thread is not None and thread is not threading.current_thread() and thread.is_alive():
+            thread.join(10)
 
 
 class Job:
