@@ -5,6 +5,7 @@ position; the keyboard moves the selection while the Explorer has the focus."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from harness import grid_point, layout_of, open_notebook, run_all, screenshot
@@ -222,6 +223,19 @@ def test_a_click_on_a_position_selects_it_and_its_receptive_field(jupyter, brows
         page.close()
 
 
+def wait_until_still(page, locator, timeout: float = 30.0) -> None:
+    """Wait until ``locator``'s box is the same over half a second (the layout has settled)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        box = locator.bounding_box()
+        if box is not None and box == last:
+            return
+        last = box
+        page.wait_for_timeout(500)
+    raise AssertionError(f"the element kept moving for {timeout} s (last box {last})")
+
+
 def test_arrow_keys_move_the_unit_and_page_keys_the_layer_in_the_explorer(jupyter, browser):
     page = open_explorer(jupyter, browser, "mlp")
     try:
@@ -239,8 +253,12 @@ def test_arrow_keys_move_the_unit_and_page_keys_the_layer_in_the_explorer(jupyte
         # the large layer follows the selection's layer
         page.wait_for_selector(f"{HEATMAP} .nbvis-ah-large[data-layer='fc1']")
         # a click on a weight tile selects its unit and leaves the keys to the Explorer too
-        # (the grid shows the page of fc1[50]: 36 units from 36 on)
-        page.mouse.click(*grid_point(page.locator(f"{GRID} canvas"), 3))
+        # (the grid shows the page of fc1[50]: 36 units from 36 on). Click once the grid has
+        # drawn that selection and stopped moving (the panels above it fill in as runs start).
+        page.wait_for_selector(f"{GRID}[data-selected='{40 + cols}']")
+        grid_canvas = page.locator(f"{GRID} canvas")
+        wait_until_still(page, grid_canvas)
+        page.mouse.click(*grid_point(grid_canvas, 3))
         jupyter.wait_for_json("state.json", lambda s: s["selected"] == ["fc1", 39])
         page.wait_for_function(f"() => document.querySelector('{HEATMAP} .nbvis-ah-why')?.textContent.includes('fc1[39]')")
         page.keyboard.press("ArrowRight")
