@@ -305,6 +305,16 @@ def canvas_stats(page, selector: str) -> dict:
     )
 
 
+# A canvas's drawn pixels as one number (for page.eval_on_selector / locator.evaluate): equal
+# checksums, the same picture; a different one, a redraw that changed something.
+CHECKSUM = """(c) => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let h = 0;
+    for (let i = 0; i < d.length; i += 4) h = (h * 31 + d[i] + 7 * d[i + 1] + 13 * d[i + 2]) % 2147483647;
+    return h;
+}"""
+
+
 def layout_of(target) -> dict:
     """The ``data-layout`` of a canvas (a Playwright locator or element handle): how the view laid
     out its tiles (see ARCHITECTURE.md, "The data- contract")."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from harness import grid_point, open_notebook, run_all, screenshot
+from harness import CHECKSUM, grid_point, open_notebook, run_all, screenshot
 
 ROOT = ".nbvis-activation-heatmap"
 
@@ -25,14 +25,6 @@ CELLS = [
     "view.observe(dump, names=['_grad', 'reduce', 'selected'])\n"
     "view",
 ]
-
-CHECKSUM = """(c) => {
-    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-    let h = 0;
-    for (let i = 0; i < d.length; i += 4) h = (h * 31 + d[i] + 7 * d[i + 1] + 13 * d[i + 2]) % 2147483647;
-    return h;
-}"""
-
 
 def on_ink(state) -> float:
     grad = np.abs(np.array(state["grad"]))

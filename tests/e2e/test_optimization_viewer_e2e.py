@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from harness import bar_point, canvas_stats, open_notebook, run_all, screenshot
+from harness import CHECKSUM, bar_point, canvas_stats, open_notebook, run_all, screenshot
 
 VIEW = ".nbvis-optimization-viewer"
 IMAGES = f"{VIEW} canvas.nbvis-images"
@@ -20,14 +20,6 @@ SETUP = [
     "viewer.observe(record, names=['state', 'preset'])\n"
     "viewer",
 ]
-
-CHECKSUM = """(c) => {
-    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-    let h = 0;
-    for (let i = 0; i < d.length; i += 4) h = (h * 31 + d[i] + 7 * d[i + 1] + 13 * d[i + 2]) % 2147483647;
-    return h;
-}"""
-
 
 def frames(page) -> int:
     return int(page.get_attribute(VIEW, "data-frames") or 0)
