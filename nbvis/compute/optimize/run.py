@@ -26,7 +26,7 @@ from .diversity import gram_similarity
 from .objectives import as_objective
 from .optimizers import ASCENTS, Ascent, ascent_of
 from .overrides import redirected_relus
-from .parametrizations import Fourier, Pixels
+from .parametrizations import Fourier, Pixels, noise
 from .regularizers import Regularizers, auto_preset, fit_regularizers
 from .result import Result, Step, to_uint8
 from .session import Session
@@ -179,12 +179,12 @@ class OptimizationRun:
             if tuple(x.shape) != shape:
                 raise ValueError(f"init must have shape {self.input_shape} or {shape}, not {tuple(x.shape)}")
             return x.clone()
-        noise = torch.randn(shape, generator=self._generator, dtype=torch.float64)
+        drawn = noise(shape, self._generator, dtype)
         if self.value_range is None:
-            x = 0.1 * noise
+            x = 0.1 * drawn
         else:
             low, high = self.value_range
-            x = ((low + high) / 2 + 0.1 * (high - low) * noise).clamp(low, high)
+            x = ((low + high) / 2 + 0.1 * (high - low) * drawn).clamp(low, high)
         return x.to(device=device, dtype=dtype)
 
     def _check_objective(self, forward=None):
@@ -239,9 +239,8 @@ class OptimizationRun:
 
         param = self._param.param
         param.data = moved(param.data)
-        for name in ("scale", "color"):
-            value = getattr(self._param, name, None)
-            if isinstance(value, torch.Tensor):
+        for name, value in vars(self._param).items():  # the parametrization's constants
+            if isinstance(value, torch.Tensor) and value is not param:
                 setattr(self._param, name, moved(value))
         for state in self._optimizer.state.values():
             for key, value in state.items():
@@ -253,18 +252,29 @@ class OptimizationRun:
 
     # -- running --------------------------------------------------------------------------
 
-    def _transform(self, images: torch.Tensor) -> torch.Tensor:
-        regs = self._regularizers
+    def _inputs(self, snapshot: bool):
+        """``(image, seen, before)`` of a step: the image (None when the Fourier parametrization gave
+        it shifted right away), what the model sees (the random transforms applied) and, with
+        ``snapshot``, a copy of the image for the :class:`Step`."""
+        regs, shape = self._regularizers, (self.starts, *self.input_shape)
+        dy = dx = 0
         if regs.jitter:
             dy = self._random.randint(-regs.jitter, regs.jitter)
             dx = self._random.randint(-regs.jitter, regs.jitter)
+        if (dy or dx) and self._param.shifts and not regs.tv:  # (the penalty reads the image itself)
+            image, moved = None, as_images(self._param.image((dy, dx)))
+            before = torch.roll(moved.detach(), (-dy, -dx), (2, 3)).reshape(shape) if snapshot else None
+        else:
+            image = self._param.image()
+            before = self._param.snapshot(image) if snapshot else None
+            moved = as_images(image)
             if dy or dx:
-                images = torch.roll(images, shifts=(dy, dx), dims=(2, 3))
+                moved = torch.roll(moved, shifts=(dy, dx), dims=(2, 3))
         if regs.scale or regs.rotate:
             zoom = 1.0 + self._random.uniform(-regs.scale, regs.scale)
             degrees = self._random.uniform(-regs.rotate, regs.rotate)
-            images = affine_resample(images, zoom, degrees)
-        return images
+            moved = affine_resample(moved, zoom, degrees)
+        return image, moved.reshape(shape), before
 
     @torch.no_grad()
     def _regularize(self, factor: float = 1.0):
@@ -315,13 +325,11 @@ class OptimizationRun:
                 seen = image
                 before = self._param.snapshot(image) if snapshot else None
             else:
-                image = self._param.image()
-                before = self._param.snapshot(image) if snapshot else None
-                seen = image
                 if moves:
-                    pictures = as_images(image)
-                    moved = self._transform(pictures)
-                    seen = moved.reshape(image.shape)
+                    image, seen, before = self._inputs(snapshot)
+                else:
+                    image = seen = self._param.image()
+                    before = self._param.snapshot(image) if snapshot else None
                 acts: dict | None = {} if diverse else None
                 values = self._evaluate(forward, seen, acts)
             loss = -values.sum()
