@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import pytest
 import scipy.ndimage
@@ -228,6 +230,26 @@ def test_model_untouched_between_steps_of_a_paused_run(digits_cnn, unchanged):
     finally:
         handle.remove()
         digits_cnn.eval()
+
+
+def test_steps_trace_the_feature_axes_once_and_see_a_layer_replaced_between_steps():
+    """The steps of a run look the layers up and trace their axes once (a ReLU's axis takes a traced
+    pass), yet a layer the owner replaces while the run is paused is the one the next step reads."""
+    torch.manual_seed(0)
+    model = nn.Sequential(OrderedDict(proj=nn.Linear(4, 6), act=nn.ReLU(), head=nn.Linear(6, 3))).eval()
+    hooks_seen = []  # forward hooks on the first Linear during each pass: a tracer adds one
+    model.proj.register_forward_pre_hook(lambda m, args: hooks_seen.append(len(m._forward_hooks)))
+    run = OptimizationRun(model, ("act", 2), (5, 4))  # (tokens, features): the ReLU's axis is the last
+    for _ in range(4):
+        run.step()
+    assert hooks_seen == [1, 0, 0, 0, 0]  # the check at creation traces; the steps reuse its axes
+    with torch.no_grad():
+        model.head = nn.Linear(6, 3)  # not the objective's layer: the layers' names and axes stay right
+        new_act = model.act = nn.Sequential(nn.ReLU())  # the objective's layer, replaced
+        new_act.register_forward_hook(lambda m, args, out: out * 0 + 7.0)
+    assert run.step().values.tolist() == [7.0]  # the new module's value, not the old ReLU's
+    assert not any(m._forward_hooks for m in model.modules() if m is not new_act)
+    assert len(new_act._forward_hooks) == 1  # the owner's hook only
 
 
 def test_eval_mode_inside_a_step():

@@ -190,6 +190,7 @@ class Recorder:
         reuse_axes: bool = True,
     ):
         self.model, self.detach, self.inputs, self.reuse_axes = model, detach, inputs, reuse_axes
+        self.layers = layers  # as given
         self.explicit = layers is not None
         modules = dict(model.named_modules())
         if self.explicit:
@@ -209,6 +210,7 @@ class Recorder:
                 self.by_module.setdefault(id(layer.module), []).append(layer)
         self.outputs = [layer for layer in self.wanted if layer.is_output]
         self.names = {id(module): name for name, module in modules.items()}
+        self._structure = list(modules.items())  # (name, module) pairs, for fits()
         by_id = {id(module): module for module in modules.values()}
         self.hooked = [by_id[key] for key in set(self.by_module) | self.every]
         # input shape -> ({layer name: (value shape, axis)}, (output shape, axis), {layer name: axis})
@@ -226,6 +228,19 @@ class Recorder:
         self._running: Optional[int] = None
         self._handles: list = []  # the recording hooks while they are on the model
         self._handles_kind = None  # which hook they call: "traced" (self._hook) or "quick"
+
+    def fits(self, model: nn.Module) -> bool:
+        """Whether this recorder still describes ``model``: the same module objects under the same
+        names (a module added, removed, renamed or replaced since it was made says no)."""
+        if model is not self.model:
+            return False
+        structure = self._structure
+        count = 0
+        for name, module in model.named_modules():
+            if count >= len(structure) or structure[count][1] is not module or structure[count][0] != name:
+                return False
+            count += 1
+        return count == len(structure)
 
     def __enter__(self) -> "Recorder":
         self._open = True

@@ -150,6 +150,7 @@ class OptimizationRun:
         self._history = np.zeros((0, self.starts))
         self._history_lock = threading.Lock()  # steps may run on another thread than the reader
         self._unchecked = not _check
+        self._kept: dict = {}  # what one session leaves for the next (see Session)
         if _check:
             self._check_objective()
 
@@ -193,7 +194,7 @@ class OptimizationRun:
         With ``forward`` (an open :class:`Session`'s), returns ``(image, values, activations)`` of
         that pass, which the first step may use as its own (see :meth:`_step`)."""
         if forward is None:
-            with Session(self.model, self._layers) as forward:
+            with Session(self.model, self._layers, keep=self._kept) as forward:
                 self._check_objective(forward)
             return None
         image = self._param.image()
@@ -307,7 +308,7 @@ class OptimizationRun:
         return again_if_weights_change(self.model, self._one_step)
 
     def _one_step(self) -> Step:
-        with Session(self.model, self._layers) as forward:
+        with Session(self.model, self._layers, keep=self._kept) as forward:
             start = self._check_objective(forward) if self._unchecked else None
             return self._step(forward, snapshot=True, start=start)
 
@@ -376,7 +377,7 @@ class OptimizationRun:
         steps = _positive_int("steps", steps, minimum=0)
         if steps or self._unchecked:
             self._follow_device()
-            with Session(self.model, self._layers) as forward:
+            with Session(self.model, self._layers, keep=self._kept) as forward:
                 start = self._check_objective(forward) if self._unchecked else None
                 for _ in range(steps):
                     self._step(forward, snapshot=False, start=start)
@@ -412,7 +413,7 @@ class OptimizationRun:
 
     def evaluate(self) -> np.ndarray:
         """The objective of the current inputs, without transforms: ``(starts,)``."""
-        with Session(self.model, self._layers, grad=False) as forward:
+        with Session(self.model, self._layers, grad=False, keep=self._kept) as forward:
             return self._evaluate(forward, self.inputs).float().cpu().numpy().astype(np.float64)
 
     def result(self) -> Result:
