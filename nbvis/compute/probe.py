@@ -193,16 +193,17 @@ class Recorder:
         self.layers = layers  # as given
         self.explicit = layers is not None
         modules = dict(model.named_modules())
+        self._structure = list(modules.items())  # (name, module) pairs, for fits()
         if self.explicit:
             if isinstance(layers, (str, nn.Module)):
                 layers = [layers]
-            self.wanted = [units.parse_layer(model, layer) for layer in layers]
+            self.wanted = [units.parse_layer(model, layer, modules) for layer in layers]
         else:
             self.wanted = []
         self.leaf_layer = None if leaf is None else units.parse_layer(model, leaf)
         if self.leaf_layer is not None and self.leaf_layer.is_output:
             raise ValueError("the model's output cannot be replaced by a leaf: name an earlier layer")
-        self.leaves = [modules[name] for name in leaf_layers(model)]
+        self._leaves: Optional[list] = None  # the leaf modules, looked up when a pass traces
         self.every = {id(m) for m in self.leaves} if not self.explicit else set()
         self.by_module: dict[int, list] = {}
         for layer in self.wanted + ([self.leaf_layer] if self.leaf_layer is not None else []):
@@ -210,7 +211,6 @@ class Recorder:
                 self.by_module.setdefault(id(layer.module), []).append(layer)
         self.outputs = [layer for layer in self.wanted if layer.is_output]
         self.names = {id(module): name for name, module in modules.items()}
-        self._structure = list(modules.items())  # (name, module) pairs, for fits()
         by_id = {id(module): module for module in modules.values()}
         self.hooked = [by_id[key] for key in set(self.by_module) | self.every]
         # input shape -> ({layer name: (value shape, axis)}, (output shape, axis), {layer name: axis})
@@ -226,8 +226,19 @@ class Recorder:
         # the thread of the pass running now: the hooks record only its passes (not another
         # thread's forward through the same modules meanwhile)
         self._running: Optional[int] = None
+        # whether the quick passes give downstream modules copies of the values they record (only
+        # once an in-place operation changed one; a recorded value is otherwise the model's own)
+        self._copies = detach
         self._handles: list = []  # the recording hooks while they are on the model
         self._handles_kind = None  # which hook they call: "traced" (self._hook) or "quick"
+
+    @property
+    def leaves(self) -> list:
+        """The model's leaf modules (every one gets a tracer's hook on a traced pass)."""
+        if self._leaves is None:
+            modules = dict(self._structure)
+            self._leaves = [modules[name] for name in leaf_layers(self.model)]
+        return self._leaves
 
     def fits(self, model: nn.Module) -> bool:
         """Whether this recorder still describes ``model``: the same module objects under the same
@@ -308,6 +319,10 @@ class Recorder:
         output = self._run(x, "quick")
         seen, produced = self._seen, self._produced
         self._keep, self._produced, self._seen = [], {}, {}
+        if not self._copies and any(produced[id(v)][1] != v._version for v in seen.values()):
+            # a later operation changed a recorded value in place: from now on downstream gets copies
+            self._copies = True
+            return self._quick_pass(x, known)
         final = units.resolve_output(output)
         for layer in self.outputs:
             value = units.resolve_output(output, layer.pick)
@@ -383,6 +398,8 @@ class Recorder:
                 self._seen[layer.name] = value.detach().clone()
                 continue
             self._seen[layer.name] = value
+            if not self._copies:  # (a value changed in place downstream makes the pass run again with copies)
+                continue
             copy = value.clone()  # downstream in-place operations act on this copy
             self._produced[id(copy)] = (layer.name, copy._version)
             changed = units.replace_output(changed, layer.pick, copy)

@@ -7,7 +7,6 @@ parameters' ``requires_grad`` untouched.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import random
@@ -319,36 +318,39 @@ class OptimizationRun:
         regs = self._regularizers
         redirect = self._off and self._count < self.redirect
         moves = regs.jitter or regs.scale or regs.rotate or regs.tv
-        with redirected_relus(self.model) if redirect else contextlib.nullcontext():
-            diverse = regs.diversity and self.starts > 1
-            if start is not None and not redirect and not moves:
-                image, values, acts = start
-                seen = image
-                before = self._param.snapshot(image) if snapshot else None
+        diverse = regs.diversity and self.starts > 1
+        if start is not None and not redirect and not moves:
+            image, values, acts = start
+            seen = image
+            before = self._param.snapshot(image) if snapshot else None
+        else:
+            if moves:
+                image, seen, before = self._inputs(snapshot)
             else:
-                if moves:
-                    image, seen, before = self._inputs(snapshot)
-                else:
-                    image = seen = self._param.image()
-                    before = self._param.snapshot(image) if snapshot else None
-                acts: dict | None = {} if diverse else None
+                image = seen = self._param.image()
+                before = self._param.snapshot(image) if snapshot else None
+            acts: dict | None = {} if diverse else None
+            if redirect:  # (the forward pass records the redirected ReLUs into the graph)
+                with redirected_relus(self.model):
+                    values = self._evaluate(forward, seen, acts)
+            else:
                 values = self._evaluate(forward, seen, acts)
-            loss = -values.sum()
-            if regs.tv:
-                loss = loss + regs.tv * total_variation(as_images(image)).sum()
-            if diverse:
-                loss = loss + self._diversity_penalty(values, acts, seen)
-            # the gradient of the input only: the model's parameters get none, frozen or not (a
-            # borrow from a background thread leaves their requires_grad as the owner set it)
-            param = self._param.param
-            (param.grad,) = torch.autograd.grad(loss, [param])
-            factor = self.ascent.factor(self._count, self.planned)
-            if self.ascent.anneal:
-                self._optimizer.param_groups[0]["lr"] = self.lr * factor
-            self._optimizer.step()
-            if self._priors:
-                self._regularize(factor)
-            self._count += 1
+        loss = -values.sum()
+        if regs.tv:
+            loss = loss + regs.tv * total_variation(as_images(image)).sum()
+        if diverse:
+            loss = loss + self._diversity_penalty(values, acts, seen)
+        # the gradient of the input only: the model's parameters get none, frozen or not (a
+        # borrow from a background thread leaves their requires_grad as the owner set it)
+        param = self._param.param
+        (param.grad,) = torch.autograd.grad(loss, [param])
+        factor = self.ascent.factor(self._count, self.planned)
+        if self.ascent.anneal:
+            self._optimizer.param_groups[0]["lr"] = self.lr * factor
+        self._optimizer.step()
+        if self._priors:
+            self._regularize(factor)
+        self._count += 1
         values = values.detach()
         if self._count < self.redirect:  # a start whose unit is off: redirect the next step
             self._off = 0.0 in values.tolist()
@@ -407,7 +409,7 @@ class OptimizationRun:
         with self._history_lock:
             pending, self._pending = self._pending, []
             if pending:
-                new = torch.stack(pending).float().cpu().numpy().astype(np.float64)
+                new = torch.stack(pending).to(torch.float64).cpu().numpy()
                 self._history = np.concatenate([self._history, new])
             return self._history.copy()  # the caller may edit it; the run keeps its own
 
