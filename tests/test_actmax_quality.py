@@ -416,3 +416,17 @@ def test_confidence_is_the_mean_over_every_small_shift(digits_cnn):
     np.testing.assert_allclose(quality.confidence, by_hand.numpy(), rtol=1e-9)
     with pytest.raises(ValueError, match="trials"):
         evaluate(digits_cnn, 0, x, trials=0)
+
+
+def test_data_statistics_are_computed_once_per_sample_tensor(digits_data):
+    """A view per click (the Explorer's optimizer) on the same samples passes over them once; a
+    change in place is seen."""
+    from nbvis.compute.optimize.data import data_statistics
+
+    images = digits_data[0].clone()
+    first = data_statistics((images, digits_data[1]))
+    assert data_statistics(images) is first and data_statistics(first) is first
+    images[0].fill_(1.0)
+    changed = data_statistics(images)
+    assert changed is not first
+    torch.testing.assert_close(changed.mean, images.flatten(1).double().mean(0))

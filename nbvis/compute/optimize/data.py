@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import weakref
+from collections import OrderedDict
 from typing import Iterator
 
 import torch
@@ -54,10 +56,43 @@ class DataStatistics:
         return f"DataStatistics(range={self.low:g}..{self.high:g}, size={self.size})"
 
 
+#: The statistics of the last few sample tensors, so that views made one after another on the
+#: same data (the Explorer's optimizer, at each click) pass over it once.
+_KEPT: OrderedDict = OrderedDict()
+KEEP = 4
+
+
+def _key(data):
+    """``(tensor, key)`` for a sample tensor (or an ``(inputs, targets)`` pair of one); else None.
+    The key changes when the tensor is modified in place."""
+    if isinstance(data, tuple) and len(data) == 2:
+        data = data[0]
+    if not isinstance(data, torch.Tensor):
+        return None
+    return data, (id(data), data._version, data.data_ptr(), tuple(data.shape), data.dtype)
+
+
 def data_statistics(data) -> DataStatistics:
-    """The :class:`DataStatistics` of ``data`` (see :func:`data_batches`); a DataStatistics is returned as it is."""
+    """The :class:`DataStatistics` of ``data`` (see :func:`data_batches`); a DataStatistics is
+    returned as it is, and those of a sample tensor are kept for the next call on it."""
     if isinstance(data, DataStatistics):
         return data
+    found = _key(data)
+    if found is not None:
+        tensor, key = found
+        kept = _KEPT.get(key)
+        if kept is not None and kept[0]() is tensor:
+            _KEPT.move_to_end(key)
+            return kept[1]
+    stats = _statistics(data)
+    if found is not None:
+        _KEPT[key] = (weakref.ref(tensor), stats)
+        while len(_KEPT) > KEEP:
+            _KEPT.popitem(last=False)
+    return stats
+
+
+def _statistics(data) -> DataStatistics:
     low, high = math.inf, -math.inf
     count, total, products = 0, None, None
     keep = True
