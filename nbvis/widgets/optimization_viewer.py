@@ -12,11 +12,10 @@ import traitlets
 from torch import nn
 
 from ..compute.optimize import PRESETS, OptimizationRun, Regularizers, Step, fit_regularizers, resolve_regularizers
-from ..compute.optimize.data import check_range, data_statistics
+from ..compute.optimize.data import check_range, data_statistics, whitenable
 from ..compute.optimize.optimizers import ascent_of
 from ..compute.optimize.quality import Quality, evaluate
 from ..compute.optimize.regularizers import auto_preset
-from ..compute.optimize.run import whitenable
 from ._base import STATIC, NbvisWidget
 from ._jobs import JobView, Throttle
 from ._traits import Array

@@ -11,7 +11,7 @@ import torch
 
 from nbvis.compute.dataset import iter_batches
 
-__all__ = ["MAX_WHITENED", "DataStatistics", "check_range", "data_range", "data_batches", "data_statistics"]
+__all__ = ["MAX_WHITENED", "DataStatistics", "check_range", "data_range", "data_batches", "data_statistics", "whitenable"]
 
 #: The largest input (values per sample) whose covariance is kept for the ``"data"`` parametrization.
 MAX_WHITENED = 1024
@@ -120,6 +120,18 @@ def _statistics(data) -> DataStatistics:
         mean = total / count
         covariance = (products - count * torch.outer(mean, mean)) / count
     return DataStatistics(low, high, mean, covariance)
+
+
+def whitenable(stats: DataStatistics | None, input_shape) -> bool:
+    """Whether the ``"data"`` parametrization applies: the data's covariance is known
+    (``stats.covariance``) for samples of ``input_shape``'s size."""
+    if stats is None or stats.covariance is None:
+        return False
+    try:
+        shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
+        return stats.size == math.prod(int(s) for s in shape)
+    except (TypeError, ValueError):
+        return False  # the run says what an input shape is
 
 
 def data_range(data) -> tuple[float, float]:

@@ -140,7 +140,7 @@ def sized(regs: Regularizers, input_shape: Sequence[int]) -> Regularizers:
 
 def auto_preset(value_range, whitened: bool = False) -> str:
     """``regularizers="auto"``: ``"data"`` when the data's covariance is known for this input
-    (``whitened``, see :func:`~nbvis.compute.optimize.run.whitenable`), else ``"smooth"``
+    (``whitened``, see :func:`~nbvis.compute.optimize.data.whitenable`), else ``"smooth"``
     (transforms, diversity, light decay and blur, inputs clipped into the data's range) when the
     range is known, else ``"yosinski2015"``."""
     if whitened:

@@ -21,7 +21,7 @@ from torch import nn
 from nbvis.compute.probe import as_input, model_device, model_dtype
 from nbvis.compute.turns import again_if_weights_change
 
-from .data import MAX_WHITENED, DataStatistics, check_range, data_statistics
+from .data import MAX_WHITENED, check_range, data_statistics, whitenable
 from .diversity import gram_similarity
 from .objectives import as_objective
 from .optimizers import ASCENTS, Ascent, ascent_of
@@ -32,7 +32,7 @@ from .result import Result, Step, to_uint8
 from .session import Session
 from .transforms import affine_resample, as_images, blur, small_pixel_mask, total_variation
 
-__all__ = ["REDIRECT_STEPS", "OptimizationRun", "iter_maximize", "maximize", "whitenable"]
+__all__ = ["REDIRECT_STEPS", "OptimizationRun", "iter_maximize", "maximize"]
 
 #: Steps at the start of a run whose ReLU gradients are redirected while the objective of some
 #: start is exactly 0, a unit that is off (see :mod:`.overrides`).
@@ -53,12 +53,6 @@ def _check_shape(input_shape) -> tuple[int, ...]:
             f"(C, H, W) with positive sizes; got {input_shape!r}"
         )
     return shape
-
-
-def whitenable(stats: DataStatistics | None, input_shape) -> bool:
-    """Whether the ``"data"`` parametrization applies: the data's covariance is known
-    (``stats.covariance``) for samples of ``input_shape``'s size."""
-    return stats is not None and stats.covariance is not None and stats.size == math.prod(_check_shape(input_shape))
 
 
 def _positive_int(name: str, value, minimum: int = 1) -> int:
@@ -475,13 +469,16 @@ def maximize(
     regularizers: None (no priors), a preset name (see :data:`PRESETS`; a preset brings its
         optimizer, see :data:`~nbvis.compute.optimize.optimizers.ASCENTS`), a dict of
         :class:`Regularizers` fields, or a Regularizers.
-    parametrization: ``"pixel"`` or ``"fourier"`` (decorrelated, sigmoid-bounded into ``value_range``);
-        default: the preset's, else ``"pixel"``.
+    parametrization: ``"pixel"``, ``"fourier"`` (decorrelated, sigmoid-bounded into ``value_range``)
+        or ``"data"`` (pixels whitened by the covariance of ``dataset=``'s samples, see
+        :class:`~nbvis.compute.optimize.parametrizations.Whitened`); default: the preset's (the
+        ``"data"`` preset's is ``"pixel"`` without the data's covariance), else ``"pixel"``.
     seed: seeds the starts and the random transforms: the same seed gives the same result.
     lr: learning rate (default: the preset's, scaled to the input range; else Adam at 0.05).
     options: ``optimizer`` (``"adam"`` or ``"sgd"``, plain gradient ascent), ``value_range=(low, high)``
         or ``dataset=`` (the inputs stay in the data's range: pixels are clipped into it, the
-        Fourier image is sigmoid-bounded into it), ``diversity`` (weight of the penalty that keeps
+        Fourier image is sigmoid-bounded into it; with ``dataset=`` the default ``"auto"`` preset
+        is ``"data"``), ``diversity`` (weight of the penalty that keeps
         the starts apart; default: the regularizers'), ``redirect`` (steps with redirected ReLU
         gradients, 16), ``init`` (starting pixels, ``input_shape`` or ``(starts, *input_shape)``).
         A preset whose optimizer anneals its rate does so over the last steps of ``steps``.
