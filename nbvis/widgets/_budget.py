@@ -46,11 +46,14 @@ def shrunk(values: torch.Tensor, k: int) -> torch.Tensor:
     return sums / counts
 
 
-def factors_to_fit(shapes: dict[str, tuple[int, ...]], budget: int = MESSAGE_BUDGET, twice: Iterable[str] = ()) -> dict[str, int]:
-    """How much to average down float32 arrays of ``shapes`` (name -> shape; (C, H, W) maps and (N,)
-    values can shrink, see :func:`shrunk`) to take ``budget`` bytes: 2, 4, ..., the largest first,
-    until all fit (or none can shrink further). The names in ``twice`` count twice: another array
-    of their shape goes with them, shrunk by the same factor. Names left as they are are left out."""
+def factors_to_fit(
+    shapes: dict[str, tuple[int, ...]], budget: int = MESSAGE_BUDGET, twice: Iterable[str] = (), itemsize: int = 4
+) -> dict[str, int]:
+    """How much to average down arrays of ``shapes`` (name -> shape; (C, H, W) maps and (N,) values
+    can shrink, see :func:`shrunk`) of ``itemsize`` bytes a value (float32) to take ``budget``
+    bytes: 2, 4, ..., the largest first, until all fit (or none can shrink further). The names in
+    ``twice`` count twice: another array of their shape goes with them, shrunk by the same factor.
+    Names left as they are are left out."""
     shapes = {name: tuple(int(d) for d in shape) for name, shape in shapes.items()}
     factors: dict[str, int] = {}
     twice = set(twice)
@@ -58,7 +61,7 @@ def factors_to_fit(shapes: dict[str, tuple[int, ...]], budget: int = MESSAGE_BUD
     def size(name: str) -> int:
         shape = shapes[name]
         sent = shrunk_shape(shape, factors[name]) if name in factors else shape
-        return math.prod(sent) * 4 * (2 if name in twice else 1)
+        return math.prod(sent) * itemsize * (2 if name in twice else 1)
 
     while sum(size(name) for name in shapes) > budget:
         able = [name for name, shape in shapes.items() if _shrinkable(shape, factors.get(name, 1))]

@@ -17,6 +17,7 @@ from ..compute.optimize.optimizers import ascent_of
 from ..compute.optimize.quality import Quality, evaluate
 from ..compute.optimize.regularizers import auto_preset
 from ._base import STATIC, NbvisWidget
+from ._budget import MESSAGE_BUDGET, factors_to_fit, shrunk
 from ._jobs import JobView, Throttle
 from ._traits import Array
 
@@ -76,6 +77,9 @@ class OptimizationViewer(JobView, NbvisWidget):
     compact = traitlets.Bool(False).tag(sync=True)
     fps = traitlets.Float(10.0)
     frames_sent = traitlets.Int(0, read_only=True)
+    # images too big for one message go averaged down over frame_pooled x frame_pooled blocks
+    # (``images`` and ``result`` keep them whole)
+    frame_pooled = traitlets.Int(1, read_only=True).tag(sync=True)
 
     _quality_step = -1
     _frame = Array("uint8")  # (starts, H, W, 1 or 3), images
@@ -323,7 +327,9 @@ class OptimizationViewer(JobView, NbvisWidget):
             if self.input_kind == "vector":
                 self._vector = inputs
             else:
-                self._frame = _displayable(step.images if step is not None else run.images)
+                frames, k = _fitted_frames(_displayable(step.images if step is not None else run.images))
+                self._frame = frames
+                self.set_trait("frame_pooled", k)
                 self._frame_range = _display_range(inputs, run.value_range)
             self.set_trait("frames_sent", self.frames_sent + 1)
 
@@ -396,6 +402,17 @@ def _display_range(inputs: torch.Tensor, value_range) -> np.ndarray:
         return np.tile(np.asarray(value_range, dtype=np.float32), (n, 1))
     flat = inputs.detach().reshape(n, -1).float()
     return torch.stack([flat.amin(1), flat.amax(1)], dim=1).cpu().numpy()
+
+
+def _fitted_frames(images: np.ndarray) -> tuple[np.ndarray, int]:
+    """uint8 images (starts, H, W, C) within one message, averaged down k x k when too big; and k."""
+    n, height, width, channels = images.shape
+    k = factors_to_fit({"frames": (n * channels, height, width)}, MESSAGE_BUDGET, itemsize=1).get("frames", 1)
+    if k == 1:
+        return images, 1
+    planes = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).reshape(n * channels, height, width)
+    small = shrunk(planes, k).round().clamp(0, 255).to(torch.uint8)
+    return small.reshape(n, channels, *small.shape[1:]).permute(0, 2, 3, 1).contiguous().numpy(), k
 
 
 def _displayable(images: np.ndarray) -> np.ndarray:

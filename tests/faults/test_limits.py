@@ -197,6 +197,26 @@ def test_no_message_over_8_mb_from_a_building_block_view_of_a_huge_image(view_cl
     view.close()
 
 
+def test_no_message_over_8_mb_from_an_optimization_of_huge_images(figures):
+    """4 starts of 3 x 1024 x 1024 (12 MB of uint8 frames): each frame goes averaged down k x k,
+    the view says so (hover names the block and its mean); ``images`` and the run stay whole."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 64, stride=64), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 16 * 16, 3)).eval()
+    view = nbvis.OptimizationViewer(model, ("3", 1), (3, 1024, 1024), steps=2, starts=4, autostart=False)
+    biggest, count = _largest(view, lambda: view.start().wait())
+    k = view.frame_pooled
+    assert biggest <= MAX_MESSAGE and count >= 1 and k > 1
+    whole = view.images
+    assert whole.shape == (4, 1024, 1024, 3) and view.run.inputs.shape == (4, 3, 1024, 1024)
+    sent = unpack(view._frame)
+    assert sent.shape == (4, 1024 // k, 1024 // k, 3) and sent.dtype == np.uint8
+    means = whole.astype(np.float64).reshape(4, 1024 // k, k, 1024 // k, k, 3).mean(axis=(2, 4))
+    assert np.abs(sent.astype(np.float64) - means).max() <= 0.5 + 1e-6  # each block's mean, rounded
+    figures.add("largest message (limit 8 MB)", "OptimizationViewer 4 starts of 3 x 1024 x 1024",
+                f"{biggest / 2**20:.1f} MB, frames averaged {k}x{k}")
+    view.close()
+
+
 def _buffers(widget):
     from ipywidgets.widgets.widget import _remove_buffers
 
