@@ -7,7 +7,6 @@ parameters' ``requires_grad`` untouched.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import random
@@ -26,7 +25,7 @@ from .diversity import gram_similarity
 from .objectives import as_objective
 from .optimizers import ASCENTS, Ascent, ascent_of
 from .overrides import redirected_relus
-from .parametrizations import Fourier, Pixels, Whitened
+from .parametrizations import Fourier, Pixels, Whitened, noise
 from .regularizers import Regularizers, auto_preset, fit_regularizers
 from .result import Result, Step, to_uint8
 from .session import Session
@@ -164,6 +163,7 @@ class OptimizationRun:
         self._history = np.zeros((0, self.starts))
         self._history_lock = threading.Lock()  # steps may run on another thread than the reader
         self._unchecked = not _check
+        self._kept: dict = {}  # what one session leaves for the next (see Session)
         if _check:
             self._check_objective()
 
@@ -193,12 +193,12 @@ class OptimizationRun:
             if tuple(x.shape) != shape:
                 raise ValueError(f"init must have shape {self.input_shape} or {shape}, not {tuple(x.shape)}")
             return x.clone()
-        noise = torch.randn(shape, generator=self._generator, dtype=torch.float64)
+        drawn = noise(shape, self._generator, dtype)
         if self.value_range is None:
-            x = 0.1 * noise
+            x = 0.1 * drawn
         else:
             low, high = self.value_range
-            x = ((low + high) / 2 + 0.1 * (high - low) * noise).clamp(low, high)
+            x = ((low + high) / 2 + 0.1 * (high - low) * drawn).clamp(low, high)
         return x.to(device=device, dtype=dtype)
 
     def _check_objective(self, forward=None):
@@ -207,7 +207,7 @@ class OptimizationRun:
         With ``forward`` (an open :class:`Session`'s), returns ``(image, values, activations)`` of
         that pass, which the first step may use as its own (see :meth:`_step`)."""
         if forward is None:
-            with Session(self.model, self._layers) as forward:
+            with Session(self.model, self._layers, keep=self._kept) as forward:
                 self._check_objective(forward)
             return None
         image = self._param.image()
@@ -253,9 +253,8 @@ class OptimizationRun:
 
         param = self._param.param
         param.data = moved(param.data)
-        for name in ("scale", "color", "mean", "basis", "inverse"):
-            value = getattr(self._param, name, None)
-            if isinstance(value, torch.Tensor):
+        for name, value in vars(self._param).items():  # the parametrization's constants
+            if isinstance(value, torch.Tensor) and value is not param:
                 setattr(self._param, name, moved(value))
         for state in self._optimizer.state.values():
             for key, value in state.items():
@@ -267,18 +266,29 @@ class OptimizationRun:
 
     # -- running --------------------------------------------------------------------------
 
-    def _transform(self, images: torch.Tensor) -> torch.Tensor:
-        regs = self._regularizers
+    def _inputs(self, snapshot: bool):
+        """``(image, seen, before)`` of a step: the image (None when the Fourier parametrization gave
+        it shifted right away), what the model sees (the random transforms applied) and, with
+        ``snapshot``, a copy of the image for the :class:`Step`."""
+        regs, shape = self._regularizers, (self.starts, *self.input_shape)
+        dy = dx = 0
         if regs.jitter:
             dy = self._random.randint(-regs.jitter, regs.jitter)
             dx = self._random.randint(-regs.jitter, regs.jitter)
+        if (dy or dx) and self._param.shifts and not regs.tv:  # (the penalty reads the image itself)
+            image, moved = None, as_images(self._param.image((dy, dx)))
+            before = torch.roll(moved.detach(), (-dy, -dx), (2, 3)).reshape(shape) if snapshot else None
+        else:
+            image = self._param.image()
+            before = self._param.snapshot(image) if snapshot else None
+            moved = as_images(image)
             if dy or dx:
-                images = torch.roll(images, shifts=(dy, dx), dims=(2, 3))
+                moved = torch.roll(moved, shifts=(dy, dx), dims=(2, 3))
         if regs.scale or regs.rotate:
             zoom = 1.0 + self._random.uniform(-regs.scale, regs.scale)
             degrees = self._random.uniform(-regs.rotate, regs.rotate)
-            images = affine_resample(images, zoom, degrees)
-        return images
+            moved = affine_resample(moved, zoom, degrees)
+        return image, moved.reshape(shape), before
 
     @torch.no_grad()
     def _regularize(self, factor: float = 1.0):
@@ -315,7 +325,7 @@ class OptimizationRun:
         return again_if_weights_change(self.model, self._one_step)
 
     def _one_step(self) -> Step:
-        with Session(self.model, self._layers) as forward:
+        with Session(self.model, self._layers, keep=self._kept) as forward:
             start = self._check_objective(forward) if self._unchecked else None
             return self._step(forward, snapshot=True, start=start)
 
@@ -326,38 +336,39 @@ class OptimizationRun:
         regs = self._regularizers
         redirect = self._off and self._count < self.redirect
         moves = regs.jitter or regs.scale or regs.rotate or regs.tv
-        with redirected_relus(self.model) if redirect else contextlib.nullcontext():
-            diverse = regs.diversity and self.starts > 1
-            if start is not None and not redirect and not moves:
-                image, values, acts = start
-                seen = image
-                before = self._param.snapshot(image) if snapshot else None
+        diverse = regs.diversity and self.starts > 1
+        if start is not None and not redirect and not moves:
+            image, values, acts = start
+            seen = image
+            before = self._param.snapshot(image) if snapshot else None
+        else:
+            if moves:
+                image, seen, before = self._inputs(snapshot)
             else:
-                image = self._param.image()
+                image = seen = self._param.image()
                 before = self._param.snapshot(image) if snapshot else None
-                seen = image
-                if moves:
-                    pictures = as_images(image)
-                    moved = self._transform(pictures)
-                    seen = moved.reshape(image.shape)
-                acts: dict | None = {} if diverse else None
+            acts: dict | None = {} if diverse else None
+            if redirect:  # (the forward pass records the redirected ReLUs into the graph)
+                with redirected_relus(self.model):
+                    values = self._evaluate(forward, seen, acts)
+            else:
                 values = self._evaluate(forward, seen, acts)
-            loss = -values.sum()
-            if regs.tv:
-                loss = loss + regs.tv * total_variation(as_images(image)).sum()
-            if diverse:
-                loss = loss + self._diversity_penalty(values, acts, seen)
-            # the gradient of the input only: the model's parameters get none, frozen or not (a
-            # borrow from a background thread leaves their requires_grad as the owner set it)
-            param = self._param.param
-            (param.grad,) = torch.autograd.grad(loss, [param])
-            factor = self.ascent.factor(self._count, self.planned)
-            if self.ascent.anneal:
-                self._optimizer.param_groups[0]["lr"] = self.lr * factor
-            self._optimizer.step()
-            if self._priors:
-                self._regularize(factor)
-            self._count += 1
+        loss = -values.sum()
+        if regs.tv:
+            loss = loss + regs.tv * total_variation(as_images(image)).sum()
+        if diverse:
+            loss = loss + self._diversity_penalty(values, acts, seen)
+        # the gradient of the input only: the model's parameters get none, frozen or not (a
+        # borrow from a background thread leaves their requires_grad as the owner set it)
+        param = self._param.param
+        (param.grad,) = torch.autograd.grad(loss, [param])
+        factor = self.ascent.factor(self._count, self.planned)
+        if self.ascent.anneal:
+            self._optimizer.param_groups[0]["lr"] = self.lr * factor
+        self._optimizer.step()
+        if self._priors:
+            self._regularize(factor)
+        self._count += 1
         values = values.detach()
         if self._count < self.redirect:  # a start whose unit is off: redirect the next step
             self._off = 0.0 in values.tolist()
@@ -386,7 +397,7 @@ class OptimizationRun:
         steps = _positive_int("steps", steps, minimum=0)
         if steps or self._unchecked:
             self._follow_device()
-            with Session(self.model, self._layers) as forward:
+            with Session(self.model, self._layers, keep=self._kept) as forward:
                 start = self._check_objective(forward) if self._unchecked else None
                 for _ in range(steps):
                     self._step(forward, snapshot=False, start=start)
@@ -416,13 +427,13 @@ class OptimizationRun:
         with self._history_lock:
             pending, self._pending = self._pending, []
             if pending:
-                new = torch.stack(pending).float().cpu().numpy().astype(np.float64)
+                new = torch.stack(pending).to(torch.float64).cpu().numpy()
                 self._history = np.concatenate([self._history, new])
             return self._history.copy()  # the caller may edit it; the run keeps its own
 
     def evaluate(self) -> np.ndarray:
         """The objective of the current inputs, without transforms: ``(starts,)``."""
-        with Session(self.model, self._layers, grad=False) as forward:
+        with Session(self.model, self._layers, grad=False, keep=self._kept) as forward:
             return self._evaluate(forward, self.inputs).float().cpu().numpy().astype(np.float64)
 
     def result(self) -> Result:
