@@ -196,9 +196,11 @@ def test_recorder_passes_equal_forward_with_and_trace_axes_once(layers):
         _same_pass(record(other), forward_with(model, other, layers, detach=False))  # a new shape: traced
     watch.remove()
     r = int(layers is None or "proj" in layers)  # the recorder's own hook on the leaf
+    # a Linear states its feature axis: a pass recording only "head" needs no tracer at all
+    t = int(layers != ["head"])
     # each recorder pass (the tracer's hook only on the first pass of a shape), then the
     # forward_with beside it (its tracer and its own hook, beside the recorder's idle one)
-    assert seen_hooks == [1 + r, 1 + 2 * r, r, 1 + 2 * r, r, 1 + 2 * r, 1 + r, 1 + 2 * r]
+    assert seen_hooks == [t + r, t + 2 * r, r, t + 2 * r, r, t + 2 * r, t + r, t + 2 * r]
     if layers == ["act", "proj", ""]:
         assert record(x)[1].axes == {"act": 2, "proj": 2, "": 1}
     assert not any(m._forward_hooks for m in model.modules())  # every hook is gone after the block
@@ -220,3 +222,39 @@ def test_recorder_keeps_recording_after_a_layer_changes_shape():
         record(up)
         _same_pass(record(down), forward_with(model, down, ["act", ""]))
         _same_pass(record(up), forward_with(model, up, ["act", ""]))
+
+
+class Mixed(nn.Module):
+    """Conv channels (axis 1), a token Linear (last axis of 3), a pooled Linear head (2 axes)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.norm = nn.BatchNorm2d(4)
+        self.tokens = nn.Linear(4, 5)
+        self.head = nn.Linear(5, 3)
+
+    def forward(self, x):
+        h = self.norm(self.pool(self.conv(x)))  # (N, 4, 3, 3)
+        t = self.tokens(h.flatten(2).transpose(1, 2))  # (N, 9, 5)
+        return self.head(t.mean(1))
+
+
+def test_passes_without_tracing_give_the_axes_of_a_traced_pass():
+    torch.manual_seed(0)
+    model = Mixed().eval()
+    x = torch.randn(2, 2, 6, 6)
+    layers = ["conv", "pool", "norm", "tokens", "head", ""]
+    traced = forward_with(model, x, None)[1]  # every leaf, traced
+    seen_hooks = []
+    handles = [m.register_forward_pre_hook(lambda m, args: seen_hooks.append(len(m._forward_hooks)))
+               for m in (model.conv, model.tokens)]
+    with Recorder(model, layers) as record:
+        for _ in range(2):
+            out, acts = record(x)
+            assert {name: acts.axes[name] for name in layers if name} == {name: traced.axes[name] for name in layers if name}
+            assert acts.axes[""] == 1 and acts.output_axis == traced.output_axis == 1
+    for h in handles:
+        h.remove()
+    assert seen_hooks == [1, 1, 1, 1]  # the recording hook only: no tracer on any pass

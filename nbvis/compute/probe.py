@@ -173,8 +173,10 @@ class Recorder:
     and removed around every pass. With ``reuse_axes`` (the default), the feature axes are traced
     (a hook on every leaf layer) on the first pass of each input shape only and reused for later
     passes of that shape while each layer's value keeps its shape; a value whose shape changed is
-    traced again on the next pass. Use it only while the model does not change (for example within
-    one :func:`borrowed` block).
+    traced again on the next pass. Layers whose module states its own feature axis (a Linear, a
+    convolution, a norm or a pooling layer: :func:`nbvis.compute.units.states_axis`) need no
+    tracing at all, nor does the model's output when it has at most two axes. Use it only while the
+    model does not change (for example within one :func:`borrowed` block).
     """
 
     def __init__(
@@ -214,6 +216,10 @@ class Recorder:
         self._axes: dict[tuple, tuple[dict, tuple, dict]] = {}
         # the passes whose axes are known need no more than the values of the layers asked for
         self._quick = self.explicit and self.leaf_layer is None and not inputs
+        # ... nor do passes whose layers' modules state their axes (the output's is read off its shape)
+        self._untraced = self._quick and all(
+            layer.is_output or (not layer.pick and units.states_axis(layer.module)) for layer in self.wanted
+        )
         self._open = False
         # the thread of the pass running now: the hooks record only its passes (not another
         # thread's forward through the same modules meanwhile)
@@ -236,9 +242,12 @@ class Recorder:
             handle.remove()
 
     def __call__(self, x: torch.Tensor) -> tuple[object, Activations]:
-        known = self._axes.get(tuple(x.shape)) if self.reuse_axes else None
-        if known is not None and self._quick:
-            return self._quick_pass(x, known)
+        known = self._axes.get(x.shape) if self.reuse_axes else None
+        if self._quick and (known is not None or self._untraced):
+            found = self._quick_pass(x, known)
+            if found is not None:
+                return found
+            known = None  # an output with more than two axes: only a traced pass tells its axis
         tracer = self._tracer = _Axes() if known is None else None
         self._known = known
         self._seen: dict[str, torch.Tensor] = {}
@@ -275,13 +284,15 @@ class Recorder:
             if not self._open:
                 self._unhook()
 
-    def _quick_pass(self, x: torch.Tensor, known: tuple) -> tuple[object, Activations]:
-        """A pass whose axes are known: the layers' values only (the same result as a traced pass)."""
-        entries, (out_shape, output_axis), axes = known
+    def _quick_pass(self, x: torch.Tensor, known: Optional[tuple]):
+        """A pass that records the layers' values only (the same result as a traced pass): with
+        ``known`` axes, or (``known`` None) axes the modules state. None when an output's axis
+        needs a traced pass after all (it has more than two axes)."""
         self._seen, self._calls, self._skipped, self._produced = {}, {}, {}, {}
         self._keep = []
         output = self._run(x, "quick")
         seen, produced = self._seen, self._produced
+        self._keep, self._produced, self._seen = [], {}, {}
         final = units.resolve_output(output)
         for layer in self.outputs:
             value = units.resolve_output(output, layer.pick)
@@ -289,9 +300,12 @@ class Recorder:
                 seen[layer.name] = value.detach() if self.detach else value
         found = None if final is None else produced.get(id(final))
         output_of = found[0] if found is not None and found[1] == final._version else None
+        if known is None:
+            return self._untraced_result(x, output, final, seen, output_of)
+        entries, (out_shape, output_axis), axes = known
         # a value whose shape changed gets the default axis, as in a traced pass's fallback, and
         # the next pass of this input shape traces again
-        stale = final is not None and final.dim() > 0 and out_shape != tuple(final.shape)
+        stale = final is not None and final.dim() > 0 and out_shape != final.shape
         if stale:
             output_axis = units.default_axis(final)
         result = Activations(axes=axes, leaf=None, output_of=output_of, output_axis=output_axis)
@@ -299,13 +313,40 @@ class Recorder:
             value = seen.get(layer.name)
             if value is None:
                 raise ValueError(_missing(layer, self._skipped, self._calls, "layer"))
-            if entries[layer.name][0] != tuple(value.shape):
+            if entries[layer.name][0] != value.shape:
                 result.axes[layer.name] = units.default_axis(value)
                 stale = True
             result[layer.name] = value
-        self._keep, self._produced, self._seen = [], {}, {}
         if stale:
-            self._axes.pop(tuple(x.shape), None)
+            self._axes.pop(x.shape, None)
+        return output, result
+
+    def _untraced_result(self, x, output, final, seen: dict, output_of) -> Optional[tuple]:
+        """The activations of a quick pass with no known axes: each layer's module states its axis;
+        an output of at most two axes has the default one (what tracing gives such a tensor)."""
+        def outer_axis(value):
+            return units.default_axis(value) if value.dim() <= 2 else None
+
+        output_axis = None if final is None or final.dim() == 0 else outer_axis(final)
+        if final is not None and final.dim() > 0 and output_axis is None:
+            return None
+        result = Activations(leaf=None, output_of=output_of, output_axis=output_axis)
+        axes = result.axes
+        for layer in self.wanted:
+            value = seen.get(layer.name)
+            if value is None:
+                if layer.is_output:
+                    self._skipped[layer.name] = type(output).__name__
+                raise ValueError(_missing(layer, self._skipped, self._calls, "layer"))
+            axis = outer_axis(value) if layer.is_output else units.feature_axis_of(layer.module, value, None)
+            if axis is None:
+                return None
+            axes[layer.name] = axis
+            result[layer.name] = value
+        if self.reuse_axes:
+            entries = {name: (tuple(result[name].shape), axis) for name, axis in axes.items()}
+            out_entry = (None if final is None else tuple(final.shape), output_axis)
+            self._axes[tuple(x.shape)] = (entries, out_entry, dict(axes))
         return output, result
 
     def _quick_hook(self, module, args, output):

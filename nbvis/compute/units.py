@@ -272,6 +272,12 @@ if hasattr(nn, "RMSNorm"):
     _LAST_AXIS = _LAST_AXIS + (nn.RMSNorm,)
 
 
+def states_axis(module: nn.Module) -> bool:
+    """Whether ``module`` says its output's feature axis by itself (:func:`feature_axis_of` never
+    needs the input's axis for it)."""
+    return isinstance(module, _LAST_AXIS) or isinstance(module, _CHANNEL_AXIS)
+
+
 def feature_axis_of(module: nn.Module, output: torch.Tensor, input_axis: Optional[int]) -> Optional[int]:
     """The feature axis (counting the batch axis) of ``output`` as ``module`` produced it; None
     when the module does not say (the caller then keeps ``input_axis`` or a default)."""

@@ -285,16 +285,29 @@ class JobView(traitlets.HasTraits):
         return self
 
     def wait(self, timeout: float | None = None):
-        """Block until the work ends (in a notebook cell: run the remaining steps now).
+        """Block until the work ends (in a notebook cell: run the remaining steps now); return the
+        view's result (the view itself, or what it computed).
 
-        Raises the exception that ended the work, if one did.
+        Raises the exception that ended the work, if one did. A Ctrl-C anywhere in here stops the
+        work (``state`` "stopped", unless it had finished) and reaches the caller.
         """
-        if self._job is not None:
-            try:
-                self._job.wait(timeout)
-            finally:
-                self._resync()  # NbvisWidget: the final state, recorded by nbconvert --execute too
-        return self._wait_result()
+        try:  # from the first instruction on: a Ctrl-C before, in or after the job's wait stops it
+            job = self._job
+            if job is not None:
+                self._wait_for(job, timeout)
+            result = self._wait_result()
+        except KeyboardInterrupt as interrupt:
+            job = self._job
+            if job is not None and job.running:
+                job.stop(reason=interrupt)
+            raise
+        return result
+
+    def _wait_for(self, job: Job, timeout: float | None) -> None:
+        try:
+            job.wait(timeout)
+        finally:
+            self._resync()  # NbvisWidget: the final state, recorded by nbconvert --execute too
 
     def close(self):
         self._halt_job()

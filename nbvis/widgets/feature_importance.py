@@ -211,13 +211,6 @@ class FeatureImportance(JobView, NbvisWidget):
             self._launch_job(self._steps)
         return self
 
-    def wait(self, timeout: float | None = None) -> ImportanceResult:
-        """Block until the computation ends (in a notebook cell: run the rest now); return the result.
-
-        Raises the exception that stopped the computation, if one did.
-        """
-        return super().wait(timeout)
-
     @property
     def status(self) -> str:
         """Deprecated: ``state`` (whose ``"stopped"`` was called ``"cancelled"`` here)."""

@@ -135,3 +135,44 @@ def ctrl_c_on_entering(code):
         yield sent
     finally:
         sys.setprofile(previous)
+
+
+@contextlib.contextmanager
+def interrupt_at_instruction(codes, n: int):
+    """A ``KeyboardInterrupt`` raised at the ``n``-th instruction run in frames of ``codes``,
+    whichever of them it falls in: every moment of them can be hit, one run each (more than a real
+    Ctrl-C can: Python takes one only at a call's end, a backward jump or a function's entry). Not
+    counted: a ``NOP`` (where no interrupt is taken) and the entry itself (``RESUME``, where Python
+    takes an interrupt that came before the call: the function has not begun). Yields a list that
+    gets the name of the instruction it was raised at."""
+    import dis
+
+    names = {}
+    raised = []
+    count = [0]
+
+    def local(frame, event, _arg):
+        if event == "opcode" and not raised:
+            code = frame.f_code
+            if code not in names:
+                names[code] = {ins.offset: ins.opname for ins in dis.get_instructions(code)}
+            name = names[code].get(frame.f_lasti, "")
+            if name not in ("RESUME", "NOP"):
+                count[0] += 1
+                if count[0] == n:
+                    raised.append(name)
+                    raise KeyboardInterrupt
+        return local
+
+    def call(frame, event, _arg):
+        if event == "call" and frame.f_code in codes and not raised:
+            frame.f_trace_opcodes = True
+            return local
+        return None
+
+    previous = sys.gettrace()
+    sys.settrace(call)
+    try:
+        yield raised
+    finally:
+        sys.settrace(previous)

@@ -23,8 +23,9 @@ import pytest
 import torch
 
 import nbvis
-from nbvis.widgets._jobs import Job
-from faultkit import DroppedInterrupts, alarm_interrupt, ctrl_c_on_entering, assert_same, bn_cnn, bn_mlp, full_state, interrupt_repeatedly
+from nbvis.widgets._jobs import Job, JobView
+from faultkit import (DroppedInterrupts, alarm_interrupt, assert_same, bn_cnn, bn_mlp, ctrl_c_on_entering, full_state,
+                      interrupt_at_instruction, interrupt_repeatedly)
 
 N = 30  # interrupts per entry point (capture gets more: it is the quickest)
 
@@ -87,8 +88,13 @@ def test_weight_grid_refresh(cnn, figures):
     grid.close()
 
 
+#: the code a view's wait() runs before and after the job's own wait
+WAIT_CODES = {Job.wait.__code__, JobView.wait.__code__, JobView._wait_for.__code__}
+
+
 def _in_job_wait(interrupt: BaseException) -> bool:
-    return any(frame.f_code is Job.wait.__code__ for frame, _ in traceback.walk_tb(interrupt.__traceback__))
+    """Whether the interrupt landed in a wait() (the view's or its job's), not before it ran."""
+    return any(frame.f_code in WAIT_CODES for frame, _ in traceback.walk_tb(interrupt.__traceback__))
 
 
 def _job_campaign(figures, name, model, start, wait, state, finished, stop, max_delay=0.01):
@@ -184,6 +190,66 @@ def test_ctrl_c_in_wait_outside_a_kernel_stops_the_thread_job(cnn, figures):
         assert_same(cnn, before)
     assert reached == 5
     view.close()
+
+
+def _views_of(model, where):
+    """(name, view, whether it finished) of each kind of view wait: one that returns itself, one that
+    returns its result; on a thread they run long enough to be running when wait() begins."""
+    steps, repeats = (20, 2) if where == "loop" else (200, 200)
+    X, y = torch.randn(200, 6), torch.randn(200)
+    mlp = bn_mlp()
+    optimizer = nbvis.OptimizationViewer(model, ("4", 3), (1, 8, 8), steps=steps, starts=1, autostart=False)
+    importance = nbvis.FeatureImportance(mlp, X, y, n_repeats=repeats, autostart=False)
+    return [("OptimizationViewer", optimizer, model, lambda: optimizer.run.step_count == steps),
+            ("FeatureImportance", importance, mlp, lambda: bool(np.isfinite(importance.importances).all()))]
+
+
+@pytest.mark.parametrize("where", ["loop", "thread"])
+def test_a_ctrl_c_at_any_instruction_of_a_views_wait_stops_the_job(cnn, where, figures):
+    """A Ctrl-C at the n-th instruction of a view's wait(), for every n: before it reaches the job's
+    own wait (its first instructions) and after it (the campaigns above interrupt the job's wait
+    itself): the job is stopped (never left running, never "done" unless it finished), the
+    interrupt reaches the caller, the model is as it was."""
+
+    def campaign(name, view, model, finished):
+        before = full_state(model)
+        ended = []
+        for n in range(1, 200):
+            view.start()
+            with interrupt_at_instruction(WAIT_CODES - {Job.wait.__code__}, n) as raised:
+                try:
+                    view.wait()
+                except KeyboardInterrupt:
+                    assert raised, "an interrupt that was not raised here"
+            if not raised:  # n is past wait's last instruction: it returned normally
+                assert view.state == "done" and finished()
+                break
+            assert view.state in ("stopped", "done"), f"{name}: a Ctrl-C at instruction {n} ({raised[0]}) left it {view.state}"
+            if view.state == "done":
+                assert finished(), f"{name} says done but did not finish"
+            else:
+                assert "KeyboardInterrupt" in view.error
+            ended.append(view.state)
+            assert_same(model, before)
+        assert ended.count("stopped") >= 5, ended
+        figures.add("Ctrl-C at each instruction of a view's wait() (job stopped, or done when it had finished)",
+                    f"{name} ({where})", f"{len(ended)} instructions: {ended.count('stopped')} stopped, "
+                    f"{ended.count('done')} done (finished), model identical after each")
+        view.close()
+
+    async def in_loop():
+        for case in _views_of(cnn, "loop"):
+            campaign(*case)
+
+    if where == "loop":
+        loop = asyncio.new_event_loop()  # as in a kernel
+        try:
+            loop.run_until_complete(in_loop())
+        finally:
+            loop.close()
+    else:
+        for case in _views_of(cnn, "thread"):
+            campaign(*case)
 
 
 _SCRIPT_MODEL = """

@@ -6,6 +6,8 @@ they were afterwards."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -20,17 +22,38 @@ pytest.importorskip("transformers")
 captum_attr = pytest.importorskip("captum.attr")
 
 
-@pytest.fixture(params=CASES, ids=IDS, scope="module")
+@pytest.fixture(params=CASES, ids=IDS)
 def case(request):
     return request.param
 
 
-@pytest.fixture(scope="module")
+def only(where):
+    """Run a test on the cases it applies to (the ``case`` fixture, narrowed)."""
+    chosen = [case for case in CASES if where(case)]
+    return pytest.mark.parametrize("case", chosen, ids=[case.name for case in chosen])
+
+
+def out_of_place(model):
+    """A copy of ``model`` whose ReLUs work out of place: the same function, which Captum's rule
+    hooks can run on (they refuse in-place ReLUs)."""
+    twin = copy.deepcopy(model)
+    for module in twin.modules():
+        if isinstance(module, nn.ReLU):
+            module.inplace = False
+    return twin
+
+
+BUILT: dict = {}  # one model and batch per case for the whole module, whichever test asks first
+
+
+@pytest.fixture
 def model(case):
-    return case.build().eval()  # the references (Captum, autograd) read the model in eval mode
+    if case.name not in BUILT:
+        BUILT[case.name] = case.build().eval()  # the references (Captum, autograd) read the model in eval mode
+    return BUILT[case.name]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def x(case):
     return case.inputs()
 
@@ -122,14 +145,11 @@ def test_capture_and_gradients_match_captum(case, model, x, unchanged):
             torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
 
 
+@only(lambda case: case.relu)  # guided backprop and deconvnet change the backward pass of ReLUs
 def test_guided_backprop_and_deconvnet_match_captum(case, model, x, unchanged):
-    if not case.relu:
-        pytest.skip(f"{case.name} has no ReLU: guided backprop and deconvnet do not apply")
-    if any(isinstance(m, nn.ReLU) and m.inplace for m in model.modules()):
-        pytest.skip("Captum's rule hooks cannot run on in-place ReLUs; covered against autograd in test_gradients")
     module = nn.Module()
-    module.inner = model
-    module.forward = logits(model)
+    module.inner = out_of_place(model)  # nbvis runs on the model itself, in-place ReLUs included
+    module.forward = logits(module.inner)
     with unchanged(model):
         guided = nbvis.guided_backprop(model, x, of=(None, case.target))
         deconv = nbvis.deconvnet(model, x, of=(None, case.target))
@@ -144,8 +164,10 @@ def test_maximize_history_is_the_units_true_value(case, model, x, unchanged):
         with pytest.raises(ValueError, match="could not run"):
             nbvis.maximize(model, case.mid, shape, steps=1)
         return
-    if len(shape) > 3:
-        pytest.skip("maximize synthesizes vectors and images (up to 3 axes a sample), not volumes")
+    if len(shape) > 3:  # maximize synthesizes vectors and images, not volumes: a clear refusal
+        with pytest.raises(ValueError, match=r"\(features,\), \(H, W\) or \(C, H, W\).*got \(1, 10, 10, 10\)"):
+            nbvis.maximize(model, case.mid, shape, steps=1)
+        return
     with unchanged(model):
         steps = list(nbvis.iter_maximize(model, case.mid, shape, steps=3, starts=2, lr=0.01))
     for step in steps:
@@ -195,9 +217,8 @@ def test_views_build_and_leave_the_model_unchanged(case, model, x, unchanged):
                 explorer.close()
 
 
+@only(lambda case: not case.tokens and case.inputs().dim() == 4)  # patches of (C, H, W) images
 def test_feature_importance_on_patches(case, model, x, unchanged):
-    if case.tokens or x.dim() != 4:
-        pytest.skip("patch importance is for image inputs")
     with torch.no_grad():
         y = logits(model)(x)[:, case.target]
     from nbvis.compute.importance import permutation_importance

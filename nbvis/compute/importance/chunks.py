@@ -31,8 +31,9 @@ class Unit(NamedTuple):
     ends: np.ndarray  # cumulative sizes: group k owns columns ends[k]-sizes[k]:ends[k] of index/values
     index: torch.Tensor  # (E,) the groups' element indices, concatenated
     counts: np.ndarray  # changed rows per item
-    # (R, m, E) perturbed values (for the shortcut: perturbed minus original); for a dense unit
-    # (row is None: every row of an item is evaluated) the changes per item, (items, m)
+    # perturbed values (for the shortcut: perturbed minus original), (R, m, E); for one-element
+    # groups (R, K, m), and for a dense unit (row is None: every row of an item is evaluated) the
+    # changes per item, (items, m)
     values: torch.Tensor
     item: Optional[torch.Tensor]  # (T,) the item of each changed row, sorted
     row: Optional[torch.Tensor]  # (T,) the changed rows

@@ -13,12 +13,13 @@ from torch import nn
 from nbvis.compute.probe import borrowed, forward_with, model_device, model_dtype, run_model
 
 from .chunks import MEMORY_BUDGET, Unit, pieces, units
+from .dense import dense_passes, group_items, pass_rows
 from .draws import draw_seed, permutations
 from .groups import feature_groups as groups_of
 from .inputs import check_int, check_progress, names_of, noise_scales, sample_count, table, targets
 from .result import ImportanceResult, ImportanceStep
 from .scoring import BUILTIN, SCORINGS, for_targets, gives_probabilities, metrics_of, mismatch
-from .shortcut import linear_start, run_tail
+from .shortcut import Tail, linear_start, run_tail
 
 __all__ = ["METHODS", "STEP_SECONDS", "iter_permutation_importance", "permutation_importance"]
 
@@ -27,6 +28,9 @@ STEP_SECONDS = 0.05
 
 #: Fraction of changed rows above which a unit's items run every row (no row lists).
 DENSE = 0.75
+
+#: Model outputs scored at a time (their float64 contributions are held meanwhile).
+SCORE_ELEMENTS = 1 << 18
 
 METHODS = ("permutation", "noise")
 
@@ -100,7 +104,7 @@ class _Plan:
         if fast:
             h = fast[1][:2].clone()  # a layer may work in place
             outputs = [h]
-            for module in fast[2]:
+            for module in fast[2].modules:
                 h = module(h)
                 outputs.append(h)
         else:
@@ -171,7 +175,7 @@ class _Plan:
         if check.shape != base[: len(check)].shape or not torch.allclose(check, base[: len(check)], rtol=1e-4, atol=1e-5):
             return None  # the Sequential does something we did not foresee: run the whole model
         weight_t = linear.weight.detach().t().contiguous()
-        return weight_t, hidden if self.rows is None else hidden[self.rows], tail
+        return weight_t, hidden if self.rows is None else hidden[self.rows], Tail(tail)
 
     # ---- the perturbations
 
@@ -196,32 +200,45 @@ class _Plan:
         m = len(self.Xs)
         sizes = np.array([len(self.groups[k]) for k in batch])
         index = torch.from_numpy(np.concatenate([self.groups[k] for k in batch])).to(self.device)
+        if sizes.max() == 1:
+            return self._single_unit(repeats, batch, sizes, index)
         original = self.Xs.index_select(1, index)
         new = torch.stack([self._perturbed(r, batch, index, original) for r in repeats])  # (R, m, E)
         changed = new != original
-        single = sizes.max() == 1  # then each changed row has one new value
-        if single:
-            rows_changed = changed
-        else:
-            owner = torch.from_numpy(np.repeat(np.arange(len(batch)), sizes)).to(self.device)
-            counts = torch.zeros((len(repeats), m, len(batch)), device=self.device)
-            rows_changed = counts.index_add_(2, owner, changed.float()) > 0
+        owner = torch.from_numpy(np.repeat(np.arange(len(batch)), sizes)).to(self.device)
+        counts = torch.zeros((len(repeats), m, len(batch)), device=self.device)
+        rows_changed = counts.index_add_(2, owner, changed.float()) > 0
         counts = rows_changed.sum(dim=1).reshape(-1).cpu().numpy()
-        values = new - original if self.fast else new
-        common = dict(repeats=repeats, batch=batch, ends=np.cumsum(sizes), sizes=sizes, index=index, counts=counts)
-        if self.fast and single and counts.sum() >= DENSE * counts.size * m:
-            # most rows change: every row of an item goes through, with no row lists to build
-            deltas = values.transpose(1, 2).reshape(len(repeats) * len(batch), m)  # (items, m)
-            return Unit(values=deltas, item=None, row=None, offsets=None, element=None, value=None, **common)
         r, k, row = rows_changed.transpose(1, 2).contiguous().nonzero(as_tuple=True)  # sorted by r, k, row
         return Unit(
-            values=values,
-            item=r * len(batch) + k,
-            row=row,
-            offsets=np.concatenate([[0], np.cumsum(counts)]),
-            element=index[k] if single else None,
-            value=values[r, row, k] if single else None,
-            **common,
+            values=new - original if self.fast else new, item=r * len(batch) + k, row=row,
+            offsets=np.concatenate([[0], np.cumsum(counts)]), element=None, value=None,
+            repeats=repeats, batch=batch, ends=np.cumsum(sizes), sizes=sizes, index=index, counts=counts,
+        )
+
+    def _single_unit(self, repeats: list[int], batch: list[int], sizes: np.ndarray, index: torch.Tensor) -> Unit:
+        """:meth:`_unit` for groups of one element each: each changed row has one new value. The
+        values are laid out (R, K, m), a perturbation's rows contiguous."""
+        m = len(self.Xs)
+        if getattr(self, "_columns", None) is None:
+            self._columns = self.Xs.t().contiguous()  # (F, m): a feature's values side by side
+        columns = self._columns.index_select(0, index)  # (K, m)
+        if self.method == "permutation":
+            new = torch.stack([columns.index_select(1, self.perms[r]) for r in repeats])  # (R, K, m)
+        else:
+            original = self.Xs.index_select(1, index)
+            new = torch.stack([self._perturbed(r, batch, index, original).t() for r in repeats])
+        change = new - columns  # zero exactly where the value stays (finite values)
+        counts = torch.count_nonzero(change, dim=2).reshape(-1).cpu().numpy()
+        values = change if self.fast else new
+        common = dict(repeats=repeats, batch=batch, ends=np.cumsum(sizes), sizes=sizes, index=index, counts=counts)
+        if self.fast and counts.sum() >= DENSE * counts.size * m:
+            # most rows change: every row of an item goes through, with no row lists to build
+            return Unit(values=values.view(-1, m), item=None, row=None, offsets=None, element=None, value=None, **common)
+        r, k, row = change.nonzero(as_tuple=True)  # sorted by r, k, row
+        return Unit(
+            values=values, item=r * len(batch) + k, row=row, offsets=np.concatenate([[0], np.cumsum(counts)]),
+            element=index[k], value=values[r, k, row], **common,
         )
 
     def _record(self, unit: Unit, items: np.ndarray, scores) -> None:
@@ -237,8 +254,11 @@ class _Plan:
         m, outputs = self.base_sub.shape
         # buffers allocated once, reused for every chunk
         width = self.fast[0].shape[1] if self.fast else self.X.shape[1]
-        self.rows_buf = torch.empty((self.batch if self.callable is None else max(self.batch, m), width), device=self.device, dtype=self.dtype)
-        self.tail_buffers: dict = {}
+        rows = self.batch if self.callable is None else max(self.batch, m)
+        if self.fast:
+            rows = max(rows, pass_rows(m))
+        self.rows_buf = torch.empty((rows, width), device=self.device, dtype=self.dtype)
+        outs_buf = None
         if self.callable is None:  # per-item sums of the rows' score contributions
             max_items = self.batch
         else:  # a callable needs every item's full predictions
@@ -249,7 +269,12 @@ class _Plan:
             unchanged = np.flatnonzero(unit.counts == 0)  # nothing changed: the score of the unperturbed rows
             self._record(unit, unchanged, np.full(len(unchanged), self.sub_score))
             if unit.row is None:
-                yield from self._dense(unit, max_items)
+                if outs_buf is None:  # the outputs of the items scored together
+                    group = group_items(m, outputs, len(self.groups) * self.n_repeats)
+                    outs_buf = torch.empty((group, m, outputs), device=self.device, dtype=self.base_sub.dtype)
+                record = lambda items, scores, unit=unit: self._record(unit, items, scores)  # noqa: E731
+                yield from dense_passes(unit, np.flatnonzero(unit.counts), self.fast, self.rows_buf, outs_buf,
+                                        self._group_scores, record)
                 continue
             for first, last in pieces(unit.counts, self.batch, max_items):
                 if self.callable is None:
@@ -275,46 +300,18 @@ class _Plan:
                 self._record(unit, live, scores[live - first])
                 yield
 
-    def _dense(self, unit: Unit, max_items: int) -> Iterator[None]:
-        """Evaluate every row of the unit's items in passes of about one batch of rows: several
-        items per pass when they have few rows, an item's rows over several passes when they are many
-        (a pass that fits the caches runs its matrix products fastest)."""
-        m = len(self.Xs)
-        live = np.flatnonzero(unit.counts)
-        # a callable scores whole predictions: one pass holds every row of its items
-        span = m if self.callable is not None else min(m, self.batch)
-        span = -(-m // -(-m // span))  # rows per pass of one item, evened out
-        per = max(1, min(max_items, self.batch // m))
-        per = -(-len(live) // -(-len(live) // per))  # items per pass, evened out
-        for start in range(0, len(live), per):
-            items = live[start : start + per]
-            parts = []
-            for lo in range(0, m, span):
-                parts.append(self._dense_pass(unit, items, lo, min(m, lo + span)))
-                yield
-            if self.callable is not None:
-                self._record(unit, items, parts[0])
-            else:
-                sums = parts[0] if len(parts) == 1 else torch.stack(parts).sum(dim=0)
-                self._record(unit, items, self.total_sub(sums).cpu().numpy())
-
-    def _dense_pass(self, unit: Unit, items: np.ndarray, lo: int, hi: int):
-        """Rows ``lo:hi`` of the unit's ``items`` through the layers after the first one, from the
-        first-layer outputs + delta * W[:, element] (one element per group): their score
-        contributions summed per item (P, q), or the scores for a callable."""
-        outputs = self.base_sub.shape[1]
-        weight_t, hidden, tail = self.fast
-        count, rows = len(items), hi - lo
-        index = torch.from_numpy(items).to(self.device)
-        deltas = unit.values[:, lo:hi].index_select(0, index)  # (P, rows)
-        weights = weight_t.index_select(0, unit.index.index_select(0, index % len(unit.batch)))  # (P, H)
-        h = self.rows_buf[: count * rows].view(count, rows, -1)
-        torch.addcmul(hidden[lo:hi].unsqueeze(0), deltas.unsqueeze(2), weights.unsqueeze(1), out=h)
-        out = run_tail(tail, h.view(count * rows, -1), self.tail_buffers).reshape(count * rows, outputs)
+    def _group_scores(self, out: torch.Tensor) -> np.ndarray:
+        """The scores of a group of items from their outputs (G, m, o)."""
         if self.callable is not None:
-            return self._scores(self.y_sub, out.view(count, rows, outputs))
-        y = self.y_sub[lo:hi] if count == 1 else self._y_repeated(count)
-        return self.contributions(y, out).view(count, rows, -1).sum(dim=1)
+            return self._scores(self.y_sub, out)
+        count, m, outputs = out.shape
+        per = max(1, SCORE_ELEMENTS // (m * outputs))  # items whose float64 contributions are held at a time
+        sums = []
+        for first in range(0, count, per):
+            part = out[first : first + per]
+            y = self.y_sub if len(part) == 1 else self._y_repeated(len(part))
+            sums.append(self.contributions(y, part.reshape(-1, outputs)).view(len(part), m, -1).sum(dim=1))
+        return self.total_sub(sums[0] if len(sums) == 1 else torch.cat(sums)).cpu().numpy()
 
     def _y_repeated(self, count: int) -> torch.Tensor:
         """The targets of the subsampled rows, repeated ``count`` times (built once, sliced)."""
@@ -333,6 +330,8 @@ class _Plan:
         finished = False
         while not finished:
             with borrowed(self.model), torch.no_grad():
+                if self.fast:
+                    self.fast[2].compile()  # the tail's hooks as they are now
                 deadline = time.perf_counter() + STEP_SECONDS
                 for _ in work:
                     if time.perf_counter() > deadline:
@@ -367,7 +366,7 @@ class _Plan:
                             buf[s - start : e - start, unit.index[lo:hi]] = values
                 j += 1
         if self.fast:
-            return run_tail(self.fast[2], buf, self.tail_buffers)
+            return self.fast[2](buf)
         return run_model(self.model, buf.view(len(buf), *self.sample_shape))
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["linear_start", "run_tail"]
+__all__ = ["Tail", "linear_start", "run_tail"]
 
 
 def _has_hooks(module: nn.Module) -> bool:
@@ -58,51 +58,108 @@ def linear_start(model: nn.Module, sample_shape: tuple[int, ...]):
 
 # Activations the shortcut may apply in place to a tensor it owns (same kernels, same numbers).
 _IN_PLACE = {
-    nn.ReLU: lambda m, h: torch.relu_(h),
-    nn.Sigmoid: lambda m, h: torch.sigmoid_(h),
-    nn.Tanh: lambda m, h: torch.tanh_(h),
-    nn.LeakyReLU: lambda m, h: nn.functional.leaky_relu_(h, m.negative_slope),
+    nn.ReLU: lambda m: torch.relu_,
+    nn.Sigmoid: lambda m: torch.sigmoid_,
+    nn.Tanh: lambda m: torch.tanh_,
+    nn.LeakyReLU: lambda m: (lambda h, slope=m.negative_slope: nn.functional.leaky_relu_(h, slope)),
 }
 # Modules whose output is a new tensor that nothing else keeps.
 _FRESH = (nn.Linear, nn.Sigmoid, nn.Tanh, nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.ELU, nn.Softplus)
 
 
-def _scratch(buffers: Optional[dict], key: int, shape: tuple[int, int], like: torch.Tensor) -> Optional[torch.Tensor]:
-    """A reused output tensor of ``shape`` from ``buffers`` (grown when too small); None without buffers."""
-    if buffers is None:
-        return None
-    size = shape[0] * shape[1]
-    flat = buffers.get(key)
-    if flat is None or flat.numel() < size or flat.dtype != like.dtype or flat.device != like.device:
-        flat = buffers[key] = torch.empty(size, dtype=like.dtype, device=like.device)
-    return flat[:size].view(shape)
+class Tail:
+    """The layers after the first one, run on a (rows, features) tensor the caller owns.
 
-
-def run_tail(tail: list[nn.Module], h: torch.Tensor, buffers: Optional[dict] = None) -> torch.Tensor:
-    """The layers after the first one; activations run in place while the tensor is ours.
-
-    With ``buffers`` (a dict kept by the caller), Linear layers write into tensors reused from one
-    call to the next: the result is only valid until the next call with the same buffers.
+    Activations run in place on it; Linear layers run the kernels ``nn.Linear`` runs (addmm with
+    the bias, mm without) into output tensors allocated once per row count and reused from one
+    call to the next, so a result is only valid until the next call. Layers with hooks, and any
+    other layer, are called as modules. :meth:`compile` reads the layers (and their hooks) again:
+    call it whenever the model may have changed hands.
     """
-    owned = True  # h starts as the caller's scratch buffer
-    for position, module in enumerate(tail):
-        in_place = _IN_PLACE.get(type(module))
-        hooked = _has_hooks(module)
-        if owned and in_place is not None and not hooked:
-            h = in_place(module, h)
-        elif type(module) is nn.Linear and h.dim() == 2 and not hooked:
-            # the same kernels nn.Linear runs (addmm with the bias, mm without), into reused outputs
-            few = module.out_features <= 16  # a few outputs (class scores): W @ h^T is about twice as fast on CPU
-            shape = (module.out_features, len(h)) if few else (len(h), module.out_features)
-            out = _scratch(buffers, position, shape, h)
-            a, b = (module.weight, h.t()) if few else (h, module.weight.t())
-            bias = None if module.bias is None else (module.bias[:, None] if few else module.bias)
-            if bias is None:
-                h = torch.mm(a, b, out=out) if out is not None else torch.mm(a, b)
+
+    def __init__(self, modules: list[nn.Module]):
+        self.modules = list(modules)
+        self._buffers: dict[int, torch.Tensor] = {}  # step -> flat storage of its outputs
+        self._views: dict[tuple, list] = {}  # (rows, dtype, device) -> each step's output view
+        self.compile()
+
+    def compile(self) -> None:
+        """Choose how each layer runs: in place, into a reused buffer, or as a module call."""
+        steps = []
+        owned = True  # the input is the caller's scratch tensor
+        for module in self.modules:
+            hooked = _has_hooks(module)
+            if owned and type(module) in _IN_PLACE and not hooked:
+                steps.append(("inplace", _IN_PLACE[type(module)](module)))
+            elif type(module) is nn.Linear and not hooked:
+                # a few outputs (class scores): W @ h^T is about twice as fast on CPU
+                few = module.out_features <= 16
+                weight, bias = module.weight, module.bias
+                if few:
+                    steps.append(("few", (weight, None if bias is None else bias[:, None], module.out_features)))
+                else:
+                    steps.append(("linear", (weight.t(), bias, module.out_features)))
+                owned = True
             else:
-                h = torch.addmm(bias, a, b, out=out) if out is not None else torch.addmm(bias, a, b)
-            h = h.t() if few else h
-            owned = True
+                steps.append(("module", module))
+                owned = type(module) in _FRESH and not hooked
+        self._steps = steps
+        self._views.clear()
+
+    def _outputs(self, h: torch.Tensor) -> list:
+        """Each step's reused output tensor for an input like ``h`` (None where it needs none)."""
+        key = (len(h), h.dtype, h.device)
+        views = self._views.get(key)
+        if views is None:
+            views = []
+            for position, (kind, op) in enumerate(self._steps):
+                if kind not in ("few", "linear"):
+                    views.append(None)
+                    continue
+                shape = (op[2], len(h)) if kind == "few" else (len(h), op[2])
+                size = shape[0] * shape[1]
+                flat = self._buffers.get(position)
+                if flat is None or flat.numel() < size or flat.dtype != h.dtype or flat.device != h.device:
+                    flat = self._buffers[position] = torch.empty(size, dtype=h.dtype, device=h.device)
+                    self._views.clear()  # views of the old storage
+                views.append(flat[:size].view(shape))
+            self._views[key] = views
+        return views
+
+    def __call__(self, h: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The tail's outputs for ``h``; with ``out`` (rows, o), written there and returned."""
+        if h.dim() != 2:
+            result = run_tail(self.modules, h)
+            return result if out is None else out.copy_(result.reshape(out.shape))
+        steps = self._steps
+        last = len(steps) - 1
+        for position, ((kind, op), buf) in enumerate(zip(steps, self._outputs(h))):
+            if kind == "inplace":
+                h = op(h)
+            elif kind == "few":
+                if position == last and out is not None:
+                    buf = out.t()
+                h = (torch.mm(op[0], h.t(), out=buf) if op[1] is None else torch.addmm(op[1], op[0], h.t(), out=buf)).t()
+            elif kind == "linear":
+                if position == last and out is not None:
+                    buf = out
+                h = torch.mm(h, op[0], out=buf) if op[1] is None else torch.addmm(op[1], h, op[0], out=buf)
+            else:
+                h = op(h)
+        if out is None:
+            return h
+        if steps and steps[-1][0] in ("few", "linear"):
+            return out  # the last layer wrote there
+        return out.copy_(h.reshape(out.shape))
+
+
+def run_tail(tail: list[nn.Module], h: torch.Tensor) -> torch.Tensor:
+    """The layers after the first one as modules, activations in place while the tensor is ours."""
+    owned = True  # h starts as the caller's scratch tensor
+    for module in tail:
+        hooked = _has_hooks(module)
+        if owned and type(module) in _IN_PLACE and not hooked:
+            h = _IN_PLACE[type(module)](module)(h)
         else:
             h = module(h)
             owned = type(module) in _FRESH and not hooked
