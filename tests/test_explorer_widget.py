@@ -151,9 +151,11 @@ def test_preactivation_only_through_rising_layers():
         explorer.close()
 
 
-def test_a_new_units_optimization_waits_until_its_top_examples_are_shown(digits_cnn, digits_data):
+def test_a_new_units_optimization_waits_until_its_top_examples_are_shown(digits_cnn, digits_data, monkeypatch):
     # every panel shows the new unit first: the run that streams preferred inputs gives way to
-    # the scan of the top examples and their maps (for at most a second), then goes on
+    # the scan of the top examples and their maps (for at most PANELS_FIRST seconds: here as
+    # long as a busy machine needs), then goes on
+    monkeypatch.setattr("nbvis.widgets.explorer.PANELS_FIRST", 120.0)
     explorer = Explorer(digits_cnn, digits_data, steps=1_000_000)
     try:
         steps_when_shown = []

@@ -273,6 +273,7 @@ class JobView(traitlets.HasTraits):
     state = traitlets.Enum(STATES, default_value="idle", read_only=True).tag(sync=True)
 
     _job: Job | None = None
+    _busy: Callable[[], bool] | None = None  # what the next job gives way to
 
     # ----- the vocabulary --------------------------------------------------------------------
 
@@ -323,13 +324,15 @@ class JobView(traitlets.HasTraits):
             steps, on_step=self._job_step, on_done=self._job_done, on_error=self._job_error,
             on_stop=self._job_stopped,
         )
+        busy, self._busy = self._busy, None
+        if busy is not None:
+            self._job.give_way(busy)
         self.set_trait("state", "running")
         return self._job.start()
 
     def _give_way(self, busy: Callable[[], bool]) -> None:
-        """The running job's steps wait while ``busy()`` is true (see :meth:`Job.give_way`)."""
-        if self._job is not None and self._job.running:
-            self._job.give_way(busy)
+        """The next job's steps wait while ``busy()`` is true (see :meth:`Job.give_way`)."""
+        self._busy = busy
 
     def _halt_job(self, restart: bool = False) -> None:
         """Stop the job; with ``restart`` (a new run replaces the results) the state is "idle"

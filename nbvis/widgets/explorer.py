@@ -416,14 +416,16 @@ class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
             return
         try:
             self._optimizer = OptimizationViewer(
-                self.model, objective=self._objective(*selection), input_shape=self._input_shape, compact=True, **options
+                self.model, objective=self._objective(*selection), input_shape=self._input_shape, compact=True,
+                autostart=False, **options
             )
         except Exception:
             self._optimizer_note.value = _muted("no preferred input for this unit: see the error below")
             self._optimizer_slot.children = (self._optimizer_note,)
             raise
-        self._optimizer_slot.children = (self._optimizer,)
         self._optimizer._give_way(self._panels_busy())
+        self._optimizer.resume()  # its run starts (and waits for the panels)
+        self._optimizer_slot.children = (self._optimizer,)
 
     def _panels_busy(self) -> Callable[[], bool]:
         """Whether the new unit's top examples are still being found (for at most PANELS_FIRST
