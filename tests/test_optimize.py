@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import pytest
 import scipy.ndimage
@@ -71,8 +73,10 @@ def test_objective_rises_on_mlp_output_and_hidden_unit(digits_mlp, unchanged):
 
 def test_objective_rises_on_cnn_channel_position_and_logit(digits_cnn, unchanged):
     with unchanged(digits_cnn):
+        # the priors of the paper's sets with Adam: their plain gradient ascent, at the paper's rate
+        # for an input of width 1, moves these units too little in 48 steps to rise from every seed
         for spec, regs in [(("conv2", 5), "yosinski2015"), (("conv1", 2, (14, 14)), "yosinski2015-1"), (7, "none")]:
-            rises(maximize(digits_cnn, spec, SHAPE, steps=48, starts=2, regularizers=regs).history)
+            rises(maximize(digits_cnn, spec, SHAPE, steps=48, starts=2, regularizers=regs, optimizer="adam").history)
         rises(maximize(digits_cnn, ("conv2", 5), SHAPE, steps=48, parametrization="fourier", regularizers="lucid").history)
 
 
@@ -228,6 +232,26 @@ def test_model_untouched_between_steps_of_a_paused_run(digits_cnn, unchanged):
         digits_cnn.eval()
 
 
+def test_steps_trace_the_feature_axes_once_and_see_a_layer_replaced_between_steps():
+    """The steps of a run look the layers up and trace their axes once (a ReLU's axis takes a traced
+    pass), yet a layer the owner replaces while the run is paused is the one the next step reads."""
+    torch.manual_seed(0)
+    model = nn.Sequential(OrderedDict(proj=nn.Linear(4, 6), act=nn.ReLU(), head=nn.Linear(6, 3))).eval()
+    hooks_seen = []  # forward hooks on the first Linear during each pass: a tracer adds one
+    model.proj.register_forward_pre_hook(lambda m, args: hooks_seen.append(len(m._forward_hooks)))
+    run = OptimizationRun(model, ("act", 2), (5, 4))  # (tokens, features): the ReLU's axis is the last
+    for _ in range(4):
+        run.step()
+    assert hooks_seen == [1, 0, 0, 0, 0]  # the check at creation traces; the steps reuse its axes
+    with torch.no_grad():
+        model.head = nn.Linear(6, 3)  # not the objective's layer: the layers' names and axes stay right
+        new_act = model.act = nn.Sequential(nn.ReLU())  # the objective's layer, replaced
+        new_act.register_forward_hook(lambda m, args, out: out * 0 + 7.0)
+    assert run.step().values.tolist() == [7.0]  # the new module's value, not the old ReLU's
+    assert not any(m._forward_hooks for m in model.modules() if m is not new_act)
+    assert len(new_act._forward_hooks) == 1  # the owner's hook only
+
+
 def test_eval_mode_inside_a_step():
     """Dropout is off during the run (eval mode), so the objective is deterministic per input."""
     torch.manual_seed(0)
@@ -380,7 +404,8 @@ def test_value_range_clips_pixels(digits_cnn):
         (dict(regularizers={"tv": "a lot"}), TypeError, "tv must be a number"),
         (dict(regularizers=3), TypeError, "preset name"),
         (dict(parametrization="fourier", regularizers={"norm_pct": 10}), ValueError, "act on pixels"),
-        (dict(parametrization="wavelet"), ValueError, "'pixel' or 'fourier'"),
+        (dict(parametrization="wavelet"), ValueError, "'pixel', 'fourier' or 'data'"),
+            (dict(parametrization="data"), ValueError, "needs dataset= with samples of the input's size"),
         (dict(input_shape=(1, 28, 28, 1)), ValueError, "input_shape is the shape of one input"),
         (dict(input_shape=(0, 28)), ValueError, "positive sizes"),
         (dict(input_shape=(3, 28, 28)), ValueError, r"could not run on an input of shape \(1, 3, 28, 28\)"),
@@ -433,6 +458,67 @@ def test_fourier_parametrization_is_bounded_smooth_and_decorrelated():
     gray_model = nn.Sequential(nn.Unflatten(1, (1, 12)), nn.Conv2d(1, 2, 3))  # (N, H, W) -> (N, 1, H, W)
     gray = OptimizationRun(gray_model, ("1", 0), (12, 15), parametrization="fourier")
     assert gray.inputs.shape == (1, 12, 15)
+
+
+def test_fourier_image_is_the_scaled_decorrelated_spectrum_and_shifts_as_a_roll():
+    from nbvis.compute.optimize.parametrizations import _COLOR_SQRT, Fourier
+
+    for shape, value_range in [((3, 16, 12), (-1.0, 2.0)), ((3, 9, 11), None), ((10, 7), (0.0, 1.0))]:
+        fourier = Fourier(shape, 2, torch.Generator().manual_seed(1), torch.device("cpu"), torch.float64, value_range)
+        h, w = shape[-2:]
+        # numpy, written from the definition: 1/f amplitudes, inverse FFT / 4, colour matrix, sigmoid
+        fy, fx = np.fft.fftfreq(h)[:, None], np.fft.rfftfreq(w)[None, :]
+        spectrum = fourier.param.detach().numpy()
+        coefficients = (spectrum[..., 0] + 1j * spectrum[..., 1]) / np.maximum(np.sqrt(fx**2 + fy**2), 1 / max(h, w))
+        image = np.fft.irfft2(coefficients, s=(h, w), norm="ortho") / 4
+        if len(shape) == 3:
+            image = np.einsum("dc,nchw->ndhw", _COLOR_SQRT, image)
+        low, high = value_range or (0.0, 1.0)
+        expected = (low + (high - low) / (1 + np.exp(-image))).reshape(2, *shape)
+        with torch.no_grad():
+            np.testing.assert_allclose(fourier.image().numpy(), expected, rtol=0, atol=1e-12)
+            for shift in [(1, 0), (0, -3), (-2, 5)]:
+                rolled = torch.roll(fourier.image(), shift, dims=(-2, -1))
+                np.testing.assert_allclose(fourier.image(shift).numpy(), rolled.numpy(), rtol=0, atol=1e-12)
+
+
+def test_a_shifted_fourier_step_shows_the_image_it_evaluated():
+    """Jitter on the Fourier spectrum (a phase ramp, not a roll of the image): the Step still holds
+    the unshifted image, and the run's objective is that of the rolled image."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()).eval()
+    run = OptimizationRun(model, ("1", 0, (3, 4)), (3, 12, 12), parametrization="fourier", regularizers={"jitter": 3}, seed=2)
+    for _ in range(6):
+        before, state = run.inputs, random_state(run)
+        step = run.step()
+        dy, dx = state.randint(-3, 3), state.randint(-3, 3)
+        torch.testing.assert_close(step.inputs, before, rtol=0, atol=1e-6)
+        with torch.no_grad():
+            expected = model(torch.roll(before, (dy, dx), dims=(2, 3)))[:, 0, 3, 4]
+        torch.testing.assert_close(torch.as_tensor(step.values, dtype=torch.float32), expected, rtol=1e-5, atol=1e-6)
+
+
+def random_state(run):
+    import random
+
+    state = random.Random()
+    state.setstate(run._random.getstate())
+    return state
+
+
+def test_affine_resample_is_affine_grid_and_grid_sample():
+    import math
+
+    import torch.nn.functional as F
+
+    for shape in [(1, 3, 32, 32), (3, 1, 9, 14), (2, 2, 1, 5)]:
+        x = torch.rand(shape, dtype=torch.float64)
+        for zoom, degrees in [(1.07, 4.0), (0.9, -10.0), (1.0, 0.0)]:
+            c, s = math.cos(math.radians(degrees)) / zoom, math.sin(math.radians(degrees)) / zoom
+            theta = torch.tensor([[c, -s, 0.0], [s, c, 0.0]], dtype=torch.float64).expand(shape[0], 2, 3)
+            grid = F.affine_grid(theta, list(shape), align_corners=False)
+            expected = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+            assert torch.equal(affine_resample(x, zoom, degrees), expected)
 
 
 # ------------------------------------------------------------------------------------ runs

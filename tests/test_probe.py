@@ -258,3 +258,24 @@ def test_passes_without_tracing_give_the_axes_of_a_traced_pass():
     for h in handles:
         h.remove()
     assert seen_hooks == [1, 1, 1, 1]  # the recording hook only: no tracer on any pass
+
+
+def test_recorded_values_stay_as_their_layer_gave_them_when_a_later_layer_works_in_place():
+    """Quick passes hand the layer's own tensor downstream until an in-place operation after it
+    changes one; from then on downstream gets a copy, and every pass gives the layer's value."""
+    torch.manual_seed(0)
+    model = nn.Sequential(OrderedDict(conv=nn.Conv2d(1, 2, 3), act=nn.ReLU(inplace=True), flat=nn.Flatten(), head=nn.Linear(8, 1)))
+    x = torch.randn(3, 1, 4, 4, requires_grad=True)
+    with Recorder(model, ["conv", "head"], detach=False) as record:
+        for _ in range(3):
+            out, acts = record(x)
+            expected = model.conv(x)
+            assert torch.equal(acts["conv"], expected) and (acts["conv"] < 0).any()
+            assert torch.equal(out, model.head(torch.relu(expected).flatten(1)))
+            (grad,) = torch.autograd.grad(acts["conv"].sum() + out.sum(), [x])
+            (reference,) = torch.autograd.grad(expected.sum() + model.head(torch.relu(expected).flatten(1)).sum(), [x])
+            torch.testing.assert_close(grad, reference)
+    plain = nn.Sequential(OrderedDict(conv=nn.Conv2d(1, 2, 3), act=nn.ReLU(), flat=nn.Flatten(), head=nn.Linear(8, 1)))
+    with Recorder(plain, ["conv"], detach=False) as record:
+        _, acts = record(x)
+        assert acts["conv"]._version == 0 and torch.equal(acts["conv"], plain.conv(x))

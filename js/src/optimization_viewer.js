@@ -41,6 +41,15 @@ function keepPlace(el, view) {
   view.dispose(() => observer.disconnect());
 }
 
+/**
+ * Where pixel {y, x} of a frame is in the input: "pixel (y, x)", or, for frames sent averaged down
+ * k x k (too big for one message), "pixels rows a–b, cols c–d (mean of k×k)".
+ */
+export function pixelPlace(hit, k = 1) {
+  if (!(k > 1)) return `pixel (${hit.y}, ${hit.x})`;
+  return `pixels rows ${hit.y * k}\u2013${hit.y * k + k - 1}, cols ${hit.x * k}\u2013${hit.x * k + k - 1} (mean of ${k}\u00d7${k})`;
+}
+
 function render({ model, el }) {
   const view = setupView(model, el, "optimization-viewer");
   const { on, listen, tooltip } = view;
@@ -282,9 +291,11 @@ function render({ model, el }) {
 
   function drawRange() {
     const range = model.get("value_range") || [];
-    rangeNote.textContent = range.length === 2
+    const k = model.get("frame_pooled");
+    const pooled = k > 1 ? `; shown averaged ${k}\u00d7${k} to fit the view (.images are whole)` : "";
+    rangeNote.textContent = (range.length === 2
       ? `data range ${fmt(range[0])} \u2026 ${fmt(range[1])} (black \u2026 white); inputs stay inside`
-      : "no data range given: each start is shown from its own minimum to maximum";
+      : "no data range given: each start is shown from its own minimum to maximum") + pooled;
     view.root.dataset.valueRange = range.join(",");
   }
 
@@ -345,9 +356,9 @@ function render({ model, el }) {
         const [lo, hi] = [r.data[2 * s], r.data[2 * s + 1]];
         const base = ((s * f.shape[1] + hit.y) * f.shape[2] + hit.x) * tc;
         const data = Array.from({ length: tc }, (_, c) => fmt(lo + ((hi - lo) * f.data[base + c]) / 255));
-        where = `\npixel (${hit.y}, ${hit.x}): ${data.join(", ")}`;
+        where = `\n${pixelPlace(hit, model.get("frame_pooled"))}: ${data.join(", ")}`;
       } else if (hit.inside) {
-        where = `\npixel (${hit.y}, ${hit.x})`;
+        where = `\n${pixelPlace(hit, model.get("frame_pooled"))}`;
       }
       tooltip.show(`start ${hit.tile + 1}\nobjective ${fmt(values[hit.tile])}${where}`, event);
     } else {
@@ -369,7 +380,7 @@ function render({ model, el }) {
   view.redrawOn(["_frame", "_vector", "_curve", "_curve_steps", "values", "step", "state", "steps", "seed"], draw);
   const schedulePriors = view.redrawOn(["presets", "preset", "regularizers", "pending"], updatePriors);
   view.redrawOn(["quality_rows"], drawQuality);
-  view.redrawOn(["value_range"], drawRange);
+  view.redrawOn(["value_range", "frame_pooled"], drawRange);
   on("adjustable", () => {
     buildSliders();
     schedulePriors();

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { argmax } from "../src/heatmap/bars.js";
 import { paintFromInput, stamp } from "../src/heatmap/draw_tool.js";
-import { BAR_ROW, barAt, barLayout, imageZoom, layerGrid, pixelAt, receptiveField, unitAt } from "../src/heatmap/geometry.js";
+import { BAR_ROW, barAt, barLayout, imageZoom, layerGrid, pixelAt, realUnit, receptiveField, shownUnit, unitAt } from "../src/heatmap/geometry.js";
 import { inputSender } from "../src/heatmap/sender.js";
 import { gradTip, inputTip, layerTip } from "../src/heatmap/tooltips.js";
 import { wrtOptions } from "../src/heatmap/why_panel.js";
@@ -132,4 +132,25 @@ test("two views of one widget: one view's answer does not release the other", ()
   state._seq_done = seqB;
   b.ack();
   assert.ok(!b.inflight());
+});
+
+test("a layer or input sent averaged down maps hits to the units and input pixels they stand for", () => {
+  // a dense layer of 10 units sent in runs of 4: cells 0..2 stand for units 0-3, 4-7, 8-9
+  const dense = { name: "fc", label: "fc", kind: "dense", units: 10, shape: [3], pooled: 4 };
+  assert.equal(realUnit(dense, { unit: 2, flat: 2 }), 8);
+  assert.equal(shownUnit(dense, 7), 1);
+  assert.equal(layerTip(dense, { unit: 2, flat: 2 }, new Float32Array([1, 2, 3]), [], null, 8), "fc \u00b7 units 8\u20139 (mean of 4)\nvalue 3.000");
+  // a flatten of 2 maps of 4 x 4 sent as 2 maps of 2 x 2: cell (map 1, y 1, x 0) is block rows 2-3, cols 0-1
+  const folded = { name: "flat", label: "flat", kind: "dense", units: 32, shape: [32], fold: [2, 2, 2], full: [2, 4, 4], pooled: 2 };
+  const hit = { unit: 6, channel: 1, y: 1, x: 0, flat: 6 };
+  assert.equal(realUnit(folded, hit), 16 + 2 * 4);
+  for (let unit = 0; unit < 32; unit++) {
+    const c = Math.floor(unit / 16), y = Math.floor((unit % 16) / 4), x = unit % 4;
+    assert.equal(shownUnit(folded, unit), c * 4 + Math.floor(y / 2) * 2 + Math.floor(x / 2));
+  }
+  // an input sent averaged 8 x 8: pixel (y 2, x 3) is input rows 16-23, cols 24-31
+  const gray = { kind: "image", c: 1, hgt: 4, wid: 4 };
+  assert.equal(inputTip(gray, new Float32Array(16), { x: 3, y: 2, flat: 11 }, 8, [1, 30, 32]),
+    "input rows 16\u201323, cols 24\u201331 (mean of 8\u00d78)\nvalue 0.000");
+  assert.equal(gradTip(gray, new Float32Array(16), { x: 0, y: 3, flat: 12 }, { pooled: 8, full: [1, 30, 32] }), "rows 24\u201329, cols 0\u20137 (mean of 8\u00d78)\n0.000");
 });

@@ -190,18 +190,20 @@ class Recorder:
         reuse_axes: bool = True,
     ):
         self.model, self.detach, self.inputs, self.reuse_axes = model, detach, inputs, reuse_axes
+        self.layers = layers  # as given
         self.explicit = layers is not None
         modules = dict(model.named_modules())
+        self._structure = list(modules.items())  # (name, module) pairs, for fits()
         if self.explicit:
             if isinstance(layers, (str, nn.Module)):
                 layers = [layers]
-            self.wanted = [units.parse_layer(model, layer) for layer in layers]
+            self.wanted = [units.parse_layer(model, layer, modules) for layer in layers]
         else:
             self.wanted = []
         self.leaf_layer = None if leaf is None else units.parse_layer(model, leaf)
         if self.leaf_layer is not None and self.leaf_layer.is_output:
             raise ValueError("the model's output cannot be replaced by a leaf: name an earlier layer")
-        self.leaves = [modules[name] for name in leaf_layers(model)]
+        self._leaves: Optional[list] = None  # the leaf modules, looked up when a pass traces
         self.every = {id(m) for m in self.leaves} if not self.explicit else set()
         self.by_module: dict[int, list] = {}
         for layer in self.wanted + ([self.leaf_layer] if self.leaf_layer is not None else []):
@@ -224,8 +226,32 @@ class Recorder:
         # the thread of the pass running now: the hooks record only its passes (not another
         # thread's forward through the same modules meanwhile)
         self._running: Optional[int] = None
+        # whether the quick passes give downstream modules copies of the values they record (only
+        # once an in-place operation changed one; a recorded value is otherwise the model's own)
+        self._copies = detach
         self._handles: list = []  # the recording hooks while they are on the model
         self._handles_kind = None  # which hook they call: "traced" (self._hook) or "quick"
+
+    @property
+    def leaves(self) -> list:
+        """The model's leaf modules (every one gets a tracer's hook on a traced pass)."""
+        if self._leaves is None:
+            modules = dict(self._structure)
+            self._leaves = [modules[name] for name in leaf_layers(self.model)]
+        return self._leaves
+
+    def fits(self, model: nn.Module) -> bool:
+        """Whether this recorder still describes ``model``: the same module objects under the same
+        names (a module added, removed, renamed or replaced since it was made says no)."""
+        if model is not self.model:
+            return False
+        structure = self._structure
+        count = 0
+        for name, module in model.named_modules():
+            if count >= len(structure) or structure[count][1] is not module or structure[count][0] != name:
+                return False
+            count += 1
+        return count == len(structure)
 
     def __enter__(self) -> "Recorder":
         self._open = True
@@ -293,6 +319,10 @@ class Recorder:
         output = self._run(x, "quick")
         seen, produced = self._seen, self._produced
         self._keep, self._produced, self._seen = [], {}, {}
+        if not self._copies and any(produced[id(v)][1] != v._version for v in seen.values()):
+            # a later operation changed a recorded value in place: from now on downstream gets copies
+            self._copies = True
+            return self._quick_pass(x, known)
         final = units.resolve_output(output)
         for layer in self.outputs:
             value = units.resolve_output(output, layer.pick)
@@ -368,6 +398,8 @@ class Recorder:
                 self._seen[layer.name] = value.detach().clone()
                 continue
             self._seen[layer.name] = value
+            if not self._copies:  # (a value changed in place downstream makes the pass run again with copies)
+                continue
             copy = value.clone()  # downstream in-place operations act on this copy
             self._produced[id(copy)] = (layer.name, copy._version)
             changed = units.replace_output(changed, layer.pick, copy)

@@ -141,9 +141,10 @@ def _canonical(path: str, call: int, pick: tuple) -> str:
     return path + (f"#{call}" if call > 1 else "") + "".join(f"[{key}]" for key in pick)
 
 
-def parse_layer(model: nn.Module, layer: LayerRef) -> Layer:
+def parse_layer(model: nn.Module, layer: LayerRef, modules: Optional[dict] = None) -> Layer:
     """A layer reference (see the module docstring) as a :class:`Layer`; ``ValueError`` listing
-    the model's layers when it names none of them, ``TypeError`` for other types."""
+    the model's layers when it names none of them, ``TypeError`` for other types. ``modules``:
+    ``dict(model.named_modules())`` when the caller has it already."""
     if layer is None:
         return Layer(OUTPUT, OUTPUT, model)
     if isinstance(layer, Layer):
@@ -159,7 +160,8 @@ def parse_layer(model: nn.Module, layer: LayerRef) -> Layer:
         raise TypeError(
             f"a layer is a dotted name (str), a module of the model, or None for the model's output; not {type(layer).__name__}"
         )
-    modules = dict(model.named_modules())
+    if modules is None:
+        modules = dict(model.named_modules())
     if layer in modules:
         return Layer(layer, layer, modules[layer])
     text, pick = layer, []

@@ -23,7 +23,7 @@ from ._base import NbvisWidget
 from ._dataset_input import DatasetInput
 from ._jobs import Job, Throttle
 from ._traits import Array
-from .activation_heatmap import _image_layout
+from ._heatmap_layout import image_layout_of as _image_layout
 
 __all__ = ["BlocksView", "IconFeed"]
 

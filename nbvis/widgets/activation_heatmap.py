@@ -13,26 +13,21 @@ from torch import nn
 
 from .._arrays import message_bytes
 from ..compute import structure, units
-from ..compute.dataset import as_samples, field_geometries, sample_tensor
+from ..compute.dataset import as_samples, sample_tensor
 from ..compute.gradients import METHODS
-from ..compute.images import DEFAULT_MAX_BYTES, decode_image, image_layout, pixels_to_input
+from ..compute.images import DEFAULT_MAX_BYTES, decode_image, pixels_to_input
 from ..compute.probe import LayerRef, capture_sample
 from ._base import STATIC, NbvisWidget
-from ._budget import MESSAGE_BUDGET, averaged_to_fit
 from ._dataset_input import DatasetInput
+from ._heatmap_layout import MAX_BARS, HeatmapLayout
+from ._heatmap_layout import image_layout_of as _image_layout
 from ._selection import checked_selection
 from ._top_examples import TopExamplesView
 from ._traits import Array, ArrayDict
 
 __all__ = ["ActivationHeatmap"]
 
-MAX_BARS = 64  # outputs with more units are drawn as a grid, not as bars
-#: bytes of activations one update of the view carries at most (a websocket message of about
-#: 10 MB is a practical ceiling): larger conv maps are sent averaged down, and the view says so
-MAX_ACTS_BYTES = MESSAGE_BUDGET
-
-
-class ActivationHeatmap(DatasetInput, TopExamplesView, NbvisWidget):
+class ActivationHeatmap(HeatmapLayout, DatasetInput, TopExamplesView, NbvisWidget):
     """Every chosen layer's activations for one input, as heatmaps, with the input changeable.
 
     ``model``: any ``nn.Module``. ``x``: one input sample (``images[0]``; a batch of one also
@@ -122,6 +117,7 @@ class ActivationHeatmap(DatasetInput, TopExamplesView, NbvisWidget):
         if self._sample_shape is None and self._dataset is not None:
             self._sample_shape = tuple(sample_tensor(self._dataset[0]).shape)  # a dataset sample's shape
         self._layout_key = None
+        self._sent_factors: dict[str, int] = {}  # how much each array went averaged down in the last update
         self._grad_values: Optional[np.ndarray] = None
         self._batch, self._activations, self._output_name = self._run(x)
         n_out = self._units(self._output_name) if self._output_name is not None else 0
@@ -134,7 +130,8 @@ class ActivationHeatmap(DatasetInput, TopExamplesView, NbvisWidget):
         super().__init__(**kwargs)
         self.set_trait("labels", labels or [])
         self.set_trait("dataset_size", 0 if self._dataset is None else len(self._dataset))
-        self.set_trait("can_draw", _image_layout(self._sample_shape) is not None)
+        # an image input shown averaged down is not drawn on: a drawing would replace it by its blocks
+        self.set_trait("can_draw", _image_layout(self._sample_shape) is not None and self._input_factor() == 1)
         self._publish(caption=f"dataset #{start}{self._target_text(start)}" if from_dataset else "")
         self.observe(self._on_index, names=["index"])
         self.observe(self._on_selected, names=["selected"])
@@ -244,6 +241,9 @@ class ActivationHeatmap(DatasetInput, TopExamplesView, NbvisWidget):
                 data = message_bytes(content, buffers)
                 if data is None:
                     raise ValueError("the view sent no data")
+                if source == "draw" and not self.can_draw:
+                    raise ValueError("this input cannot be drawn on: it is not an image, or it is shown averaged down "
+                                     f"(an image of {self._sample_shape}); upload an image or set the input from Python")
                 if source == "upload":
                     x = self._decode(data)
                     caption = f"uploaded {content.get('name', 'image')}"
@@ -277,80 +277,20 @@ class ActivationHeatmap(DatasetInput, TopExamplesView, NbvisWidget):
         axis = self._axis(name)
         return values.movedim(axis - 1, 0) if values.dim() >= 2 and axis > 1 else values
 
-    def _fold(self, name: str, count: int, previous) -> Optional[list[int]]:
-        """(C, H, W) when layer ``name`` is an ``nn.Flatten`` of the (C, H, W) maps shown just
-        before it: the view draws its units as those maps rather than as one scrambled square."""
-        if previous is None or len(previous) != 3 or math.prod(previous) != count:
-            return None
-        layer = units.parse_layer(self.model, name)
-        if layer.pick or not isinstance(layer.module, nn.Flatten):
-            return None
-        return [int(d) for d in previous]
-
-    def _sent_acts(self) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
-        """The activations as the view gets them (conv maps averaged down where ``_pooling`` says)."""
-        shown = {name: self._shown(name, act[0]) for name, act in self._activations.items()}
-        return averaged_to_fit(shown, MAX_ACTS_BYTES)
-
-    def _layout_entries(self, pooled: Optional[dict[str, int]] = None) -> list[dict]:
-        """What the view needs to lay out every panel; recomputed only when shapes change."""
-        pooled = pooled or {}
-        key = (self._sample_shape, self._output_name, tuple((n, tuple(a.shape)) for n, a in self._activations.items()),
-               tuple(sorted(pooled.items())))
-        if key == self._layout_key:
-            return self._layout
-        geometry = {}
-        image = _image_layout(self._sample_shape)
-        spatial = [name for name, act in self._activations.items() if act.dim() == 4 and self._axis(name) == 1]
-        if image is not None and len(self._sample_shape) == 3 and spatial:
-            try:
-                geometry = field_geometries(self.model, spatial, self._sample_shape)
-            except ValueError:
-                geometry = {}
-        entries = [{"name": "input", "label": "input", "kind": "image" if image else "dense",
-                    "shape": list(self._sample_shape), "image": list(image) if image else None}]
-        previous = None  # the sample shape of the layer shown before
-        for name, act in self._activations.items():
-            sample = tuple(self._shown(name, act[0]).shape)
-            fold = None
-            if len(sample) <= 1:
-                count = int(sample[0]) if sample else 1
-                kind = "bars" if name == self._output_name and count <= MAX_BARS else "dense"
-                maps = None
-                fold = self._fold(name, count, previous)
-            else:
-                kind = "conv"
-                count = int(sample[0])
-                if name in pooled:  # sent averaged down: the view draws (and says) the smaller maps
-                    sample = (sample[0], *(math.ceil(d / pooled[name]) for d in sample[1:]))
-                maps = [int(math.prod(sample[1:-1])), int(sample[-1])]
-            entry = {"name": name, "label": self._label(name), "kind": kind, "shape": list(sample),
-                     "units": count, "maps": maps, "output": name == self._output_name}
-            if fold is not None:
-                entry["fold"] = fold
-            previous = sample
-            if name in pooled:
-                entry["pooled"] = pooled[name]
-            elif name in geometry and not geometry[name].whole:
-                entry["field"] = geometry[name].to_dict()
-            entries.append(entry)
-        self._layout_key = key
-        return entries
-
-    def _publish(self, caption: str = "", seq: Optional[int] = None) -> None:
-        grad, grad_caption = self._gradient_state()
+    def _publish(self, caption: str = "", seq: Optional[int] = None, gradient: Optional[tuple] = None) -> None:
+        grad, grad_caption = self._gradient_state() if gradient is None else gradient
         self._grad_values = grad
+        factors = self._sent_factors = self._factors(grad is not None)
         with self.hold_sync():  # one message: the view redraws once
             if caption:
                 self.input_caption = caption
-            acts, pooled = self._sent_acts()
-            layout = self._layout_entries(pooled)
+            layout = self._layout_entries(factors)
             if layout != self._layout:
                 self._layout = layout
-            self._input = self._batch[0]
-            self._grad = grad
+            self._input = self._shrunk("input", self._batch[0], factors.get("input", 1))
+            self._grad = self._sent_grad(grad, factors)
             self.grad_caption = grad_caption
-            self._acts = acts
+            self._acts = self._sent_acts(factors)
             if seq is not None:
                 self._seq_done = seq
 
@@ -475,23 +415,17 @@ class ActivationHeatmap(DatasetInput, TopExamplesView, NbvisWidget):
         except Exception:
             self._grad, self.grad_caption, self._grad_values = None, "", None
             raise
-        with self.hold_sync():
-            self._grad = grad
-            self.grad_caption = caption
         self._grad_values = grad
+        factors = self._factors(grad is not None)
+        if factors != self._sent_factors:  # the map goes beside a big layer: that layer is averaged further down
+            self._publish(gradient=(grad, caption))
+            return
+        with self.hold_sync():
+            self._grad = self._sent_grad(grad, factors)
+            self.grad_caption = caption
 
 
 def _as_list(layers) -> list:
     if isinstance(layers, (str, nn.Module)):
         return [layers]
     return list(layers)
-
-
-def _image_layout(shape) -> Optional[tuple]:
-    """(C, H, W) when inputs of ``shape`` are images; flat inputs count when they are a square of
-    at least 8 x 8 values (784 -> 28 x 28), so that a few tabular features stay a bar of values."""
-    try:
-        layout = image_layout(shape)
-    except ValueError:
-        return None
-    return None if len(shape) == 1 and layout[1] < 8 else layout

@@ -12,11 +12,12 @@ import traitlets
 from torch import nn
 
 from ..compute.optimize import PRESETS, OptimizationRun, Regularizers, Step, fit_regularizers, resolve_regularizers
-from ..compute.optimize.data import check_range, data_range
+from ..compute.optimize.data import check_range, data_statistics, whitenable
 from ..compute.optimize.optimizers import ascent_of
 from ..compute.optimize.quality import Quality, evaluate
 from ..compute.optimize.regularizers import auto_preset
 from ._base import STATIC, NbvisWidget
+from ._budget import MESSAGE_BUDGET, factors_to_fit, shrunk
 from ._jobs import JobView, Throttle
 from ._traits import Array
 
@@ -35,9 +36,10 @@ class OptimizationViewer(JobView, NbvisWidget):
     optimizer and step count). ``dataset=`` (samples, an ``(inputs, targets)`` pair or a Dataset) or
     ``value_range=(low, high)`` keeps the inputs inside the data's range, shows that range and each
     hovered pixel's value in data units, and finds each start's nearest top dataset example.
-    The default ``regularizers="auto"`` is ``"smooth"`` (Lucid's transforms scaled to the input, a
-    diversity penalty between the starts, light decay and blur) when the range is known, else
-    ``"yosinski2015"``.
+    The default ``regularizers="auto"`` is ``"data"`` (the ``"smooth"`` preset in the pixel space
+    whitened by the dataset's covariance) when ``dataset=`` is given and its samples have at most
+    1024 values, else ``"smooth"`` (Lucid's transforms scaled to the input, a diversity penalty
+    between the starts, light decay and blur) when the range is known, else ``"yosinski2015"``.
 
     The run goes on in the background (an asyncio task on the kernel's loop, yielding between
     steps), so the kernel answers other cells meanwhile. In the view: start (new random starts),
@@ -75,6 +77,9 @@ class OptimizationViewer(JobView, NbvisWidget):
     compact = traitlets.Bool(False).tag(sync=True)
     fps = traitlets.Float(10.0)
     frames_sent = traitlets.Int(0, read_only=True)
+    # images too big for one message go averaged down over frame_pooled x frame_pooled blocks
+    # (``images`` and ``result`` keep them whole)
+    frame_pooled = traitlets.Int(1, read_only=True).tag(sync=True)
 
     _quality_step = -1
     _frame = Array("uint8")  # (starts, H, W, 1 or 3), images
@@ -109,11 +114,13 @@ class OptimizationViewer(JobView, NbvisWidget):
             raise ValueError(f"steps must be an integer >= 1, not {steps!r}")
         self.model = model
         value_range = check_range(value_range)
-        if value_range is None and dataset is not None:
-            value_range = data_range(dataset)
+        # one pass over the data for every run: its range and pixel statistics
+        stats = None if dataset is None else data_statistics(dataset)
+        if value_range is None and stats is not None:
+            value_range = (stats.low, stats.high)
         self._dataset = dataset
         if isinstance(regularizers, str) and regularizers == "auto":
-            regularizers = auto_preset(value_range)
+            regularizers = auto_preset(value_range, whitenable(stats, input_shape))
         self._options = dict(
             objective=objective,
             input_shape=input_shape,
@@ -122,6 +129,7 @@ class OptimizationViewer(JobView, NbvisWidget):
             lr=lr,
             optimizer=optimizer,
             value_range=value_range,
+            dataset=stats,
             diversity=diversity,
         )
         if seed is None:
@@ -319,7 +327,9 @@ class OptimizationViewer(JobView, NbvisWidget):
             if self.input_kind == "vector":
                 self._vector = inputs
             else:
-                self._frame = _displayable(step.images if step is not None else run.images)
+                frames, k = _fitted_frames(_displayable(step.images if step is not None else run.images))
+                self._frame = frames
+                self.set_trait("frame_pooled", k)
                 self._frame_range = _display_range(inputs, run.value_range)
             self.set_trait("frames_sent", self.frames_sent + 1)
 
@@ -335,6 +345,8 @@ class OptimizationViewer(JobView, NbvisWidget):
             names = [n for n in names if n in ("decay", "norm_pct", "contribution_pct")]
         if self._run.parametrization == "fourier":
             names = [n for n in names if n not in ("blur_width", "blur_every", "norm_pct", "contribution_pct")]
+        if self._run.parametrization == "data":
+            names = [n for n in names if n != "contribution_pct"]
         return names
 
     def _regularizers(self) -> Regularizers:
@@ -390,6 +402,17 @@ def _display_range(inputs: torch.Tensor, value_range) -> np.ndarray:
         return np.tile(np.asarray(value_range, dtype=np.float32), (n, 1))
     flat = inputs.detach().reshape(n, -1).float()
     return torch.stack([flat.amin(1), flat.amax(1)], dim=1).cpu().numpy()
+
+
+def _fitted_frames(images: np.ndarray) -> tuple[np.ndarray, int]:
+    """uint8 images (starts, H, W, C) within one message, averaged down k x k when too big; and k."""
+    n, height, width, channels = images.shape
+    k = factors_to_fit({"frames": (n * channels, height, width)}, MESSAGE_BUDGET, itemsize=1).get("frames", 1)
+    if k == 1:
+        return images, 1
+    planes = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).reshape(n * channels, height, width)
+    small = shrunk(planes, k).round().clamp(0, 255).to(torch.uint8)
+    return small.reshape(n, channels, *small.shape[1:]).permute(0, 2, 3, 1).contiguous().numpy(), k
 
 
 def _displayable(images: np.ndarray) -> np.ndarray:

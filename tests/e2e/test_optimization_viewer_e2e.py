@@ -189,3 +189,49 @@ def test_class_images_in_the_data_range_with_quality_row_and_new_seeds(jupyter, 
         raise
     finally:
         page.close()
+
+
+def test_huge_images_are_shown_averaged_down_and_hovered_in_input_pixels(jupyter, browser):
+    """4 starts of 3 x 1024 x 1024 (12 MB of frames, over one message): drawn averaged 2 x 2, the
+    note says so, and a hovered pixel names its block of input pixels and their mean in data units;
+    ``inputs`` stay whole in Python."""
+    from harness import grid_point
+
+    cells = [
+        "import torch, nbvis\nfrom torch import nn\ntorch.manual_seed(0)\n"
+        "model = nn.Sequential(nn.Conv2d(3, 4, 64, stride=64), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 16 * 16, 3)).eval()\n"
+        "viewer = nbvis.OptimizationViewer(model, objective=('3', 1), input_shape=(3, 1024, 1024), starts=4, steps=3,\n"
+        "                                  value_range=(0.0, 1.0), seed=1)\n"
+        "viewer",
+        "viewer.wait()\ntorch.save(viewer.inputs, 'huge.pt')",
+    ]
+    name = jupyter.write_notebook("optimization_viewer_huge.ipynb", cells)
+    page = open_notebook(browser, jupyter, name)
+    try:
+        run_all(page)
+        page.wait_for_selector(f"{VIEW}[data-state='done']")
+        deadline = time.monotonic() + 30
+        while not (jupyter.root / "huge.pt").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        final = __import__("torch").load(jupyter.root / "huge.pt")
+        assert tuple(final.shape) == (4, 3, 1024, 1024)
+        note = page.locator(f"{VIEW} .nbvis-range").inner_text()
+        assert "shown averaged 2\u00d72 to fit the view" in note, note
+        layout = __import__("json").loads(page.locator(IMAGES).get_attribute("data-layout"))
+        assert layout["tile"] == [512, 512]
+        page.mouse.move(*grid_point(page.locator(IMAGES), 1, 100, 150))
+        tip = page.locator(".nbvis-tooltip").first
+        tip.wait_for(state="visible")
+        text = tip.inner_text()
+        line = next(line for line in text.splitlines() if line.startswith("pixels rows "))
+        place, values = line.split(": ")
+        rows, cols = place.removeprefix("pixels ").removesuffix(" (mean of 2\u00d72)").split(", ")
+        (top, bottom), (left, right) = (tuple(int(v) for v in part.split(" ")[1].split("\u2013")) for part in (rows, cols))
+        assert "start 2" in text and bottom == top + 1 and right == left + 1 and abs(top - 200) <= 4 and abs(left - 300) <= 4, text
+        shown = [float(v) for v in values.split(", ")]
+        means = final[1, :, top:bottom + 1, left:right + 1].mean(dim=(1, 2)).tolist()
+        assert shown == pytest.approx(means, abs=1 / 255 + 2e-3), (shown, means)
+        page.mouse.move(0, 0)
+        screenshot(page.locator(VIEW), "optimization_viewer_huge.png")
+    finally:
+        page.close()

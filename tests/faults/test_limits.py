@@ -100,6 +100,82 @@ def test_no_message_over_8_mb_from_a_heatmap_of_big_conv_maps(figures):
     view.close()
 
 
+def _largest(view, change) -> tuple[int, int]:
+    """(largest message, message count) of the update ``change()`` makes, and of a new view's state."""
+    sizes = record_messages(view)
+    change()
+    return max(sizes + [sum(len(b) for b in _buffers(view))]), len(sizes)
+
+
+def test_no_message_over_8_mb_from_a_heatmap_of_a_huge_dense_layer(figures):
+    """4 000 000 units (16 MB as float32): sent in runs of k units averaged, the view says so, and the
+    selected unit's map over that layer goes averaged the same way beside it."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4_000_000), nn.ReLU(), nn.Linear(4_000_000, 3)).eval()
+    view = nbvis.ActivationHeatmap(model, torch.rand(4))
+    biggest, count = _largest(view, lambda: setattr(view, "input", torch.rand(4)))
+    layout = {entry["name"]: entry for entry in view._layout[1:]}
+    k = layout["0"]["pooled"]
+    assert biggest <= MAX_MESSAGE and count >= 1 and k > 1
+    assert layout["0"]["units"] == 4_000_000 and layout["0"]["shape"] == [4_000_000 // k]
+    true = view.activations["0"]  # every unit, in Python
+    assert true.shape == (4_000_000,)
+    np.testing.assert_allclose(unpack(view._acts["0"]), true.reshape(-1, k).mean(axis=1), rtol=1e-4, atol=1e-6)
+    with_map, _ = _largest(view, lambda: (setattr(view, "selected", ("2", 1)), setattr(view, "wrt", "0")))
+    k2 = {e["name"]: e for e in view._layout[1:]}["0"]["pooled"]
+    assert with_map <= MAX_MESSAGE and view.gradient_map.shape == (4_000_000,)
+    np.testing.assert_allclose(unpack(view._grad), view.gradient_map.reshape(-1, k2).mean(axis=1), rtol=1e-4, atol=1e-7)
+    figures.add("largest message (limit 8 MB)", "ActivationHeatmap Linear(4, 4000000)",
+                f"{max(biggest, with_map) / 2**20:.1f} MB, units averaged in runs of {k} ({k2} with its why map)")
+    view.close()
+
+
+def test_no_message_over_8_mb_from_a_heatmap_of_a_flattened_huge_conv(figures):
+    """A Flatten of 64 maps of 256 x 256 (16 MB): drawn as those maps, averaged down like them."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.Flatten(), nn.Linear(64 * 256 * 256, 2)).eval()
+    view = nbvis.ActivationHeatmap(model, torch.rand(3, 256, 256))
+    biggest, _ = _largest(view, lambda: setattr(view, "input", torch.rand(3, 256, 256)))
+    flat = {entry["name"]: entry for entry in view._layout[1:]}["1"]
+    k = flat["pooled"]
+    assert biggest <= MAX_MESSAGE and k > 1
+    assert flat["fold"] == [64, 256 // k, 256 // k] and flat["full"] == [64, 256, 256] and flat["units"] == 64 * 256 * 256
+    true = view.activations["1"].reshape(64, 256 // k, k, 256 // k, k).mean(axis=(2, 4)).reshape(-1)
+    np.testing.assert_allclose(unpack(view._acts["1"]), true, rtol=1e-4, atol=1e-5)
+    figures.add("largest message (limit 8 MB)", "ActivationHeatmap Flatten of (64, 256, 256)",
+                f"{biggest / 2**20:.1f} MB, drawn as its maps averaged {k}x{k}")
+    view.close()
+
+
+def test_no_message_over_8_mb_from_a_heatmap_of_a_huge_input_and_its_why_map(figures):
+    """A 3 x 2048 x 2048 input (48 MB as float32) and the gradient over it: both go averaged down
+    by the same factor (the view draws, outlines and hovers them at that size, in input pixels);
+    Python keeps both whole; drawing on such an input is off, and said so."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 64, stride=64), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 32 * 32, 3)).eval()
+    x = torch.rand(3, 2048, 2048)
+    view = nbvis.ActivationHeatmap(model, x)
+    biggest, count = _largest(view, lambda: setattr(view, "selected", ("3", 1)))
+    entry = view._layout[0]
+    k = entry["pooled"]
+    assert biggest <= MAX_MESSAGE and count >= 1 and k > 1
+    assert entry["image"] == [3, 2048 // k, 2048 // k] and entry["full"] == [3, 2048, 2048]
+    blocks = lambda a: a.reshape(3, 2048 // k, k, 2048 // k, k).mean(axis=(2, 4))
+    np.testing.assert_allclose(unpack(view._input), blocks(x.numpy()), rtol=1e-4, atol=1e-5)
+    assert view.gradient_map.shape == (3, 2048, 2048)  # whole in Python
+    np.testing.assert_allclose(unpack(view._grad), blocks(view.gradient_map), rtol=1e-4, atol=1e-8)
+    # the receptive fields the view outlines stay in input pixels (it scales them by k to draw)
+    field = {e["name"]: e for e in view._layout[1:]}["0"]["field"]
+    assert field["lo"][0][:3] == [0, 64, 128] and field["hi"][0][:3] == [64, 128, 192]
+    assert not view.can_draw
+    view._handle_custom_msg({"type": "input", "source": "draw", "seq": 1, "shape": [256, 256, 1]}, [memoryview(bytes(256 * 256))])
+    assert "cannot be drawn on" in view.error and view._seq_done == 1
+    np.testing.assert_array_equal(view.input.numpy(), x.numpy())  # the input is as it was
+    figures.add("largest message (limit 8 MB)", "ActivationHeatmap of a 3 x 2048 x 2048 input and its why map",
+                f"{biggest / 2**20:.1f} MB, input and map averaged {k}x{k}")
+    view.close()
+
+
 @pytest.mark.parametrize("view_class", ["NeuronGroups", "SemanticDictionary"])
 def test_no_message_over_8_mb_from_a_building_block_view_of_a_huge_image(view_class, figures):
     """A 3 x 1024 x 1024 input (12 MB as float32): the view gets it averaged down, drawn the same."""
@@ -118,6 +194,26 @@ def test_no_message_over_8_mb_from_a_building_block_view_of_a_huge_image(view_cl
     np.testing.assert_allclose(sent, truth.reshape(3, 1024 // k, k, 1024 // k, k).mean(axis=(2, 4)), rtol=1e-4, atol=1e-5)
     figures.add("largest message (limit 8 MB)", f"{view_class} of a 3 x 1024 x 1024 input",
                 f"{biggest / 2**20:.1f} MB, input averaged {k}x{k}")
+    view.close()
+
+
+def test_no_message_over_8_mb_from_an_optimization_of_huge_images(figures):
+    """4 starts of 3 x 1024 x 1024 (12 MB of uint8 frames): each frame goes averaged down k x k,
+    the view says so (hover names the block and its mean); ``images`` and the run stay whole."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 64, stride=64), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 16 * 16, 3)).eval()
+    view = nbvis.OptimizationViewer(model, ("3", 1), (3, 1024, 1024), steps=2, starts=4, autostart=False)
+    biggest, count = _largest(view, lambda: view.start().wait())
+    k = view.frame_pooled
+    assert biggest <= MAX_MESSAGE and count >= 1 and k > 1
+    whole = view.images
+    assert whole.shape == (4, 1024, 1024, 3) and view.run.inputs.shape == (4, 3, 1024, 1024)
+    sent = unpack(view._frame)
+    assert sent.shape == (4, 1024 // k, 1024 // k, 3) and sent.dtype == np.uint8
+    means = whole.astype(np.float64).reshape(4, 1024 // k, k, 1024 // k, k, 3).mean(axis=(2, 4))
+    assert np.abs(sent.astype(np.float64) - means).max() <= 0.5 + 1e-6  # each block's mean, rounded
+    figures.add("largest message (limit 8 MB)", "OptimizationViewer 4 starts of 3 x 1024 x 1024",
+                f"{biggest / 2**20:.1f} MB, frames averaged {k}x{k}")
     view.close()
 
 

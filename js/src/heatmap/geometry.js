@@ -61,6 +61,35 @@ export function unitAt(g, px, py) {
   return { unit: hit.tile, flat: hit.tile };
 }
 
+/**
+ * The unit (flat index) that a hit on layer `entry` stands for. A dense layer sent in runs of
+ * `entry.pooled` units (too big for one message) draws one run per cell; a flattened conv map sent
+ * averaged down draws one k x k block per cell: the hit stands for the first unit of its run or block.
+ */
+export function realUnit(entry, hit) {
+  const k = entry.pooled || 1;
+  if (k === 1 || entry.kind === "conv" || entry.kind === "bars") return hit.unit;
+  if (entry.fold) {
+    const [, hgt, wid] = entry.full;
+    return hit.channel * hgt * wid + hit.y * k * wid + hit.x * k;
+  }
+  return hit.unit * k;
+}
+
+/** Where unit `unit` of layer `entry` is drawn: the index of its run or block in the values sent (see realUnit). */
+export function shownUnit(entry, unit) {
+  const k = entry.pooled || 1;
+  if (k === 1 || entry.kind === "conv" || entry.kind === "bars") return unit;
+  if (entry.fold) {
+    const [, hgt, wid] = entry.full;
+    const [, h, w] = entry.fold;
+    const c = Math.floor(unit / (hgt * wid));
+    const r = unit % (hgt * wid);
+    return c * h * w + Math.floor(Math.floor(r / wid) / k) * w + Math.floor((r % wid) / k);
+  }
+  return Math.floor(unit / k);
+}
+
 /** The output bar under canvas row py, or null. */
 export function barAt(units, py) {
   const i = Math.floor((py - 1) / BAR_ROW);

@@ -29,7 +29,9 @@ export function inputPanel(ctx, { busy, width }) {
     const entry = ctx.inputEntry();
     const x = ctx.input();
     if (!entry || !x) return;
-    caption.textContent = model.get("input_caption") || "";
+    // an input too big for one message comes averaged down: drawn (hovered, outlined) at that size
+    const pooled = entry.pooled ? `shown averaged ${entry.pooled}\u00d7${entry.pooled} (${entry.full.join("\u00d7")}); drawing is off` : "";
+    caption.textContent = [model.get("input_caption") || "", pooled].filter(Boolean).join(" \u00b7 ");
     if (entry.kind === "image") {
       const range = imageRange(x.data);
       const [, hgt, wid] = entry.image;
@@ -53,7 +55,7 @@ export function inputPanel(ctx, { busy, width }) {
     overlay.dataset.field = shown ? JSON.stringify(shown) : "";
     if (!shown || !info || info.kind !== "image") return;
     const [[top, bottom], [left, right]] = shown;
-    const z = info.zoom;
+    const z = info.zoom / (ctx.inputEntry().pooled || 1); // the field is in input pixels; the image may be drawn averaged down
     g.strokeStyle = "#ff0";
     g.lineWidth = 2;
     g.strokeRect(left * z + 1, top * z + 1, (right - left) * z - 2, (bottom - top) * z - 2);
@@ -68,7 +70,8 @@ export function inputPanel(ctx, { busy, width }) {
     const [px, py] = canvasPoint(canvas, event);
     if (info.kind === "image") {
       const p = pixelAt(info, px, py);
-      return p && inputTip(info, x.data, p);
+      const entry = ctx.inputEntry();
+      return p && inputTip(info, x.data, p, entry.pooled, entry.full);
     }
     const hit = unitAt(info, px, py);
     return hit && `input ${hit.unit}\nvalue ${fmt(x.data[hit.flat])}`;

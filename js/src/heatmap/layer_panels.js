@@ -7,7 +7,7 @@ import { publishLayout } from "../lib/grid.js";
 import { canvasPoint } from "../lib/pointer.js";
 import { h, setTraits } from "../lib/view.js";
 import { drawBars } from "./bars.js";
-import { LARGE_WIDTH, LAYER_WIDTH, MAX_MAPS, THUMB_WIDTH, barAt, barLayout, cellRect, layerGrid, receptiveField, unitAt, unitRect } from "./geometry.js";
+import { LARGE_WIDTH, LAYER_WIDTH, MAX_MAPS, THUMB_WIDTH, barAt, barLayout, cellRect, layerGrid, realUnit, receptiveField, shownUnit, unitAt, unitRect } from "./geometry.js";
 import { layerTip } from "./tooltips.js";
 
 const TIMES = "\u00d7";
@@ -25,7 +25,13 @@ export function layerCount(entry) {
     const pooled = entry.pooled ? `, averaged ${entry.pooled}${TIMES}${entry.pooled} to fit the view` : "";
     return `${plural(units, "channel")}${rest.length ? ` of ${rest.join(TIMES)}` : ""}${pooled}`;
   }
-  if (entry.fold) return `${plural(units, "unit")} (${entry.fold[0]} maps of ${entry.fold.slice(1).join(TIMES)})`;
+  const k = entry.pooled;
+  if (entry.fold) {
+    const [c, ...maps] = entry.full || entry.fold;
+    return `${plural(units, "unit")} (${c} maps of ${maps.join(TIMES)}${k ? `, averaged ${k}${TIMES}${k} to fit the view` : ""})`;
+  }
+  // a dense layer too big for one message comes in runs of `pooled` units averaged
+  if (k) return `${plural(units, "unit")}, averaged in runs of ${k} to fit the view`;
   const rest = entry.shape.slice(1);
   return `${plural(units, "unit")}${rest.length ? ` of ${rest.join(TIMES)}` : ""}`;
 }
@@ -63,7 +69,7 @@ export function layerPanels(ctx, { onChannel, onLeave, compact = false }) {
         field = receptiveField(p.entry, hit.y, hit.x);
         onChannel({ name, unit: hit.unit }, field);
       }
-      view.tooltip.show(layerTip(p.entry, hit, values.data, ctx.labels(), field), event);
+      view.tooltip.show(layerTip(p.entry, hit, values.data, ctx.labels(), field, realUnit(p.entry, hit)), event);
     });
     view.listen(p.canvas, "mouseleave", () => {
       view.tooltip.hide();
@@ -71,7 +77,7 @@ export function layerPanels(ctx, { onChannel, onLeave, compact = false }) {
     });
     view.listen(p.canvas, "click", (event) => {
       const hit = hitOf(p, event);
-      if (hit) setTraits(model, { selected: [p.entry.name, hit.unit] });
+      if (hit) setTraits(model, { selected: [p.entry.name, realUnit(p.entry, hit)] });
     });
   }
 
@@ -123,7 +129,7 @@ export function layerPanels(ctx, { onChannel, onLeave, compact = false }) {
     const units = entry.units;
     p.title.textContent = p.thumb ? entry.label : `${entry.label} \u00b7 ${layerCount(entry)}`;
     if (p.thumb) p.panel.title = `${entry.label} \u00b7 ${layerCount(entry)}: click a unit to select it and draw this layer large`;
-    const selected = sel && sel[0] === entry.name ? sel[1] : -1;
+    const selected = sel && sel[0] === entry.name ? shownUnit(entry, sel[1]) : -1; // where it is drawn
     if (entry.kind === "bars") {
       p.geometry = drawBars(p.canvas, values.data, entry.output ? labels : [], selected);
       p.scale = null;

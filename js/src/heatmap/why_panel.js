@@ -6,7 +6,7 @@ import { drawImage, paintGrid } from "../lib/draw.js";
 import { publishLayout } from "../lib/grid.js";
 import { canvasPoint, hoverTip } from "../lib/pointer.js";
 import { boundSelect, colorbar, h, setTraits } from "../lib/view.js";
-import { imageZoom, layerGrid, pixelAt, unitAt } from "./geometry.js";
+import { imageZoom, layerGrid, pixelAt, realUnit, unitAt } from "./geometry.js";
 import { gradTip } from "./tooltips.js";
 
 const METHODS = [["gradient", "gradient"], ["guided", "guided backprop"], ["deconvnet", "deconvnet"]];
@@ -88,8 +88,10 @@ export function whyPanel(ctx, { width } = {}) {
     const g = ctx.grad();
     if (!g || !info) return null;
     const [px, py] = canvasPoint(canvas, event);
+    const wrt = model.get("wrt") || "input";
+    const entry = wrt === "input" ? ctx.inputEntry() : ctx.entryOf(wrt);
     const hit = info.kind === "image" ? pixelAt(info, px, py) : unitAt(info, px, py);
-    return hit && gradTip(info, g.data, hit);
+    return hit && gradTip(info, g.data, hit, entry, entry && info.kind !== "image" ? realUnit(entry, hit) : hit.unit);
   });
 
   return { element, draw };

@@ -7,7 +7,6 @@ parameters' ``requires_grad`` untouched.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import random
@@ -21,12 +20,12 @@ from torch import nn
 from nbvis.compute.probe import as_input, model_device, model_dtype
 from nbvis.compute.turns import again_if_weights_change
 
-from .data import check_range, data_range
+from .data import MAX_WHITENED, check_range, data_statistics, whitenable
 from .diversity import gram_similarity
 from .objectives import as_objective
 from .optimizers import ASCENTS, Ascent, ascent_of
 from .overrides import redirected_relus
-from .parametrizations import Fourier, Pixels
+from .parametrizations import Fourier, Pixels, Whitened, noise
 from .regularizers import Regularizers, auto_preset, fit_regularizers
 from .result import Result, Step, to_uint8
 from .session import Session
@@ -106,11 +105,13 @@ class OptimizationRun:
             raise ValueError(f"lr must be a positive number, not {lr!r}")
         if optimizer is not None and not isinstance(optimizer, Ascent) and optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd' (plain gradient ascent), not {optimizer!r}")
-        if value_range is None and dataset is not None:
-            value_range = data_range(dataset)
+        stats = None if dataset is None else data_statistics(dataset)
+        if value_range is None and stats is not None:
+            value_range = (stats.low, stats.high)
         self.value_range = check_range(value_range)
+        whitened = whitenable(stats, self.input_shape)
         if isinstance(regularizers, str) and regularizers == "auto":
-            regularizers = auto_preset(self.value_range)
+            regularizers = auto_preset(self.value_range, whitened)
         if isinstance(regularizers, str) and regularizers not in ASCENTS:
             fit_regularizers(regularizers, self.input_shape)  # raises the unknown preset's error
         #: the optimizer (the preset's unless ``optimizer`` or ``lr`` are given; ``optimizer`` may be an Ascent)
@@ -120,9 +121,18 @@ class OptimizationRun:
             self.ascent = ascent_of(regularizers, optimizer, None if lr is None else float(lr))
         #: the run's planned length, over which the optimizer's rate schedule runs (default: the preset's)
         self.planned = self.ascent.steps if steps is None else _positive_int("steps", steps, minimum=0)
-        parametrization = self.ascent.parametrization if parametrization is None else parametrization
-        if parametrization not in ("pixel", "fourier"):
-            raise ValueError(f"parametrization must be 'pixel' or 'fourier', not {parametrization!r}")
+        if parametrization is None:  # the preset's; its "data" needs the data's covariance
+            parametrization = self.ascent.parametrization
+            if parametrization == "data" and not whitened:
+                parametrization = "pixel"
+        if parametrization not in ("pixel", "fourier", "data"):
+            raise ValueError(f"parametrization must be 'pixel', 'fourier' or 'data', not {parametrization!r}")
+        if parametrization == "data" and not whitened:
+            raise ValueError(
+                "the 'data' parametrization needs dataset= with samples of the input's size "
+                f"(at most {MAX_WHITENED} values each); the input has {math.prod(self.input_shape)}"
+                + ("" if stats is None else f", the dataset's samples {stats.size or 'more than the limit'}")
+            )
         if parametrization == "fourier" and len(self.input_shape) == 1:
             raise ValueError("the Fourier parametrization needs an image input_shape, (H, W) or (C, H, W)")
         if parametrization == "fourier" and init is not None:
@@ -140,6 +150,9 @@ class OptimizationRun:
         self._random = random.Random(self.seed)
         if parametrization == "pixel":
             self._param = Pixels(self._initial_pixels(init, device, dtype))
+        elif parametrization == "data":
+            pixels = None if init is None else self._initial_pixels(init, device, dtype)
+            self._param = Whitened(stats, self.input_shape, self.starts, self._generator, device, dtype, self.value_range, pixels)
         else:
             self._param = Fourier(self.input_shape, self.starts, self._generator, device, dtype, self.value_range)
         self.lr = self.ascent.rate(self.value_range)
@@ -150,6 +163,7 @@ class OptimizationRun:
         self._history = np.zeros((0, self.starts))
         self._history_lock = threading.Lock()  # steps may run on another thread than the reader
         self._unchecked = not _check
+        self._kept: dict = {}  # what one session leaves for the next (see Session)
         if _check:
             self._check_objective()
 
@@ -168,7 +182,7 @@ class OptimizationRun:
         self._regularizers = regs
         # whether anything happens after an update (else the step skips _regularize)
         pixel_priors = regs.blur_every or regs.norm_pct or regs.contribution_pct or self.value_range is not None
-        self._priors = bool(regs.decay or (self.parametrization == "pixel" and pixel_priors))
+        self._priors = bool(regs.decay or (self.parametrization != "fourier" and pixel_priors))
 
     def _initial_pixels(self, init, device, dtype) -> torch.Tensor:
         shape = (self.starts, *self.input_shape)
@@ -179,12 +193,12 @@ class OptimizationRun:
             if tuple(x.shape) != shape:
                 raise ValueError(f"init must have shape {self.input_shape} or {shape}, not {tuple(x.shape)}")
             return x.clone()
-        noise = torch.randn(shape, generator=self._generator, dtype=torch.float64)
+        drawn = noise(shape, self._generator, dtype)
         if self.value_range is None:
-            x = 0.1 * noise
+            x = 0.1 * drawn
         else:
             low, high = self.value_range
-            x = ((low + high) / 2 + 0.1 * (high - low) * noise).clamp(low, high)
+            x = ((low + high) / 2 + 0.1 * (high - low) * drawn).clamp(low, high)
         return x.to(device=device, dtype=dtype)
 
     def _check_objective(self, forward=None):
@@ -193,7 +207,7 @@ class OptimizationRun:
         With ``forward`` (an open :class:`Session`'s), returns ``(image, values, activations)`` of
         that pass, which the first step may use as its own (see :meth:`_step`)."""
         if forward is None:
-            with Session(self.model, self._layers) as forward:
+            with Session(self.model, self._layers, keep=self._kept) as forward:
                 self._check_objective(forward)
             return None
         image = self._param.image()
@@ -239,9 +253,8 @@ class OptimizationRun:
 
         param = self._param.param
         param.data = moved(param.data)
-        for name in ("scale", "color"):
-            value = getattr(self._param, name, None)
-            if isinstance(value, torch.Tensor):
+        for name, value in vars(self._param).items():  # the parametrization's constants
+            if isinstance(value, torch.Tensor) and value is not param:
                 setattr(self._param, name, moved(value))
         for state in self._optimizer.state.values():
             for key, value in state.items():
@@ -253,18 +266,29 @@ class OptimizationRun:
 
     # -- running --------------------------------------------------------------------------
 
-    def _transform(self, images: torch.Tensor) -> torch.Tensor:
-        regs = self._regularizers
+    def _inputs(self, snapshot: bool):
+        """``(image, seen, before)`` of a step: the image (None when the Fourier parametrization gave
+        it shifted right away), what the model sees (the random transforms applied) and, with
+        ``snapshot``, a copy of the image for the :class:`Step`."""
+        regs, shape = self._regularizers, (self.starts, *self.input_shape)
+        dy = dx = 0
         if regs.jitter:
             dy = self._random.randint(-regs.jitter, regs.jitter)
             dx = self._random.randint(-regs.jitter, regs.jitter)
+        if (dy or dx) and self._param.shifts and not regs.tv:  # (the penalty reads the image itself)
+            image, moved = None, as_images(self._param.image((dy, dx)))
+            before = torch.roll(moved.detach(), (-dy, -dx), (2, 3)).reshape(shape) if snapshot else None
+        else:
+            image = self._param.image()
+            before = self._param.snapshot(image) if snapshot else None
+            moved = as_images(image)
             if dy or dx:
-                images = torch.roll(images, shifts=(dy, dx), dims=(2, 3))
+                moved = torch.roll(moved, shifts=(dy, dx), dims=(2, 3))
         if regs.scale or regs.rotate:
             zoom = 1.0 + self._random.uniform(-regs.scale, regs.scale)
             degrees = self._random.uniform(-regs.rotate, regs.rotate)
-            images = affine_resample(images, zoom, degrees)
-        return images
+            moved = affine_resample(moved, zoom, degrees)
+        return image, moved.reshape(shape), before
 
     @torch.no_grad()
     def _regularize(self, factor: float = 1.0):
@@ -277,9 +301,11 @@ class OptimizationRun:
         regs, param, count = self._regularizers, self._param.param, self._count
         if regs.decay:
             param.mul_(1.0 - regs.decay * factor)
-        if self.parametrization != "pixel":
+        if self.parametrization == "fourier":
             return
-        x = as_images(param)
+        whitened = self.parametrization == "data"
+        # the whitened parametrization's pixel priors act on its image, which is then mapped back
+        x = as_images(self._param.image().clone() if whitened else param)
         if regs.blur_every and count % regs.blur_every == 0 and factor > 0:
             x.copy_(blur(x, regs.blur_width * math.sqrt(factor)))
         if regs.norm_pct:
@@ -288,7 +314,9 @@ class OptimizationRun:
             contribution = (x * as_images(param.grad)).sum(dim=1).abs()
             x.masked_fill_(small_pixel_mask(contribution, regs.contribution_pct)[:, None], 0.0)
         if self.value_range is not None:
-            param.clamp_(*self.value_range)
+            x.clamp_(*self.value_range)
+        if whitened:
+            self._param.set_pixels(x)
 
     def step(self) -> Step:
         """One gradient-ascent update of every start; the model is borrowed only meanwhile (done
@@ -297,7 +325,7 @@ class OptimizationRun:
         return again_if_weights_change(self.model, self._one_step)
 
     def _one_step(self) -> Step:
-        with Session(self.model, self._layers) as forward:
+        with Session(self.model, self._layers, keep=self._kept) as forward:
             start = self._check_objective(forward) if self._unchecked else None
             return self._step(forward, snapshot=True, start=start)
 
@@ -308,38 +336,39 @@ class OptimizationRun:
         regs = self._regularizers
         redirect = self._off and self._count < self.redirect
         moves = regs.jitter or regs.scale or regs.rotate or regs.tv
-        with redirected_relus(self.model) if redirect else contextlib.nullcontext():
-            diverse = regs.diversity and self.starts > 1
-            if start is not None and not redirect and not moves:
-                image, values, acts = start
-                seen = image
-                before = self._param.snapshot(image) if snapshot else None
+        diverse = regs.diversity and self.starts > 1
+        if start is not None and not redirect and not moves:
+            image, values, acts = start
+            seen = image
+            before = self._param.snapshot(image) if snapshot else None
+        else:
+            if moves:
+                image, seen, before = self._inputs(snapshot)
             else:
-                image = self._param.image()
+                image = seen = self._param.image()
                 before = self._param.snapshot(image) if snapshot else None
-                seen = image
-                if moves:
-                    pictures = as_images(image)
-                    moved = self._transform(pictures)
-                    seen = moved.reshape(image.shape)
-                acts: dict | None = {} if diverse else None
+            acts: dict | None = {} if diverse else None
+            if redirect:  # (the forward pass records the redirected ReLUs into the graph)
+                with redirected_relus(self.model):
+                    values = self._evaluate(forward, seen, acts)
+            else:
                 values = self._evaluate(forward, seen, acts)
-            loss = -values.sum()
-            if regs.tv:
-                loss = loss + regs.tv * total_variation(as_images(image)).sum()
-            if diverse:
-                loss = loss + self._diversity_penalty(values, acts, seen)
-            # the gradient of the input only: the model's parameters get none, frozen or not (a
-            # borrow from a background thread leaves their requires_grad as the owner set it)
-            param = self._param.param
-            (param.grad,) = torch.autograd.grad(loss, [param])
-            factor = self.ascent.factor(self._count, self.planned)
-            if self.ascent.anneal:
-                self._optimizer.param_groups[0]["lr"] = self.lr * factor
-            self._optimizer.step()
-            if self._priors:
-                self._regularize(factor)
-            self._count += 1
+        loss = -values.sum()
+        if regs.tv:
+            loss = loss + regs.tv * total_variation(as_images(image)).sum()
+        if diverse:
+            loss = loss + self._diversity_penalty(values, acts, seen)
+        # the gradient of the input only: the model's parameters get none, frozen or not (a
+        # borrow from a background thread leaves their requires_grad as the owner set it)
+        param = self._param.param
+        (param.grad,) = torch.autograd.grad(loss, [param])
+        factor = self.ascent.factor(self._count, self.planned)
+        if self.ascent.anneal:
+            self._optimizer.param_groups[0]["lr"] = self.lr * factor
+        self._optimizer.step()
+        if self._priors:
+            self._regularize(factor)
+        self._count += 1
         values = values.detach()
         if self._count < self.redirect:  # a start whose unit is off: redirect the next step
             self._off = 0.0 in values.tolist()
@@ -368,7 +397,7 @@ class OptimizationRun:
         steps = _positive_int("steps", steps, minimum=0)
         if steps or self._unchecked:
             self._follow_device()
-            with Session(self.model, self._layers) as forward:
+            with Session(self.model, self._layers, keep=self._kept) as forward:
                 start = self._check_objective(forward) if self._unchecked else None
                 for _ in range(steps):
                     self._step(forward, snapshot=False, start=start)
@@ -398,13 +427,13 @@ class OptimizationRun:
         with self._history_lock:
             pending, self._pending = self._pending, []
             if pending:
-                new = torch.stack(pending).float().cpu().numpy().astype(np.float64)
+                new = torch.stack(pending).to(torch.float64).cpu().numpy()
                 self._history = np.concatenate([self._history, new])
             return self._history.copy()  # the caller may edit it; the run keeps its own
 
     def evaluate(self) -> np.ndarray:
         """The objective of the current inputs, without transforms: ``(starts,)``."""
-        with Session(self.model, self._layers, grad=False) as forward:
+        with Session(self.model, self._layers, grad=False, keep=self._kept) as forward:
             return self._evaluate(forward, self.inputs).float().cpu().numpy().astype(np.float64)
 
     def result(self) -> Result:
@@ -451,13 +480,16 @@ def maximize(
     regularizers: None (no priors), a preset name (see :data:`PRESETS`; a preset brings its
         optimizer, see :data:`~nbvis.compute.optimize.optimizers.ASCENTS`), a dict of
         :class:`Regularizers` fields, or a Regularizers.
-    parametrization: ``"pixel"`` or ``"fourier"`` (decorrelated, sigmoid-bounded into ``value_range``);
-        default: the preset's, else ``"pixel"``.
+    parametrization: ``"pixel"``, ``"fourier"`` (decorrelated, sigmoid-bounded into ``value_range``)
+        or ``"data"`` (pixels whitened by the covariance of ``dataset=``'s samples, see
+        :class:`~nbvis.compute.optimize.parametrizations.Whitened`); default: the preset's (the
+        ``"data"`` preset's is ``"pixel"`` without the data's covariance), else ``"pixel"``.
     seed: seeds the starts and the random transforms: the same seed gives the same result.
     lr: learning rate (default: the preset's, scaled to the input range; else Adam at 0.05).
     options: ``optimizer`` (``"adam"`` or ``"sgd"``, plain gradient ascent), ``value_range=(low, high)``
         or ``dataset=`` (the inputs stay in the data's range: pixels are clipped into it, the
-        Fourier image is sigmoid-bounded into it), ``diversity`` (weight of the penalty that keeps
+        Fourier image is sigmoid-bounded into it; with ``dataset=`` the default ``"auto"`` preset
+        is ``"data"``), ``diversity`` (weight of the penalty that keeps
         the starts apart; default: the regularizers'), ``redirect`` (steps with redirected ReLU
         gradients, 16), ``init`` (starting pixels, ``input_shape`` or ``(starts, *input_shape)``).
         A preset whose optimizer anneals its rate does so over the last steps of ``steps``.

@@ -4,8 +4,9 @@ A step borrows the model (eval mode, parameters frozen; everything restored on e
 :func:`nbvis.compute.probe.borrowed`) and reads the activations of the objective's layers with
 a :class:`~nbvis.compute.probe.Recorder`. A :class:`Session` borrows once and can then run any
 number of forward passes: ``run.step()`` opens one per step (the caller's code runs between
-steps), ``run.run(n)`` one for all ``n`` steps, so that a long call pays the borrow, the layer
-lookups, the hooks and the tracing of feature axes once.
+steps), ``run.run(n)`` one for all ``n`` steps, so that a long call pays the borrow and the hooks
+once. The layer lookups and the feature axes are kept from one session to the next while the
+model's modules stay the same (see :meth:`nbvis.compute.probe.Recorder.fits`).
 """
 
 from __future__ import annotations
@@ -24,15 +25,20 @@ class Session:
     """``with Session(model, layers) as forward: output, acts = forward(x)``.
 
     ``layers`` are names of ``model`` (``""`` is the model's output), or None for every leaf
-    layer plus the output under ``""``.
+    layer plus the output under ``""``. ``keep``: a dict of the caller's in which the session leaves
+    its recorder for the next session of the same layers.
     """
 
-    def __init__(self, model: nn.Module, layers, *, grad: bool = True):
+    def __init__(self, model: nn.Module, layers, *, grad: bool = True, keep: dict | None = None):
         self.model = model
         self.layers = None if layers is None else list(layers)
         self.grad = grad
         self._borrow = None
         self._record: Recorder | None = None
+        # the caller's dict where sessions leave their recorder for the next one: reused while the
+        # model's modules are the same ones under the same names, it keeps the layers looked up and
+        # the feature axes of the passes already made
+        self._keep = keep
 
     def __enter__(self):
         interrupts.enter()  # until the model is borrowed and the hooks are on it
@@ -45,7 +51,12 @@ class Session:
             borrow = borrowed(self.model, grad=self.grad)
             borrow.__enter__()
             self._borrow = borrow
-            self._record = Recorder(self.model, self.layers, detach=False).__enter__()
+            recorder = None if self._keep is None else self._keep.get("recorder")
+            if recorder is None or recorder.layers != self.layers or not recorder.fits(self.model):
+                recorder = Recorder(self.model, self.layers, detach=False)
+                if self._keep is not None:
+                    self._keep["recorder"] = recorder
+            self._record = recorder.__enter__()
         except BaseException:
             self._close()
             interrupts.leave()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -34,16 +35,17 @@ def blur(images: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch.Ten
     """
     n, c, h, w = images.shape
     radius = int(truncate * sigma + 0.5)
-    out = images.reshape(n * c, 1, h, w)
-    for axis, size in ((2, h), (3, w)):
+    out = images.reshape(n * c, h, w)
+    for axis, size in ((1, h), (2, w)):
         r = min(radius, size - 1)
         if r <= 0:
             continue
-        kernel = gaussian_kernel(sigma, r).to(images.device, images.dtype)
-        if axis == 2:
-            out = F.conv2d(F.pad(out, (0, 0, r, r), mode="reflect"), kernel.view(1, 1, -1, 1))
-        else:
-            out = F.conv2d(F.pad(out, (r, r, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
+        weights = gaussian_kernel(sigma, r).tolist()
+        padded = F.pad(out[:, None], (0, 0, r, r) if axis == 1 else (r, r, 0, 0), mode="reflect")[:, 0]
+        # the taps as shifted views, summed in place (a one-channel convolution is much slower on CPUs)
+        out = padded.narrow(axis, 0, size) * weights[0]
+        for tap in range(1, 2 * r + 1):
+            out.add_(padded.narrow(axis, tap, size), alpha=weights[tap])
     return out.reshape(n, c, h, w)
 
 
@@ -71,9 +73,29 @@ def total_variation(images: torch.Tensor) -> torch.Tensor:
 
 
 def affine_resample(images: torch.Tensor, zoom: float, degrees: float) -> torch.Tensor:
-    """Zoom by ``zoom`` and rotate by ``degrees`` about the centre, keeping the size (edges reflected)."""
+    """Zoom by ``zoom`` and rotate by ``degrees`` about the centre, keeping the size (edges reflected).
+
+    The sampling grid is ``F.affine_grid``'s, from a base grid made once per image size; every
+    image of the batch gets the same transform.
+    """
     angle = math.radians(degrees)
     cos, sin = math.cos(angle) / zoom, math.sin(angle) / zoom
-    theta = images.new_tensor([[cos, -sin, 0.0], [sin, cos, 0.0]]).expand(images.shape[0], 2, 3)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    n, _, h, w = images.shape
+    theta = images.new_tensor([[cos, sin], [-sin, cos], [0.0, 0.0]])  # the transposed 2 x 3 matrix
+    grid = (_base_grid(h, w, images.dtype, images.device) @ theta).view(1, h, w, 2).expand(n, h, w, 2)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+@functools.lru_cache(maxsize=16)
+def _base_grid(h: int, w: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``(h * w, 3)``: the pixel centres in ``[-1, 1]`` (x, y) and a column of ones, as ``F.affine_grid``
+    (``align_corners=False``) makes them."""
+    def centres(size):
+        steps = torch.linspace(-1.0, 1.0, size, dtype=dtype, device=device)
+        return steps * (size - 1) / size if size > 1 else steps * 0
+
+    with torch.inference_mode(False):  # (made once, used in every mode)
+        base = torch.ones(h, w, 3, dtype=dtype, device=device)
+        base[..., 0] = centres(w)
+        base[..., 1] = centres(h)[:, None]
+    return base.view(h * w, 3)
