@@ -1,9 +1,10 @@
 """Activation maximization quality on the demo digits: the figures of issue #12, each against its target.
 
 On the demo digits CNN and MLP, all 10 class logits, 4 starts, the default preset for a known
-dataset (``regularizers="auto"`` with ``dataset=``, i.e. ``"smooth"``: random shifts of up to 2 px,
-zoom and rotation scaled to 28 px, a diversity penalty, light L2 decay and blur, pixels clipped into
-the data's 0..1, 512 Adam steps with the rate annealed along a cosine):
+dataset (``regularizers="auto"`` with ``dataset=``, i.e. ``"data"``: the pixels whitened by the
+data's covariance, random shifts of up to 2 px, zoom and rotation scaled to 28 px, a diversity
+penalty of 0.3, light L2 decay and blur, pixels clipped into the data's 0..1, 512 Adam steps with
+the rate annealed along a cosine):
 
 - nearest class mean (correlation) of each start's image is its own class, for 10/10 classes;
 - the model's probability of the class under random shifts of up to 2 px is >= 0.9 (its exact

@@ -12,7 +12,7 @@ import traitlets
 from torch import nn
 
 from ..compute.optimize import PRESETS, OptimizationRun, Regularizers, Step, fit_regularizers, resolve_regularizers
-from ..compute.optimize.data import check_range, data_range
+from ..compute.optimize.data import check_range, data_statistics, whitenable
 from ..compute.optimize.optimizers import ascent_of
 from ..compute.optimize.quality import Quality, evaluate
 from ..compute.optimize.regularizers import auto_preset
@@ -36,9 +36,10 @@ class OptimizationViewer(JobView, NbvisWidget):
     optimizer and step count). ``dataset=`` (samples, an ``(inputs, targets)`` pair or a Dataset) or
     ``value_range=(low, high)`` keeps the inputs inside the data's range, shows that range and each
     hovered pixel's value in data units, and finds each start's nearest top dataset example.
-    The default ``regularizers="auto"`` is ``"smooth"`` (Lucid's transforms scaled to the input, a
-    diversity penalty between the starts, light decay and blur) when the range is known, else
-    ``"yosinski2015"``.
+    The default ``regularizers="auto"`` is ``"data"`` (the ``"smooth"`` preset in the pixel space
+    whitened by the dataset's covariance) when ``dataset=`` is given and its samples have at most
+    1024 values, else ``"smooth"`` (Lucid's transforms scaled to the input, a diversity penalty
+    between the starts, light decay and blur) when the range is known, else ``"yosinski2015"``.
 
     The run goes on in the background (an asyncio task on the kernel's loop, yielding between
     steps), so the kernel answers other cells meanwhile. In the view: start (new random starts),
@@ -113,11 +114,13 @@ class OptimizationViewer(JobView, NbvisWidget):
             raise ValueError(f"steps must be an integer >= 1, not {steps!r}")
         self.model = model
         value_range = check_range(value_range)
-        if value_range is None and dataset is not None:
-            value_range = data_range(dataset)
+        # one pass over the data for every run: its range and pixel statistics
+        stats = None if dataset is None else data_statistics(dataset)
+        if value_range is None and stats is not None:
+            value_range = (stats.low, stats.high)
         self._dataset = dataset
         if isinstance(regularizers, str) and regularizers == "auto":
-            regularizers = auto_preset(value_range)
+            regularizers = auto_preset(value_range, whitenable(stats, input_shape))
         self._options = dict(
             objective=objective,
             input_shape=input_shape,
@@ -126,6 +129,7 @@ class OptimizationViewer(JobView, NbvisWidget):
             lr=lr,
             optimizer=optimizer,
             value_range=value_range,
+            dataset=stats,
             diversity=diversity,
         )
         if seed is None:
@@ -341,6 +345,8 @@ class OptimizationViewer(JobView, NbvisWidget):
             names = [n for n in names if n in ("decay", "norm_pct", "contribution_pct")]
         if self._run.parametrization == "fourier":
             names = [n for n in names if n not in ("blur_width", "blur_every", "norm_pct", "contribution_pct")]
+        if self._run.parametrization == "data":
+            names = [n for n in names if n != "contribution_pct"]
         return names
 
     def _regularizers(self) -> Regularizers:

@@ -14,7 +14,10 @@
 # Deep Visualization Toolbox's learning-rate rule, scaled to the input's range. `"lucid"` (random
 # shifts, zoom and rotation, scaled to the input's size) and `"distill2017"` (the Feature
 # Visualization article: a decorrelated Fourier space, 512 steps) add a **diversity** penalty that
-# keeps the starts apart, so that they show different facets of what the unit wants.
+# keeps the starts apart, so that they show different facets of what the unit wants. `"data"`,
+# the default when the view has the dataset, decorrelates with the data's own covariance: the
+# optimizer moves the pixels along the ways the dataset's samples vary, so the images look more
+# like its samples.
 #
 # Give the view the data (`dataset=` or `value_range=`): the inputs then stay inside the data's
 # range, the range is shown under the images, and hovering a pixel gives its value in data units.
@@ -36,10 +39,14 @@ images, labels = nbvis.demo.digits()
 # ## The digits CNN's output classes
 #
 # Four random starts maximize the logit of class 3. With the dataset known, the default priors
-# are `"smooth"` (random shifts of up to 2 px, zoom and rotation, diversity, a light decay and
-# blur, and a learning rate that anneals along a cosine so that the images settle), and the
-# pixels stay in the data's 0…1. The quality row's "P(class)" is the network's probability of the
-# class averaged over every shift of up to 2 px: the images stay the class when moved. The run goes on in the
+# are `"data"`: the image is the data's mean plus a combination of the ways the digits vary
+# (the pixels whitened by the dataset's covariance, shrunk a little towards a smooth image prior,
+# so that strokes the data never draw come slowly), optimized under random shifts of up to 2 px,
+# zoom and rotation, with diversity between the starts, a light decay and blur, and a learning
+# rate that anneals along a cosine so that the images settle; the pixels stay in the data's 0…1.
+# (`"smooth"` is the same on the pixels themselves: brighter blobs that the network likes as
+# much.) The quality row's "P(class)" is the network's probability of the class averaged over
+# every shift of up to 2 px: the images stay the class when moved. The run goes on in the
 # background: the kernel stays free, and the next cells run while the images form.
 # %%
 three = nbvis.OptimizationViewer(cnn, objective=3, input_shape=(1, 28, 28), starts=4, dataset=(images, labels), seed=3)
@@ -50,6 +57,13 @@ print("preset:", three.preset, " range:", three.value_range, " seed:", three.see
 print(three.quality)
 print("class the network sees:", cnn(three.inputs).argmax(1).tolist())
 print("pixels:", round(float(three.inputs.min()), 3), "…", round(float(three.inputs.max()), 3))
+# %% [markdown]
+# The same class on the pixels themselves (`regularizers="smooth"`): the network is as sure, but
+# the picture is further from any digit.
+# %%
+pixels = nbvis.OptimizationViewer(cnn, objective=3, input_shape=(1, 28, 28), starts=4, dataset=(images, labels),
+                                  regularizers="smooth", seed=3)
+pixels
 # %% [markdown]
 # ### Fooling images: no prior at all
 #

@@ -39,7 +39,7 @@ CASES = [
     ("maximize: negative steps", lambda: nbvis.maximize(CNN, ("4", 1), (1, 8, 8), steps=-1), ValueError, r"steps must be an integer >= 0, not -1"),
     ("maximize: zero starts", lambda: nbvis.maximize(CNN, ("4", 1), (1, 8, 8), steps=2, starts=0), ValueError, r"starts"),
     ("maximize: unknown preset", lambda: nbvis.maximize(CNN, ("4", 1), (1, 8, 8), steps=2, regularizers="nope"), ValueError, r"nope.*yosinski2015"),
-    ("maximize: unknown parametrization", lambda: nbvis.maximize(CNN, ("4", 1), (1, 8, 8), steps=2, parametrization="nope"), ValueError, r"'pixel' or 'fourier', not 'nope'"),
+    ("maximize: unknown parametrization", lambda: nbvis.maximize(CNN, ("4", 1), (1, 8, 8), steps=2, parametrization="nope"), ValueError, r"'pixel', 'fourier' or 'data', not 'nope'"),
     ("maximize: bool objective", lambda: nbvis.maximize(CNN, True, (1, 8, 8), steps=2), TypeError, r"bool"),
     ("maximize: input shape the model cannot take", lambda: nbvis.maximize(CNN, ("4", 1), (3, 8, 8), steps=2), ValueError, r"\(3, 8, 8\)|channels"),
     ("permutation_importance: unknown metric", lambda: nbvis.permutation_importance(MLP, X, Y, scoring="nope"), ValueError, r"nope.*r2"),

@@ -3,7 +3,8 @@
 Gradient ascent on the input, ``x <- x + lr * d objective / dx`` (Adam by default), for several
 random starts at once, with the natural-image priors of Yosinski et al. 2015 (L2 decay, Gaussian
 blur every k steps, clipping pixels with small norm or small contribution) plus jitter, random
-scale/rotation and total variation, in pixel space or in a decorrelated Fourier space.
+scale/rotation and total variation, in pixel space, in a decorrelated Fourier space, or in the
+pixel space whitened by the dataset's covariance (the ``"data"`` preset, the default with ``dataset=``).
 
 Three ways to use it:
 

@@ -127,6 +127,7 @@ ASCENTS: dict[str, Ascent] = {
     "lucid": Ascent("adam", 0.05, steps=512),
     "distill2017": Ascent("adam", 0.05, steps=512, parametrization="fourier"),
     "smooth": Ascent("adam", 0.05, steps=512, anneal=1.0),
+    "data": Ascent("adam", 0.05, steps=512, anneal=1.0, parametrization="data"),
 }
 ASCENTS["yosinski2015"] = ASCENTS["yosinski2015-3"]
 

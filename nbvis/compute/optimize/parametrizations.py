@@ -1,4 +1,5 @@
-"""Parametrizations: what the optimizer moves, pixels themselves or a decorrelated Fourier spectrum."""
+"""Parametrizations: what the optimizer moves, pixels themselves, a decorrelated Fourier spectrum,
+or pixels whitened by the data's covariance."""
 
 from __future__ import annotations
 
@@ -7,7 +8,17 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["Fourier", "Pixels", "noise"]
+from .transforms import blur
+
+__all__ = ["Fourier", "Pixels", "Whitened", "noise", "whitening"]
+
+#: The ``"data"`` parametrization: the data's covariance is shrunk towards a smooth image covariance
+#: (white noise blurred by SMOOTH pixels) of SHRINK times its largest eigenvalue, so that what the
+#: data never do (edges, noise) is possible but slow; the starts are the mean image plus INIT times
+#: the data's own variation.
+SHRINK = 0.05
+SMOOTH = 1.0
+INIT = 0.5
 
 # The square root of ImageNet's colour covariance (Lucid), scaled to unit column norm.
 _COLOR_SQRT = np.asarray([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], dtype=np.float64)
@@ -87,3 +98,66 @@ class Fourier:
 
     def snapshot(self, image: torch.Tensor) -> torch.Tensor:
         return image.detach()
+
+
+def whitening(stats, input_shape) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(basis, inverse)``, float64 ``(D, D)``: ``basis @ basis.T`` is the data's covariance
+    shrunk towards a smooth one (see :data:`SHRINK`), ``inverse`` its inverse. Kept in ``stats.cache``."""
+    key = ("whitening", tuple(input_shape))
+    if key not in stats.cache:
+        covariance = stats.covariance
+        size = covariance.shape[0]
+        if len(input_shape) >= 2:
+            h, w = input_shape[-2:]
+            channels = size // (h * w)
+            eye = torch.eye(size, dtype=torch.float64).reshape(size, channels, h, w)
+            smoothed = blur(eye, SMOOTH).reshape(size, size)
+            prior = smoothed @ smoothed.T
+        else:
+            prior = torch.eye(size, dtype=torch.float64)
+        top = float(torch.linalg.eigvalsh(covariance)[-1])
+        prior = prior / float(torch.linalg.eigvalsh(prior)[-1])
+        values, vectors = torch.linalg.eigh(covariance + SHRINK * max(top, 1e-12) * prior)
+        values = values.clamp_min(1e-6 * max(top, 1e-12)).sqrt()
+        stats.cache[key] = (vectors * values, (vectors / values).T.contiguous())
+    return stats.cache[key]
+
+
+class Whitened:
+    """Pixels whitened by the data (a prior towards the dataset's pixel statistics): the input is
+    ``mean + B z`` with ``B B^T`` the data's covariance (shrunk, see :func:`whitening`), and the
+    optimizer moves ``z``. Adam moves every whitened direction alike, so the image changes fast
+    along the ways the dataset's samples vary and slowly along the others (Olah et al. 2017's
+    decorrelation, with the data's covariance for the 1/f spectrum); L2 decay of ``z`` pulls
+    towards the mean image (a Gaussian prior with the data's covariance). The priors that act on
+    pixels (clipping into the range, blur) act on the image, which is then mapped back
+    (:meth:`set_pixels`)."""
+
+    name = "data"
+    shifts = False
+
+    def __init__(self, stats, shape, starts, generator, device, dtype, value_range, init=None):
+        basis, inverse = whitening(stats, shape)
+        self.shape = (starts, *shape)
+        self.mean = stats.mean.to(device=device, dtype=dtype)
+        self.basis = basis.to(device=device, dtype=dtype)
+        self.inverse = inverse.to(device=device, dtype=dtype)
+        self.value_range = value_range
+        z = INIT * noise((starts, self.mean.numel()), generator, dtype)
+        self.param = z.to(device=device, dtype=dtype).requires_grad_(True)
+        if init is not None:
+            self.set_pixels(init)
+
+    def image(self) -> torch.Tensor:
+        x = (self.mean + self.param @ self.basis.T).reshape(self.shape)
+        # clipped (the mapping back after each step keeps it inside up to rounding)
+        return x if self.value_range is None else x.clamp(*self.value_range)
+
+    @torch.no_grad()
+    def set_pixels(self, pixels: torch.Tensor) -> None:
+        """Set ``z`` so that the image is ``pixels`` ``(starts, *shape)``."""
+        flat = pixels.reshape(self.shape[0], -1).to(self.param.dtype)
+        self.param.copy_((flat - self.mean) @ self.inverse.T)
+
+    def snapshot(self, image: torch.Tensor) -> torch.Tensor:
+        return image.detach().clone()

@@ -20,12 +20,12 @@ from torch import nn
 from nbvis.compute.probe import as_input, model_device, model_dtype
 from nbvis.compute.turns import again_if_weights_change
 
-from .data import check_range, data_range
+from .data import MAX_WHITENED, check_range, data_statistics, whitenable
 from .diversity import gram_similarity
 from .objectives import as_objective
 from .optimizers import ASCENTS, Ascent, ascent_of
 from .overrides import redirected_relus
-from .parametrizations import Fourier, Pixels, noise
+from .parametrizations import Fourier, Pixels, Whitened, noise
 from .regularizers import Regularizers, auto_preset, fit_regularizers
 from .result import Result, Step, to_uint8
 from .session import Session
@@ -105,11 +105,13 @@ class OptimizationRun:
             raise ValueError(f"lr must be a positive number, not {lr!r}")
         if optimizer is not None and not isinstance(optimizer, Ascent) and optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd' (plain gradient ascent), not {optimizer!r}")
-        if value_range is None and dataset is not None:
-            value_range = data_range(dataset)
+        stats = None if dataset is None else data_statistics(dataset)
+        if value_range is None and stats is not None:
+            value_range = (stats.low, stats.high)
         self.value_range = check_range(value_range)
+        whitened = whitenable(stats, self.input_shape)
         if isinstance(regularizers, str) and regularizers == "auto":
-            regularizers = auto_preset(self.value_range)
+            regularizers = auto_preset(self.value_range, whitened)
         if isinstance(regularizers, str) and regularizers not in ASCENTS:
             fit_regularizers(regularizers, self.input_shape)  # raises the unknown preset's error
         #: the optimizer (the preset's unless ``optimizer`` or ``lr`` are given; ``optimizer`` may be an Ascent)
@@ -119,9 +121,18 @@ class OptimizationRun:
             self.ascent = ascent_of(regularizers, optimizer, None if lr is None else float(lr))
         #: the run's planned length, over which the optimizer's rate schedule runs (default: the preset's)
         self.planned = self.ascent.steps if steps is None else _positive_int("steps", steps, minimum=0)
-        parametrization = self.ascent.parametrization if parametrization is None else parametrization
-        if parametrization not in ("pixel", "fourier"):
-            raise ValueError(f"parametrization must be 'pixel' or 'fourier', not {parametrization!r}")
+        if parametrization is None:  # the preset's; its "data" needs the data's covariance
+            parametrization = self.ascent.parametrization
+            if parametrization == "data" and not whitened:
+                parametrization = "pixel"
+        if parametrization not in ("pixel", "fourier", "data"):
+            raise ValueError(f"parametrization must be 'pixel', 'fourier' or 'data', not {parametrization!r}")
+        if parametrization == "data" and not whitened:
+            raise ValueError(
+                "the 'data' parametrization needs dataset= with samples of the input's size "
+                f"(at most {MAX_WHITENED} values each); the input has {math.prod(self.input_shape)}"
+                + ("" if stats is None else f", the dataset's samples {stats.size or 'more than the limit'}")
+            )
         if parametrization == "fourier" and len(self.input_shape) == 1:
             raise ValueError("the Fourier parametrization needs an image input_shape, (H, W) or (C, H, W)")
         if parametrization == "fourier" and init is not None:
@@ -139,6 +150,9 @@ class OptimizationRun:
         self._random = random.Random(self.seed)
         if parametrization == "pixel":
             self._param = Pixels(self._initial_pixels(init, device, dtype))
+        elif parametrization == "data":
+            pixels = None if init is None else self._initial_pixels(init, device, dtype)
+            self._param = Whitened(stats, self.input_shape, self.starts, self._generator, device, dtype, self.value_range, pixels)
         else:
             self._param = Fourier(self.input_shape, self.starts, self._generator, device, dtype, self.value_range)
         self.lr = self.ascent.rate(self.value_range)
@@ -168,7 +182,7 @@ class OptimizationRun:
         self._regularizers = regs
         # whether anything happens after an update (else the step skips _regularize)
         pixel_priors = regs.blur_every or regs.norm_pct or regs.contribution_pct or self.value_range is not None
-        self._priors = bool(regs.decay or (self.parametrization == "pixel" and pixel_priors))
+        self._priors = bool(regs.decay or (self.parametrization != "fourier" and pixel_priors))
 
     def _initial_pixels(self, init, device, dtype) -> torch.Tensor:
         shape = (self.starts, *self.input_shape)
@@ -287,9 +301,11 @@ class OptimizationRun:
         regs, param, count = self._regularizers, self._param.param, self._count
         if regs.decay:
             param.mul_(1.0 - regs.decay * factor)
-        if self.parametrization != "pixel":
+        if self.parametrization == "fourier":
             return
-        x = as_images(param)
+        whitened = self.parametrization == "data"
+        # the whitened parametrization's pixel priors act on its image, which is then mapped back
+        x = as_images(self._param.image().clone() if whitened else param)
         if regs.blur_every and count % regs.blur_every == 0 and factor > 0:
             x.copy_(blur(x, regs.blur_width * math.sqrt(factor)))
         if regs.norm_pct:
@@ -298,7 +314,9 @@ class OptimizationRun:
             contribution = (x * as_images(param.grad)).sum(dim=1).abs()
             x.masked_fill_(small_pixel_mask(contribution, regs.contribution_pct)[:, None], 0.0)
         if self.value_range is not None:
-            param.clamp_(*self.value_range)
+            x.clamp_(*self.value_range)
+        if whitened:
+            self._param.set_pixels(x)
 
     def step(self) -> Step:
         """One gradient-ascent update of every start; the model is borrowed only meanwhile (done
@@ -462,13 +480,16 @@ def maximize(
     regularizers: None (no priors), a preset name (see :data:`PRESETS`; a preset brings its
         optimizer, see :data:`~nbvis.compute.optimize.optimizers.ASCENTS`), a dict of
         :class:`Regularizers` fields, or a Regularizers.
-    parametrization: ``"pixel"`` or ``"fourier"`` (decorrelated, sigmoid-bounded into ``value_range``);
-        default: the preset's, else ``"pixel"``.
+    parametrization: ``"pixel"``, ``"fourier"`` (decorrelated, sigmoid-bounded into ``value_range``)
+        or ``"data"`` (pixels whitened by the covariance of ``dataset=``'s samples, see
+        :class:`~nbvis.compute.optimize.parametrizations.Whitened`); default: the preset's (the
+        ``"data"`` preset's is ``"pixel"`` without the data's covariance), else ``"pixel"``.
     seed: seeds the starts and the random transforms: the same seed gives the same result.
     lr: learning rate (default: the preset's, scaled to the input range; else Adam at 0.05).
     options: ``optimizer`` (``"adam"`` or ``"sgd"``, plain gradient ascent), ``value_range=(low, high)``
         or ``dataset=`` (the inputs stay in the data's range: pixels are clipped into it, the
-        Fourier image is sigmoid-bounded into it), ``diversity`` (weight of the penalty that keeps
+        Fourier image is sigmoid-bounded into it; with ``dataset=`` the default ``"auto"`` preset
+        is ``"data"``), ``diversity`` (weight of the penalty that keeps
         the starts apart; default: the regularizers'), ``redirect`` (steps with redirected ReLU
         gradients, 16), ``init`` (starting pixels, ``input_shape`` or ``(starts, *input_shape)``).
         A preset whose optimizer anneals its rate does so over the last steps of ``steps``.
