@@ -142,3 +142,31 @@ def test_tail_writes_into_out_and_reuses_buffers():
             again = tail(h.clone())
             torch.testing.assert_close(again, want)
             assert tail(h.clone()).data_ptr() == again.data_ptr() or not modules  # the same buffer
+
+
+@pytest.mark.parametrize("scoring", ["r2", "callable"])
+def test_items_that_change_few_rows_run_only_those(monkeypatch, scoring):
+    """In a unit where most rows change, the items of a mostly constant feature run their changed
+    rows only; the numbers stay scikit-learn's."""
+    monkeypatch.setattr(dense, "PASS_ROWS", 64)
+    X, y = _table(n=400, features=6)
+    X[np.random.default_rng(1).random(400) < 0.8, 5] = 0.0  # feature 5 is 0 in about 80% of the rows
+    y = y + X[:, 5]
+    model = _mlp(6, 16, 8, 1, data=(X, y))
+    plan = imp_run._Plan(model, X, y, "r2", "permutation", 4, 0, None, None, None, None, 1.0)
+    unit = plan._unit([0, 1, 2, 3], list(range(6)))
+    assert unit.row is None  # dense as a whole
+    few = np.flatnonzero(unit.counts < imp_run.FEW_ROWS * 400)
+    assert set(few % 6) == {5}
+    seen = []
+    original = plan._sparse
+    monkeypatch.setattr(imp_run._Plan, "_sparse", lambda self, u, *a: seen.append(u.counts.copy()) or original.__func__(self, u, *a))
+
+    def r2(y_true, y_pred):
+        return 1 - float(((y_true - y_pred) ** 2).sum() / ((y_true - y_true.mean()) ** 2).sum())
+
+    ours = permutation_importance(model, X, y, scoring=r2 if scoring == "callable" else "r2", n_repeats=4, random_state=0)
+    ref = sklearn_importance(TorchRegressor(model), X, y, scoring="r2", n_repeats=4, random_state=0)
+    np.testing.assert_allclose(ours.importances, ref.importances, rtol=0, atol=1e-6)
+    assert seen and all(set(np.flatnonzero(c) % 6) == {5} for c in seen)  # only feature 5's items went by rows
+    assert ours.importances[5].mean() > 0.05

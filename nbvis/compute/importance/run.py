@@ -13,6 +13,7 @@ from torch import nn
 from nbvis.compute.probe import borrowed, forward_with, model_device, model_dtype, run_model
 
 from .chunks import MEMORY_BUDGET, Unit, pieces, units
+from . import dense
 from .dense import dense_passes, group_items, pass_rows
 from .draws import draw_seed, permutations
 from .groups import feature_groups as groups_of
@@ -28,6 +29,8 @@ STEP_SECONDS = 0.05
 
 #: Fraction of changed rows above which a unit's items run every row (no row lists).
 DENSE = 0.75
+#: In such a unit, the fraction below which an item runs only the rows it changes.
+FEW_ROWS = 0.5
 
 #: Model outputs scored at a time (their float64 contributions are held meanwhile).
 SCORE_ELEMENTS = 1 << 18
@@ -241,6 +244,19 @@ class _Plan:
             element=index[k], value=values[r, k, row], **common,
         )
 
+    def _changed_rows(self, unit: Unit, items: np.ndarray) -> Unit:
+        """The dense unit's ``items`` (the others dropped) with the list of the rows they change."""
+        index = torch.from_numpy(items).to(self.device)
+        changes = unit.values.index_select(0, index)  # (L, m)
+        local, row = changes.nonzero(as_tuple=True)  # sorted by item, row
+        item = index[local]
+        counts = np.zeros_like(unit.counts)
+        counts[items] = unit.counts[items]
+        return unit._replace(
+            item=item, row=row, offsets=np.concatenate([[0], np.cumsum(counts)]), counts=counts,
+            element=unit.index[item % len(unit.batch)], value=changes[local, row],
+        )
+
     def _record(self, unit: Unit, items: np.ndarray, scores) -> None:
         """Store the importances of the unit's ``items`` from their scores."""
         groups = len(unit.batch)
@@ -260,7 +276,7 @@ class _Plan:
         self.rows_buf = torch.empty((rows, width), device=self.device, dtype=self.dtype)
         outs_buf = None
         if self.callable is None:  # per-item sums of the rows' score contributions
-            max_items = self.batch
+            max_items, preds_buf = self.batch, None
         else:  # a callable needs every item's full predictions
             max_items = max(1, MEMORY_BUDGET // (m * outputs * self.base_sub.element_size()))
             preds_buf = torch.empty((max_items, m, outputs), device=self.device, dtype=self.base_sub.dtype)
@@ -272,33 +288,45 @@ class _Plan:
                 if outs_buf is None:  # the outputs of the items scored together
                     group = group_items(m, outputs, len(self.groups) * self.n_repeats)
                     outs_buf = torch.empty((group, m, outputs), device=self.device, dtype=self.base_sub.dtype)
-                record = lambda items, scores, unit=unit: self._record(unit, items, scores)  # noqa: E731
-                yield from dense_passes(unit, np.flatnonzero(unit.counts), self.fast, self.rows_buf, outs_buf,
-                                        self._group_scores, record)
-                continue
-            for first, last in pieces(unit.counts, self.batch, max_items):
-                if self.callable is None:
-                    sums = self.base_sum.expand(last - first, -1).clone()
+                live = np.flatnonzero(unit.counts)
+                few = unit.counts[live] < FEW_ROWS * m
+                # items that change few rows run only those, when that saves more than a few passes
+                if (m - unit.counts[live[few]]).sum() >= 4 * dense.PASS_ROWS:
+                    yield from self._sparse(self._changed_rows(unit, live[few]), max_items, preds_buf)
                 else:
-                    preds = preds_buf[: last - first]
-                    preds.copy_(self.base_sub.expand(last - first, m, outputs))
-                a, b = int(unit.offsets[first]), int(unit.offsets[last])
-                for start in range(a, b, self.batch):
-                    stop = min(b, start + self.batch)
-                    out = self._evaluate(unit, self.rows_buf[: stop - start], start, stop)
-                    out = out.reshape(stop - start, outputs)
-                    rows, local = unit.row[start:stop], unit.item[start:stop] - first
-                    if self.callable is None:
-                        change = self.contributions(self.y_sub[rows], out) - self.base_rows[rows]
-                        sums.index_add_(0, local, change)
-                    else:
-                        preds[local, rows] = out
-                    if stop < b:
-                        yield
-                scores = self._scores(self.y_sub, preds) if self.callable else self.total_sub(sums).cpu().numpy()
-                live = np.arange(first, last)[unit.counts[first:last] > 0]
-                self._record(unit, live, scores[live - first])
-                yield
+                    few[:] = False
+                record = lambda items, scores, unit=unit: self._record(unit, items, scores)  # noqa: E731
+                yield from dense_passes(unit, live[~few], self.fast, self.rows_buf, outs_buf, self._group_scores, record)
+                continue
+            yield from self._sparse(unit, max_items, preds_buf)
+
+    def _sparse(self, unit: Unit, max_items: int, preds_buf) -> Iterator[None]:
+        """Evaluate the changed rows of the unit's items, listed in ``unit.row``, in passes of about
+        one batch of rows."""
+        m, outputs = self.base_sub.shape
+        for first, last in pieces(unit.counts, self.batch, max_items):
+            if self.callable is None:
+                sums = self.base_sum.expand(last - first, -1).clone()
+            else:
+                preds = preds_buf[: last - first]
+                preds.copy_(self.base_sub.expand(last - first, m, outputs))
+            a, b = int(unit.offsets[first]), int(unit.offsets[last])
+            for start in range(a, b, self.batch):
+                stop = min(b, start + self.batch)
+                out = self._evaluate(unit, self.rows_buf[: stop - start], start, stop)
+                out = out.reshape(stop - start, outputs)
+                rows, local = unit.row[start:stop], unit.item[start:stop] - first
+                if self.callable is None:
+                    change = self.contributions(self.y_sub[rows], out) - self.base_rows[rows]
+                    sums.index_add_(0, local, change)
+                else:
+                    preds[local, rows] = out
+                if stop < b:
+                    yield
+            scores = self._scores(self.y_sub, preds) if self.callable else self.total_sub(sums).cpu().numpy()
+            live = np.arange(first, last)[unit.counts[first:last] > 0]
+            self._record(unit, live, scores[live - first])
+            yield
 
     def _group_scores(self, out: torch.Tensor) -> np.ndarray:
         """The scores of a group of items from their outputs (G, m, o)."""
