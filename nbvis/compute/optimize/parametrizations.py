@@ -16,7 +16,7 @@ __all__ = ["Fourier", "Pixels", "Whitened", "noise", "whitening"]
 #: (white noise blurred by SMOOTH pixels) of SHRINK times its largest eigenvalue, so that what the
 #: data never do (edges, noise) is possible but slow; the starts are the mean image plus INIT times
 #: the data's own variation.
-SHRINK = 0.05
+SHRINK = 0.07
 SMOOTH = 1.0
 INIT = 0.5
 
