@@ -136,7 +136,7 @@ def ascent_of(regularizers, optimizer=None, lr=None, steps=None, base: Ascent | 
     """The optimizer for a run: ``base``, or the preset's (when ``regularizers`` names one), else
     Adam at 0.05, with ``optimizer``, ``lr`` and ``steps`` overriding what they give."""
     if base is None:
-        base = ASCENTS.get(regularizers, Ascent()) if isinstance(regularizers, str) else Ascent()
+        base = ASCENTS.get(regularizers, ASCENTS["none"]) if isinstance(regularizers, str) else ASCENTS["none"]
     changes = {}
     if optimizer is not None and optimizer != base.kind:
         changes.update(kind=optimizer, policy="constant", paper_units=False, lr=0.05 if lr is None else lr)

@@ -147,7 +147,7 @@ class OptimizationRun:
 
         device, dtype = model_device(model), model_dtype(model)
         self._generator = torch.Generator().manual_seed(self.seed)
-        self._random = random.Random(self.seed)
+        self._draws: random.Random | None = None  # the transforms' stream, see _random
         if parametrization == "pixel":
             self._param = Pixels(self._initial_pixels(init, device, dtype))
         elif parametrization == "data":
@@ -168,6 +168,13 @@ class OptimizationRun:
             self._check_objective()
 
     # -- set-up ---------------------------------------------------------------------------
+
+    @property
+    def _random(self) -> random.Random:
+        """The random stream of the transforms, seeded by ``seed`` (made at its first use)."""
+        if self._draws is None:
+            self._draws = random.Random(self.seed)
+        return self._draws
 
     @property
     def regularizers(self) -> Regularizers:
