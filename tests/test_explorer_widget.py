@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 
 import ipywidgets
 from ipywidgets.widgets import widget as widget_module
@@ -148,6 +149,35 @@ def test_preactivation_only_through_rising_layers():
         assert explorer.optimizer.objective_text == "2[0]"
         explorer.selected = ("4", 1)  # GELU falls below zero: not rising
         assert explorer.optimizer.objective_text == "4[1]"
+    finally:
+        explorer.close()
+
+
+def test_a_new_units_optimization_waits_until_its_top_examples_are_shown(digits_cnn, digits_data, monkeypatch):
+    # every panel shows the new unit first: the run that streams preferred inputs gives way to
+    # the scan of the top examples and their maps (for at most PANELS_FIRST seconds: here as
+    # long as a busy machine needs), then goes on
+    monkeypatch.setattr("nbvis.widgets.explorer.PANELS_FIRST", 120.0)
+    explorer = Explorer(digits_cnn, digits_data, steps=1_000_000)
+    try:
+        steps_when_shown = []
+
+        def shown(change):
+            if change["new"] and "guided" in change["new"]:  # the examples with their maps
+                optimizer = explorer.optimizer  # None: not made yet (the scan ran on its own thread)
+                steps_when_shown.append(0 if optimizer is None else optimizer.run.step_count)
+
+        explorer.heatmap.observe(shown, names=["_top"])
+        for unit in (3, 7):  # a scan of the whole dataset, then one served from the scan cache
+            explorer.selected = ("relu2", unit)
+            optimizer = explorer.optimizer
+            assert optimizer.state == "running"
+            explorer.heatmap.top_job.wait()
+            deadline = time.monotonic() + 30
+            while optimizer.run.step_count < 3 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert optimizer.run.step_count >= 3  # and then it runs
+        assert steps_when_shown == [0, 0]
     finally:
         explorer.close()
 

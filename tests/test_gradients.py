@@ -380,3 +380,23 @@ def test_weighted_reduce_of_a_channel_that_never_fires_is_the_mean():
     torch.testing.assert_close(weights, torch.tensor([[0.25] * 4, [0.0, 0.25, 0.75, 0.0]]))
     with pytest.raises(ValueError, match="weighted"):
         nbvis.gradient(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3)), torch.zeros(1, 5, 5), of=("0", 1), reduce="weighed")
+
+
+@pytest.mark.parametrize("method", ["gradient", "guided", "deconvnet"])
+def test_element_maps_give_each_sample_the_map_of_its_own_element(cnn, images, method, unchanged):
+    from nbvis.compute.gradients import METHODS, element_maps
+
+    elements = [(c % 16, c % 7, (3 * c) % 7) for c in range(len(images))]  # a different (c, y, x) per sample
+    passes = []
+    hook = cnn.conv1.register_forward_hook(lambda *_: passes.append(1))
+    with unchanged(cnn):
+        maps = element_maps(cnn, images, "conv2", elements, method)
+    assert len(passes) == 1  # one forward (and backward) pass for the whole batch
+    hook.remove()
+    for i, element in enumerate(elements):  # by hand: one call per sample, for its own element
+        torch.testing.assert_close(maps[i], METHODS[method](cnn, images[i], of=("conv2", element)))
+    assert maps.shape == images.shape and all(maps[i].abs().sum() > 0 for i in range(len(images)))
+    with pytest.raises(ValueError, match=r"layer 'conv2' has 3 indices, in 0..\(15, 13, 13\) \(one sample has shape \(16, 14, 14\)\)"):
+        element_maps(cnn, images[:2], "conv2", [(0, 0, 0), (16, 0, 0)], method)
+    with pytest.raises(ValueError, match="method is one of"):
+        element_maps(cnn, images[:2], "conv2", [(0, 0, 0), (1, 0, 0)], "saliency")

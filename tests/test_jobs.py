@@ -75,6 +75,39 @@ def test_asyncio_job_interleaves_with_other_work_and_wait_drives_it():
     asyncio.run(main())
 
 
+def test_a_job_gives_way_while_other_work_is_busy_then_goes_on():
+    # on a thread: no step while busy() is true; then every step
+    busy, seen = [True], []
+    job = Job(counting(5), on_step=seen.append).give_way(lambda: busy[0]).start()
+    time.sleep(0.2)
+    assert seen == [] and job.state == "running"
+    busy[0] = False
+    assert job.wait(timeout=10) == "finished" and seen == [0, 1, 2, 3, 4]
+    # a stop is not held back
+    held = Job(counting(5)).give_way(lambda: True).start()
+    held.stop()
+    assert held.state == "stopped"
+
+    async def main():
+        # on the loop: the other work's steps run, the held job's do not, until it is done
+        seen, other = [], []
+        first = Job(counting(5), on_step=other.append).start()
+        job = Job(counting(3), on_step=seen.append).give_way(lambda: first.running).start()
+        while first.running:
+            assert seen == []
+            await asyncio.sleep(0)
+        for _ in range(200):
+            if not job.running:
+                break
+            await asyncio.sleep(0.005)
+        assert other == [0, 1, 2, 3, 4] and seen == [0, 1, 2] and job.state == "done"
+        # wait() on the loop's own thread drives the steps itself, held or not
+        forced = Job(counting(3)).give_way(lambda: True).start()
+        assert forced.wait(timeout=10) == "finished"
+
+    asyncio.run(main())
+
+
 def test_throttle():
     throttle = Throttle(10.0)
     assert throttle.ready() and not throttle.ready()

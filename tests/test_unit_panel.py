@@ -124,7 +124,13 @@ def test_each_top_example_has_its_guided_backprop_and_deconvnet_maps(digits_cnn,
     samples, _ = as_samples(digits_data)
     top = top_examples(digits_cnn, "conv2", 5, samples, k=4)
     for method, run in (("guided", nbvis.guided_backprop), ("deconvnet", nbvis.deconvnet)):
-        maps = example_maps(digits_cnn, top, method)
+        passes = []
+        hook = digits_cnn.conv1.register_forward_hook(lambda *_: passes.append(1))
+        try:
+            maps = example_maps(digits_cnn, top, method)
+        finally:
+            hook.remove()
+        assert len(passes) == 1  # one pass for the examples together, each at its own position
         assert maps.shape == top.patches.shape
         for i in range(4):  # by hand: the map of that example's own strongest position, cut to its box
             y, x = top.positions[i].tolist()

@@ -28,6 +28,19 @@ const SLIDERS = {
   diversity: ["diversity", 0, 2, "any", "penalty on the similarity between starts (Gram matrices), relative to the objective"],
 };
 
+// In the Explorer's column the next unit's view replaces this one (a new widget, drawn a moment
+// later): the container keeps the tallest height its views have had, so that nothing around it
+// moves while that view is made, nor when a run's last rows arrive.
+function keepPlace(el, view) {
+  const observer = new ResizeObserver(() => {
+    const box = el.parentElement;
+    const height = Math.ceil(el.getBoundingClientRect().height);
+    if (box && height > (parseFloat(box.style.minHeight) || 0)) box.style.minHeight = `${height}px`;
+  });
+  observer.observe(el);
+  view.dispose(() => observer.disconnect());
+}
+
 /**
  * Where pixel {y, x} of a frame is in the input: "pixel (y, x)", or, for frames sent averaged down
  * k x k (too big for one message), "pixels rows a–b, cols c–d (mean of k×k)".
@@ -97,7 +110,10 @@ function render({ model, el }) {
     h("div", { class: "nbvis-bar" }, [h("label", {}, ["priors ", presetSelect]), pendingNote]), sliders,
   ]);
   regs.open = !model.get("compact");
-  if (model.get("compact")) view.root.classList.add("nbvis-ov-compact");
+  if (model.get("compact")) {
+    view.root.classList.add("nbvis-ov-compact");
+    keepPlace(el, view);
+  }
   view.body.append(bar, panels, regs);
 
   let sliderInputs = {};
@@ -241,7 +257,7 @@ function render({ model, el }) {
     ctx.font = "10px sans-serif";
     if (!c || !steps || c.shape[0] === 0) {
       ctx.fillText("objective per start", left + 8, 20);
-      legend.textContent = "";
+      legend.textContent = "\u00a0"; // the line the values will take: nothing moves when they come
       return;
     }
     const [rows, n] = c.shape;

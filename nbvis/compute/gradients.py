@@ -39,7 +39,7 @@ from torch.overrides import TorchFunctionMode
 from . import interrupts, turns, units
 from .probe import LayerRef, as_input, borrowed, forward_with, run_model
 
-__all__ = ["METHODS", "deconvnet", "gradient", "guided_backprop", "loss_gradient", "select_unit"]
+__all__ = ["METHODS", "deconvnet", "element_maps", "gradient", "guided_backprop", "loss_gradient", "select_unit"]
 
 
 
@@ -104,11 +104,11 @@ def _check_grad_possible() -> None:
         raise RuntimeError("gradients cannot be computed inside torch.inference_mode(); call this outside it")
 
 
-def _backprop(model: nn.Module, x, of, wrt, reduce: str, rule: str | None) -> torch.Tensor:
-    return turns.again_if_weights_change(model, lambda: _backprop_once(model, x, of, wrt, reduce, rule))
+def _backprop(model: nn.Module, x, of, wrt, reduce: str, rule: str | None, elements=None) -> torch.Tensor:
+    return turns.again_if_weights_change(model, lambda: _backprop_once(model, x, of, wrt, reduce, rule, elements))
 
 
-def _backprop_once(model: nn.Module, x, of, wrt, reduce: str, rule: str | None) -> torch.Tensor:
+def _backprop_once(model: nn.Module, x, of, wrt, reduce: str, rule: str | None, elements=None) -> torch.Tensor:
     _check_grad_possible()
     units.check_reduce(reduce)
     unit = units.parse_unit(of, what="`of`")
@@ -148,7 +148,11 @@ def _backprop_once(model: nn.Module, x, of, wrt, reduce: str, rule: str | None) 
                 "use nbvis.gradient for models with other activations"
             )
         target = start if wrt_layer is None else acts.leaf
-        objective = units.select(unit, of_layer.name, acts[of_layer.name], acts.axis(of_layer.name), reduce)
+        activation = acts[of_layer.name]
+        if elements is None:
+            objective = units.select(unit, of_layer.name, activation, acts.axis(of_layer.name), reduce)
+        else:  # sample i's own element: one backward pass for the batch (the samples are independent)
+            objective = _pick_elements(of_layer.name, activation, elements)
         grad = None
         if objective.requires_grad:
             (grad,) = torch.autograd.grad(objective.sum(), target, allow_unused=True)
@@ -189,6 +193,35 @@ def deconvnet(model: nn.Module, x, of, wrt: LayerRef = "input", reduce: str = un
 
 # the maps of a unit by the name the views use
 METHODS = {"gradient": gradient, "guided": guided_backprop, "deconvnet": deconvnet}
+_RULES = {"gradient": None, "guided": "guided", "deconvnet": "deconvnet"}
+
+
+def element_maps(model: nn.Module, x, layer: LayerRef, elements, method: str = "gradient") -> torch.Tensor:
+    """``method``'s map over the input of a different element of ``layer`` for each sample of the
+    batch ``x``: ``elements[i]`` (indices into one sample's activation, ``(c, y, x)`` of a conv
+    layer) for sample ``i``. The same maps as one call per sample with ``of=(layer, elements[i])``,
+    in one backward pass. Raises ``ValueError`` for an element out of range, saying the layer's shape."""
+    if method not in METHODS:
+        raise ValueError(f"method is one of {sorted(METHODS)}, not {method!r}")
+    batch = as_input(x, model)
+    index = torch.as_tensor(elements, dtype=torch.long).reshape(len(batch), -1)
+    if len(batch) == 0:
+        return batch.detach().clone()
+    first = tuple(int(i) for i in index[0])
+    return _backprop(model, batch, (layer, first), "input", units.DEFAULT_REDUCE, _RULES[method], index)
+
+
+def _pick_elements(name: str, activation: torch.Tensor, elements: torch.Tensor) -> torch.Tensor:
+    """``activation[i][elements[i]]`` for every sample ``i``, each element checked against the layer's shape."""
+    sample = tuple(activation.shape[1:])
+    top = torch.tensor(sample, dtype=torch.long)
+    if elements.shape[1] != len(sample) or bool((elements < 0).any()) or bool((elements >= top).any()):
+        raise ValueError(
+            f"each element of layer {units.layer_label(name)!r} has {len(sample)} indices, in 0..{tuple(n - 1 for n in sample)} "
+            f"(one sample has shape {sample}); got {elements.tolist()}"
+        )
+    rows = torch.arange(len(activation), device=activation.device)
+    return activation[(rows, *elements.to(activation.device).unbind(1))]
 
 
 def _class_targets(target, output: torch.Tensor) -> torch.Tensor:

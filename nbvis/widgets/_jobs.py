@@ -22,6 +22,8 @@ from nbvis.compute import interrupts
 __all__ = ["STATES", "Job", "JobView", "Throttle", "running_loop"]
 
 STATES = ("idle", "running", "stopped", "done", "error")
+#: seconds between two looks at the work a job gives way to (see Job.give_way)
+HOLD_POLL = 0.01
 
 
 class Throttle:
@@ -102,6 +104,7 @@ class Job:
         self._lock = threading.RLock()
         self._task: asyncio.Task | None = None
         self._thread: threading.Thread | None = None
+        self._busy: Callable[[], bool] | None = None  # work to give way to (see give_way)
         # set when the thread's loop has ended; waited on instead of Thread.join, which an
         # interrupt can leave believing a live thread ended (CPython 3.11, bpo-45274)
         self._ended = threading.Event()
@@ -126,14 +129,41 @@ class Job:
             self._thread.start()
         return self
 
+    def give_way(self, busy: Callable[[], bool]) -> "Job":
+        """Hold the steps run in the background back while ``busy()`` is true (other work that
+        should come first, as the panels of a new selection); once it is false, they go on.
+        A step in progress and :meth:`stop` are not held back, nor :meth:`wait` on the loop's
+        own thread (it drives the steps itself); on a thread, ``wait()`` waits for ``busy()``."""
+        self._busy = busy
+        return self
+
+    def _held(self) -> bool:
+        busy = self._busy
+        if busy is None or self._stop or self.state != "running":
+            return False
+        try:
+            if busy():
+                return True
+        except Exception:  # a question that fails holds nothing back
+            pass
+        self._busy = None
+        return False
+
     async def _run_async(self) -> None:
-        while self._advance():
+        while True:
+            while self._held():
+                await asyncio.sleep(HOLD_POLL)
+            if not self._advance():
+                return
             await asyncio.sleep(0)
 
     def _run_thread(self) -> None:
         try:
-            while self._advance():
-                pass
+            while True:
+                while self._held():
+                    time.sleep(HOLD_POLL)
+                if not self._advance():
+                    break
         except BaseException as exc:  # a callback that failed as the job ended: wait() raises it
             if self.exception is None:
                 self.exception = exc
@@ -243,6 +273,7 @@ class JobView(traitlets.HasTraits):
     state = traitlets.Enum(STATES, default_value="idle", read_only=True).tag(sync=True)
 
     _job: Job | None = None
+    _busy: Callable[[], bool] | None = None  # what the next job gives way to
 
     # ----- the vocabulary --------------------------------------------------------------------
 
@@ -293,8 +324,15 @@ class JobView(traitlets.HasTraits):
             steps, on_step=self._job_step, on_done=self._job_done, on_error=self._job_error,
             on_stop=self._job_stopped,
         )
+        busy, self._busy = self._busy, None
+        if busy is not None:
+            self._job.give_way(busy)
         self.set_trait("state", "running")
         return self._job.start()
+
+    def _give_way(self, busy: Callable[[], bool]) -> None:
+        """The next job's steps wait while ``busy()`` is true (see :meth:`Job.give_way`)."""
+        self._busy = busy
 
     def _halt_job(self, restart: bool = False) -> None:
         """Stop the job; with ``restart`` (a new run replaces the results) the state is "idle"

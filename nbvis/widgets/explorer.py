@@ -10,6 +10,7 @@ observers in ipywidgets containers.
 from __future__ import annotations
 
 import html
+import time
 from typing import Callable, Optional, Sequence
 
 import ipywidgets
@@ -34,6 +35,9 @@ from .weight_grid import WeightGrid
 __all__ = ["Explorer"]
 
 HINT = "Click a unit in the layers: its why map, top dataset examples, preferred input and weights appear at the right."
+#: seconds at most that a new unit's optimization waits for its top examples (with their maps)
+#: to be found and sent: every panel shows the unit first, then the preferred inputs stream
+PANELS_FIRST = 1.0
 
 
 class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
@@ -136,7 +140,9 @@ class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
         self._optimizer_note = ipywidgets.HTML()
         # One screen, as the Deep Visualization Toolbox: the heatmap's dashboard (the input, the
         # layers, the selected unit's why map and top examples) and beside it the unit's preferred
-        # input and incoming weights; on a narrow page the columns wrap.
+        # input and incoming weights; on a narrow page the columns wrap. What comes after a click
+        # (the new unit's optimizer view, its streamed inputs) fills space kept for it: the views
+        # keep their place (see optimization_viewer.js, top_examples.js), nothing moves.
         self._grid_slot = ipywidgets.VBox()
         self._optimizer_slot = ipywidgets.VBox()
         self._side = ipywidgets.VBox(
@@ -402,20 +408,30 @@ class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
         if old is not None:  # keep what the person set in it
             regularizers = old.preset if old.preset != "custom" else dict(old.regularizers)  # a preset keeps its optimizer
             options.update(steps=old.steps, seed=old.seed, regularizers=regularizers, fps=old.fps)
-        self._optimizer_note.value = _muted(HINT if selection is None else "starting\u2026")
-        self._optimizer_slot.children = (self._optimizer_note,)
         if old is not None:
             old.close()  # stops its run
         if selection is None:
+            self._optimizer_note.value = _muted(HINT)
+            self._optimizer_slot.children = (self._optimizer_note,)
             return
         try:
             self._optimizer = OptimizationViewer(
-                self.model, objective=self._objective(*selection), input_shape=self._input_shape, compact=True, **options
+                self.model, objective=self._objective(*selection), input_shape=self._input_shape, compact=True,
+                autostart=False, **options
             )
         except Exception:
             self._optimizer_note.value = _muted("no preferred input for this unit: see the error below")
+            self._optimizer_slot.children = (self._optimizer_note,)
             raise
+        self._optimizer._give_way(self._panels_busy())
+        self._optimizer.resume()  # its run starts (and waits for the panels)
         self._optimizer_slot.children = (self._optimizer,)
+
+    def _panels_busy(self) -> Callable[[], bool]:
+        """Whether the new unit's top examples are still being found (for at most PANELS_FIRST
+        seconds): the optimization, which would compete with them for the kernel, waits."""
+        heatmap, deadline = self.heatmap, time.monotonic() + PANELS_FIRST
+        return lambda: heatmap.top_state == "running" and time.monotonic() < deadline
 
     def _objective(self, layer: str, unit) -> tuple:
         """What the optimizer maximizes for the selected unit (see ``preactivation``); for a unit

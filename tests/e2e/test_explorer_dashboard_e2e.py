@@ -41,6 +41,8 @@ MEASURE = """(root) => {
     for (const el of root.querySelectorAll('*')) {
         const r = el.getBoundingClientRect();
         if (r.width === 0 || r.height === 0 || getComputedStyle(el).visibility === 'hidden') continue;
+        const folded = el.closest('details:not([open])');  // laid out but not drawn (content-visibility)
+        if (folded && folded !== el && !el.closest('summary')) continue;
         if (r.right > box.right + 1 || r.left < box.left - 1 || r.bottom > box.bottom + 1) out.push([name(el), 'explorer', Math.round(r.right - box.right)]);
         const column = columns.find((c) => c !== el && c.contains(el));
         if (column) {
@@ -267,6 +269,68 @@ def test_arrow_keys_move_the_unit_and_page_keys_the_layer_in_the_explorer(jupyte
         assert page.locator(".jp-Notebook .jp-Cell.jp-mod-active").count() == 1
     except Exception:
         screenshot(page, "explorer_keys_failure.png")
+        raise
+    finally:
+        page.close()
+
+
+# The boxes (page px) of every panel of the dashboard, and of the Explorer itself.
+BOXES = """(root) => {
+    const rect = (el) => { if (!el) return null; const r = el.getBoundingClientRect();
+                           return [r.x, r.y, r.width, r.height].map((v) => Math.round(v * 2) / 2); };
+    const q = (s) => root.querySelector(s);
+    return {explorer: rect(root), grid: rect(q('.nbvis-weight-grid canvas')), optimizer: rect(q('.nbvis-optimization-viewer')),
+            why: rect(q('.nbvis-ah-why')), top: rect(q('.nbvis-ah-toppanel')), layers: rect(q('.nbvis-ah-col-layers'))};
+}"""
+
+# From now on, at every frame the page draws: the boxes, when they changed, and whether the grid shows `unit`.
+TRACK = """([root, unit]) => {
+    const boxes = %s;
+    const frames = window.__frames = [];
+    window.__tracking = true;
+    let last = null;
+    const step = () => {
+        const now = JSON.stringify(boxes(root));
+        const shown = root.querySelector('.nbvis-weight-grid')?.dataset.selected === String(unit);
+        if (now !== last || (shown && !frames.some((f) => f.shown))) frames.push({boxes: JSON.parse(now), shown});
+        last = now;
+        if (window.__tracking) requestAnimationFrame(step);
+    };
+    requestAnimationFrame(step);
+}""" % BOXES
+
+
+def test_nothing_moves_while_a_units_panels_fill_in(jupyter, browser):
+    # After a click every panel shows the new unit at once; what comes later (the top examples and
+    # their maps, the preferred inputs and their values, the run's end) fills space kept for it:
+    # from the frame where the grid shows the unit to the end of the stream, no box moves.
+    page = open_explorer(jupyter, browser, "cnn")
+    try:
+        large = page.locator(f"{HEATMAP} .nbvis-ah-large canvas")
+        root = page.locator(EXPLORER).element_handle()
+        for unit in (9, 2, 12):
+            page.evaluate(TRACK, [root, unit])
+            page.mouse.click(*grid_point(large, unit))
+            page.wait_for_function(
+                f"() => (document.querySelector('{HEATMAP} .nbvis-ah-toppanel')?.textContent || '').includes('top examples for relu2[{unit}]')")
+            page.wait_for_selector(f"{HEATMAP} .nbvis-ah-toppanel[data-state='done'][data-maps]")
+            page.wait_for_function(f"() => (document.querySelector('{OPTIMIZER} strong')?.textContent || '').startsWith('conv2[{unit}]')")
+            page.wait_for_selector(f"{OPTIMIZER}[data-state='done']", timeout=120_000)
+            page.wait_for_timeout(200)  # a frame or two after the end
+            frames = page.evaluate("() => { window.__tracking = false; return window.__frames; }")
+            first = next(i for i, f in enumerate(frames) if f["shown"])
+            settled = {}  # each panel's box from the frame where it is first there (the new optimizer view comes a moment later)
+            moved = []
+            for frame in frames[first:]:
+                for name, box in frame["boxes"].items():
+                    if box is not None and settled.setdefault(name, box) != box:
+                        moved.append((name, settled[name], box))
+            print(unit, len(frames), first, json.dumps(settled))
+            assert not moved, (unit, moved[:4])
+            assert set(settled) == {"explorer", "grid", "optimizer", "why", "top", "layers"}
+        screenshot(page.locator(EXPLORER), "explorer_settled.png")
+    except Exception:
+        screenshot(page, "explorer_settled_failure.png")
         raise
     finally:
         page.close()

@@ -93,11 +93,19 @@ export function topExamples(ctx, { compact = false } = {}) {
     shown = top;
     if (!top || !top.patches) {
       title.textContent = sel ? "top examples" : "top examples: click a unit";
+      delete element.dataset.count;
+      if (compact && sel && groups.childElementCount) {
+        // the dashboard keeps the last examples' place, hidden, until the new unit's come
+        groups.classList.add("nbvis-ah-stale");
+        ranked.classList.add("nbvis-ah-stale");
+        return;
+      }
       ranked.textContent = "";
       groups.replaceChildren();
-      delete element.dataset.count;
       return;
     }
+    groups.classList.remove("nbvis-ah-stale");
+    ranked.classList.remove("nbvis-ah-stale");
     const text = topTitle(top);
     title.textContent = text.title;
     ranked.textContent = text.ranked;
