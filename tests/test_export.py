@@ -240,13 +240,25 @@ def test_neuron_groups_picture_shows_the_groups_legend_and_table(blocks):
     groups, _ = blocks
     picture = picture_of(groups).astype(int)
     assert picture.shape[0] > 200 and picture.shape[1] > 400
-    # every group's hue is on the maps (a pixel where one group alone shows is a multiple of its hue)
-    bright = picture[picture.max(axis=2) >= 60]
-    for color in groups.hues:
-        hue = hex_rgb(color)
-        scale = bright.max(axis=1, keepdims=True) / hue.max()
-        count = (np.abs(bright - scale * hue).max(axis=1) <= 14).sum()
-        assert count > 400, (color, count)  # more than its legend swatch (144 pixels)
+    # the "group maps" panel (224 px, right of the input panel and an 8 px gap, under the title and
+    # its caption of 16 px each): where one group clearly leads the maps, the cell's colour points
+    # toward that group's hue more than toward any other hue
+    maps = groups.maps
+    cell = 224 // maps.shape[1]
+    panel = picture[32:32 + 224, 232:232 + 224].astype(float)
+    centers = panel[cell // 2::cell, cell // 2::cell].reshape(-1, 3)
+    hues = np.array([hex_rgb(color) for color in groups.hues], float)
+    towards = (centers / np.linalg.norm(centers, axis=1, keepdims=True).clip(1e-9)) @ (
+        hues / np.linalg.norm(hues, axis=1, keepdims=True)).T
+    flat = maps.reshape(len(hues), -1)
+    first, second = np.sort(flat, axis=0)[-1], np.sort(flat, axis=0)[-2]
+    leads = (first >= 0.3) & (first >= 1.5 * second)
+    assert leads.sum() >= 20  # the groups do lead somewhere
+    for i, color in enumerate(groups.hues):
+        cells = leads & (flat.argmax(axis=0) == i)
+        if cells.any():
+            shown = (towards[cells].argmax(axis=1) == i).mean()
+            assert shown >= 0.6, (color, int(cells.sum()), shown)
     # the attribution table: red cells for the class, blue against, as many as its values have
     table = groups.attribution
     assert (table > 0.3).any() and (table < -0.3).any()

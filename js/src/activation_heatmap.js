@@ -79,7 +79,7 @@ function render({ model, el }) {
     const sel = ctx.selected();
     const position = ctx.selectedPosition();
     const entry = position && ctx.entryOf(sel[0]);
-    return entry && entry.kind === "conv" ? receptiveField(entry, position[0], position[1]) : null;
+    return entry && entry.kind === "conv" ? receptiveField(entry, position[0], position[1], 1) : null;
   };
 
   const draw = () => {

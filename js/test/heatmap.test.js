@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { argmax } from "../src/heatmap/bars.js";
 import { paintFromInput, stamp } from "../src/heatmap/draw_tool.js";
-import { BAR_ROW, barAt, barLayout, imageZoom, layerGrid, pixelAt, realUnit, receptiveField, shownUnit, unitAt } from "../src/heatmap/geometry.js";
+import { BAR_ROW, barAt, barLayout, imageZoom, layerGrid, pixelAt, realUnit, receptiveField, shownPosition, shownUnit, unitAt } from "../src/heatmap/geometry.js";
 import { inputSender } from "../src/heatmap/sender.js";
 import { gradTip, inputTip, layerTip } from "../src/heatmap/tooltips.js";
 import { wrtOptions } from "../src/heatmap/why_panel.js";
@@ -153,4 +153,16 @@ test("a layer or input sent averaged down maps hits to the units and input pixel
   assert.equal(inputTip(gray, new Float32Array(16), { x: 3, y: 2, flat: 11 }, 8, [1, 30, 32]),
     "input rows 16\u201323, cols 24\u201331 (mean of 8\u00d78)\nvalue 0.000");
   assert.equal(gradTip(gray, new Float32Array(16), { x: 0, y: 3, flat: 12 }, { pooled: 8, full: [1, 30, 32] }), "rows 24\u201329, cols 0\u20137 (mean of 8\u00d78)\n0.000");
+});
+
+test("a conv layer drawn averaged down: a block's receptive field, the selected position's block", () => {
+  // 4 positions per axis, each seeing 3 input pixels from 2*i: drawn averaged 2x2 (2 blocks per axis)
+  const lo = [0, 2, 4, 6];
+  const hi = [3, 5, 7, 9];
+  const entry = { label: "conv", kind: "conv", shape: [1, 2, 2], maps: [2, 2], pooled: 2, field: { lo: [lo, lo], hi: [hi, hi] } };
+  assert.deepEqual(receptiveField(entry, 1, 0), [[4, 9], [0, 5]]); // block (1, 0): positions 2-3 by 0-1
+  assert.deepEqual(receptiveField(entry, 3, 1, 1), [[6, 9], [2, 5]]); // one position of the layer itself
+  assert.deepEqual(shownPosition(entry, 3, 1), [1, 0]);
+  assert.equal(layerTip(entry, { unit: 0, y: 1, x: 0, flat: 2 }, new Float32Array([0, 0, 5, 0]), []).split("\n")[0],
+    "conv \u00b7 channel 0 \u00b7 position rows 2\u20133, cols 0\u20131 (mean of 2\u00d72)");
 });

@@ -53,3 +53,14 @@ test("a flattened conv map is drawn as its maps; a point gives the flat unit ind
   assert.equal(w, 3 * g.zoom);
   assert.ok(Math.abs(x + w / 2 - px) <= g.zoom && Math.abs(y + w / 2 - py) <= g.zoom);
 });
+
+test("the arrow keys move one drawn cell in a dense layer sent in runs of units", () => {
+  // 4 000 000 units in runs of 8, drawn 700 cells a row: one cell is 8 units, one row 5600
+  const big = [{ name: "fc", kind: "dense", units: 4_000_000, shape: [500_000], pooled: 8 }];
+  const go = (key, current) => nextSelection(key, current, big, () => 700);
+  assert.deepEqual(go("ArrowRight", ["fc", 16]), ["fc", 24]);
+  assert.deepEqual(go("ArrowLeft", ["fc", 16]), ["fc", 8]);
+  assert.deepEqual(go("ArrowDown", ["fc", 16]), ["fc", 16 + 5600]);
+  assert.deepEqual(go("ArrowUp", ["fc", 5616]), ["fc", 16]);
+  assert.deepEqual(go("End", ["fc", 16]), ["fc", 3_999_999]);
+});

@@ -124,7 +124,7 @@ class HeatmapLayout:
                 entry["shape"] = list(shrunk_shape(sample, k))
             if k > 1:
                 entry["pooled"] = k
-            elif name in geometry and not geometry[name].whole:
+            if name in geometry and not geometry[name].whole:  # per position of the layer (a block of k x k when pooled)
                 entry["field"] = geometry[name].to_dict()
             entries.append(entry)
         self._layout_key = key

@@ -104,3 +104,55 @@ def test_a_huge_input_is_shown_averaged_down_with_fields_and_hover_in_input_pixe
         assert_no_view_errors(page)
     finally:
         page.close()
+
+
+CONV_CELLS = [
+    "import json, os, torch, nbvis\n"
+    "from torch import nn\n"
+    "torch.manual_seed(0)\n"
+    "model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1)).eval()\n"
+    "view = nbvis.ActivationHeatmap(model, torch.rand(3, 1024, 1024))\n"
+    "view.observe(lambda c: (json.dump(view.selected, open('sel.tmp', 'w')), os.replace('sel.tmp', 'sel.json')), names=['selected'])\n"
+    "view",
+]
+
+
+def test_conv_maps_averaged_down_outline_a_blocks_field_and_select_real_positions(jupyter, browser):
+    """Three layers of 4 maps of 1024 x 1024 (48 MB): drawn averaged k x k. A hovered block names
+    the layer positions it averages and outlines what they see together; a click on the enlarged map
+    selects the block's first position of the layer itself."""
+    name = jupyter.write_notebook("heatmap_pooled_conv.ipynb", CONV_CELLS)
+    page = open_notebook(browser, jupyter, name)
+    try:
+        run_all(page)
+        page.wait_for_selector(f"{ROOT}[data-draws]")
+        title = page.locator(f"{ROOT} [data-layer='2'] .nbvis-ah-title").inner_text()
+        k = int(title.split("averaged ")[1].split("\u00d7")[0])
+        assert k > 1 and "to fit the view" in title, title
+        page.mouse.move(*grid_point(layer_canvas(page, "2"), 0, 20, 30))
+        text = tooltip_text(page)
+        place = text.splitlines()[0].split("position ")[1]
+        rows, cols = place.removesuffix(f" (mean of {k}\u00d7{k})").split(", ")
+        (top, bottom), (left, right) = (tuple(int(v) for v in part.split(" ")[1].split("\u2013")) for part in (rows, cols))
+        assert bottom == top + k - 1 and right == left + k - 1 and top % k == 0 and left % k == 0, text
+        # two 3 x 3 convs with padding 1: positions top..bottom see input rows top - 2 .. bottom + 2
+        assert f"sees input rows {top - 2}\u2013{bottom + 2}, cols {left - 2}\u2013{right + 2}" in text, text
+        overlay = page.locator(f"{ROOT} canvas.nbvis-ah-overlay")
+        assert json.loads(overlay.get_attribute("data-field")) == [[top - 2, bottom + 3], [left - 2, right + 3]]
+        screenshot(page.locator(ROOT), "heatmap_pooled_conv_field.png")
+        # select channel 0; on its enlarged map a click selects the block's first position of the layer
+        page.mouse.click(*grid_point(layer_canvas(page, "2"), 0, 20, 30))
+        jupyter.wait_for_json("sel.json", lambda v: v == ["2", 0])
+        zoom = page.locator(f"{ROOT} canvas.nbvis-ah-zoom")
+        zoom.wait_for(state="visible")
+        zoom.scroll_into_view_if_needed()
+        zoom_factor = int(zoom.get_attribute("data-zoom"))
+        left_px, top_px, css_w, css_h, width, height = zoom.evaluate(CONTENT_BOX)
+        page.mouse.click(left_px + (30.5 * zoom_factor) * css_w / width, top_px + (20.5 * zoom_factor) * css_h / height)
+        selected = jupyter.wait_for_json("sel.json", lambda v: v is not None and isinstance(v[1], list))
+        assert selected[0] == "2" and selected[1][0] == 0, selected
+        y, x = selected[1][1:]
+        assert y % k == 0 and x % k == 0 and abs(y - 20 * k) <= k and abs(x - 30 * k) <= k, selected
+        assert_no_view_errors(page)
+    finally:
+        page.close()

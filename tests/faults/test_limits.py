@@ -92,6 +92,10 @@ def test_no_message_over_8_mb_from_a_heatmap_of_big_conv_maps(figures):
     sent = unpack(view._acts["2"])
     k = layout["2"]["pooled"]
     assert sent.shape == (64, 224 // k, 224 // k) and layout["2"]["maps"] == [224 // k, 224 // k]
+    # the receptive fields stay per position of the layer (the view outlines a block's together)
+    field = layout["2"]["field"]
+    # two 3 x 3 convs with padding 1: position y sees rows y - 2 .. y + 2, clipped to the input
+    assert len(field["lo"][0]) == 224 and field["lo"][0][:4] == [0, 0, 0, 1] and field["hi"][0][:3] == [3, 4, 5]
     # the sent maps are the true ones averaged over k x k blocks
     true = view.activations["2"]  # (64, 224, 224), in Python as it is
     np.testing.assert_allclose(sent, true.reshape(64, 224 // k, k, 224 // k, k).mean(axis=(2, 4)), rtol=1e-4, atol=1e-5)

@@ -115,10 +115,19 @@ export function pixelAt(info, px, py) {
 
 /**
  * The input rows and columns [[top, bottom), [left, right)] that position (y, x) of a conv layer
- * sees, from the layer's `field` ({lo, hi} per axis, or {whole: true}); null when not known.
+ * sees, from the layer's `field` ({lo, hi} per axis, or {whole: true}); null when not known. For
+ * maps drawn averaged down `k` times (entry.pooled: (y, x) is a block of k x k positions) the
+ * block's positions together; k = 1 for a position of the layer itself (a selected one).
  */
-export function receptiveField(entry, y, x) {
+export function receptiveField(entry, y, x, k = entry.pooled || 1) {
   const f = entry.field;
   if (!f || f.whole || f.lo.length !== 2) return null;
-  return [[f.lo[0][y], f.hi[0][y]], [f.lo[1][x], f.hi[1][x]]];
+  const span = (axis, i) => [f.lo[axis][i * k], f.hi[axis][Math.min(i * k + k, f.lo[axis].length) - 1]];
+  return [span(0, y), span(1, x)];
+}
+
+/** Position (y, x) of a conv layer's maps as drawn (averaged down entry.pooled times: the block it is in). */
+export function shownPosition(entry, y, x) {
+  const k = entry.pooled || 1;
+  return [Math.floor(y / k), Math.floor(x / k)];
 }

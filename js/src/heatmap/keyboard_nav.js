@@ -24,12 +24,14 @@ export function nextSelection(key, current, entries, columnsOf) {
   }
   const entry = entries[li];
   const last = Math.max(0, entry.units - 1);
-  const cols = entry.kind === "bars" ? 1 : Math.max(1, columnsOf(entry.name) || 1);
+  // a dense layer drawn in runs of `pooled` units (too big for one message): a key moves one cell
+  const step = entry.kind === "dense" && entry.pooled && !entry.fold ? entry.pooled : 1;
+  const cols = entry.kind === "bars" ? 1 : Math.max(1, columnsOf(entry.name) || 1) * step;
   switch (key) {
     case "ArrowLeft":
-      return [entry.name, Math.max(0, unit - 1)];
+      return [entry.name, Math.max(0, unit - step)];
     case "ArrowRight":
-      return [entry.name, Math.min(last, unit + 1)];
+      return [entry.name, Math.min(last, unit + step)];
     case "ArrowUp":
       return [entry.name, unit - cols >= 0 ? unit - cols : unit];
     case "ArrowDown":

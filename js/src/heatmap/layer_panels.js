@@ -7,7 +7,7 @@ import { publishLayout } from "../lib/grid.js";
 import { canvasPoint } from "../lib/pointer.js";
 import { h, setTraits } from "../lib/view.js";
 import { drawBars } from "./bars.js";
-import { LARGE_WIDTH, LAYER_WIDTH, MAX_MAPS, THUMB_WIDTH, barAt, barLayout, cellRect, layerGrid, realUnit, receptiveField, shownUnit, unitAt, unitRect } from "./geometry.js";
+import { LARGE_WIDTH, LAYER_WIDTH, MAX_MAPS, THUMB_WIDTH, barAt, barLayout, cellRect, layerGrid, realUnit, receptiveField, shownPosition, shownUnit, unitAt, unitRect } from "./geometry.js";
 import { layerTip } from "./tooltips.js";
 
 const TIMES = "\u00d7";
@@ -146,7 +146,7 @@ export function layerPanels(ctx, { onChannel, onLeave, compact = false }) {
     const outlined = p.geometry.kind === "folded" ? p.geometry.units : p.geometry.shown;
     if (selected >= 0 && selected < outlined) {
       outlineSelection(g, unitRect(p.geometry, selected));
-      if (position && p.geometry.kind === "conv") outlineSelection(g, cellRect(p.geometry, selected, position[0], position[1]));
+      if (position && p.geometry.kind === "conv") outlineSelection(g, cellRect(p.geometry, selected, ...shownPosition(entry, ...position)));
     }
     publishLayout(p.canvas, p.geometry);
   }

@@ -56,7 +56,8 @@ export function layerTip(entry, hit, values, labels, field = null, unit = hit.un
   const v = values[hit.flat];
   if (entry.pooled && entry.kind !== "conv") return `${entry.label}${DOT}${unitsOf(entry, unit, hit)}\nvalue ${fmt(v)}`;
   if (entry.kind === "conv") {
-    const pos = entry.shape.length === 3 ? `(${hit.y}, ${hit.x})` : `${hit.y * entry.maps[1] + hit.x}`;
+    const k = entry.pooled;
+    const pos = entry.shape.length !== 3 ? `${hit.y * entry.maps[1] + hit.x}` : k ? inputPlace(hit, k) : `(${hit.y}, ${hit.x})`;
     const lines = [`${entry.label}${DOT}channel ${hit.unit}${DOT}position ${pos}`, `value ${fmt(v)}`];
     if (field) lines.push(`sees input rows ${field[0][0]}\u2013${field[0][1] - 1}, cols ${field[1][0]}\u2013${field[1][1] - 1}`);
     return lines.join("\n");

@@ -5,7 +5,8 @@ import { fmt, lutIndex, setPixel } from "../lib/colormap.js";
 import { blit, outlineSelection } from "../lib/draw.js";
 import { canvasPoint } from "../lib/pointer.js";
 import { h, setTraits } from "../lib/view.js";
-import { imageZoom, pixelAt, receptiveField } from "./geometry.js";
+import { imageZoom, pixelAt, receptiveField, shownPosition } from "./geometry.js";
+import { inputPlace } from "./tooltips.js";
 
 /**
  * {element, draw(), show(target)}: target {name, unit} of the hovered channel, or null.
@@ -48,7 +49,8 @@ export function zoomPanel(ctx, layers, { onField = () => {}, onLeave = () => {},
     const sel = ctx.selectedUnit();
     const position = ctx.selectedPosition();
     if (position && sel && sel[0] === t.name && sel[1] === t.unit) {
-      outlineSelection(g, [(position[1] - 1) * zoom, (position[0] - 1) * zoom, 3 * zoom, 3 * zoom]);
+      const [y, x] = shownPosition(p.entry, ...position);
+      outlineSelection(g, [(x - 1) * zoom, (y - 1) * zoom, 3 * zoom, 3 * zoom]);
     }
     caption.textContent = `${p.entry.label} \u00b7 channel ${t.unit} (enlarged): click a position to select it`;
     element.dataset.unit = `${t.name}:${t.unit}`;
@@ -70,7 +72,9 @@ export function zoomPanel(ctx, layers, { onField = () => {}, onLeave = () => {},
     const field = receptiveField(drawn.entry, p.y, p.x);
     onField(field);
     const sees = field ? `\nsees input rows ${field[0][0]}..${field[0][1] - 1}, columns ${field[1][0]}..${field[1][1] - 1}` : "";
-    view.tooltip.show(`${drawn.entry.label}[${drawn.unit}, ${p.y}, ${p.x}]\nvalue ${fmt(drawn.plane[p.flat])}${sees}\nclick: select this position`, event);
+    const k = drawn.entry.pooled;
+    const where = k ? `${drawn.entry.label}[${drawn.unit}] ${inputPlace(p, k).replace("rows", "positions rows")}` : `${drawn.entry.label}[${drawn.unit}, ${p.y}, ${p.x}]`;
+    view.tooltip.show(`${where}\nvalue ${fmt(drawn.plane[p.flat])}${sees}\nclick: select this position${k ? " (the block's first)" : ""}`, event);
   });
   view.listen(canvas, "mouseleave", () => {
     view.tooltip.hide();
@@ -78,7 +82,8 @@ export function zoomPanel(ctx, layers, { onField = () => {}, onLeave = () => {},
   });
   view.listen(canvas, "click", (event) => {
     const p = positionAt(event);
-    if (p) setTraits(model, { selected: [drawn.name, [drawn.unit, p.y, p.x]] });
+    const k = drawn && (drawn.entry.pooled || 1);
+    if (p) setTraits(model, { selected: [drawn.name, [drawn.unit, p.y * k, p.x * k]] });
   });
 
   return {

@@ -136,12 +136,14 @@ class _Plan:
     def _scorer(self, scoring, base: torch.Tensor) -> tuple[str, object]:
         """Set up the score for this model's outputs; return its name and y in the form it needs."""
         self.contributions = self.total = self.callable = None
+        self.regression = False
         if callable(scoring):
             self.callable = scoring
             return getattr(scoring, "__name__", "score"), self.y_np
         if scoring not in BUILTIN:
             raise ValueError(f"unknown scoring {scoring!r}; expected one of {SCORINGS} or a callable(y_true, y_pred)")
         contributions, self.total, task = BUILTIN[scoring]
+        self.regression = task == "regression"
         problem = mismatch(scoring, self.y_np, base.shape[1])
         if problem:
             raise ValueError(problem)
@@ -337,6 +339,9 @@ class _Plan:
         sums = []
         for first in range(0, count, per):
             part = out[first : first + per]
+            if self.regression:  # elementwise contributions: y (m, o) broadcasts over the items
+                sums.append(self.contributions(self.y_sub, part).sum(dim=1))
+                continue
             y = self.y_sub if len(part) == 1 else self._y_repeated(len(part))
             sums.append(self.contributions(y, part.reshape(-1, outputs)).view(len(part), m, -1).sum(dim=1))
         return self.total_sub(sums[0] if len(sums) == 1 else torch.cat(sums)).cpu().numpy()
