@@ -90,10 +90,12 @@ function render({ model, el }) {
   const images = h("canvas", { class: "nbvis-images" });
   const rangeNote = h("div", { class: "nbvis-muted nbvis-ov-note nbvis-range" });
   const quality = h("table", { class: "nbvis-quality" });
-  const curveCanvas = h("canvas", { class: "nbvis-curve", width: model.get("compact") ? 320 : 480, height: model.get("compact") ? 110 : 170 });
+  const compact = Boolean(model.get("compact"));
+  const curveCanvas = h("canvas", { class: "nbvis-curve", width: compact ? 320 : 480, height: compact ? 110 : 170 });
   const legend = h("div", { class: "nbvis-muted nbvis-ov-note" });
   const panels = h("div", { class: "nbvis-ov-panels" }, [
-    h("div", {}, [images, rangeNote, quality]),
+    // compact (the Explorer's column): the quality row keeps its place while a run goes on
+    h("div", {}, [images, rangeNote, compact ? h("div", { class: "nbvis-quality-box" }, [quality]) : quality]),
     h("div", {}, [curveCanvas, legend]),
   ]);
 
@@ -109,8 +111,8 @@ function render({ model, el }) {
     h("summary", { textContent: "priors and regularizers" }),
     h("div", { class: "nbvis-bar" }, [h("label", {}, ["priors ", presetSelect]), pendingNote]), sliders,
   ]);
-  regs.open = !model.get("compact");
-  if (model.get("compact")) {
+  regs.open = !compact;
+  if (compact) {
     view.root.classList.add("nbvis-ov-compact");
     keepPlace(el, view);
   }
@@ -314,7 +316,9 @@ function render({ model, el }) {
     if (!rows.length) return;
     const cell = (text, style = {}, className = "") => h("td", { textContent: text, style, class: className });
     const head = h("tr", {}, [cell("")].concat(rows.map((_, s) => cell(`start ${s + 1}`, { color: COLORS[s % COLORS.length] }))));
-    const body = QUALITY.filter(([key]) => key in rows[0]).map(([key, label, show, help]) =>
+    // compact: the objective is in the curve's legend already
+    const shown = QUALITY.filter(([key]) => key in rows[0] && !(compact && key === "objective"));
+    const body = shown.map(([key, label, show, help]) =>
       h("tr", { title: help }, [cell(label, {}, "nbvis-muted")].concat(rows.map((row) => cell(show(row[key], row))))),
     );
     quality.append(head, ...body);

@@ -97,6 +97,17 @@ def assert_fits(page, kind: str, label: str) -> dict:
 def test_the_explorer_fits_one_screen(jupyter, browser, kind):
     page = open_explorer(jupyter, browser, kind)
     try:
+        # the preferred inputs' quality row comes when their run ends, in the place kept for it
+        box = page.locator(f"{OPTIMIZER} .nbvis-quality-box").bounding_box()
+        page.wait_for_selector(f"{OPTIMIZER}[data-state='done'][data-quality='3']", timeout=120_000)
+        quality = page.locator(f"{OPTIMIZER} table.nbvis-quality")
+        assert quality.is_visible()
+        text = quality.inner_text()
+        assert "start 3" in text and "nearest example" in text and "high freq." in text, text
+        assert "objective" not in text  # the curve's legend has it
+        assert page.locator(f"{OPTIMIZER} .nbvis-quality-box").bounding_box() == box
+        table = quality.bounding_box()
+        assert table["y"] + table["height"] <= box["y"] + box["height"] + 0.5, (table, box, text)  # nothing cut off
         size = assert_fits(page, kind, "selected")
         # the whole view in one picture: JupyterLab's own bars take part of the 900 px
         page.set_viewport_size({"width": WIDTH, "height": HEIGHT + 200})
