@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 
 import pytest
@@ -25,6 +26,11 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     if config.getoption("--nbvis-base64"):
         os.environ["NBVIS_BASE64"] = "1"
+    # Ctrl-C as in a terminal or a kernel: a shell that starts the tests in the background (nohup,
+    # `&` without job control) hands Python SIGINT ignored, and the interrupt campaigns' Ctrl-Cs
+    # would then never arrive
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_report_header(config):

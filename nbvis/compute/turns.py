@@ -161,10 +161,11 @@ def exclusive(model: nn.Module) -> Hold:
     return Hold(model)
 
 
-def again_if_weights_change(model: nn.Module, compute, attempts: int = 10):
+def again_if_weights_change(model: nn.Module, compute, attempts: int = 50):
     """``compute()``, done again when it failed because another thread (the owner, training
     meanwhile) updated a weight in place between its forward and its backward (autograd refuses
-    a backward through a changed tensor): the step is then done on the new weights."""
+    a backward through a changed tensor): the step is then done on the new weights, up to
+    ``attempts`` times (an owner training flat out may land in several attempts in a row)."""
     for attempt in range(attempts):
         versions = [p._version for p in model.parameters()]
         try:
