@@ -26,9 +26,10 @@ The package, one concern a module:
 - ``groups``: feature groups (columns, pixels, channels, patches, masks, lists) and their names;
 - ``shortcut``: the exact rank-1 update through the first Linear layer;
 - ``dense``: every row of each perturbation through that shortcut, in passes that fit the caches;
+- ``passes``: the schedule of the perturbation passes, evaluated in steps;
 - ``chunks``: the chunk planner, within :data:`MEMORY_BUDGET`;
 - ``inputs``: checks of the arguments;
-- ``run``: the computation, :func:`permutation_importance` and :func:`iter_permutation_importance`.
+- ``run``: the checks, the baseline and the perturbations, :func:`permutation_importance` and :func:`iter_permutation_importance`.
 """
 
 from .chunks import MEMORY_BUDGET

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from typing import Callable, Generator, Iterator, Optional, Union
+from typing import Callable, Generator, Optional, Union
 
 import numpy as np
 import torch
@@ -13,12 +13,11 @@ from torch import nn
 from nbvis.compute.probe import borrowed, forward_with, model_device, model_dtype
 from nbvis.compute.running import run_model
 
-from .chunks import MEMORY_BUDGET, Unit, pieces, units
-from . import dense
-from .dense import dense_passes, group_items, pass_rows
+from .chunks import MEMORY_BUDGET, Unit
 from .draws import draw_seed, permutations
 from .groups import feature_groups as groups_of
 from .inputs import check_int, check_progress, names_of, noise_scales, sample_count, table, targets
+from .passes import Passes
 from .result import ImportanceResult, ImportanceStep
 from .scoring import BUILTIN, SCORINGS, for_targets, gives_probabilities, metrics_of, mismatch
 from .shortcut import Tail, linear_start, run_tail
@@ -30,11 +29,6 @@ STEP_SECONDS = 0.05
 
 #: Fraction of changed rows above which a unit's items run every row (no row lists).
 DENSE = 0.75
-#: In such a unit, the fraction below which an item runs only the rows it changes.
-FEW_ROWS = 0.5
-
-#: Model outputs scored at a time (their float64 contributions are held meanwhile).
-SCORE_ELEMENTS = 1 << 18
 
 METHODS = ("permutation", "noise")
 
@@ -268,99 +262,13 @@ class _Plan:
         self.result.importances[rows, cols] = self.baseline - np.asarray(scores, dtype=np.float64)
         self.done += len(items)
 
-    def _work(self) -> Iterator[None]:
-        """Evaluate every perturbation, pausing (yielding) after each forward pass."""
-        m, outputs = self.base_sub.shape
-        # buffers allocated once, reused for every chunk
-        width = self.fast[0].shape[1] if self.fast else self.X.shape[1]
-        rows = self.batch if self.callable is None else max(self.batch, m)
-        if self.fast:
-            rows = max(rows, pass_rows(m))
-        self.rows_buf = torch.empty((rows, width), device=self.device, dtype=self.dtype)
-        outs_buf = None
-        if self.callable is None:  # per-item sums of the rows' score contributions
-            max_items, preds_buf = self.batch, None
-        else:  # a callable needs every item's full predictions
-            max_items = max(1, MEMORY_BUDGET // (m * outputs * self.base_sub.element_size()))
-            preds_buf = torch.empty((max_items, m, outputs), device=self.device, dtype=self.base_sub.dtype)
-        for repeats, batch in units(self.groups, self.n_repeats, len(self.Xs)):
-            unit = self._unit(repeats, batch)
-            unchanged = np.flatnonzero(unit.counts == 0)  # nothing changed: the score of the unperturbed rows
-            self._record(unit, unchanged, np.full(len(unchanged), self.sub_score))
-            if unit.row is None:
-                if outs_buf is None:  # the outputs of the items scored together
-                    group = group_items(m, outputs, len(self.groups) * self.n_repeats)
-                    outs_buf = torch.empty((group, m, outputs), device=self.device, dtype=self.base_sub.dtype)
-                live = np.flatnonzero(unit.counts)
-                few = unit.counts[live] < FEW_ROWS * m
-                # items that change few rows run only those, when that saves more than a few passes
-                if (m - unit.counts[live[few]]).sum() >= 4 * dense.PASS_ROWS:
-                    yield from self._sparse(self._changed_rows(unit, live[few]), max_items, preds_buf)
-                else:
-                    few[:] = False
-                record = lambda items, scores, unit=unit: self._record(unit, items, scores)  # noqa: E731
-                yield from dense_passes(unit, live[~few], self.fast, self.rows_buf, outs_buf, self._group_scores, record)
-                continue
-            yield from self._sparse(unit, max_items, preds_buf)
-
-    def _sparse(self, unit: Unit, max_items: int, preds_buf) -> Iterator[None]:
-        """Evaluate the changed rows of the unit's items, listed in ``unit.row``, in passes of about
-        one batch of rows."""
-        m, outputs = self.base_sub.shape
-        for first, last in pieces(unit.counts, self.batch, max_items):
-            if self.callable is None:
-                sums = self.base_sum.expand(last - first, -1).clone()
-            else:
-                preds = preds_buf[: last - first]
-                preds.copy_(self.base_sub.expand(last - first, m, outputs))
-            a, b = int(unit.offsets[first]), int(unit.offsets[last])
-            for start in range(a, b, self.batch):
-                stop = min(b, start + self.batch)
-                out = self._evaluate(unit, self.rows_buf[: stop - start], start, stop)
-                out = out.reshape(stop - start, outputs)
-                rows, local = unit.row[start:stop], unit.item[start:stop] - first
-                if self.callable is None:
-                    change = self.contributions(self.y_sub[rows], out) - self.base_rows[rows]
-                    sums.index_add_(0, local, change)
-                else:
-                    preds[local, rows] = out
-                if stop < b:
-                    yield
-            scores = self._scores(self.y_sub, preds) if self.callable else self.total_sub(sums).cpu().numpy()
-            live = np.arange(first, last)[unit.counts[first:last] > 0]
-            self._record(unit, live, scores[live - first])
-            yield
-
-    def _group_scores(self, out: torch.Tensor) -> np.ndarray:
-        """The scores of a group of items from their outputs (G, m, o)."""
-        if self.callable is not None:
-            return self._scores(self.y_sub, out)
-        count, m, outputs = out.shape
-        per = max(1, SCORE_ELEMENTS // (m * outputs))  # items whose float64 contributions are held at a time
-        sums = []
-        for first in range(0, count, per):
-            part = out[first : first + per]
-            if self.regression:  # elementwise contributions: y (m, o) broadcasts over the items
-                sums.append(self.contributions(self.y_sub, part).sum(dim=1))
-                continue
-            y = self.y_sub if len(part) == 1 else self._y_repeated(len(part))
-            sums.append(self.contributions(y, part.reshape(-1, outputs)).view(len(part), m, -1).sum(dim=1))
-        return self.total_sub(sums[0] if len(sums) == 1 else torch.cat(sums)).cpu().numpy()
-
-    def _y_repeated(self, count: int) -> torch.Tensor:
-        """The targets of the subsampled rows, repeated ``count`` times (built once, sliced)."""
-        m = len(self.y_sub)
-        if getattr(self, "_y_rep", None) is None or len(self._y_rep) < count * m:
-            self._y_rep = self.y_sub.repeat(count, *([1] * (self.y_sub.dim() - 1)))
-        return self._y_rep[: count * m]
-
     def steps(self) -> Generator[ImportanceStep, None, ImportanceResult]:
-        """Run :meth:`_work` in slices of about ``STEP_SECONDS``, the model borrowed during each slice;
+        """Run the :class:`Passes` in slices of about ``STEP_SECONDS``, the model borrowed during each slice;
         return the result."""
         total = len(self.groups) * self.n_repeats
         self.done = 0
         yield ImportanceStep(0, total, self.result)
-        work = self._work()
+        work = iter(Passes(self))
         finished = False
         while not finished:
             with borrowed(self.model), torch.no_grad():
@@ -374,34 +282,6 @@ class _Plan:
                     finished = True
             yield ImportanceStep(self.done, total, self.result)
         return self.result
-
-    def _evaluate(self, unit: Unit, buf: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-        """Model outputs for the changed rows ``start:stop`` of the unit."""
-        rows = unit.row[start:stop]
-        torch.index_select(self.fast[1] if self.fast else self.Xs, 0, rows, out=buf)
-        groups = len(unit.batch)
-        if unit.element is not None and not self.fast:  # one element per group: every row in one go
-            buf[torch.arange(len(rows), device=buf.device), unit.element[start:stop]] = unit.value[start:stop]
-        else:
-            j = int(np.searchsorted(unit.offsets, start, side="right")) - 1
-            while j < len(unit.counts) and unit.offsets[j] < stop:
-                s, e = max(start, int(unit.offsets[j])), min(stop, int(unit.offsets[j + 1]))
-                if e > s:
-                    k = j % groups
-                    if unit.element is not None:  # first layer output += delta * W[:, element], one element per item
-                        weights = self.fast[0][int(self.groups[unit.batch[k]][0])]
-                        buf[s - start : e - start].addcmul_(unit.value[s:e, None], weights)
-                    else:
-                        lo, hi = int(unit.ends[k] - unit.sizes[k]), int(unit.ends[k])
-                        values = unit.values[j // groups, :, lo:hi].index_select(0, rows[s - start : e - start])
-                        if self.fast:  # first layer output += delta @ W[:, group]^T
-                            buf[s - start : e - start].addmm_(values, self.fast[0][unit.index[lo:hi]])
-                        else:
-                            buf[s - start : e - start, unit.index[lo:hi]] = values
-                j += 1
-        if self.fast:
-            return self.fast[2](buf)
-        return run_model(self.model, buf.view(len(buf), *self.sample_shape))
 
 
 def iter_permutation_importance(
