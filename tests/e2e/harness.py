@@ -2,10 +2,12 @@
 
 Usage in a test (the fixtures in conftest.py give ``jupyter`` and ``browser``)::
 
-    path = jupyter.write_notebook("demo.ipynb", ["import nbvis", "nbvis.WeightGrid(...)"])
-    page = open_notebook(browser, jupyter, path)          # app="lab" or "notebook"
-    run_all(page)                                          # waits for every cell to finish
-    page.wait_for_selector(".nbvis-weight-grid canvas")
+    cells = ["import nbvis", "nbvis.WeightGrid(...)"]
+    with notebook_page(browser, jupyter, "demo.ipynb", cells, ready=".nbvis-weight-grid[data-draws]") as page:
+        ...                                                # every cell has run, the view has drawn
+
+or step by step: ``jupyter.write_notebook``, ``open_notebook`` (app="lab" or "notebook"),
+``run_all`` (waits for every cell to finish), ``page.close()``.
 
 Values the browser sends to Python are checked through files the kernel writes (see
 ``jupyter.wait_for_file``): a cell's printed output during Run All still shows the old value.
@@ -13,6 +15,7 @@ Values the browser sends to Python are checked through files the kernel writes (
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -223,6 +226,44 @@ def open_notebook(browser, server: JupyterServer, name: str, app: str = "lab", v
     server.wait_for_kernel()
     page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=60_000)
     return page
+
+
+@contextlib.contextmanager
+def notebook_page(browser, server: JupyterServer, name: str, cells: Sequence[str] | None = None, *,
+                  source: Path | None = None, app: str = "lab", viewport=(1400, 1000), ready: str | None = None,
+                  fresh: Sequence[str] = (), opened=None, timeout: float = 180):
+    """A page on the notebook ``name``, made of ``cells`` (or a copy of the notebook ``source``),
+    with every cell run and, when ``ready`` is a selector, that element there (a view that has
+    drawn: ``".nbvis-weight-grid[data-draws]"``). ``fresh``: files the kernel will write, removed
+    first, so that a wait for them reads this run's. ``opened(page)``: a step before the cells run
+    (folding a sidebar). A failure inside saves a screenshot of the page
+    (tests/artifacts/<name>_failure.png); the page is closed at the end."""
+    if source is not None:
+        server.copy_notebook(source, name)
+    else:
+        server.write_notebook(name, cells)
+    for file in fresh:
+        (server.root / file).unlink(missing_ok=True)
+    page = open_notebook(browser, server, name, app=app, viewport=viewport)
+    try:
+        if opened is not None:
+            opened(page)
+        run_all(page, timeout)
+        if ready is not None:
+            page.wait_for_selector(ready)
+        yield page
+    except Exception:
+        screenshot(page, f"{Path(name).stem}_failure.png")
+        raise
+    finally:
+        page.close()
+
+
+def assert_no_console_errors(page, source: str = "nbvis") -> None:
+    """No error in the page's console came from ``source`` (a word in the message: nbvis's own
+    code; JupyterLab and Notebook 7 log errors of their own)."""
+    errors = [m for m in page.console_messages if m.startswith(("error", "pageerror")) and source in m.lower()]
+    assert not errors, errors
 
 
 LOCAL = ("file:", "data:", "blob:", "http://127.0.0.1", "http://localhost", "ws://127.0.0.1", "ws://localhost")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from harness import canvas_stats, grid_point, layout_of, open_notebook, run_all, screenshot
+from harness import canvas_stats, grid_point, layout_of, notebook_page, screenshot
 
 import nbvis
 
@@ -68,11 +68,7 @@ def tooltip_text(page) -> str:
 
 @pytest.mark.parametrize("app", ["lab", "notebook"])
 def test_heatmaps_hover_draw_and_slider(jupyter, browser, app):
-    name = jupyter.write_notebook(f"activation_heatmap_{app}.ipynb", MLP_CELLS)
-    (jupyter.root / "state.json").unlink(missing_ok=True)
-    page = open_notebook(browser, jupyter, name, app=app)
-    try:
-        run_all(page)
+    with notebook_page(browser, jupyter, f"activation_heatmap_{app}.ipynb", MLP_CELLS, app=app, fresh=("state.json",)) as page:
         root = page.wait_for_selector(f"{ROOT}[data-draws]")
         page.wait_for_selector(f"{ROOT} [data-layer='fc1'] canvas")
         # heatmaps drawn: a 10x10 grid for the 100 hidden units, bars for the 10 classes
@@ -147,11 +143,6 @@ def test_heatmaps_hover_draw_and_slider(jupyter, browser, app):
         page.wait_for_function("(el) => el.querySelector('canvas.nbvis-ah-grad')?.width > 0", arg=root)
         screenshot(page.locator(ROOT), f"activation_heatmap_{app}_drawn.png")
         assert_no_view_errors(page)
-    except Exception:
-        screenshot(page, f"activation_heatmap_{app}_failure.png")
-        raise
-    finally:
-        page.close()
 
 
 CNN_CELLS = [
@@ -165,11 +156,8 @@ CNN_CELLS = [
 
 
 def test_conv_channels_receptive_fields_and_top_examples(jupyter, browser):
-    name = jupyter.write_notebook("activation_heatmap_cnn.ipynb", CNN_CELLS)
     # Notebook 7 shows one notebook per page (JupyterLab would restore the tabs of earlier tests)
-    page = open_notebook(browser, jupyter, name, app="notebook")
-    try:
-        run_all(page)
+    with notebook_page(browser, jupyter, "activation_heatmap_cnn.ipynb", CNN_CELLS, app="notebook") as page:
         root = page.wait_for_selector(f"{ROOT}[data-draws]")
         layout = layout_of(layer_canvas(page, "conv2"))
         cols = layout["cols"]
@@ -212,21 +200,13 @@ def test_conv_channels_receptive_fields_and_top_examples(jupyter, browser):
             arg=root,
         )
         assert_no_view_errors(page)
-    except Exception:
-        screenshot(page, "activation_heatmap_cnn_failure.png")
-        raise
-    finally:
-        page.close()
 
 
 def test_example_notebook_draws_its_views(jupyter, browser):
     from pathlib import Path
 
     source = Path(__file__).resolve().parents[2] / "example_notebooks" / "02_activation_heatmap.ipynb"
-    name = jupyter.copy_notebook(source, "activation_heatmap_example.ipynb")
-    page = open_notebook(browser, jupyter, name, app="notebook")
-    try:
-        run_all(page)
+    with notebook_page(browser, jupyter, "activation_heatmap_example.ipynb", source=source, app="notebook") as page:
         page.wait_for_function(f"() => document.querySelectorAll('{ROOT}[data-draws]').length === 2")
         assert page.locator(f"{ROOT} .nbvis-error.nbvis-shown").count() == 0
         second = page.locator(ROOT).nth(1)
@@ -237,11 +217,6 @@ def test_example_notebook_draws_its_views(jupyter, browser):
         )
         assert "guided backprop of conv2[5]" in second.locator(".nbvis-ah-why").inner_text()
         screenshot(second, "activation_heatmap_example_cnn.png")
-    except Exception:
-        screenshot(page, "activation_heatmap_example_failure.png")
-        raise
-    finally:
-        page.close()
 
 
 def test_webcam_frames_feed_the_model(jupyter, browser):
@@ -258,12 +233,9 @@ def test_webcam_frames_feed_the_model(jupyter, browser):
         "view.observe(lambda c: open('webcam.txt', 'w').write(c['new']), names=['input_caption'])\n"
         "view"
     ]
-    name = jupyter.write_notebook("activation_heatmap_webcam.ipynb", cells)
     try:
-        page = open_notebook(camera, jupyter, name, app="notebook")
-        try:
-            run_all(page)
-            page.wait_for_selector(f"{ROOT}[data-draws]")
+        with notebook_page(camera, jupyter, "activation_heatmap_webcam.ipynb", cells, app="notebook",
+                           ready=f"{ROOT}[data-draws]") as page:
             button = page.locator(f"{ROOT} button", has_text="webcam")
             button.click()
             assert jupyter.wait_for_file("webcam.txt", content="webcam", timeout=30) == "webcam"
@@ -272,10 +244,5 @@ def test_webcam_frames_feed_the_model(jupyter, browser):
             page.locator(f"{ROOT} button", has_text="stop webcam").click()
             assert page.locator(f"{ROOT} .nbvis-ah-status").inner_text() == ""
             screenshot(page.locator(ROOT), "activation_heatmap_webcam.png")
-        except Exception:
-            screenshot(page, "activation_heatmap_webcam_failure.png")
-            raise
-        finally:
-            page.close()
     finally:
         camera.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from harness import open_notebook, run_all, screenshot
+from harness import notebook_page, screenshot
 
 import nbvis
 
@@ -60,13 +60,7 @@ def test_neuron_groups_hues_isolation_and_icons(jupyter, browser):
         "dump('icon_states.json', icon_states)\n"
         "view"
     )]
-    name = jupyter.write_notebook("blocks_groups.ipynb", cells)
-    for f in ("groups.json", "hues.json", "icon_states.json"):
-        (jupyter.root / f).unlink(missing_ok=True)
-    page = open_notebook(browser, jupyter, name)
-    try:
-        run_all(page)
-        page.wait_for_selector(f"{GROUPS}[data-draws]")
+    with notebook_page(browser, jupyter, "blocks_groups.ipynb", cells, ready=f"{GROUPS}[data-draws]", fresh=("groups.json", "hues.json", "icon_states.json")) as page:
         hues = [rgb(h) for h in jupyter.wait_for_json("hues.json", lambda v: len(v) == 3)]
         # icons arrive progressively: first the top dataset examples (or a forming icon), then the visualizations
         seen_states, seen_steps = set(), set()
@@ -110,8 +104,6 @@ def test_neuron_groups_hues_isolation_and_icons(jupyter, browser):
         page.wait_for_selector(f"{GROUPS}[data-k='4']")
         assert page.locator(f"{GROUPS} .nbvis-ng-group").count() == 4
         assert page.locator(f"{GROUPS} .nbvis-error").inner_text() == ""
-    finally:
-        page.close()
 
 
 def test_semantic_dictionary_follows_the_pointer_and_selects(jupyter, browser):
@@ -120,12 +112,7 @@ def test_semantic_dictionary_follows_the_pointer_and_selects(jupyter, browser):
         "view.observe(lambda c: dump('dict.json', {'selected': view.selected}), names=['selected'])\n"
         "view"
     )]
-    name = jupyter.write_notebook("blocks_dictionary.ipynb", cells)
-    (jupyter.root / "dict.json").unlink(missing_ok=True)
-    page = open_notebook(browser, jupyter, name)
-    try:
-        run_all(page)
-        page.wait_for_selector(f"{DICT}[data-draws]")
+    with notebook_page(browser, jupyter, "blocks_dictionary.ipynb", cells, ready=f"{DICT}[data-draws]", fresh=("dict.json",)) as page:
         reference = nbvis.semantic_dictionary(nbvis.demo.digits_cnn(), nbvis.demo.digits()[0][0], "relu2", k=4)
         root = page.locator(DICT)
         # the first position is the one with the largest activation
@@ -153,5 +140,3 @@ def test_semantic_dictionary_follows_the_pointer_and_selects(jupyter, browser):
         assert states and all(s == "done" for s in states), states
         screenshot(root, "semantic_dictionary_icons.png")
         assert page.locator(f"{DICT} .nbvis-error").inner_text() == ""
-    finally:
-        page.close()

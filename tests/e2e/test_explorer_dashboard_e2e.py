@@ -4,11 +4,12 @@ position; the keyboard moves the selection while the Explorer has the focus."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
 import pytest
-from harness import grid_point, layout_of, open_notebook, run_all, screenshot
+from harness import grid_point, layout_of, notebook_page, screenshot
 from test_activation_heatmap_e2e import unit_center
 from test_explorer_e2e import DUMP, EXPLORER, HEATMAP, OPTIMIZER
 
@@ -68,19 +69,17 @@ def collapse_left_sidebar(page) -> None:
         page.wait_for_function("() => !document.querySelector('.jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current')")
 
 
-def open_explorer(jupyter, browser, kind: str, viewport=(WIDTH, HEIGHT), collapse=True):
+@contextlib.contextmanager
+def explorer_page(jupyter, browser, kind: str, viewport=(WIDTH, HEIGHT), collapse=True):
+    """A page on an Explorer of the ``kind`` model, drawn, its top examples found, frames coming."""
     model, selected = MODELS[kind]
-    name = jupyter.write_notebook(f"explorer_dashboard_{kind}.ipynb", cells(model, selected))
-    (jupyter.root / "state.json").unlink(missing_ok=True)
-    page = open_notebook(browser, jupyter, name, app="lab", viewport=viewport)
-    if collapse:
-        collapse_left_sidebar(page)
-    run_all(page)
-    page.wait_for_selector(f"{HEATMAP}[data-draws]")
-    page.wait_for_selector(f"{GRID}[data-draws]")
-    page.wait_for_selector(f"{HEATMAP} .nbvis-ah-toppanel[data-state='done'][data-maps]", timeout=60_000)
-    page.wait_for_function(f"() => Number(document.querySelector('{OPTIMIZER}')?.dataset.frames) >= 3")
-    return page
+    with notebook_page(browser, jupyter, f"explorer_dashboard_{kind}.ipynb", cells(model, selected), viewport=viewport,
+                       fresh=("state.json",), opened=collapse_left_sidebar if collapse else None,
+                       ready=f"{HEATMAP}[data-draws]") as page:
+        page.wait_for_selector(f"{GRID}[data-draws]")
+        page.wait_for_selector(f"{HEATMAP} .nbvis-ah-toppanel[data-state='done'][data-maps]", timeout=60_000)
+        page.wait_for_function(f"() => Number(document.querySelector('{OPTIMIZER}')?.dataset.frames) >= 3")
+        yield page
 
 
 def assert_fits(page, kind: str, label: str) -> dict:
@@ -95,8 +94,7 @@ def assert_fits(page, kind: str, label: str) -> dict:
 
 @pytest.mark.parametrize("kind", ["cnn", "mlp"])
 def test_the_explorer_fits_one_screen(jupyter, browser, kind):
-    page = open_explorer(jupyter, browser, kind)
-    try:
+    with explorer_page(jupyter, browser, kind) as page:
         # the preferred inputs' quality row comes when their run ends, in the place kept for it
         box = page.locator(f"{OPTIMIZER} .nbvis-quality-box").bounding_box()
         page.wait_for_selector(f"{OPTIMIZER}[data-state='done'][data-quality='3']", timeout=120_000)
@@ -142,16 +140,10 @@ def test_the_explorer_fits_one_screen(jupyter, browser, kind):
         page.wait_for_timeout(500)
         assert_fits(page, kind, "input x weights")
         screenshot(page.locator(EXPLORER), f"explorer_dashboard_{kind}_xw.png")
-    except Exception:
-        screenshot(page, f"explorer_dashboard_{kind}_failure.png")
-        raise
-    finally:
-        page.close()
 
 
 def test_the_dashboard_wraps_its_columns_on_a_narrow_page(jupyter, browser):
-    page = open_explorer(jupyter, browser, "cnn", viewport=(1100, 900), collapse=False)  # beside the file browser
-    try:
+    with explorer_page(jupyter, browser, "cnn", viewport=(1100, 900), collapse=False) as page:  # beside the file browser
         size = page.eval_on_selector(EXPLORER, MEASURE)
         print("narrow", json.dumps(size))
         assert not size["out"], size["out"]
@@ -159,11 +151,6 @@ def test_the_dashboard_wraps_its_columns_on_a_narrow_page(jupyter, browser):
         tops = sorted({c[2] for c in size["columns"]})
         assert len(tops) >= 2, size["columns"]  # some columns went below the others
         screenshot(page.locator(EXPLORER), "explorer_dashboard_narrow.png")
-    except Exception:
-        screenshot(page, "explorer_dashboard_narrow_failure.png")
-        raise
-    finally:
-        page.close()
 
 
 # what the kernel knows after a click on a position: the selection, what its why map covers
@@ -195,13 +182,9 @@ def zoom_point(page, row: int, col: int):
 
 def test_a_click_on_a_position_selects_it_and_its_receptive_field(jupyter, browser):
     model, selected = MODELS["cnn"]
-    name = jupyter.write_notebook("explorer_position.ipynb", cells(model, selected) + [POSITION_DUMP])
-    (jupyter.root / "position.json").unlink(missing_ok=True)
-    page = open_notebook(browser, jupyter, name, app="lab", viewport=(WIDTH, HEIGHT))
-    try:
-        collapse_left_sidebar(page)
-        run_all(page)
-        page.wait_for_selector(f"{HEATMAP} .nbvis-ah-zoompanel[data-unit='relu2:5']")
+    with notebook_page(browser, jupyter, "explorer_position.ipynb", cells(model, selected) + [POSITION_DUMP],
+                       viewport=(WIDTH, HEIGHT), fresh=("position.json",), opened=collapse_left_sidebar,
+                       ready=f"{HEATMAP} .nbvis-ah-zoompanel[data-unit='relu2:5']") as page:
         # hovering a position outlines what it sees on the input
         page.mouse.move(*zoom_point(page, 3, 4))
         overlay = page.locator(f"{HEATMAP} canvas.nbvis-ah-overlay")
@@ -230,11 +213,6 @@ def test_a_click_on_a_position_selects_it_and_its_receptive_field(jupyter, brows
         page.wait_for_function(f"() => document.querySelector('{HEATMAP} .nbvis-ah-toppanel')?.textContent.includes('relu2[5, 3, 4]')")
         assert page.locator(f"{HEATMAP} .nbvis-ah-why select.nbvis-ah-reduce").is_hidden()  # one position: nothing to gather
         screenshot(page.locator(EXPLORER), "explorer_position.png")
-    except Exception:
-        screenshot(page, "explorer_position_failure.png")
-        raise
-    finally:
-        page.close()
 
 
 def wait_until_still(page, locator, timeout: float = 30.0) -> None:
@@ -251,8 +229,7 @@ def wait_until_still(page, locator, timeout: float = 30.0) -> None:
 
 
 def test_arrow_keys_move_the_unit_and_page_keys_the_layer_in_the_explorer(jupyter, browser):
-    page = open_explorer(jupyter, browser, "mlp")
-    try:
+    with explorer_page(jupyter, browser, "mlp") as page:
         # a click on a unit of the large layer selects it and gives the Explorer the focus
         page.mouse.click(*grid_point(page.locator(f"{HEATMAP} .nbvis-ah-large canvas"), 40))
         jupyter.wait_for_json("state.json", lambda s: s["selected"] == ["sigmoid", 40])
@@ -279,11 +256,6 @@ def test_arrow_keys_move_the_unit_and_page_keys_the_layer_in_the_explorer(jupyte
         jupyter.wait_for_json("state.json", lambda s: s["selected"] == ["fc1", 40] and s["grid_selected"] == 40)
         # the notebook did not take the keys: the same cell is still the active one, in command mode
         assert page.locator(".jp-Notebook .jp-Cell.jp-mod-active").count() == 1
-    except Exception:
-        screenshot(page, "explorer_keys_failure.png")
-        raise
-    finally:
-        page.close()
 
 
 # The boxes (page px) of every panel of the dashboard, and of the Explorer itself.
@@ -316,8 +288,7 @@ def test_nothing_moves_while_a_units_panels_fill_in(jupyter, browser):
     # After a click every panel shows the new unit at once; what comes later (the top examples and
     # their maps, the preferred inputs and their values, the run's end) fills space kept for it:
     # from the frame where the grid shows the unit to the end of the stream, no box moves.
-    page = open_explorer(jupyter, browser, "cnn")
-    try:
+    with explorer_page(jupyter, browser, "cnn") as page:
         large = page.locator(f"{HEATMAP} .nbvis-ah-large canvas")
         root = page.locator(EXPLORER).element_handle()
         for unit in (9, 2, 12):
@@ -341,11 +312,6 @@ def test_nothing_moves_while_a_units_panels_fill_in(jupyter, browser):
             assert not moved, (unit, moved[:4])
             assert set(settled) == {"explorer", "grid", "optimizer", "why", "top", "layers"}
         screenshot(page.locator(EXPLORER), "explorer_settled.png")
-    except Exception:
-        screenshot(page, "explorer_settled_failure.png")
-        raise
-    finally:
-        page.close()
 
 
 HEATMAP_CELLS = [
@@ -359,11 +325,7 @@ HEATMAP_CELLS = [
 def test_the_heatmap_alone_keeps_its_input_in_view_while_any_layer_is_hovered(jupyter, browser):
     from test_activation_heatmap_e2e import ROOT, position_center
 
-    name = jupyter.write_notebook("heatmap_input_in_view.ipynb", HEATMAP_CELLS)
-    page = open_notebook(browser, jupyter, name, app="lab", viewport=(WIDTH, HEIGHT))
-    try:
-        run_all(page)
-        page.wait_for_selector(f"{ROOT}[data-draws]")
+    with notebook_page(browser, jupyter, "heatmap_input_in_view.ipynb", HEATMAP_CELLS, app="lab", viewport=(WIDTH, HEIGHT), ready=f"{ROOT}[data-draws]") as page:
         for layer in ("conv1", "pool2"):  # the first layer and the last map, far below it
             page.mouse.move(*position_center(page, layer, 1, 3, 3))
             page.wait_for_function(f"() => document.querySelector('{ROOT} canvas.nbvis-ah-overlay').dataset.field")
@@ -371,8 +333,3 @@ def test_the_heatmap_alone_keeps_its_input_in_view_while_any_layer_is_hovered(ju
             notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-WindowedPanel-outer").bounding_box()
             assert box["y"] >= notebook["y"] and box["y"] + box["height"] <= notebook["y"] + notebook["height"], (layer, box, notebook)
         screenshot(page, "heatmap_input_in_view.png")
-    except Exception:
-        screenshot(page, "heatmap_input_in_view_failure.png")
-        raise
-    finally:
-        page.close()

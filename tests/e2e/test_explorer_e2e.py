@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from harness import canvas_stats, grid_point, layout_of, open_notebook, run_all, screenshot
+from harness import assert_no_console_errors, canvas_stats, grid_point, layout_of, notebook_page, screenshot
 from test_activation_heatmap_e2e import position_center, unit_center
 
 EXPLORER = ".nbvis-explorer"
@@ -83,12 +83,7 @@ def optimizer_title(page) -> str:
 
 
 def test_a_click_in_the_heatmap_selects_the_unit_everywhere_and_back(jupyter, browser):
-    name = jupyter.write_notebook("explorer_lab.ipynb", CELLS)
-    (jupyter.root / "state.json").unlink(missing_ok=True)
-    page = open_notebook(browser, jupyter, name, app="lab", viewport=(1600, 2000))
-    try:
-        run_all(page)
-        page.wait_for_selector(f"{HEATMAP}[data-draws]")
+    with notebook_page(browser, jupyter, "explorer_lab.ipynb", CELLS, app="lab", viewport=(1600, 2000), ready=f"{HEATMAP}[data-draws]", fresh=("state.json",)) as page:
         page.wait_for_selector(f"{GRID}[data-draws]")
         assert page.locator(OPTIMIZER).count() == 0  # nothing runs before a unit is chosen
         assert page.eval_on_selector(f"{GRID} canvas", OUTLINE) is None
@@ -125,13 +120,7 @@ def test_a_click_in_the_heatmap_selects_the_unit_everywhere_and_back(jupyter, br
         state = jupyter.wait_for_json("state.json", lambda s: s["selected"] == ["fc2", 3] and s["objective"] == "fc2[3]", timeout=30)
         assert state["grid_layer"] == "fc2" and state["grid_selected"] == 3
         page.wait_for_function(f"() => document.querySelector('{GRID}')?.textContent.includes('fc2 \u00b7 10 units')")
-        errors = [m for m in page.console_messages if m.startswith(("error", "pageerror")) and "nbvis" in m.lower()]
-        assert not errors, errors
-    except Exception:
-        screenshot(page, "explorer_lab_failure.png")
-        raise
-    finally:
-        page.close()
+        assert_no_console_errors(page)
 
 
 CNN_CELLS = [
@@ -143,11 +132,7 @@ CNN_CELLS = [
 
 
 def test_conv_channels_select_their_filters_in_notebook_7(jupyter, browser):
-    name = jupyter.write_notebook("explorer_cnn.ipynb", CNN_CELLS)
-    (jupyter.root / "state.json").unlink(missing_ok=True)
-    page = open_notebook(browser, jupyter, name, app="notebook", viewport=(1600, 2000))
-    try:
-        run_all(page)
+    with notebook_page(browser, jupyter, "explorer_cnn.ipynb", CNN_CELLS, app="notebook", viewport=(1600, 2000), fresh=("state.json",)) as page:
         # selected from Python before the views existed: they draw it
         page.wait_for_selector(f"{GRID}[data-draws]")
         assert page.locator(GRID).get_attribute("data-tiles") == "16"
@@ -175,10 +160,4 @@ def test_conv_channels_select_their_filters_in_notebook_7(jupyter, browser):
         page.mouse.click(*tile_center(page, 6, tile=5))
         state = jupyter.wait_for_json("state.json", lambda s: s["selected"] == ["pool1", 6] and s["objective"] == "conv1[6]", timeout=120)
         assert state["grid_selected"] == 6
-        errors = [m for m in page.console_messages if m.startswith(("error", "pageerror")) and "nbvis" in m.lower()]
-        assert not errors, errors
-    except Exception:
-        screenshot(page, "explorer_notebook_cnn_failure.png")
-        raise
-    finally:
-        page.close()
+        assert_no_console_errors(page)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from harness import canvas_stats, open_notebook, run_all, screenshot
+from harness import canvas_stats, notebook_page, screenshot
 
 ROOT = ".nbvis-feature-importance"
 
@@ -50,10 +50,7 @@ def ticks(chart) -> list[str]:
 @pytest.mark.parametrize("app", ["lab", "notebook"])
 def test_bar_chart_sorted_with_top_k_and_click(jupyter, browser, app):
     cells = CELLS + (IMAGE_CELLS if app == "lab" else [])
-    name = jupyter.write_notebook(f"feature_importance_{app}.ipynb", cells)
-    page = open_notebook(browser, jupyter, name, app=app)
-    try:
-        run_all(page, timeout=300)
+    with notebook_page(browser, jupyter, f"feature_importance_{app}.ipynb", cells, app=app, timeout=300) as page:
         order = json.loads(jupyter.wait_for_file("order.json"))
         chart = page.locator(ROOT).first
         page.wait_for_selector(f'{ROOT}[data-state="done"][data-bars="6"]')
@@ -108,8 +105,3 @@ def test_bar_chart_sorted_with_top_k_and_click(jupyter, browser, app):
             # plotly.js came over the wire once for both charts
             assert page.evaluate("globalThis.__nbvisPlotlyLoads") == 1
             screenshot(pixels, "feature_importance_pixels.png")
-    except Exception:
-        screenshot(page, f"feature_importance_{app}_failure.png")
-        raise
-    finally:
-        page.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness import open_notebook, run_all, screenshot
+from harness import notebook_page, screenshot
 
 ROOT = ".nbvis-feature-importance"
 NAMES = ["<b>bold</b>", "a<br>b", '<a href="javascript:alert(1)">link</a>', "x & y"]
@@ -19,10 +19,7 @@ CELLS = [
 
 
 def test_feature_names_are_drawn_as_text(jupyter, browser):
-    name = jupyter.write_notebook("feature_names_html.ipynb", CELLS)
-    page = open_notebook(browser, jupyter, name, app="lab")
-    try:
-        run_all(page, timeout=300)
+    with notebook_page(browser, jupyter, "feature_names_html.ipynb", CELLS, app="lab", timeout=300) as page:
         page.wait_for_selector(f'{ROOT}[data-state="done"]')
         page.wait_for_function(
             "(sel) => document.querySelector(sel).querySelectorAll('.ytick text').length === 4", arg=ROOT
@@ -37,5 +34,3 @@ def test_feature_names_are_drawn_as_text(jupyter, browser):
         lines = chart.locator(".ytick text").evaluate_all("(nodes) => nodes.map((n) => n.querySelectorAll('tspan.line').length)")
         assert all(count <= 1 for count in lines), lines
         screenshot(chart, "feature_names_html.png")
-    finally:
-        page.close()

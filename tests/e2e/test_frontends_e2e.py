@@ -11,7 +11,7 @@ import sys
 
 import nbformat
 import numpy as np
-from harness import ARTIFACTS, DONE, block_network, canvas_stats, open_notebook, run_all, screenshot
+from harness import ARTIFACTS, DONE, block_network, canvas_stats, notebook_page, screenshot
 
 
 VIEWS = [
@@ -125,10 +125,7 @@ def test_snapshot_reads_the_drawn_image_back(jupyter, browser):
         "whole = await explorer.snapshot()\n"
         "np.save('explorer.npy', whole)",
     ]
-    name = jupyter.write_notebook("snapshot.ipynb", cells)
-    page = open_notebook(browser, jupyter, name)
-    try:
-        run_all(page)
+    with notebook_page(browser, jupyter, "snapshot.ipynb", cells) as page:
         root = page.locator(".nbvis-weight-grid").first
         image = np.load(jupyter.root / "grid.npy")
         assert image.dtype == np.uint8 and image.shape[2] == 4
@@ -158,9 +155,4 @@ def test_snapshot_reads_the_drawn_image_back(jupyter, browser):
         forced = os.environ.get("NBVIS_BASE64") == "1"
         transport = json.loads((jupyter.root / "transport.json").read_text())
         assert transport == {"base64": forced, "tiles": "str" if forced else "bytes"}
-    except Exception:
-        screenshot(page, "snapshot_failure.png")
-        raise
-    finally:
-        page.close()
 

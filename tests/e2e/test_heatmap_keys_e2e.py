@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from harness import grid_point, layout_of, open_notebook, run_all, screenshot
+from harness import grid_point, layout_of, notebook_page, screenshot
 
 ROOT = ".nbvis-activation-heatmap"
 
@@ -30,11 +30,7 @@ def layer_canvas(page, layer: str):
 
 @pytest.mark.parametrize("app", ["lab", "notebook"])
 def test_sample_box_slider_and_selection_keys(jupyter, browser, app):
-    name = jupyter.write_notebook(f"heatmap_keys_{app}.ipynb", CELLS)
-    page = open_notebook(browser, jupyter, name, app=app)
-    try:
-        run_all(page)
-        page.wait_for_selector(f"{ROOT}[data-draws]")
+    with notebook_page(browser, jupyter, f"heatmap_keys_{app}.ipynb", CELLS, app=app, ready=f"{ROOT}[data-draws]") as page:
         cells = page.locator(".jp-Notebook .jp-Cell").count()
 
         # Enter in the sample box applies, clamped to the dataset
@@ -92,5 +88,3 @@ def test_sample_box_slider_and_selection_keys(jupyter, browser, app):
         assert "16 channels of 14\u00d714" in page.locator(f"{ROOT} [data-layer='conv2'] .nbvis-ah-title").inner_text()
         assert page.locator(f"{ROOT} [data-layer='fc'] .nbvis-ah-title").inner_text() == "fc \u00b7 10 units"
         screenshot(flatten, f"heatmap_flatten_{app}.png")
-    finally:
-        page.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from harness import grid_point, open_notebook, run_all, screenshot
+from harness import grid_point, notebook_page, screenshot
 
 from test_activation_heatmap_e2e import ROOT, assert_no_view_errors, layer_canvas, tooltip_text
 
@@ -65,11 +65,7 @@ def block_of(place: str) -> tuple[int, int]:
 
 
 def test_a_huge_input_is_shown_averaged_down_with_fields_and_hover_in_input_pixels(jupyter, browser):
-    name = jupyter.write_notebook("heatmap_large_input.ipynb", CELLS)
-    page = open_notebook(browser, jupyter, name)
-    try:
-        run_all(page)
-        page.wait_for_selector(f"{ROOT}[data-draws]")
+    with notebook_page(browser, jupyter, "heatmap_large_input.ipynb", CELLS, ready=f"{ROOT}[data-draws]") as page:
         caption = page.locator(f"{ROOT} .nbvis-ah-panel[data-layer=input] span.nbvis-muted")
         assert "shown averaged 4\u00d74 (3\u00d71024\u00d71024); drawing is off" in caption.inner_text()
         drawn = page.locator(f"{ROOT} .nbvis-ah-panel[data-layer=input] .nbvis-ah-stack canvas").first.evaluate("(c) => [c.width, c.height]")
@@ -102,8 +98,6 @@ def test_a_huge_input_is_shown_averaged_down_with_fields_and_hover_in_input_pixe
         block_of(tooltip_text(page).splitlines()[0])
         screenshot(page.locator(ROOT), "heatmap_large_input_why.png")
         assert_no_view_errors(page)
-    finally:
-        page.close()
 
 
 CONV_CELLS = [
@@ -121,11 +115,7 @@ def test_conv_maps_averaged_down_outline_a_blocks_field_and_select_real_position
     """Three layers of 4 maps of 1024 x 1024 (48 MB): drawn averaged k x k. A hovered block names
     the layer positions it averages and outlines what they see together; a click on the enlarged map
     selects the block's first position of the layer itself."""
-    name = jupyter.write_notebook("heatmap_pooled_conv.ipynb", CONV_CELLS)
-    page = open_notebook(browser, jupyter, name)
-    try:
-        run_all(page)
-        page.wait_for_selector(f"{ROOT}[data-draws]")
+    with notebook_page(browser, jupyter, "heatmap_pooled_conv.ipynb", CONV_CELLS, ready=f"{ROOT}[data-draws]") as page:
         title = page.locator(f"{ROOT} [data-layer='2'] .nbvis-ah-title").inner_text()
         k = int(title.split("averaged ")[1].split("\u00d7")[0])
         assert k > 1 and "to fit the view" in title, title
@@ -154,5 +144,3 @@ def test_conv_maps_averaged_down_outline_a_blocks_field_and_select_real_position
         y, x = selected[1][1:]
         assert y % k == 0 and x % k == 0 and abs(y - 20 * k) <= k and abs(x - 30 * k) <= k, selected
         assert_no_view_errors(page)
-    finally:
-        page.close()

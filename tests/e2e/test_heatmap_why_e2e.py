@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from harness import CHECKSUM, grid_point, open_notebook, run_all, screenshot
+from harness import CHECKSUM, grid_point, notebook_page, screenshot
 
 ROOT = ".nbvis-activation-heatmap"
 
@@ -44,11 +44,7 @@ def on_ink(state) -> float:
 
 
 def test_weighted_why_map_differs_from_the_summed_one_and_is_localized(jupyter, browser):
-    name = jupyter.write_notebook("heatmap_why.ipynb", CELLS)
-    page = open_notebook(browser, jupyter, name)
-    try:
-        run_all(page)
-        page.wait_for_selector(f"{ROOT}[data-draws]")
+    with notebook_page(browser, jupyter, "heatmap_why.ipynb", CELLS, ready=f"{ROOT}[data-draws]") as page:
         x, y = grid_point(page.locator(f"{ROOT} [data-layer='conv2'] canvas").first, 5)
         page.mouse.click(x, y)
         weighted = jupyter.wait_for_json(
@@ -85,5 +81,3 @@ def test_weighted_why_map_differs_from_the_summed_one_and_is_localized(jupyter, 
         page.mouse.click(*grid_point(page.locator(f"{ROOT} [data-layer='fc'] canvas").first, 2))
         jupyter.wait_for_json("why.json", lambda v: v["selected"] == ["fc", 2])
         page.wait_for_function("(sel) => document.querySelector(sel).style.display === 'none'", arg=f"{ROOT} select.nbvis-ah-reduce")
-    finally:
-        page.close()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from harness import open_notebook, run_all, screenshot
+from harness import notebook_page, screenshot
 
 FI = ".nbvis-feature-importance"
 OPT = ".nbvis-optimization-viewer"
@@ -55,11 +55,7 @@ def type_and(page, control, text: str, key: str | None = "Enter"):
 
 @pytest.mark.parametrize("app", ["lab", "notebook"])
 def test_enter_applies_clamped_values_and_arrow_keys_move_sliders(jupyter, browser, app):
-    name = jupyter.write_notebook(f"keyboard_{app}.ipynb", CELLS)
-    page = open_notebook(browser, jupyter, name, app=app)
-    try:
-        run_all(page)
-        page.wait_for_selector(f"{FI}[data-state='done']")
+    with notebook_page(browser, jupyter, f"keyboard_{app}.ipynb", CELLS, app=app, ready=f"{FI}[data-state='done']") as page:
         cells_before = page.locator(".jp-Notebook .jp-Cell").count()
 
         # Enter applies the typed value (the box keeps focus: no blur involved)
@@ -109,5 +105,3 @@ def test_enter_applies_clamped_values_and_arrow_keys_move_sliders(jupyter, brows
         assert grid_top.input_value() == "100"
         assert page.locator(".jp-Notebook .jp-Cell").count() == cells_before
         screenshot(page.locator(OPT).first, f"keyboard_optimizer_{app}.png")
-    finally:
-        page.close()

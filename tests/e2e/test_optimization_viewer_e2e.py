@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from harness import CHECKSUM, bar_point, canvas_stats, open_notebook, run_all, screenshot
+from harness import CHECKSUM, assert_no_console_errors, bar_point, canvas_stats, notebook_page, screenshot
 
 VIEW = ".nbvis-optimization-viewer"
 IMAGES = f"{VIEW} canvas.nbvis-images"
@@ -31,11 +31,7 @@ def shown_step(page) -> int:
 
 @pytest.mark.parametrize("app", ["lab", "notebook"])
 def test_frames_arrive_change_and_stop_stops(jupyter, browser, app):
-    name = jupyter.write_notebook(f"optimization_viewer_{app}.ipynb", SETUP)
-    page = open_notebook(browser, jupyter, name, app=app)
-    try:
-        run_all(page)
-        page.wait_for_selector(f"{VIEW}[data-state='running']")
+    with notebook_page(browser, jupyter, f"optimization_viewer_{app}.ipynb", SETUP, app=app, ready=f"{VIEW}[data-state='running']") as page:
         # frames keep arriving while the run goes on in the kernel, and the images change
         page.wait_for_function(f"() => Number(document.querySelector('{VIEW}')?.dataset.frames) >= 3")
         first = page.eval_on_selector(IMAGES, CHECKSUM)
@@ -91,13 +87,7 @@ def test_frames_arrive_change_and_stop_stops(jupyter, browser, app):
         # the preset menu reaches Python
         page.locator(f"{VIEW} select").select_option("yosinski2015-1")
         assert jupyter.wait_for_file("preset.txt", content="yosinski2015-1") == "yosinski2015-1"
-        errors = [m for m in page.console_messages if m.startswith(("error", "pageerror")) and "nbvis" in m.lower()]
-        assert not errors, errors
-    except Exception:
-        screenshot(page, f"optimization_viewer_{app}_failure.png")
-        raise
-    finally:
-        page.close()
+        assert_no_console_errors(page)
 
 
 def test_vector_inputs_are_drawn_as_bars_with_feature_names(jupyter, browser):
@@ -109,11 +99,7 @@ def test_vector_inputs_are_drawn_as_bars_with_feature_names(jupyter, browser):
         "viewer",
         "viewer.wait()\ntorch.save(viewer.inputs, 'bars.pt')",
     ]
-    name = jupyter.write_notebook("optimization_viewer_bars.ipynb", cells)
-    page = open_notebook(browser, jupyter, name, app="notebook")  # one document per page
-    try:
-        run_all(page)
-        page.wait_for_selector(f"{VIEW}[data-state='done']")
+    with notebook_page(browser, jupyter, "optimization_viewer_bars.ipynb", cells, app="notebook", ready=f"{VIEW}[data-state='done']") as page:  # one document per page
         final = __import__("torch").load(jupyter.root / "bars.pt")
         stats = canvas_stats(page, IMAGES)
         assert stats["colors"] >= 3  # red and blue bars on a clear background
@@ -125,11 +111,6 @@ def test_vector_inputs_are_drawn_as_bars_with_feature_names(jupyter, browser):
         assert "start 1" in text and "bmi:" in text
         assert float(text.split("bmi: ")[1].split()[0]) == pytest.approx(float(final[0, 2]), rel=1e-3, abs=1e-4)
         screenshot(page.locator(VIEW), "optimization_viewer_bars.png")
-    except Exception:
-        screenshot(page, "optimization_viewer_bars_failure.png")
-        raise
-    finally:
-        page.close()
 
 
 def test_class_images_in_the_data_range_with_quality_row_and_new_seeds(jupyter, browser):
@@ -145,11 +126,7 @@ def test_class_images_in_the_data_range_with_quality_row_and_new_seeds(jupyter, 
         "viewer",
         "viewer.wait()\ntorch.save(viewer.inputs, 'classes.pt')",
     ]
-    name = jupyter.write_notebook("optimization_viewer_classes.ipynb", cells)
-    page = open_notebook(browser, jupyter, name, app="notebook")
-    try:
-        run_all(page)
-        page.wait_for_selector(f"{VIEW}[data-state='done'][data-quality='4']")
+    with notebook_page(browser, jupyter, "optimization_viewer_classes.ipynb", cells, app="notebook", ready=f"{VIEW}[data-state='done'][data-quality='4']") as page:
         final = __import__("torch").load(jupyter.root / "classes.pt")
         assert float(final.min()) >= 0.0 and float(final.max()) <= 1.0
         note = page.locator(f"{VIEW} .nbvis-range").inner_text()
@@ -182,13 +159,7 @@ def test_class_images_in_the_data_range_with_quality_row_and_new_seeds(jupyter, 
         page.wait_for_function(
             f"(s) => [...document.querySelectorAll('{VIEW} input[type=number]')].some((i) => i.value === s)", arg=seed
         )
-        errors = [m for m in page.console_messages if m.startswith(("error", "pageerror")) and "nbvis" in m.lower()]
-        assert not errors, errors
-    except Exception:
-        screenshot(page, "optimization_viewer_classes_failure.png")
-        raise
-    finally:
-        page.close()
+        assert_no_console_errors(page)
 
 
 def test_huge_images_are_shown_averaged_down_and_hovered_in_input_pixels(jupyter, browser):
@@ -205,11 +176,7 @@ def test_huge_images_are_shown_averaged_down_and_hovered_in_input_pixels(jupyter
         "viewer",
         "viewer.wait()\ntorch.save(viewer.inputs, 'huge.pt')",
     ]
-    name = jupyter.write_notebook("optimization_viewer_huge.ipynb", cells)
-    page = open_notebook(browser, jupyter, name)
-    try:
-        run_all(page)
-        page.wait_for_selector(f"{VIEW}[data-state='done']")
+    with notebook_page(browser, jupyter, "optimization_viewer_huge.ipynb", cells, ready=f"{VIEW}[data-state='done']") as page:
         deadline = time.monotonic() + 30
         while not (jupyter.root / "huge.pt").exists() and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -233,5 +200,3 @@ def test_huge_images_are_shown_averaged_down_and_hovered_in_input_pixels(jupyter
         assert shown == pytest.approx(means, abs=1 / 255 + 2e-3), (shown, means)
         page.mouse.move(0, 0)
         screenshot(page.locator(VIEW), "optimization_viewer_huge.png")
-    finally:
-        page.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from harness import canvas_stats, grid_point, layout_of, open_notebook, run_all, screenshot
+from harness import canvas_stats, grid_point, layout_of, notebook_page, screenshot
 
 import nbvis
 
@@ -17,10 +17,7 @@ SETUP = [
 
 @pytest.mark.parametrize("app", ["lab", "notebook"])
 def test_grid_draws_hovers_and_clicks(jupyter, browser, app):
-    name = jupyter.write_notebook(f"weight_grid_{app}.ipynb", SETUP)
-    page = open_notebook(browser, jupyter, name, app=app)
-    try:
-        run_all(page)
+    with notebook_page(browser, jupyter, f"weight_grid_{app}.ipynb", SETUP, app=app) as page:
         root = page.wait_for_selector(".nbvis-weight-grid[data-draws]")
         assert root.get_attribute("data-tiles") == "25"
         cols = int(root.get_attribute("data-cols"))
@@ -50,11 +47,6 @@ def test_grid_draws_hovers_and_clicks(jupyter, browser, app):
         # Click a tile: grid.selected changes in the kernel.
         page.mouse.click(x, y)
         assert jupyter.wait_for_file("selected.txt", content="2") == "2"
-    except Exception:
-        screenshot(page, f"weight_grid_{app}_failure.png")
-        raise
-    finally:
-        page.close()
 
 
 def test_live_grid_follows_training_in_another_cell(jupyter, browser):
@@ -71,10 +63,7 @@ def test_live_grid_follows_training_in_another_cell(jupyter, browser):
         "grid.live = False\n"
         "torch.save(model.fc1.weight.detach().clone(), 'final.pt')",
     ]
-    name = jupyter.write_notebook("weight_grid_live.ipynb", cells)
-    page = open_notebook(browser, jupyter, name)
-    try:
-        run_all(page)
+    with notebook_page(browser, jupyter, "weight_grid_live.ipynb", cells) as page:
         root = page.wait_for_selector(".nbvis-weight-grid[data-draws]")
         # Redrawn while the training cell ran (throttled to 4 per second), not only at the end.
         page.wait_for_function("(el) => Number(el.dataset.draws) >= 4", arg=root)
@@ -86,8 +75,3 @@ def test_live_grid_follows_training_in_another_cell(jupyter, browser):
         tip.wait_for(state="visible")
         shown = float(tip.inner_text().split("weight ")[1].split()[0])
         assert shown == pytest.approx(float(final[0, row * 28 + col]), rel=1e-3, abs=1e-6)
-    except Exception:
-        screenshot(page, "weight_grid_live_failure.png")
-        raise
-    finally:
-        page.close()

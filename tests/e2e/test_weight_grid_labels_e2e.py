@@ -4,7 +4,7 @@ their unit index, RGB filters get no diverging legend."""
 
 from __future__ import annotations
 
-from harness import canvas_stats, open_notebook, run_all, screenshot
+from harness import canvas_stats, notebook_page, screenshot
 
 import nbvis
 
@@ -22,10 +22,7 @@ GRID = ".nbvis-weight-grid"
 
 
 def test_grid_header_hover_indices_and_rgb_legend(jupyter, browser):
-    name = jupyter.write_notebook("weight_grid_labels.ipynb", CELLS)
-    page = open_notebook(browser, jupyter, name)
-    try:
-        run_all(page)
+    with notebook_page(browser, jupyter, "weight_grid_labels.ipynb", CELLS) as page:
         first = page.locator(GRID).nth(0)
         page.wait_for_selector(f"{GRID}[data-draws]")
         assert first.locator("strong").first.text_content() == "conv2 \u00b7 16 units"
@@ -77,6 +74,4 @@ def test_grid_header_hover_indices_and_rgb_legend(jupyter, browser):
         assert "RGB weights, gray = 0" in second.locator(".nbvis-rgb-note").text_content()
         assert first.locator(".nbvis-legend").is_visible() and first.locator(".nbvis-rgb-note").is_hidden()
         screenshot(second, "weight_grid_rgb.png")
-    finally:
-        page.close()
 
