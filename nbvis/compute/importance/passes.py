@@ -13,7 +13,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from nbvis.compute.probe import run_model
+from nbvis.compute.running import run_model
 
 from . import dense
 from .chunks import MEMORY_BUDGET, Unit, pieces, units

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from nbvis.compute.probe import borrowed, forward_with, model_device, model_dtype, run_model
+from nbvis.compute.probe import borrowed, forward_with, model_device, model_dtype
+from nbvis.compute.running import run_model
 
 from .chunks import MEMORY_BUDGET, Unit
 from .draws import draw_seed, permutations
