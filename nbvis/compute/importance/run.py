@@ -17,6 +17,7 @@ from .chunks import MEMORY_BUDGET, Unit
 from .draws import draw_seed, permutations
 from .groups import feature_groups as groups_of
 from .inputs import check_int, check_progress, names_of, noise_scales, sample_count, table, targets
+from .margins import class_margins
 from .passes import Passes
 from .result import ImportanceResult, ImportanceStep
 from .scoring import BUILTIN, SCORINGS, for_targets, gives_probabilities, metrics_of, mismatch
@@ -77,6 +78,9 @@ class _Plan:
         self.baseline = float(self._scores(y_full, base[None])[0])
         # the score of the unperturbed rows the perturbations use (all rows, unless subsampled)
         self.sub_score = self.baseline if self.rows is None else float(self._scores(self.y_sub, self.base_sub[None])[0])
+        self.margins = None  # for accuracy: which changed rows provably keep their predicted class
+        if scoring == "accuracy" and self.fast:
+            self.margins = class_margins(self.fast[0], self.fast[2].modules, self.base_sub, self.probs)
         if self.callable is None:
             self.base_rows = self.contributions(self.y_sub, self.base_sub)  # (m, q)
             self.base_sum = self.base_rows.sum(dim=0)
@@ -145,7 +149,7 @@ class _Plan:
         if task == "regression":
             self.contributions = lambda yy, out: contributions(yy, out, False)
             return scoring, torch.as_tensor(self.y_np.astype(np.float64).reshape(len(self.y_np), -1)).to(self.device)
-        probs = gives_probabilities(self.model, base)
+        probs = self.probs = gives_probabilities(self.model, base)
         self.contributions = lambda yy, out: contributions(yy, out, probs)
         return scoring, torch.as_tensor(self.y_np.astype(np.int64)).to(self.device)
 
@@ -208,6 +212,10 @@ class _Plan:
         owner = torch.from_numpy(np.repeat(np.arange(len(batch)), sizes)).to(self.device)
         counts = torch.zeros((len(repeats), m, len(batch)), device=self.device)
         rows_changed = counts.index_add_(2, owner, changed.float()) > 0
+        if self.margins is not None:  # a row whose predicted class provably stays scores as unchanged
+            moves = (new - original).abs_().mul_(self.margins.moves(index))  # (R, m, E)
+            moved = torch.zeros_like(counts).index_add_(2, owner, moves.to(counts.dtype))
+            rows_changed &= moved > self.margins.margin[None, :, None]
         counts = rows_changed.sum(dim=1).reshape(-1).cpu().numpy()
         r, k, row = rows_changed.transpose(1, 2).contiguous().nonzero(as_tuple=True)  # sorted by r, k, row
         return Unit(
@@ -229,6 +237,8 @@ class _Plan:
             original = self.Xs.index_select(1, index)
             new = torch.stack([self._perturbed(r, batch, index, original).t() for r in repeats])
         change = new - columns  # zero exactly where the value stays (finite values)
+        if self.margins is not None:  # a row whose predicted class provably stays counts as unchanged
+            change.masked_fill_(change.abs() * self.margins.moves(index).t() <= self.margins.margin, 0)
         counts = torch.count_nonzero(change, dim=2).reshape(-1).cpu().numpy()
         values = change if self.fast else new
         common = dict(repeats=repeats, batch=batch, ends=np.cumsum(sizes), sizes=sizes, index=index, counts=counts)
