@@ -34,6 +34,12 @@ from .transforms import affine_resample, as_images, total_variation
 
 __all__ = ["REDIRECT_STEPS", "OptimizationRun", "iter_maximize", "maximize"]
 
+def _rolled(images: torch.Tensor, shifts: tuple[int, int], shape):
+    """A function that gives ``images`` rolled by ``shifts`` as ``shape`` (a step's inputs, made
+    only when read)."""
+    return lambda: torch.roll(images, shifts, (2, 3)).reshape(shape)
+
+
 class OptimizationRun:
     """A resumable activation-maximization run.
 
@@ -240,7 +246,7 @@ class OptimizationRun:
             dx = self._random.randint(-regs.jitter, regs.jitter)
         if (dy or dx) and self._param.shifts and not regs.tv:  # (the penalty reads the image itself)
             image, moved = None, as_images(self._param.image((dy, dx)))
-            before = torch.roll(moved.detach(), (-dy, -dx), (2, 3)).reshape(shape) if snapshot else None
+            before = _rolled(moved.detach(), (-dy, -dx), shape) if snapshot else None
         else:
             image = self._param.image()
             before = self._param.snapshot(image) if snapshot else None
