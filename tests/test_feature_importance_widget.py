@@ -206,7 +206,8 @@ def test_the_kernel_stays_free_while_it_runs(digits_mlp, digits_data, unchanged,
 
     async def main():
         with unchanged(digits_mlp):
-            w = nbvis.FeatureImportance(digits_mlp, images, labels, scoring="accuracy", n_repeats=3)
+            # log loss runs every changed row (accuracy skips most: too quick to watch)
+            w = nbvis.FeatureImportance(digits_mlp, images, labels, scoring="neg_log_loss", n_repeats=3)
             assert w._job._task is not None  # an asyncio task on the kernel's loop, not a thread
             ticks, progress = 0, set()
             while w.state == "running":
@@ -217,7 +218,7 @@ def test_the_kernel_stays_free_while_it_runs(digits_mlp, digits_data, unchanged,
         return w
 
     w = asyncio.run(main())
-    ref = nbvis.permutation_importance(digits_mlp, images, labels, scoring="accuracy", n_repeats=3)
+    ref = nbvis.permutation_importance(digits_mlp, images, labels, scoring="neg_log_loss", n_repeats=3)
     np.testing.assert_allclose(w.importances, ref.importances, atol=1e-12)
 
 

@@ -12,6 +12,7 @@ from sklearn_estimators import TorchClassifier, TorchRegressor
 from torch import nn
 
 from nbvis.compute.importance import dense
+from nbvis.compute.importance import passes
 from nbvis.compute.importance import run as imp_run
 from nbvis.compute.importance import iter_permutation_importance, permutation_importance
 from nbvis.compute.importance.shortcut import Tail, run_tail
@@ -156,11 +157,11 @@ def test_items_that_change_few_rows_run_only_those(monkeypatch, scoring):
     plan = imp_run._Plan(model, X, y, "r2", "permutation", 4, 0, None, None, None, None, 1.0)
     unit = plan._unit([0, 1, 2, 3], list(range(6)))
     assert unit.row is None  # dense as a whole
-    few = np.flatnonzero(unit.counts < imp_run.FEW_ROWS * 400)
+    few = np.flatnonzero(unit.counts < passes.FEW_ROWS * 400)
     assert set(few % 6) == {5}
     seen = []
-    original = plan._sparse
-    monkeypatch.setattr(imp_run._Plan, "_sparse", lambda self, u, *a: seen.append(u.counts.copy()) or original.__func__(self, u, *a))
+    original = passes.Passes._sparse
+    monkeypatch.setattr(passes.Passes, "_sparse", lambda self, u: seen.append(u.counts.copy()) or original(self, u))
 
     def r2(y_true, y_pred):
         return 1 - float(((y_true - y_pred) ** 2).sum() / ((y_true - y_true.mean()) ** 2).sum())

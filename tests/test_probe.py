@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 import nbvis
-from nbvis.compute.probe import Recorder, borrowed, forward_with, layer_names, leaf_layers, resolve_layer
+from nbvis.compute.probe import borrowed, forward_with, layer_names, leaf_layers, resolve_layer
+from nbvis.compute.recorder import Recorder
 
 
 class Block(nn.Module):

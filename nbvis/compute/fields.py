@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from . import units
-from .probe import LayerRef, as_input, borrowed, leaf_layers, run_model, this_thread_only
+from .probe import LayerRef, as_input, borrowed, leaf_layers
+from .running import run_model, this_thread_only
 
 __all__ = ["FieldGeometry", "field_geometries", "field_geometry", "receptive_field"]
 

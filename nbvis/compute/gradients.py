@@ -37,7 +37,8 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from . import interrupts, turns, units
-from .probe import LayerRef, as_input, borrowed, forward_with, run_model
+from .probe import LayerRef, as_input, borrowed, forward_with
+from .running import run_model
 
 __all__ = ["METHODS", "deconvnet", "element_maps", "gradient", "guided_backprop", "loss_gradient", "select_unit"]
 

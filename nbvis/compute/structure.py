@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from . import units
-from .probe import borrowed, leaf_layers, run_model, this_thread_only
+from .probe import borrowed, leaf_layers
+from .running import run_model, this_thread_only
 
 __all__ = ["Call", "Structure", "RISING", "WEIGHTED", "grid_shape", "preactivation", "rises_with", "saturates", "trace", "weighted_source"]
 

@@ -70,6 +70,7 @@ __all__ = [
     "describe_consumer",
     "feature_axis_of",
     "layer_label",
+    "leaf_layers",
     "list_names",
     "parse_layer",
     "parse_unit",
@@ -101,6 +102,11 @@ def list_names(names: Sequence[str], limit: int = 60) -> str:
 
 def _module_names(model: nn.Module) -> list[str]:
     return [name for name, _ in model.named_modules() if name]
+
+
+def leaf_layers(model: nn.Module) -> list[str]:
+    """Dotted names of the modules that have no children."""
+    return [name for name, m in model.named_modules() if name and not any(True for _ in m.children())]
 
 
 # --------------------------------------------------------------------------------------- layers

@@ -26,6 +26,17 @@ CELLS = [
     "view",
 ]
 
+def wait_for_drawn(page, state) -> None:
+    """Wait until the view has drawn the map the kernel wrote in ``state``: the scale it drew in
+    (``data-grad-max``, the largest absolute value of the map it received) is that map's. A caption
+    or a trait that changed says nothing of the canvas: it may still show the map before."""
+    largest = float(np.abs(np.array(state["grad"])).max())
+    page.wait_for_function(
+        "([sel, m]) => Math.abs(Number(document.querySelector(sel)?.dataset.gradMax) - m) <= 1e-6 * m",
+        arg=[ROOT, largest],
+    )
+
+
 def on_ink(state) -> float:
     grad = np.abs(np.array(state["grad"]))
     ink = np.array(state["input"]) > 0.2
@@ -40,7 +51,8 @@ def test_weighted_why_map_differs_from_the_summed_one_and_is_localized(jupyter, 
         page.wait_for_selector(f"{ROOT}[data-draws]")
         x, y = grid_point(page.locator(f"{ROOT} [data-layer='conv2'] canvas").first, 5)
         page.mouse.click(x, y)
-        weighted = jupyter.wait_for_json("why.json", lambda v: v["selected"] == ["conv2", 5] and v["grad"] is not None)
+        weighted = jupyter.wait_for_json(
+            "why.json", lambda v: v["selected"] == ["conv2", 5] and v["grad"] is not None and "weighted" in v["caption"])
         assert weighted["reduce"] == "weighted" and "weighted by its activation" in weighted["caption"]
         why = page.locator(f"{ROOT} canvas.nbvis-ah-grad")
         caption = page.locator(f"{ROOT} .nbvis-ah-why > span.nbvis-muted")
@@ -48,6 +60,7 @@ def test_weighted_why_map_differs_from_the_summed_one_and_is_localized(jupyter, 
             "(sel) => document.querySelector(sel).textContent.includes('(positions weighted by its activation)')",
             arg=f"{ROOT} .nbvis-ah-why > span.nbvis-muted",
         )
+        wait_for_drawn(page, weighted)
         first = why.evaluate(CHECKSUM)
         screenshot(page.locator(f"{ROOT} .nbvis-ah-why"), "heatmap_why_weighted.png")
 
@@ -60,6 +73,7 @@ def test_weighted_why_map_differs_from_the_summed_one_and_is_localized(jupyter, 
             arg=f"{ROOT} .nbvis-ah-why > span.nbvis-muted",
         )
         assert "conv2[5]" in caption.inner_text()
+        wait_for_drawn(page, summed)
         screenshot(page.locator(f"{ROOT} .nbvis-ah-why"), "heatmap_why_summed.png")
         assert why.evaluate(CHECKSUM) != first  # the drawn map changed
         a, b = np.array(weighted["grad"]), np.array(summed["grad"])

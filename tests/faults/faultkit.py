@@ -119,32 +119,16 @@ def interrupt_repeatedly(call, n: int, max_delay: float, check, seed: int = 0) -
 
 
 @contextlib.contextmanager
-def ctrl_c_on_entering(code):
-    """A Ctrl-C (SIGINT) sent as the function of ``code`` is entered the first time: Python handles
-    it at that function's first instruction, the worst moment for an ``__exit__``."""
-    sent = []
-
-    def profile(frame, event, _arg):
-        if event == "call" and frame.f_code is code and not sent:
-            sent.append(1)
-            signal.raise_signal(signal.SIGINT)
-
-    previous = sys.getprofile()
-    sys.setprofile(profile)
-    try:
-        yield sent
-    finally:
-        sys.setprofile(previous)
-
-
-@contextlib.contextmanager
 def interrupt_at_instruction(codes, n: int):
-    """A ``KeyboardInterrupt`` raised at the ``n``-th instruction run in frames of ``codes``,
-    whichever of them it falls in: every moment of them can be hit, one run each (more than a real
-    Ctrl-C can: Python takes one only at a call's end, a backward jump or a function's entry). Not
-    counted: a ``NOP`` (where no interrupt is taken) and the entry itself (``RESUME``, where Python
-    takes an interrupt that came before the call: the function has not begun). Yields a list that
-    gets the name of the instruction it was raised at."""
+    """A Ctrl-C in frames of ``codes``, whichever of them it falls in. ``n`` >= 1: a
+    ``KeyboardInterrupt`` raised at the ``n``-th instruction run in them: every moment of them can
+    be hit, one run each (more than a real Ctrl-C can: Python takes one only at a call's end, a
+    backward jump or a function's entry). Not counted: a ``NOP`` (where no interrupt is taken) and
+    the entry itself (``RESUME``, where Python takes an interrupt that came before the call: the
+    function has not begun). ``n`` = 0: a real Ctrl-C (``SIGINT``, through the handler set then)
+    sent as one of them is entered the first time: Python handles it at that function's first
+    instruction, the worst moment for an ``__exit__``. Yields a list that gets the name of the
+    instruction it was raised at (``"entry"`` for ``n`` = 0)."""
     import dis
 
     names = {}
@@ -165,10 +149,14 @@ def interrupt_at_instruction(codes, n: int):
         return local
 
     def call(frame, event, _arg):
-        if event == "call" and frame.f_code in codes and not raised:
-            frame.f_trace_opcodes = True
-            return local
-        return None
+        if event != "call" or frame.f_code not in codes or raised:
+            return None
+        if n == 0:
+            raised.append("entry")
+            signal.raise_signal(signal.SIGINT)
+            return None
+        frame.f_trace_opcodes = True
+        return local
 
     previous = sys.gettrace()
     sys.settrace(call)

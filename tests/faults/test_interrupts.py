@@ -24,7 +24,7 @@ import torch
 
 import nbvis
 from nbvis.widgets._jobs import Job, JobView
-from faultkit import (DroppedInterrupts, alarm_interrupt, assert_same, bn_cnn, bn_mlp, ctrl_c_on_entering, full_state,
+from faultkit import (DroppedInterrupts, alarm_interrupt, assert_same, bn_cnn, bn_mlp, full_state,
                       interrupt_at_instruction, interrupt_repeatedly)
 
 N = 30  # interrupts per entry point (capture gets more: it is the quickest)
@@ -337,7 +337,7 @@ def test_a_ctrl_c_at_the_first_instruction_of_the_restore_waits_for_it(cnn, wher
 
     code = (_Borrow if where == "borrow exit" else Session).__exit__.__code__
     before = full_state(cnn)
-    with pytest.raises(KeyboardInterrupt), ctrl_c_on_entering(code) as sent:
+    with pytest.raises(KeyboardInterrupt), interrupt_at_instruction({code}, 0) as sent:
         if where == "borrow exit":
             nbvis.capture(cnn, torch.rand(2, 1, 8, 8))
         else:

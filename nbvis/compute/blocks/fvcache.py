@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 from ..optimize import OptimizationRun, objective, resolve_regularizers
-from ..probe import (LayerRef, borrowed, forward_with, leaf_layers, model_device, model_dtype, resolve_layer,
-                     this_thread_only)
+from ..probe import LayerRef, borrowed, forward_with, leaf_layers, model_device, model_dtype, resolve_layer
+from ..running import this_thread_only
 from ..structure import RISING
 
 __all__ = ["FeatureCache", "IconUpdate", "direction_objective", "feature_cache"]

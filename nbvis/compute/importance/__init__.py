@@ -14,6 +14,9 @@ How it stays fast without changing the numbers:
 - When the model is an ``nn.Sequential`` that starts with a ``Linear`` layer (optionally after
   ``Flatten``), perturbing feature ``j`` changes that layer's output by ``(x'_j - x_j) * W[:, j]``:
   the first layer is computed once and updated, never recomputed per perturbation.
+- For accuracy through that shortcut, a changed row whose predicted class provably stays (its
+  margin to the next class exceeds what the change can move it, by the layers' Lipschitz bounds)
+  keeps its contribution: it is not run.
 
 With the same ``random_state`` the permutations are the ones
 ``sklearn.inspection.permutation_importance`` draws, so the results agree to float rounding.
@@ -25,10 +28,12 @@ The package, one concern a module:
 - ``draws``: scikit-learn's subsampling and permutations, draw for draw;
 - ``groups``: feature groups (columns, pixels, channels, patches, masks, lists) and their names;
 - ``shortcut``: the exact rank-1 update through the first Linear layer;
+- ``margins``: for accuracy, the changed rows whose predicted class provably stays;
 - ``dense``: every row of each perturbation through that shortcut, in passes that fit the caches;
+- ``passes``: the schedule of the perturbation passes, evaluated in steps;
 - ``chunks``: the chunk planner, within :data:`MEMORY_BUDGET`;
 - ``inputs``: checks of the arguments;
-- ``run``: the computation, :func:`permutation_importance` and :func:`iter_permutation_importance`.
+- ``run``: the checks, the baseline and the perturbations, :func:`permutation_importance` and :func:`iter_permutation_importance`.
 """
 
 from .chunks import MEMORY_BUDGET

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import inspect
 import time
-from typing import Callable, Generator, Iterator, Optional, Union
+from typing import Callable, Generator, Optional, Union
 
 import numpy as np
 import torch
 from torch import nn
 
-from nbvis.compute.probe import borrowed, forward_with, model_device, model_dtype, run_model
+from nbvis.compute.probe import borrowed, forward_with, model_device, model_dtype
+from nbvis.compute.running import run_model
 
-from .chunks import MEMORY_BUDGET, Unit, pieces, units
-from . import dense
-from .dense import dense_passes, group_items, pass_rows
+from .chunks import MEMORY_BUDGET, Unit
 from .draws import draw_seed, permutations
 from .groups import feature_groups as groups_of
 from .inputs import check_int, check_progress, names_of, noise_scales, sample_count, table, targets
+from .margins import class_margins
+from .passes import Passes
 from .result import ImportanceResult, ImportanceStep
 from .scoring import BUILTIN, SCORINGS, for_targets, gives_probabilities, metrics_of, mismatch
 from .shortcut import Tail, linear_start, run_tail
@@ -29,11 +30,6 @@ STEP_SECONDS = 0.05
 
 #: Fraction of changed rows above which a unit's items run every row (no row lists).
 DENSE = 0.75
-#: In such a unit, the fraction below which an item runs only the rows it changes.
-FEW_ROWS = 0.5
-
-#: Model outputs scored at a time (their float64 contributions are held meanwhile).
-SCORE_ELEMENTS = 1 << 18
 
 METHODS = ("permutation", "noise")
 
@@ -63,7 +59,7 @@ class _Plan:
         self.noise_scale = noise_scales(noise_scale, size)
         self.seed = draw_seed(random_state) if seed is None else seed  # several scorings share one draw
         rows, perms = permutations(self.seed, n, m, self.n_repeats)
-        self.perms = [torch.from_numpy(p).to(self.device) for p in perms]
+        self.perms = torch.from_numpy(np.stack(perms)).to(self.device)  # (R, m)
         self.rows = None if rows is None else torch.from_numpy(rows).to(self.device)
 
         with borrowed(model), torch.no_grad():
@@ -79,13 +75,18 @@ class _Plan:
             self.y_sub = y_full
         else:
             self.y_sub = y_full[self.rows] if isinstance(y_full, torch.Tensor) else y_full[rows]
-        self.baseline = float(self._scores(y_full, base[None])[0])
-        # the score of the unperturbed rows the perturbations use (all rows, unless subsampled)
-        self.sub_score = self.baseline if self.rows is None else float(self._scores(self.y_sub, self.base_sub[None])[0])
         if self.callable is None:
             self.base_rows = self.contributions(self.y_sub, self.base_sub)  # (m, q)
             self.base_sum = self.base_rows.sum(dim=0)
             self.total_sub = for_targets(self.total, self.y_sub)  # the scores of sums over those rows
+            # the score of the unperturbed rows the perturbations use (all rows, unless subsampled)
+            self.sub_score = float(self.total_sub(self.base_sum[None])[0])
+        else:
+            self.sub_score = float(self._scores(self.y_sub, self.base_sub[None])[0])
+        self.baseline = self.sub_score if self.rows is None else float(self._scores(y_full, base[None])[0])
+        self.margins = None  # for accuracy: which changed rows provably keep their predicted class
+        if scoring == "accuracy" and self.fast:
+            self.margins = class_margins(self.fast[0], self.fast[2].modules, self.base_sub, self.probs)
         self.result = ImportanceResult(
             importances=np.full((len(self.groups), self.n_repeats), np.nan),
             baseline_score=self.baseline,
@@ -150,7 +151,7 @@ class _Plan:
         if task == "regression":
             self.contributions = lambda yy, out: contributions(yy, out, False)
             return scoring, torch.as_tensor(self.y_np.astype(np.float64).reshape(len(self.y_np), -1)).to(self.device)
-        probs = gives_probabilities(self.model, base)
+        probs = self.probs = gives_probabilities(self.model, base)
         self.contributions = lambda yy, out: contributions(yy, out, probs)
         return scoring, torch.as_tensor(self.y_np.astype(np.int64)).to(self.device)
 
@@ -213,6 +214,10 @@ class _Plan:
         owner = torch.from_numpy(np.repeat(np.arange(len(batch)), sizes)).to(self.device)
         counts = torch.zeros((len(repeats), m, len(batch)), device=self.device)
         rows_changed = counts.index_add_(2, owner, changed.float()) > 0
+        if self.margins is not None:  # a row whose predicted class provably stays scores as unchanged
+            moves = (new - original).abs_().mul_(self.margins.moves(index))  # (R, m, E)
+            moved = torch.zeros_like(counts).index_add_(2, owner, moves.to(counts.dtype))
+            rows_changed &= moved > self.margins.margin[None, :, None]
         counts = rows_changed.sum(dim=1).reshape(-1).cpu().numpy()
         r, k, row = rows_changed.transpose(1, 2).contiguous().nonzero(as_tuple=True)  # sorted by r, k, row
         return Unit(
@@ -229,11 +234,14 @@ class _Plan:
             self._columns = self.Xs.t().contiguous()  # (F, m): a feature's values side by side
         columns = self._columns.index_select(0, index)  # (K, m)
         if self.method == "permutation":
-            new = torch.stack([columns.index_select(1, self.perms[r]) for r in repeats])  # (R, K, m)
+            taken = self.perms[repeats[0] : repeats[-1] + 1].reshape(-1)  # the repeats are consecutive
+            new = columns.index_select(1, taken).view(len(columns), len(repeats), m).transpose(0, 1).contiguous()  # (R, K, m)
         else:
             original = self.Xs.index_select(1, index)
             new = torch.stack([self._perturbed(r, batch, index, original).t() for r in repeats])
         change = new - columns  # zero exactly where the value stays (finite values)
+        if self.margins is not None:  # a row whose predicted class provably stays counts as unchanged
+            change.masked_fill_(change.abs() * self.margins.moves(index).t() <= self.margins.margin, 0)
         counts = torch.count_nonzero(change, dim=2).reshape(-1).cpu().numpy()
         values = change if self.fast else new
         common = dict(repeats=repeats, batch=batch, ends=np.cumsum(sizes), sizes=sizes, index=index, counts=counts)
@@ -267,99 +275,13 @@ class _Plan:
         self.result.importances[rows, cols] = self.baseline - np.asarray(scores, dtype=np.float64)
         self.done += len(items)
 
-    def _work(self) -> Iterator[None]:
-        """Evaluate every perturbation, pausing (yielding) after each forward pass."""
-        m, outputs = self.base_sub.shape
-        # buffers allocated once, reused for every chunk
-        width = self.fast[0].shape[1] if self.fast else self.X.shape[1]
-        rows = self.batch if self.callable is None else max(self.batch, m)
-        if self.fast:
-            rows = max(rows, pass_rows(m))
-        self.rows_buf = torch.empty((rows, width), device=self.device, dtype=self.dtype)
-        outs_buf = None
-        if self.callable is None:  # per-item sums of the rows' score contributions
-            max_items, preds_buf = self.batch, None
-        else:  # a callable needs every item's full predictions
-            max_items = max(1, MEMORY_BUDGET // (m * outputs * self.base_sub.element_size()))
-            preds_buf = torch.empty((max_items, m, outputs), device=self.device, dtype=self.base_sub.dtype)
-        for repeats, batch in units(self.groups, self.n_repeats, len(self.Xs)):
-            unit = self._unit(repeats, batch)
-            unchanged = np.flatnonzero(unit.counts == 0)  # nothing changed: the score of the unperturbed rows
-            self._record(unit, unchanged, np.full(len(unchanged), self.sub_score))
-            if unit.row is None:
-                if outs_buf is None:  # the outputs of the items scored together
-                    group = group_items(m, outputs, len(self.groups) * self.n_repeats)
-                    outs_buf = torch.empty((group, m, outputs), device=self.device, dtype=self.base_sub.dtype)
-                live = np.flatnonzero(unit.counts)
-                few = unit.counts[live] < FEW_ROWS * m
-                # items that change few rows run only those, when that saves more than a few passes
-                if (m - unit.counts[live[few]]).sum() >= 4 * dense.PASS_ROWS:
-                    yield from self._sparse(self._changed_rows(unit, live[few]), max_items, preds_buf)
-                else:
-                    few[:] = False
-                record = lambda items, scores, unit=unit: self._record(unit, items, scores)  # noqa: E731
-                yield from dense_passes(unit, live[~few], self.fast, self.rows_buf, outs_buf, self._group_scores, record)
-                continue
-            yield from self._sparse(unit, max_items, preds_buf)
-
-    def _sparse(self, unit: Unit, max_items: int, preds_buf) -> Iterator[None]:
-        """Evaluate the changed rows of the unit's items, listed in ``unit.row``, in passes of about
-        one batch of rows."""
-        m, outputs = self.base_sub.shape
-        for first, last in pieces(unit.counts, self.batch, max_items):
-            if self.callable is None:
-                sums = self.base_sum.expand(last - first, -1).clone()
-            else:
-                preds = preds_buf[: last - first]
-                preds.copy_(self.base_sub.expand(last - first, m, outputs))
-            a, b = int(unit.offsets[first]), int(unit.offsets[last])
-            for start in range(a, b, self.batch):
-                stop = min(b, start + self.batch)
-                out = self._evaluate(unit, self.rows_buf[: stop - start], start, stop)
-                out = out.reshape(stop - start, outputs)
-                rows, local = unit.row[start:stop], unit.item[start:stop] - first
-                if self.callable is None:
-                    change = self.contributions(self.y_sub[rows], out) - self.base_rows[rows]
-                    sums.index_add_(0, local, change)
-                else:
-                    preds[local, rows] = out
-                if stop < b:
-                    yield
-            scores = self._scores(self.y_sub, preds) if self.callable else self.total_sub(sums).cpu().numpy()
-            live = np.arange(first, last)[unit.counts[first:last] > 0]
-            self._record(unit, live, scores[live - first])
-            yield
-
-    def _group_scores(self, out: torch.Tensor) -> np.ndarray:
-        """The scores of a group of items from their outputs (G, m, o)."""
-        if self.callable is not None:
-            return self._scores(self.y_sub, out)
-        count, m, outputs = out.shape
-        per = max(1, SCORE_ELEMENTS // (m * outputs))  # items whose float64 contributions are held at a time
-        sums = []
-        for first in range(0, count, per):
-            part = out[first : first + per]
-            if self.regression:  # elementwise contributions: y (m, o) broadcasts over the items
-                sums.append(self.contributions(self.y_sub, part).sum(dim=1))
-                continue
-            y = self.y_sub if len(part) == 1 else self._y_repeated(len(part))
-            sums.append(self.contributions(y, part.reshape(-1, outputs)).view(len(part), m, -1).sum(dim=1))
-        return self.total_sub(sums[0] if len(sums) == 1 else torch.cat(sums)).cpu().numpy()
-
-    def _y_repeated(self, count: int) -> torch.Tensor:
-        """The targets of the subsampled rows, repeated ``count`` times (built once, sliced)."""
-        m = len(self.y_sub)
-        if getattr(self, "_y_rep", None) is None or len(self._y_rep) < count * m:
-            self._y_rep = self.y_sub.repeat(count, *([1] * (self.y_sub.dim() - 1)))
-        return self._y_rep[: count * m]
-
     def steps(self) -> Generator[ImportanceStep, None, ImportanceResult]:
-        """Run :meth:`_work` in slices of about ``STEP_SECONDS``, the model borrowed during each slice;
+        """Run the :class:`Passes` in slices of about ``STEP_SECONDS``, the model borrowed during each slice;
         return the result."""
         total = len(self.groups) * self.n_repeats
         self.done = 0
         yield ImportanceStep(0, total, self.result)
-        work = self._work()
+        work = iter(Passes(self))
         finished = False
         while not finished:
             with borrowed(self.model), torch.no_grad():
@@ -373,34 +295,6 @@ class _Plan:
                     finished = True
             yield ImportanceStep(self.done, total, self.result)
         return self.result
-
-    def _evaluate(self, unit: Unit, buf: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-        """Model outputs for the changed rows ``start:stop`` of the unit."""
-        rows = unit.row[start:stop]
-        torch.index_select(self.fast[1] if self.fast else self.Xs, 0, rows, out=buf)
-        groups = len(unit.batch)
-        if unit.element is not None and not self.fast:  # one element per group: every row in one go
-            buf[torch.arange(len(rows), device=buf.device), unit.element[start:stop]] = unit.value[start:stop]
-        else:
-            j = int(np.searchsorted(unit.offsets, start, side="right")) - 1
-            while j < len(unit.counts) and unit.offsets[j] < stop:
-                s, e = max(start, int(unit.offsets[j])), min(stop, int(unit.offsets[j + 1]))
-                if e > s:
-                    k = j % groups
-                    if unit.element is not None:  # first layer output += delta * W[:, element], one element per item
-                        weights = self.fast[0][int(self.groups[unit.batch[k]][0])]
-                        buf[s - start : e - start].addcmul_(unit.value[s:e, None], weights)
-                    else:
-                        lo, hi = int(unit.ends[k] - unit.sizes[k]), int(unit.ends[k])
-                        values = unit.values[j // groups, :, lo:hi].index_select(0, rows[s - start : e - start])
-                        if self.fast:  # first layer output += delta @ W[:, group]^T
-                            buf[s - start : e - start].addmm_(values, self.fast[0][unit.index[lo:hi]])
-                        else:
-                            buf[s - start : e - start, unit.index[lo:hi]] = values
-                j += 1
-        if self.fast:
-            return self.fast[2](buf)
-        return run_model(self.model, buf.view(len(buf), *self.sample_shape))
 
 
 def iter_permutation_importance(

@@ -13,16 +13,16 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Tail", "linear_start", "run_tail"]
+__all__ = ["Tail", "has_hooks", "linear_start", "run_tail"]
 
 
-def _has_hooks(module: nn.Module) -> bool:
+def has_hooks(module: nn.Module) -> bool:
     return any(getattr(module, d, None) for d in ("_forward_hooks", "_forward_pre_hooks"))
 
 
 def _sequence(model: nn.Module) -> Optional[list[nn.Module]]:
     """The modules a plain (possibly nested) ``nn.Sequential`` runs in order; None otherwise."""
-    if not isinstance(model, nn.Sequential) or type(model).forward is not nn.Sequential.forward or _has_hooks(model):
+    if not isinstance(model, nn.Sequential) or type(model).forward is not nn.Sequential.forward or has_hooks(model):
         return None
     out = []
     for child in model:
@@ -47,7 +47,7 @@ def linear_start(model: nn.Module, sample_shape: tuple[int, ...]):
         if isinstance(modules[i], nn.Flatten) and (modules[i].start_dim, modules[i].end_dim) != (1, -1):
             return None
         i += 1
-    if i == len(modules) or type(modules[i]) is not nn.Linear or any(_has_hooks(m) for m in modules[: i + 1]):
+    if i == len(modules) or type(modules[i]) is not nn.Linear or any(has_hooks(m) for m in modules[: i + 1]):
         return None
     flattened = len(sample_shape) == 1 or any(isinstance(m, nn.Flatten) for m in modules[:i])
     linear = modules[i]
@@ -88,7 +88,7 @@ class Tail:
         steps = []
         owned = True  # the input is the caller's scratch tensor
         for module in self.modules:
-            hooked = _has_hooks(module)
+            hooked = has_hooks(module)
             if owned and type(module) in _IN_PLACE and not hooked:
                 steps.append(("inplace", _IN_PLACE[type(module)](module)))
             elif type(module) is nn.Linear and not hooked:
@@ -157,7 +157,7 @@ def run_tail(tail: list[nn.Module], h: torch.Tensor) -> torch.Tensor:
     """The layers after the first one as modules, activations in place while the tensor is ours."""
     owned = True  # h starts as the caller's scratch tensor
     for module in tail:
-        hooked = _has_hooks(module)
+        hooked = has_hooks(module)
         if owned and type(module) in _IN_PLACE and not hooked:
             h = _IN_PLACE[type(module)](module)(h)
         else:

@@ -17,7 +17,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from nbvis.compute.probe import this_thread_only
+from nbvis.compute.running import this_thread_only
 
 __all__ = ["redirected_relus"]
 

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from nbvis.compute.probe import borrowed, forward_with, run_model
+from nbvis.compute.probe import borrowed, forward_with
+from nbvis.compute.running import run_model
 
 from .data import data_batches
 from .diversity import pairwise_distance

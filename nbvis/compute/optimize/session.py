@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from nbvis.compute import interrupts
-from nbvis.compute.probe import Recorder, borrowed
+from nbvis.compute.probe import borrowed
+from nbvis.compute.recorder import Recorder
 from nbvis.compute.units import resolve_output
 
 __all__ = ["Session"]
