@@ -488,14 +488,20 @@ def test_a_shifted_fourier_step_shows_the_image_it_evaluated():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()).eval()
     run = OptimizationRun(model, ("1", 0, (3, 4)), (3, 12, 12), parametrization="fourier", regularizers={"jitter": 3}, seed=2)
+    kept = []
     for _ in range(6):
         before, state = run.inputs, random_state(run)
         step = run.step()
         dy, dx = state.randint(-3, 3), state.randint(-3, 3)
-        torch.testing.assert_close(step.inputs, before, rtol=0, atol=1e-6)
+        kept.append((step, before, (dy, dx)))
+        if len(kept) % 2:  # the others are read only after the later steps moved the spectrum
+            torch.testing.assert_close(step.inputs, before, rtol=0, atol=1e-6)
         with torch.no_grad():
             expected = model(torch.roll(before, (dy, dx), dims=(2, 3)))[:, 0, 3, 4]
         torch.testing.assert_close(torch.as_tensor(step.values, dtype=torch.float32), expected, rtol=1e-5, atol=1e-6)
+    assert any(shift != (0, 0) for _, _, shift in kept[1::2])
+    for step, before, _ in kept:
+        torch.testing.assert_close(step.inputs, before, rtol=0, atol=1e-6)
 
 
 def random_state(run):

@@ -89,7 +89,9 @@ class Fourier:
         n, c = image.shape[:2]
         if self.color is not None:
             image = (self.color @ image.reshape(n, c, -1)).reshape(image.shape)
-        image = torch.sigmoid(image)
+        # a new tensor that no backward reads (neither the inverse FFT's nor the colour product's):
+        # the sigmoid overwrites it instead of allocating another image
+        image = torch.sigmoid_(image)
         if self.span != 1.0:
             image = image * self.span
         if self.low != 0.0:
