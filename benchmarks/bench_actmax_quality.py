@@ -7,6 +7,11 @@ penalty of 0.3, light L2 decay and blur, pixels clipped into the data's 0..1, 51
 the rate annealed along a cosine):
 
 - nearest class mean (correlation) of each start's image is its own class, for 10/10 classes;
+- how much the images look like digits, in two figures without a target yet: their mean
+  correlation with their own class's mean digit (higher is closer), and the mean share of their
+  variation about the data's mean outside the directions along which the digits vary (the data
+  covariance's eigenvectors above 1e-3 of the largest; lower is closer: stripes and blobs where
+  digits have no ink raise it);
 - the model's probability of the class under random shifts of up to 2 px is >= 0.9 (its exact
   mean over all 25 shifts, each start; the minimum over starts and classes is printed);
 - every pixel inside the data range;
@@ -53,9 +58,21 @@ def correlations(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (a @ b.T) / (a.norm(dim=1)[:, None] * b.norm(dim=1)[None]).clamp_min(1e-12)
 
 
+def outside_share(x: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Per input: the share of its norm about the data's mean outside the directions along which
+    the data vary (the covariance's eigenvectors with eigenvalues above 1e-3 of the largest)."""
+    flat = images.flatten(1).double()
+    mean = flat.mean(0)
+    values, vectors = torch.linalg.eigh(torch.cov(flat.T, correction=0))
+    span = vectors[:, values > 1e-3 * values[-1]]
+    centred = x.flatten(1).double() - mean
+    return (centred - centred @ span @ span.T).norm(dim=1) / centred.norm(dim=1).clamp_min(1e-12)
+
+
 def class_figures(model, images, labels, steps=None):
     """Per class: (own class nearest for every start, min shifted confidence, in range, diversity,
-    min/max objective, relative change over the last 10%)."""
+    min/max objective, relative change over the last 10%, mean correlation with the class mean,
+    mean share outside the data's directions)."""
     means = torch.stack([images[labels == c].mean(0) for c in range(10)])
     out = []
     for c in range(10):
@@ -66,7 +83,8 @@ def class_figures(model, images, labels, steps=None):
         result = run.run(total // 10).result()
         final = run.evaluate()
         quality = result.evaluate(model, (images, labels))
-        nearest = correlations(result.inputs, means).argmax(1)
+        similar = correlations(result.inputs, means)
+        nearest = similar.argmax(1)
         change = np.abs(final - before) / np.abs(final).clip(1e-12)
         out.append(dict(
             own=bool((nearest == c).all()),
@@ -75,6 +93,8 @@ def class_figures(model, images, labels, steps=None):
             diversity=quality.mean_diversity,
             share=float(final.min() / final.max()),
             change=float(change.max()),
+            resemblance=float(similar[:, c].mean()),
+            outside=float(outside_share(result.inputs, images).mean()),
         ))
     return out
 
@@ -150,6 +170,8 @@ def rows(quick: bool = False):
             (f"{name}: classes whose every start is nearest its class mean", sum(f["own"] for f in figures), ">= 10", sum(f["own"] for f in figures) >= 10),
             (f"{name}: min P(class) under +-2 px shifts", min(f["confidence"] for f in figures), ">= 0.9", min(f["confidence"] for f in figures) >= 0.9),
             (f"{name}: classes whose every start keeps P(class) >= 0.9 under the shifts", sum(f["confidence"] >= 0.9 for f in figures), "", None),
+            (f"{name}: mean correlation with the class's mean digit", statistics.mean(f["resemblance"] for f in figures), "", None),
+            (f"{name}: mean share of the images outside the digits' directions", statistics.mean(f["outside"] for f in figures), "", None),
             (f"{name}: classes with every pixel in the data range", sum(f["inside"] for f in figures), ">= 10", all(f["inside"] for f in figures)),
             (f"{name}: mean pairwise 1 - correlation", statistics.mean(f["diversity"] for f in figures), ">= 0.2", statistics.mean(f["diversity"] for f in figures) >= 0.2),
             (f"{name}: min start objective / best start's", min(f["share"] for f in figures), ">= 0.8", min(f["share"] for f in figures) >= 0.8),

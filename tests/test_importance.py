@@ -10,7 +10,7 @@ import pytest
 import torch
 from sklearn.datasets import load_diabetes, load_digits
 from sklearn.inspection import permutation_importance as sklearn_importance
-from sklearn.metrics import make_scorer, mean_absolute_error
+from sklearn.metrics import accuracy_score, make_scorer, mean_absolute_error, r2_score
 from sklearn.utils.random import sample_without_replacement
 from sklearn_estimators import TorchClassifier, TorchRegressor
 from torch import nn
@@ -460,6 +460,21 @@ def test_several_scorings_match_sklearn(diabetes):
 
 def _mae(y_true, y_pred):
     return -float(np.abs(y_true - y_pred).mean())
+
+
+@pytest.mark.parametrize("max_samples", [None, 150])
+def test_the_baseline_is_the_score_of_every_row(diabetes, digits8, max_samples):
+    """With or without row sampling, the baseline scores all rows, as scikit-learn's does."""
+    X, y, model = diabetes
+    predicted = TorchRegressor(model).predict(X)
+    for scoring, want in (("r2", r2_score(y, predicted)), (_mae, _mae(y, predicted))):
+        ours = permutation_importance(model, X, y, scoring=scoring, n_repeats=1, max_samples=max_samples)
+        assert ours.baseline_score == pytest.approx(want, abs=1e-6)
+    Xd, yd, clf = digits8
+    flat = Xd.reshape(len(Xd), -1)
+    labels = TorchClassifier(clf, input_shape=(1, 8, 8)).fit(flat, yd).predict(flat)
+    ours = permutation_importance(clf, Xd, yd, scoring="accuracy", n_repeats=1, max_samples=max_samples)
+    assert ours.baseline_score == accuracy_score(yd, labels)
 
 
 def test_nan_and_class_range_errors(diabetes, digits8):

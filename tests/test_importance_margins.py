@@ -171,3 +171,13 @@ def test_only_accuracy_skips_rows():
     assert _plan(model, X, y).margins is not None
     log_loss = imp_run._Plan(model, X, y, "neg_log_loss", "permutation", 3, 0, None, None, None, None, 1.0)
     assert log_loss.margins is None
+
+
+def test_half_precision_outputs_get_no_bound():
+    layers = [nn.ReLU(), nn.Linear(8, 3)]
+    weight_t = torch.randn(5, 8)
+    base = torch.randn(20, 3)
+    assert margins.class_margins(weight_t, layers, base, False) is not None
+    assert margins.class_margins(weight_t, layers, base.double(), False) is not None
+    for dtype in (torch.float16, torch.bfloat16):
+        assert margins.class_margins(weight_t.to(dtype), layers, base.to(dtype), False) is None

@@ -482,20 +482,47 @@ def test_fourier_image_is_the_scaled_decorrelated_spectrum_and_shifts_as_a_roll(
                 np.testing.assert_allclose(fourier.image(shift).numpy(), rolled.numpy(), rtol=0, atol=1e-12)
 
 
+def test_fourier_gradient_is_the_gradient_of_its_formula():
+    """The image's gradient with respect to the spectrum, against the same formula written with
+    torch's out-of-place operations (the image is made with in-place ones)."""
+    from nbvis.compute.optimize.parametrizations import Fourier
+
+    for shape, value_range in [((3, 12, 10), (-1.0, 2.0)), ((9, 11), None), ((1, 8, 8), None)]:
+        fourier = Fourier(shape, 2, torch.Generator().manual_seed(4), torch.device("cpu"), torch.float64, value_range)
+        weights = torch.randn(2, *shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+        for shift in [(0, 0), (2, -1)]:
+            (got,) = torch.autograd.grad((fourier.image(shift) * weights).sum(), [fourier.param])
+            spectrum = fourier.param.detach().clone().requires_grad_(True)
+            factor = torch.polar(fourier.scale, fourier.turn_y * shift[0] + fourier.turn_x * shift[1])
+            image = torch.fft.irfftn(torch.view_as_complex(spectrum) * factor, s=fourier.size, norm="ortho")
+            if fourier.color is not None:
+                image = torch.einsum("dc,nchw->ndhw", fourier.color, image)
+            low, high = value_range or (0.0, 1.0)
+            image = (low + (high - low) * torch.sigmoid(image)).reshape(2, *shape)
+            (expected,) = torch.autograd.grad((image * weights).sum(), [spectrum])
+            torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+
+
 def test_a_shifted_fourier_step_shows_the_image_it_evaluated():
     """Jitter on the Fourier spectrum (a phase ramp, not a roll of the image): the Step still holds
     the unshifted image, and the run's objective is that of the rolled image."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()).eval()
     run = OptimizationRun(model, ("1", 0, (3, 4)), (3, 12, 12), parametrization="fourier", regularizers={"jitter": 3}, seed=2)
+    kept = []
     for _ in range(6):
         before, state = run.inputs, random_state(run)
         step = run.step()
         dy, dx = state.randint(-3, 3), state.randint(-3, 3)
-        torch.testing.assert_close(step.inputs, before, rtol=0, atol=1e-6)
+        kept.append((step, before, (dy, dx)))
+        if len(kept) % 2:  # the others are read only after the later steps moved the spectrum
+            torch.testing.assert_close(step.inputs, before, rtol=0, atol=1e-6)
         with torch.no_grad():
             expected = model(torch.roll(before, (dy, dx), dims=(2, 3)))[:, 0, 3, 4]
         torch.testing.assert_close(torch.as_tensor(step.values, dtype=torch.float32), expected, rtol=1e-5, atol=1e-6)
+    assert any(shift != (0, 0) for _, _, shift in kept[1::2])
+    for step, before, _ in kept:
+        torch.testing.assert_close(step.inputs, before, rtol=0, atol=1e-6)
 
 
 def random_state(run):

@@ -22,6 +22,7 @@ is ignored or not handled by Python, every function here does nothing.
 
 from __future__ import annotations
 
+import _signal  # signal's functions without the enum wrapping (on every borrow, twice)
 import dis
 import signal
 import threading
@@ -104,16 +105,16 @@ def _on_main() -> bool:
 
 def _install() -> None:
     global _previous
-    current = signal.getsignal(signal.SIGINT)
+    current = _signal.getsignal(signal.SIGINT)
     if current is _handler or not callable(current):
         return
     _previous = current
-    signal.signal(signal.SIGINT, _handler)
+    _signal.signal(signal.SIGINT, _handler)
 
 
 def _uninstall() -> None:
-    if signal.getsignal(signal.SIGINT) is _handler:
-        signal.signal(signal.SIGINT, _previous)
+    if _signal.getsignal(signal.SIGINT) is _handler:
+        _signal.signal(signal.SIGINT, _previous)
 
 
 def enter() -> None:

@@ -16,6 +16,9 @@ __all__ = ["draw_seed", "permutations", "subsample"]
 
 _STREAMS = threading.local()
 
+#: scikit-learn draws the seed below this (int32's maximum + 1).
+_SEEDS = int(np.iinfo(np.int32).max) + 1
+
 
 def _seeded(seed: int) -> np.random.RandomState:
     """``np.random.RandomState(seed)``: the same draws, from one generator per thread reseeded
@@ -39,7 +42,7 @@ def draw_seed(random_state) -> int:
         rng = _seeded(int(random_state))
     else:
         raise TypeError(f"random_state must be None, an int or a numpy RandomState, not {random_state!r}")
-    return int(rng.randint(np.iinfo(np.int32).max + 1))
+    return int(rng.randint(_SEEDS))
 
 
 def subsample(rng: np.random.RandomState, n: int, m: int) -> np.ndarray:

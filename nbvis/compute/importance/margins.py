@@ -82,6 +82,8 @@ class ClassMargins(NamedTuple):
 def class_margins(weight_t: torch.Tensor, modules: list[nn.Module], base: torch.Tensor, probs: bool) -> Optional[ClassMargins]:
     """The margins of the rows' predicted classes (as accuracy reads the outputs ``base`` (m, o))
     and their bounds through the layers after the first; None when a layer has no known bound."""
+    if base.dtype not in (torch.float32, torch.float64) or base.device.type == "mps":
+        return None  # half precision rounds by about the room left for rounding (and MPS has no float64)
     m, outputs = base.shape
     bounds = _bounds(weight_t, modules, outputs)
     if bounds is None:

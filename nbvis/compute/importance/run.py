@@ -59,7 +59,7 @@ class _Plan:
         self.noise_scale = noise_scales(noise_scale, size)
         self.seed = draw_seed(random_state) if seed is None else seed  # several scorings share one draw
         rows, perms = permutations(self.seed, n, m, self.n_repeats)
-        self.perms = [torch.from_numpy(p).to(self.device) for p in perms]
+        self.perms = torch.from_numpy(np.stack(perms)).to(self.device)  # (R, m)
         self.rows = None if rows is None else torch.from_numpy(rows).to(self.device)
 
         with borrowed(model), torch.no_grad():
@@ -75,16 +75,18 @@ class _Plan:
             self.y_sub = y_full
         else:
             self.y_sub = y_full[self.rows] if isinstance(y_full, torch.Tensor) else y_full[rows]
-        self.baseline = float(self._scores(y_full, base[None])[0])
-        # the score of the unperturbed rows the perturbations use (all rows, unless subsampled)
-        self.sub_score = self.baseline if self.rows is None else float(self._scores(self.y_sub, self.base_sub[None])[0])
-        self.margins = None  # for accuracy: which changed rows provably keep their predicted class
-        if scoring == "accuracy" and self.fast:
-            self.margins = class_margins(self.fast[0], self.fast[2].modules, self.base_sub, self.probs)
         if self.callable is None:
             self.base_rows = self.contributions(self.y_sub, self.base_sub)  # (m, q)
             self.base_sum = self.base_rows.sum(dim=0)
             self.total_sub = for_targets(self.total, self.y_sub)  # the scores of sums over those rows
+            # the score of the unperturbed rows the perturbations use (all rows, unless subsampled)
+            self.sub_score = float(self.total_sub(self.base_sum[None])[0])
+        else:
+            self.sub_score = float(self._scores(self.y_sub, self.base_sub[None])[0])
+        self.baseline = self.sub_score if self.rows is None else float(self._scores(y_full, base[None])[0])
+        self.margins = None  # for accuracy: which changed rows provably keep their predicted class
+        if scoring == "accuracy" and self.fast:
+            self.margins = class_margins(self.fast[0], self.fast[2].modules, self.base_sub, self.probs)
         self.result = ImportanceResult(
             importances=np.full((len(self.groups), self.n_repeats), np.nan),
             baseline_score=self.baseline,
@@ -232,7 +234,8 @@ class _Plan:
             self._columns = self.Xs.t().contiguous()  # (F, m): a feature's values side by side
         columns = self._columns.index_select(0, index)  # (K, m)
         if self.method == "permutation":
-            new = torch.stack([columns.index_select(1, self.perms[r]) for r in repeats])  # (R, K, m)
+            taken = self.perms[repeats[0] : repeats[-1] + 1].reshape(-1)  # the repeats are consecutive
+            new = columns.index_select(1, taken).view(len(columns), len(repeats), m).transpose(0, 1).contiguous()  # (R, K, m)
         else:
             original = self.Xs.index_select(1, index)
             new = torch.stack([self._perturbed(r, batch, index, original).t() for r in repeats])

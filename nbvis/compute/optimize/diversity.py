@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["gram_similarity", "pairwise_distance"]
+__all__ = ["diversity_penalty", "gram_similarity", "pairwise_distance"]
 
 
 def _grams(activation: torch.Tensor) -> torch.Tensor:
@@ -46,6 +46,14 @@ def gram_similarity(activation: torch.Tensor | None, inputs: torch.Tensor) -> to
         similarity = (vectors @ vectors.T).square()
     off = similarity.sum() - similarity.diagonal().sum()
     return off / (n * (n - 1))
+
+
+def diversity_penalty(weight: float, values: torch.Tensor, activation: torch.Tensor | None, inputs: torch.Tensor) -> torch.Tensor:
+    """``weight x starts x`` the objective's mean size ``x`` the Gram similarity (see
+    :func:`gram_similarity`): the weight is relative to the objective ``values`` ``(starts,)``, so
+    one value suits units of any scale."""
+    size = values.detach().abs().mean().clamp_min(1e-3)
+    return weight * values.shape[0] * size * gram_similarity(activation, inputs)
 
 
 @torch.no_grad()

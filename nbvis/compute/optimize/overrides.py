@@ -19,7 +19,11 @@ from torch import nn
 
 from nbvis.compute.running import this_thread_only
 
-__all__ = ["redirected_relus"]
+__all__ = ["REDIRECT_STEPS", "Redirect", "redirected_relus"]
+
+#: Steps at the start of a run whose ReLU gradients are redirected while the objective of some
+#: start is exactly 0, a unit that is off.
+REDIRECT_STEPS = 16
 
 
 class _RedirectedReLU(torch.autograd.Function):
@@ -65,3 +69,22 @@ def redirected_relus(model: nn.Module, on: bool = True) -> Iterator[int]:
         for handle in handles:
             handle.remove()
         pending.clear()
+
+
+class Redirect:
+    """When a run redirects its ReLU gradients: in its first ``steps`` steps, while the objective of
+    some start is exactly 0 (a unit that is off). :meth:`note` reads the values of each pass."""
+
+    def __init__(self, steps: int):
+        self.steps = steps
+        self.off = False
+
+    def note(self, values: torch.Tensor, count: int) -> None:
+        """The objective ``values`` of a pass made with ``count`` steps done (looked at only while
+        the next step could still redirect)."""
+        if count < self.steps:
+            self.off = 0.0 in values.detach().tolist()
+
+    def due(self, count: int) -> bool:
+        """Whether the step after ``count`` steps redirects."""
+        return self.off and count < self.steps

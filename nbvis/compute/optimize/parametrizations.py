@@ -87,9 +87,13 @@ class Fourier:
             factor = self.scale
         image = torch.fft.irfftn(coefficients * factor, s=self.size, norm="ortho")
         n, c = image.shape[:2]
+        # the sigmoid overwrites a new tensor that no backward reads (the inverse FFT's output, or
+        # the colour product's) instead of allocating another image; not a view of it, which
+        # autograd would copy
         if self.color is not None:
-            image = (self.color @ image.reshape(n, c, -1)).reshape(image.shape)
-        image = torch.sigmoid(image)
+            image = torch.sigmoid_(self.color @ image.reshape(n, c, -1)).reshape(image.shape)
+        else:
+            image = torch.sigmoid_(image)
         if self.span != 1.0:
             image = image * self.span
         if self.low != 0.0:

@@ -40,14 +40,22 @@ class Step:
     evaluated, ``(starts, *input_shape)``), ``values`` (their objective, ``(starts,)``) and
     ``images`` (uint8 ``(starts, H, W, C)``, computed on first access)."""
 
-    __slots__ = ("index", "inputs", "_values", "_value_range", "_images")
+    __slots__ = ("index", "_inputs", "_values", "_value_range", "_images")
 
-    def __init__(self, index: int, inputs: torch.Tensor, values: torch.Tensor, value_range):
+    def __init__(self, index: int, inputs, values: torch.Tensor, value_range):
+        # inputs: a tensor, or a function that makes it on first access (what a consumer that
+        # never reads them does not pay for)
         self.index = index
-        self.inputs = inputs
+        self._inputs = inputs
         self._values = values
         self._value_range = value_range
         self._images = None
+
+    @property
+    def inputs(self) -> torch.Tensor:
+        if callable(self._inputs):
+            self._inputs = self._inputs()
+        return self._inputs
 
     @property
     def values(self) -> np.ndarray:

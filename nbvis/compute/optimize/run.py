@@ -8,7 +8,6 @@ parameters' ``requires_grad`` untouched.
 from __future__ import annotations
 
 import dataclasses
-import math
 import random
 import threading
 from typing import Iterator
@@ -20,44 +19,25 @@ from torch import nn
 from nbvis.compute.probe import as_input, model_device, model_dtype
 from nbvis.compute.turns import again_if_weights_change
 
-from .data import MAX_WHITENED, check_range, data_statistics, whitenable
-from .diversity import gram_similarity
+from .arguments import check_diversity, check_lr, check_optimizer, check_parametrization, check_shape, positive_int
+from .data import check_range, data_statistics, whitenable
+from .diversity import diversity_penalty
 from .objectives import as_objective
 from .optimizers import ASCENTS, Ascent, ascent_of
-from .overrides import redirected_relus
+from .overrides import REDIRECT_STEPS, Redirect, redirected_relus
 from .parametrizations import Fourier, Pixels, Whitened, noise
+from .priors import after_update
 from .regularizers import Regularizers, auto_preset, fit_regularizers
 from .result import Result, Step, to_uint8
 from .session import Session
-from .transforms import affine_resample, as_images, blur, small_pixel_mask, total_variation
+from .transforms import affine_resample, as_images, total_variation
 
 __all__ = ["REDIRECT_STEPS", "OptimizationRun", "iter_maximize", "maximize"]
 
-#: Steps at the start of a run whose ReLU gradients are redirected while the objective of some
-#: start is exactly 0, a unit that is off (see :mod:`.overrides`).
-REDIRECT_STEPS = 16
-
-
-def _check_shape(input_shape) -> tuple[int, ...]:
-    if isinstance(input_shape, (int, np.integer)) and not isinstance(input_shape, bool):
-        input_shape = (int(input_shape),)
-    try:
-        shape = tuple(int(s) for s in input_shape)
-        ok = all(s == d for s, d in zip(shape, input_shape))
-    except (TypeError, ValueError):
-        ok = False
-    if not ok or not 1 <= len(shape) <= 3 or min(shape) < 1:
-        raise ValueError(
-            "input_shape is the shape of one input without the batch axis: (features,), (H, W) or "
-            f"(C, H, W) with positive sizes; got {input_shape!r}"
-        )
-    return shape
-
-
-def _positive_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, not {value!r}")
-    return int(value)
+def _rolled(images: torch.Tensor, shifts: tuple[int, int], shape):
+    """A function that gives ``images`` rolled by ``shifts`` as ``shape`` (a step's inputs, made
+    only when read)."""
+    return lambda: torch.roll(images, shifts, (2, 3)).reshape(shape)
 
 
 class OptimizationRun:
@@ -97,14 +77,12 @@ class OptimizationRun:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
         self.model = model
-        self.input_shape = _check_shape(input_shape)
-        self.starts = _positive_int("starts", starts)
-        self.seed = _positive_int("seed", seed, minimum=0)
-        self.redirect = _positive_int("redirect", redirect, minimum=0)
-        if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0 or not math.isfinite(lr)):
-            raise ValueError(f"lr must be a positive number, not {lr!r}")
-        if optimizer is not None and not isinstance(optimizer, Ascent) and optimizer not in ("adam", "sgd"):
-            raise ValueError(f"optimizer must be 'adam' or 'sgd' (plain gradient ascent), not {optimizer!r}")
+        self.input_shape = check_shape(input_shape)
+        self.starts = positive_int("starts", starts)
+        self.seed = positive_int("seed", seed, minimum=0)
+        self.redirect = positive_int("redirect", redirect, minimum=0)
+        lr = check_lr(lr)
+        optimizer = check_optimizer(optimizer)
         stats = None if dataset is None else data_statistics(dataset)
         if value_range is None and stats is not None:
             value_range = (stats.low, stats.high)
@@ -116,31 +94,14 @@ class OptimizationRun:
             fit_regularizers(regularizers, self.input_shape)  # raises the unknown preset's error
         #: the optimizer (the preset's unless ``optimizer`` or ``lr`` are given; ``optimizer`` may be an Ascent)
         if isinstance(optimizer, Ascent):
-            self.ascent = ascent_of(None, None, None if lr is None else float(lr), base=optimizer)
+            self.ascent = ascent_of(None, None, lr, base=optimizer)
         else:
-            self.ascent = ascent_of(regularizers, optimizer, None if lr is None else float(lr))
+            self.ascent = ascent_of(regularizers, optimizer, lr)
         #: the run's planned length, over which the optimizer's rate schedule runs (default: the preset's)
-        self.planned = self.ascent.steps if steps is None else _positive_int("steps", steps, minimum=0)
-        if parametrization is None:  # the preset's; its "data" needs the data's covariance
-            parametrization = self.ascent.parametrization
-            if parametrization == "data" and not whitened:
-                parametrization = "pixel"
-        if parametrization not in ("pixel", "fourier", "data"):
-            raise ValueError(f"parametrization must be 'pixel', 'fourier' or 'data', not {parametrization!r}")
-        if parametrization == "data" and not whitened:
-            raise ValueError(
-                "the 'data' parametrization needs dataset= with samples of the input's size "
-                f"(at most {MAX_WHITENED} values each); the input has {math.prod(self.input_shape)}"
-                + ("" if stats is None else f", the dataset's samples {stats.size or 'more than the limit'}")
-            )
-        if parametrization == "fourier" and len(self.input_shape) == 1:
-            raise ValueError("the Fourier parametrization needs an image input_shape, (H, W) or (C, H, W)")
-        if parametrization == "fourier" and init is not None:
-            raise ValueError("init sets pixel values: use it with parametrization='pixel'")
+        self.planned = self.ascent.steps if steps is None else positive_int("steps", steps, minimum=0)
+        parametrization = check_parametrization(parametrization, self.ascent.parametrization, self.input_shape, stats, whitened, init)
         self.parametrization = parametrization
-        if diversity is not None and (isinstance(diversity, bool) or not isinstance(diversity, (int, float)) or not diversity >= 0):
-            raise ValueError(f"diversity must be a number >= 0, not {diversity!r}")
-        self._diversity = None if diversity is None else float(diversity)
+        self._diversity = check_diversity(diversity)
         self.regularizers = regularizers  # validated by the setter
         self.objective = as_objective(objective).bind(model)
         self._layers = None if self.objective.layers is None else list(self.objective.layers)
@@ -163,6 +124,7 @@ class OptimizationRun:
         self._history = np.zeros((0, self.starts))
         self._history_lock = threading.Lock()  # steps may run on another thread than the reader
         self._unchecked = not _check
+        self._redirect = Redirect(self.redirect)  # (a start whose unit is off redirects the first steps)
         self._kept: dict = {}  # what one session leaves for the next (see Session)
         if _check:
             self._check_objective()
@@ -187,7 +149,7 @@ class OptimizationRun:
         if self._diversity is not None and regs.diversity != self._diversity:
             regs = dataclasses.replace(regs, diversity=self._diversity)
         self._regularizers = regs
-        # whether anything happens after an update (else the step skips _regularize)
+        # whether anything happens after an update (else the step skips after_update)
         pixel_priors = regs.blur_every or regs.norm_pct or regs.contribution_pct or self.value_range is not None
         self._priors = bool(regs.decay or (self.parametrization != "fourier" and pixel_priors))
 
@@ -220,7 +182,7 @@ class OptimizationRun:
         image = self._param.image()
         acts: dict = {}
         values = self._evaluate(forward, image, acts)
-        self._off = bool((values.detach() == 0).any())
+        self._redirect.note(values, self._count)
         if not values.requires_grad:
             raise ValueError(
                 f"the objective {self.objective.description} does not depend on the input (no gradient reaches it)"
@@ -284,7 +246,7 @@ class OptimizationRun:
             dx = self._random.randint(-regs.jitter, regs.jitter)
         if (dy or dx) and self._param.shifts and not regs.tv:  # (the penalty reads the image itself)
             image, moved = None, as_images(self._param.image((dy, dx)))
-            before = torch.roll(moved.detach(), (-dy, -dx), (2, 3)).reshape(shape) if snapshot else None
+            before = _rolled(moved.detach(), (-dy, -dx), shape) if snapshot else None
         else:
             image = self._param.image()
             before = self._param.snapshot(image) if snapshot else None
@@ -296,34 +258,6 @@ class OptimizationRun:
             degrees = self._random.uniform(-regs.rotate, regs.rotate)
             moved = affine_resample(moved, zoom, degrees)
         return image, moved.reshape(shape), before
-
-    @torch.no_grad()
-    def _regularize(self, factor: float = 1.0):
-        """The priors after an update; the blur falls on steps 1, 1 + k, 1 + 2k, ... as in the paper.
-
-        While the rate anneals (``factor`` < 1) the decay and the blur shrink with it: the decay by
-        ``factor``, the blur's variance (its diffusion time) by ``factor``, so that the priors keep
-        their balance with the smaller gradient steps instead of wearing the image away.
-        """
-        regs, param, count = self._regularizers, self._param.param, self._count
-        if regs.decay:
-            param.mul_(1.0 - regs.decay * factor)
-        if self.parametrization == "fourier":
-            return
-        whitened = self.parametrization == "data"
-        # the whitened parametrization's pixel priors act on its image, which is then mapped back
-        x = as_images(self._param.image().clone() if whitened else param)
-        if regs.blur_every and count % regs.blur_every == 0 and factor > 0:
-            x.copy_(blur(x, regs.blur_width * math.sqrt(factor)))
-        if regs.norm_pct:
-            x.masked_fill_(small_pixel_mask((x * x).sum(dim=1), regs.norm_pct)[:, None], 0.0)
-        if regs.contribution_pct and param.grad is not None:
-            contribution = (x * as_images(param.grad)).sum(dim=1).abs()
-            x.masked_fill_(small_pixel_mask(contribution, regs.contribution_pct)[:, None], 0.0)
-        if self.value_range is not None:
-            x.clamp_(*self.value_range)
-        if whitened:
-            self._param.set_pixels(x)
 
     def step(self) -> Step:
         """One gradient-ascent update of every start; the model is borrowed only meanwhile (done
@@ -341,7 +275,7 @@ class OptimizationRun:
         current inputs in this session, used as this step's forward pass when the step would run
         the same one (no transforms, no redirected ReLUs)."""
         regs = self._regularizers
-        redirect = self._off and self._count < self.redirect
+        redirect = self._redirect.due(self._count)
         moves = regs.jitter or regs.scale or regs.rotate or regs.tv
         diverse = regs.diversity and self.starts > 1
         if start is not None and not redirect and not moves:
@@ -364,7 +298,8 @@ class OptimizationRun:
         if regs.tv:
             loss = loss + regs.tv * total_variation(as_images(image)).sum()
         if diverse:
-            loss = loss + self._diversity_penalty(values, acts, seen)
+            layer = acts.get(self._layers[0]) if self._layers else None
+            loss = loss + diversity_penalty(regs.diversity, values, layer, seen)
         # the gradient of the input only: the model's parameters get none, frozen or not (a
         # borrow from a background thread leaves their requires_grad as the owner set it)
         param = self._param.param
@@ -374,25 +309,17 @@ class OptimizationRun:
             self._optimizer.param_groups[0]["lr"] = self.lr * factor
         self._optimizer.step()
         if self._priors:
-            self._regularize(factor)
+            after_update(self._param, self._regularizers, self.value_range, self._count, factor)
         self._count += 1
         values = values.detach()
-        if self._count < self.redirect:  # a start whose unit is off: redirect the next step
-            self._off = 0.0 in values.tolist()
+        self._redirect.note(values, self._count)
         with self._history_lock:
             self._pending.append(values)
         return Step(self._count, before, values, self.value_range) if snapshot else None
 
-    def _diversity_penalty(self, values: torch.Tensor, acts: dict, seen: torch.Tensor) -> torch.Tensor:
-        """``diversity x starts x`` the objective's mean size ``x`` the Gram similarity: the weight is
-        relative to the objective, so one value suits units of any scale."""
-        layer = acts.get(self._layers[0]) if self._layers else None
-        size = values.detach().abs().mean().clamp_min(1e-3)
-        return self._regularizers.diversity * self.starts * size * gram_similarity(layer, seen)
-
     def iter(self, steps: int) -> Iterator[Step]:
         """Yield ``steps`` further steps (``steps`` is checked at the call, not at the first step)."""
-        steps = _positive_int("steps", steps, minimum=0)
+        steps = positive_int("steps", steps, minimum=0)
         return (self.step() for _ in range(steps))
 
     def run(self, steps: int) -> "OptimizationRun":
@@ -401,7 +328,7 @@ class OptimizationRun:
         The model is borrowed once for all of them (no code of the caller runs in between), and
         given back as it was when the call returns or raises.
         """
-        steps = _positive_int("steps", steps, minimum=0)
+        steps = positive_int("steps", steps, minimum=0)
         if steps or self._unchecked:
             self._follow_device()
             with Session(self.model, self._layers, keep=self._kept) as forward:
