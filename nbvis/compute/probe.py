@@ -35,11 +35,7 @@ __all__ = [
 ]
 
 
-def layer_names(model: nn.Module) -> list[str]:
-    """Dotted names of every submodule, in definition order (the model itself is left out)."""
-    return [name for name, _ in model.named_modules() if name]
-
-
+layer_names = units.layer_names
 leaf_layers = units.leaf_layers
 
 

@@ -70,6 +70,7 @@ __all__ = [
     "describe_consumer",
     "feature_axis_of",
     "layer_label",
+    "layer_names",
     "leaf_layers",
     "list_names",
     "parse_layer",
@@ -100,7 +101,8 @@ def list_names(names: Sequence[str], limit: int = 60) -> str:
     return shown + (f", ... and {more} more" if more > 0 else "")
 
 
-def _module_names(model: nn.Module) -> list[str]:
+def layer_names(model: nn.Module) -> list[str]:
+    """Dotted names of every submodule, in definition order (the model itself is left out)."""
     return [name for name, _ in model.named_modules() if name]
 
 
@@ -160,7 +162,7 @@ def parse_layer(model: nn.Module, layer: LayerRef, modules: Optional[dict] = Non
             if module is layer:
                 return Layer(name, name, module)
         raise ValueError(
-            f"the module {type(layer).__name__} is not part of this model; its layers are: {list_names(_module_names(model))}"
+            f"the module {type(layer).__name__} is not part of this model; its layers are: {list_names(layer_names(model))}"
         )
     if not isinstance(layer, str):
         raise TypeError(
@@ -186,7 +188,7 @@ def parse_layer(model: nn.Module, layer: LayerRef, modules: Optional[dict] = Non
             raise ValueError(f"calls of a layer count from 1 ('{text}' is its first call, '{text}#2' its second); got {layer!r}")
     if text not in modules:
         hint = " (the model's output is '' or None)" if layer.lower() in ("output", "<output>", "logits") else ""
-        raise ValueError(f"unknown layer {layer!r}{hint}; the model's layers are: {list_names(_module_names(model))}")
+        raise ValueError(f"unknown layer {layer!r}{hint}; the model's layers are: {list_names(layer_names(model))}")
     if text == "" and call > 1:
         raise ValueError("the model's output has one call per forward pass")
     return Layer(_canonical(text, call, tuple(pick)), text, modules[text], call, tuple(pick))
