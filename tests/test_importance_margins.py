@@ -8,6 +8,7 @@ import pytest
 import torch
 from sklearn.inspection import permutation_importance as sklearn_importance
 from sklearn_estimators import TorchClassifier
+from test_importance import Wrapped  # the same layers behind a custom forward: the whole model runs
 from torch import nn
 
 from nbvis.compute.importance import margins
@@ -36,17 +37,6 @@ def _trained(model, X, y, epochs=150):
         loss.backward()
         opt.step()
     return model.eval()
-
-
-class Wrapped(nn.Module):
-    """The same layers behind a custom forward: the whole model runs, nothing is skipped."""
-
-    def __init__(self, seq):
-        super().__init__()
-        self.seq = seq
-
-    def forward(self, x):
-        return self.seq(x)
 
 
 def _plan(model, X, y, method="permutation", groups=None):

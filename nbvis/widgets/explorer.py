@@ -20,6 +20,7 @@ from torch import nn
 
 from ..compute import structure, units
 from ..compute.optimize import OptimizationRun, objective
+from ..compute.optimize.arguments import positive_int
 from ..compute.optimize.data import data_range
 from ..compute.probe import LayerRef, capture
 from ..compute.weights import infer_input_shape
@@ -104,8 +105,7 @@ class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
             raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
         if dataset is None:
             raise TypeError("Explorer needs a dataset to look at: samples, an (inputs, targets) pair or a torch Dataset")
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be an integer >= 1, not {steps!r}")
+        steps = positive_int("steps", steps)
         self.model = model
         self._labels = None if labels is None else [str(label) for label in labels]
         self._page_size = page_size

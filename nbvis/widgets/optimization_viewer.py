@@ -12,6 +12,7 @@ import traitlets
 from torch import nn
 
 from ..compute.optimize import PRESETS, OptimizationRun, Regularizers, Step, fit_regularizers, resolve_regularizers
+from ..compute.optimize.arguments import positive_int
 from ..compute.optimize.data import check_range, data_statistics, whitenable
 from ..compute.optimize.optimizers import ascent_of
 from ..compute.optimize.quality import Quality, evaluate
@@ -110,8 +111,8 @@ class OptimizationViewer(JobView, NbvisWidget):
     ):
         if objective is None or input_shape is None:
             raise TypeError("OptimizationViewer needs objective=... and input_shape=... (one input, no batch axis)")
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-            raise ValueError(f"steps must be an integer >= 1, not {steps!r}")
+        if steps is not None:
+            steps = positive_int("steps", steps)
         self.model = model
         value_range = check_range(value_range)
         # one pass over the data for every run: its range and pixel statistics
@@ -240,8 +241,8 @@ class OptimizationViewer(JobView, NbvisWidget):
         """Go on with the current run: ``steps`` more steps, or up to ``self.steps`` (another
         ``self.steps`` once that is reached). Regularizer changes take effect here."""
         with self._guard():
-            if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-                raise ValueError(f"steps must be an integer >= 1, not {steps!r}")
+            if steps is not None:
+                steps = positive_int("steps", steps)
             self._halt_job()
             done = self._run.step_count
             target = done + steps if steps is not None else (self.steps if done < self.steps else done + self.steps)
