@@ -15,6 +15,7 @@ from nbvis.compute.importance import dense
 from nbvis.compute.importance import passes
 from nbvis.compute.importance import run as imp_run
 from nbvis.compute.importance import iter_permutation_importance, permutation_importance
+from nbvis.compute.importance.scoring import SCORINGS, fitting, mismatch
 from nbvis.compute.importance.shortcut import Tail, run_tail
 
 
@@ -72,7 +73,7 @@ def test_dense_passes_classes_and_callables(monkeypatch, rows, group):
     monkeypatch.setattr(dense, "PASS_ROWS", rows)
     monkeypatch.setattr(dense, "GROUP_ELEMENTS", group)
     X, y = _table(classes=3)
-    # three class scores: the last layer's output is written transposed (W @ h^T)
+    # three class scores: the last layer writes them straight into the outputs buffer
     clf = _mlp(5, 12, 3, data=(X, y))
     est = TorchClassifier(clf).fit(X, y)
     for scoring in ("accuracy", "neg_log_loss"):
@@ -171,3 +172,94 @@ def test_items_that_change_few_rows_run_only_those(monkeypatch, scoring):
     np.testing.assert_allclose(ours.importances, ref.importances, rtol=0, atol=1e-6)
     assert seen and all(set(np.flatnonzero(c) % 6) == {5} for c in seen)  # only feature 5's items went by rows
     assert ours.importances[5].mean() > 0.05
+
+
+# tails the bound runs go through: with and without biases, other activations in place, a layer
+# called as a module (GELU), a tail that ends with an activation, float64, none at all
+TAILS = {
+    "relu": lambda: [nn.ReLU(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 1)],
+    "no bias": lambda: [nn.ReLU(), nn.Linear(16, 8, bias=False), nn.ReLU(), nn.Linear(8, 1, bias=False)],
+    "tanh, leaky": lambda: [nn.Tanh(), nn.Linear(16, 8), nn.LeakyReLU(0.2), nn.Linear(8, 1)],
+    "gelu module": lambda: [nn.GELU(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 1)],
+    "ends with sigmoid": lambda: [nn.ReLU(), nn.Linear(16, 1), nn.Sigmoid()],
+    "float64": lambda: [nn.ReLU(), nn.Linear(16, 8).double(), nn.Tanh(), nn.Linear(8, 1).double()],
+    "none": lambda: [],
+}
+
+
+@pytest.mark.parametrize("name", TAILS)
+def test_a_bound_tail_runs_the_modules(name):
+    """``Tail.bound(h)(out)`` gives the modules' own numbers (the same kernels) for whatever ``h``
+    holds when it is called, and follows ``compile``: a hook added later is called."""
+    torch.manual_seed(0)
+    modules = TAILS[name]()
+    dtype = torch.float64 if name == "float64" else torch.float32
+    tail = Tail(modules)
+    h = torch.empty(40, 16, dtype=dtype)
+    run = tail.bound(h)
+    out = torch.empty(40, 1 if modules else 16, dtype=dtype)
+    with torch.no_grad():
+        for _ in range(2):  # new values in h each time
+            values = torch.randn(40, 16, dtype=dtype)
+            h.copy_(values)
+            assert run(out) is out
+            want = run_tail(modules, values.clone())
+            assert torch.equal(out, want), name
+            assert torch.equal(tail(values.clone()), want)
+        if not modules:
+            return
+        calls = []
+        modules[-1].register_forward_hook(lambda m, i, o: calls.append(1) or o + 1)
+        tail.compile()
+        h.copy_(values)
+        run(out)
+        assert calls and torch.equal(out, want + 1)
+
+
+@pytest.mark.parametrize("name", [n for n in TAILS if n != "none"])
+def test_dense_passes_match_sklearn_for_other_tails(monkeypatch, name):
+    """The bound tails in the dense passes, several items per pass and an item over several
+    passes: scikit-learn's numbers."""
+    X, y = _table()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 16), *TAILS[name]()).eval()
+    if name == "float64":
+        model = model.double()
+    for rows in (2048, 128):
+        monkeypatch.setattr(dense, "PASS_ROWS", rows)
+        plan = imp_run._Plan(model, X, y, "r2", "permutation", 3, 0, None, None, None, None, 1.0)
+        assert plan.fast is not None and plan._unit([0, 1, 2], list(range(5))).row is None  # the dense path
+        ours = permutation_importance(model, X, y, n_repeats=3, random_state=1)
+        ref = sklearn_importance(TorchRegressor(model), X, y, scoring="r2", n_repeats=3, random_state=1)
+        tol = 1e-12 if name == "float64" else 1e-6
+        np.testing.assert_allclose(ours.importances, ref.importances, rtol=0, atol=tol)
+        assert np.abs(ours.importances).max() > 1e-3
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_changed_rows_are_counted_as_count_nonzero(dtype):
+    values = torch.randn(3, 4, 5000).to(dtype)
+    values[values.abs() < 0.5] = 0
+    values[0, 0, :7] = -0.0
+    values[1, 2] = 0
+    counts = imp_run._nonzero_counts(values)
+    assert counts.dtype == torch.int64
+    assert torch.equal(counts, torch.count_nonzero(values, dim=-1))
+    assert counts[1, 2] == 0 and counts.max() > 2000
+
+
+def test_the_fitting_scorings_are_those_with_no_mismatch():
+    rng = np.random.default_rng(0)
+    for y, outputs in [(rng.normal(size=50), 1), (rng.normal(size=(50, 2)), 2), (rng.integers(0, 3, 50), 3),
+                       (rng.integers(0, 2, 50), 1), (rng.integers(0, 5, 50), 3), (rng.normal(size=50), 3)]:
+        assert fitting(y, outputs) == tuple(k for k in SCORINGS if mismatch(k, y, outputs) is None)
+
+
+def test_rows_per_pass_count_every_output_after_the_first_layer():
+    """The sparse passes' batch: the memory budget over the bytes a row takes after the first layer
+    (its outputs, the tail's each)."""
+    X, y = _table()
+    model = _mlp(5, 16, 8, 1)  # 16 + 16 (ReLU) + 8 + 8 (ReLU) + 1 float32 per row
+    plan = imp_run._Plan(model, X, y, "r2", "permutation", 2, 0, None, None, None, None, 1.0)
+    assert plan.fast is not None
+    assert plan.batch == imp_run.MEMORY_BUDGET // (49 * 4)

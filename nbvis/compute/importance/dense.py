@@ -7,6 +7,7 @@ model's outputs into one buffer; the outputs of a group of items are then scored
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, Iterator
 
 import numpy as np
@@ -49,25 +50,31 @@ def dense_passes(
     deltas = unit.values if everything else unit.values.index_select(0, index)  # (L, m)
     weights = weight_t.index_select(0, unit.index.index_select(0, index % groups))  # (L, H)
     per, span = pass_shape(m)
+    items3, weights3 = deltas[:, :, None], weights[:, None, :]
+    bound = {}  # items per pass -> (their first-layer outputs (items, m, H), the tail bound to them)
     for g0 in range(0, len(live), len(outs)):
         g1 = min(len(live), g0 + len(outs))
         out = outs[: g1 - g0]
         if per > 1:  # several whole items per pass
             flat = out.view(-1, o)
-            items3, weights3 = deltas[:, :, None], weights[:, None, :]
             for p0 in range(g0, g1, per):
                 p1 = min(g1, p0 + per)
-                h = scratch[: (p1 - p0) * m]
-                torch.addcmul(hidden, items3[p0:p1], weights3[p0:p1], out=h.view(p1 - p0, m, width))
-                tail(h, out=flat[(p0 - g0) * m : (p1 - g0) * m])
+                if p1 - p0 not in bound:
+                    h = scratch[: (p1 - p0) * m]
+                    bound[p1 - p0] = h.view(p1 - p0, m, width), tail.bound(h)
+                first, run = bound[p1 - p0]
+                torch.addcmul(hidden, items3[p0:p1], weights3[p0:p1], out=first)
+                run(flat[(p0 - g0) * m : (p1 - g0) * m])
                 yield
         else:  # the rows in passes, each pass through every item of the group (its rows stay in the caches)
             for lo in range(0, m, span):
                 hi = min(m, lo + span)
-                h, rows, columns = scratch[: hi - lo], hidden[lo:hi], deltas[:, lo:hi, None]
-                for j in range(g0, g1):
-                    torch.addcmul(rows, columns[j], weights[j], out=h)
-                    tail(h, out=out[j - g0, lo:hi])
+                h = scratch[: hi - lo]
+                update, run = partial(torch.addcmul, hidden[lo:hi], out=h), tail.bound(h)
+                columns, rows_weights = deltas[g0:g1, lo:hi, None].unbind(0), weights[g0:g1].unbind(0)
+                for column, weight, into in zip(columns, rows_weights, out[:, lo:hi].unbind(0)):
+                    update(column, weight)  # the first layer's outputs for this item's rows
+                    run(into)
                     yield
         record(live[g0:g1], score(out))
 

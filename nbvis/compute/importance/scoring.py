@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["BUILTIN", "SCORINGS", "for_targets", "gives_probabilities", "metrics_of", "mismatch"]
+__all__ = ["BUILTIN", "SCORINGS", "fitting", "for_targets", "gives_probabilities", "metrics_of", "mismatch"]
 
 
 def _probabilities(out: torch.Tensor, already: bool) -> torch.Tensor:
@@ -33,12 +33,17 @@ def _labels(out: torch.Tensor, already: bool) -> torch.Tensor:
     return out.max(dim=-1).indices  # the first maximum, as argmax; fast on any memory layout
 
 
+def _difference(y, out):
+    """``y - out`` in float64 (y is float64: out is widened as it is read, with no copy)."""
+    return torch.sub(y, out) if y.dtype == torch.float64 else y - out.double()
+
+
 def _squared(y, out, _probs):
-    return (y - out.double()) ** 2
+    return _difference(y, out).square_()
 
 
 def _absolute(y, out, _probs):
-    return (y - out.double()).abs()
+    return _difference(y, out).abs_()
 
 
 def _correct(y, out, probs):
@@ -110,6 +115,17 @@ def mismatch(scoring: str, y: np.ndarray, outputs: int) -> Optional[str]:
             f"per sample (classes 0..{classes - 1})"
         )
     return None
+
+
+def fitting(y: np.ndarray, outputs: int) -> tuple[str, ...]:
+    """The built-in scorings that can score ``outputs`` model outputs per sample against y (each
+    task checked once: whether a scoring fits depends only on its task)."""
+    fits: dict[str, bool] = {}
+    for k in SCORINGS:
+        task = BUILTIN[k][2]
+        if task not in fits:
+            fits[task] = mismatch(k, y, outputs) is None
+    return tuple(k for k in SCORINGS if fits[BUILTIN[k][2]])
 
 
 def gives_probabilities(model: nn.Module, base: torch.Tensor) -> bool:

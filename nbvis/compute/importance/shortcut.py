@@ -7,7 +7,8 @@ the first layer is computed once and updated, never recomputed per perturbation.
 
 from __future__ import annotations
 
-from typing import Optional
+from functools import partial
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -81,6 +82,7 @@ class Tail:
         self.modules = list(modules)
         self._buffers: dict[int, torch.Tensor] = {}  # step -> flat storage of its outputs
         self._views: dict[tuple, list] = {}  # (rows, dtype, device) -> each step's output view
+        self._generation = 0  # counts the compiles: what :meth:`bound` built follows it
         self.compile()
 
     def compile(self) -> None:
@@ -92,19 +94,14 @@ class Tail:
             if owned and type(module) in _IN_PLACE and not hooked:
                 steps.append(("inplace", _IN_PLACE[type(module)](module)))
             elif type(module) is nn.Linear and not hooked:
-                # a few outputs (class scores): W @ h^T is about twice as fast on CPU
-                few = module.out_features <= 16
-                weight, bias = module.weight, module.bias
-                if few:
-                    steps.append(("few", (weight, None if bias is None else bias[:, None], module.out_features)))
-                else:
-                    steps.append(("linear", (weight.t(), bias, module.out_features)))
+                steps.append(("linear", (module.weight.t(), module.bias, module.out_features)))
                 owned = True
             else:
                 steps.append(("module", module))
                 owned = type(module) in _FRESH and not hooked
         self._steps = steps
         self._views.clear()
+        self._generation += 1
 
     def _outputs(self, h: torch.Tensor) -> list:
         """Each step's reused output tensor for an input like ``h`` (None where it needs none)."""
@@ -113,16 +110,15 @@ class Tail:
         if views is None:
             views = []
             for position, (kind, op) in enumerate(self._steps):
-                if kind not in ("few", "linear"):
+                if kind != "linear":
                     views.append(None)
                     continue
-                shape = (op[2], len(h)) if kind == "few" else (len(h), op[2])
-                size = shape[0] * shape[1]
+                size = len(h) * op[2]
                 flat = self._buffers.get(position)
                 if flat is None or flat.numel() < size or flat.dtype != h.dtype or flat.device != h.device:
                     flat = self._buffers[position] = torch.empty(size, dtype=h.dtype, device=h.device)
                     self._views.clear()  # views of the old storage
-                views.append(flat[:size].view(shape))
+                views.append(flat[:size].view(len(h), op[2]))
             self._views[key] = views
         return views
 
@@ -136,21 +132,66 @@ class Tail:
         for position, ((kind, op), buf) in enumerate(zip(steps, self._outputs(h))):
             if kind == "inplace":
                 h = op(h)
-            elif kind == "few":
-                if position == last and out is not None:
-                    buf = out.t()
-                h = (torch.mm(op[0], h.t(), out=buf) if op[1] is None else torch.addmm(op[1], op[0], h.t(), out=buf)).t()
             elif kind == "linear":
-                if position == last and out is not None:
-                    buf = out
-                h = torch.mm(h, op[0], out=buf) if op[1] is None else torch.addmm(op[1], h, op[0], out=buf)
+                h = _linear(op, h, out if position == last and out is not None else buf)()
             else:
                 h = op(h)
         if out is None:
             return h
-        if steps and steps[-1][0] in ("few", "linear"):
+        if steps and steps[-1][0] == "linear":
             return out  # the last layer wrote there
         return out.copy_(h.reshape(out.shape))
+
+    def bound(self, h: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``run(out)``: ``self(h, out=out)`` for the values ``h`` holds at the time of the call.
+
+        The kernels are bound to ``h`` and the reused buffers once, so that a call costs little
+        more than the kernels (a pass of the dense path makes one); it follows :meth:`compile`.
+        """
+        built = [0, None]  # the generation built for, its run
+
+        def run(out: torch.Tensor) -> torch.Tensor:
+            if built[0] != self._generation:
+                built[:] = self._generation, self._bind(h)
+            return built[1](out)
+
+        return run
+
+    def _bind(self, h: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """:meth:`bound`'s run for the steps as compiled now."""
+        steps = self._steps
+        if h.dim() != 2 or any(kind == "module" for kind, _ in steps):
+            return lambda out: self(h, out=out)
+        into_out = bool(steps) and steps[-1][0] == "linear"  # the last layer writes straight into out
+        calls = []
+        for (kind, op), buf in list(zip(steps, self._outputs(h)))[: -1 if into_out else None]:
+            if kind == "inplace":
+                calls.append(partial(op, h))
+            else:
+                calls.append(_linear(op, h, buf))
+                h = buf
+        if into_out:
+            into = _linear(steps[-1][1], h)
+            last = lambda out: into(out=out)  # noqa: E731
+        else:
+            last = lambda out: out.copy_(h.reshape(out.shape))  # noqa: E731
+        if not calls:
+            return last
+
+        def run(out: torch.Tensor) -> torch.Tensor:
+            for call in calls:
+                call()
+            return last(out)
+
+        return run
+
+
+def _linear(op: tuple, h: torch.Tensor, buf: Optional[torch.Tensor] = None) -> Callable:
+    """The Linear step ``op`` on ``h`` as ``nn.Linear`` runs it (addmm with the bias, mm without):
+    a call that writes into ``buf`` when given, else into the ``out=`` it is given."""
+    weight_t, bias, _ = op
+    call = partial(torch.mm, h, weight_t) if bias is None else partial(torch.addmm, bias, h, weight_t)
+    return call if buf is None else partial(call, out=buf)
 
 
 def run_tail(tail: list[nn.Module], h: torch.Tensor) -> torch.Tensor:
