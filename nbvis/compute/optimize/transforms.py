@@ -41,13 +41,19 @@ def blur(images: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch.Ten
         r = min(radius, size - 1)
         if r <= 0:
             continue
-        weights = gaussian_kernel(sigma, r).tolist()
+        weights = _taps(sigma, r)
         padded = F.pad(out[:, None], (0, 0, r, r) if axis == 1 else (r, r, 0, 0), mode="reflect")[:, 0]
         # the taps as shifted views, summed in place (a one-channel convolution is much slower on CPUs)
         out = padded.narrow(axis, 0, size) * weights[0]
         for tap in range(1, 2 * r + 1):
             out.add_(padded.narrow(axis, tap, size), alpha=weights[tap])
     return out.reshape(n, c, h, w)
+
+
+@functools.lru_cache(maxsize=64)
+def _taps(sigma: float, radius: int) -> tuple[float, ...]:
+    """:func:`gaussian_kernel`'s weights as floats (the same for every blur of one width)."""
+    return tuple(gaussian_kernel(sigma, radius).tolist())
 
 
 def small_pixel_mask(score: torch.Tensor, percentile: float) -> torch.Tensor:
@@ -88,10 +94,11 @@ def zero_pixels(images: torch.Tensor, mask: torch.Tensor) -> None:
 
     The floats' bits are and-ed with all ones (kept) or zeros (a 0.0): the same values, in one
     vectorized pass; ``masked_fill_`` branches on each element, which is slow on CPUs when the
-    mask is as random as a percentile's.
+    mask is as random as a percentile's. Images in an autograd graph get ``masked_fill_`` itself
+    (autograd does not see through the integers).
     """
     bits = _SAME_WIDTH.get(images.dtype)
-    if bits is None:
+    if bits is None or (images.requires_grad and torch.is_grad_enabled()):
         images.masked_fill_(mask[:, None], 0.0)
         return
     keep = mask[:, None].to(bits).sub_(1)  # True -> 0, False -> -1 (every bit set)
