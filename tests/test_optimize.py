@@ -525,6 +525,34 @@ def test_a_shifted_fourier_step_shows_the_image_it_evaluated():
         torch.testing.assert_close(step.inputs, before, rtol=0, atol=1e-6)
 
 
+def test_a_fourier_run_with_transforms_gives_the_images_of_the_full_phase_ramp(monkeypatch):
+    """Jitter, zoom and rotation on the Fourier parametrization: the images, step by step, are those
+    that the shift's phase written over the whole spectrum, exp(-2 pi i (fy dy + fx dx)), gives."""
+    from nbvis.compute.optimize.parametrizations import Fourier
+
+    def full_ramp(self, shift=(0, 0)):
+        factor = torch.polar(self.scale, self.turn_y * shift[0] + self.turn_x * shift[1])
+        image = torch.fft.irfftn(torch.view_as_complex(self.param) * factor, s=self.size, norm="ortho")
+        if self.color is not None:
+            image = torch.einsum("dc,nchw->ndhw", self.color, image)
+        return (self.low + self.span * torch.sigmoid(image)).reshape(self.shape)
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()).eval()
+
+    def images():
+        regularizers = {"jitter": 4, "scale": 0.1, "rotate": 10}
+        run = OptimizationRun(model, ("1", 0), (3, 20, 24), starts=2, parametrization="fourier", regularizers=regularizers, seed=3)
+        return [step.inputs for step in run.iter(12)]
+
+    got = images()
+    monkeypatch.setattr(Fourier, "image", full_ramp)
+    expected = images()
+    assert not torch.equal(got[0], got[-1])
+    for new, old in zip(got, expected):
+        torch.testing.assert_close(new, old, rtol=0, atol=1e-5)
+
+
 def random_state(run):
     import random
 
