@@ -280,3 +280,22 @@ def test_recorded_values_stay_as_their_layer_gave_them_when_a_later_layer_works_
     with Recorder(plain, ["conv"], detach=False) as record:
         _, acts = record(x)
         assert acts["conv"]._version == 0 and torch.equal(acts["conv"], plain.conv(x))
+
+
+def test_a_pass_through_a_model_with_a_map_output_runs_the_model_once():
+    """Recording a convolution of a model whose output is a feature map (4 axes) needs no traced
+    pass: the output's axis is not asked for. Recording the output itself traces it."""
+    torch.manual_seed(0)
+    model = nn.Sequential(OrderedDict(conv=nn.Conv2d(3, 4, 3), act=nn.ReLU(), conv2=nn.Conv2d(4, 2, 3))).eval()
+    x = torch.randn(2, 3, 8, 8)
+    calls = []
+    watch = model.conv.register_forward_pre_hook(lambda m, args: calls.append(1))
+    with Recorder(model, ["conv2"], detach=False) as record:
+        out, acts = record(x)
+        assert len(calls) == 1
+        assert torch.equal(acts["conv2"], out) and acts.axes["conv2"] == 1 and acts.output_axis is None
+        record(x)
+        assert len(calls) == 2
+    traced = forward_with(model, x, ["conv2", ""])[1]
+    assert len(calls) == 4 and traced.output_axis == 1 and traced.axes[""] == 1  # quick, then traced
+    watch.remove()

@@ -28,7 +28,9 @@ class Activations(dict):
 
     def __init__(self, *args, axes=None, leaf=None, output_of=None, output_axis=None):
         super().__init__(*args)
-        #: the feature axis of the model's own output
+        #: the feature axis of the model's own output (None when no pass needed to trace it: a
+        #: pass that records only layers whose modules state their axes, through a model whose
+        #: output has more than two axes)
         self.output_axis: Optional[int] = output_axis
         self.axes: dict[str, int] = dict(axes or {})
         self.leaf: Optional[torch.Tensor] = leaf
@@ -87,8 +89,8 @@ class Recorder:
     passes of that shape while each layer's value keeps its shape; a value whose shape changed is
     traced again on the next pass. Layers whose module states its own feature axis (a Linear, a
     convolution, a norm or a pooling layer: :func:`nbvis.compute.units.states_axis`) need no
-    tracing at all, nor does the model's output when it has at most two axes. Use it only while the
-    model does not change (for example within one :func:`~nbvis.compute.borrow.borrowed` block).
+    tracing at all, nor does the model's output unless it is recorded and has more than two axes
+    (one pass runs the model once). Use it only while the model does not change (for example within one :func:`~nbvis.compute.borrow.borrowed` block).
     """
 
     def __init__(
@@ -224,8 +226,8 @@ class Recorder:
 
     def _quick_pass(self, x: torch.Tensor, known: Optional[tuple]):
         """A pass that records the layers' values only (the same result as a traced pass): with
-        ``known`` axes, or (``known`` None) axes the modules state. None when an output's axis
-        needs a traced pass after all (it has more than two axes)."""
+        ``known`` axes, or (``known`` None) axes the modules state. None when a recorded output's
+        axis needs a traced pass after all (it has more than two axes)."""
         self._seen, self._calls, self._skipped, self._produced = {}, {}, {}, {}
         self._keep = []
         output = self._run(x, "quick")
@@ -270,8 +272,8 @@ class Recorder:
             return units.default_axis(value) if value.dim() <= 2 else None
 
         output_axis = None if final is None or final.dim() == 0 else outer_axis(final)
-        if final is not None and final.dim() > 0 and output_axis is None:
-            return None
+        if final is not None and final.dim() > 0 and output_axis is None and self.outputs:
+            return None  # the output is recorded: its axis takes a traced pass (it is not needed otherwise)
         result = Activations(leaf=None, output_of=output_of, output_axis=output_axis)
         axes = result.axes
         for layer in self.wanted:
