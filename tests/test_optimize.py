@@ -562,15 +562,16 @@ def random_state(run):
 
 
 def test_affine_resample_is_affine_grid_and_grid_sample():
+    import itertools
     import math
 
     import torch.nn.functional as F
 
-    for shape in [(1, 3, 32, 32), (3, 1, 9, 14), (2, 2, 1, 5)]:
-        x = torch.rand(shape, dtype=torch.float64)
-        for zoom, degrees in [(1.07, 4.0), (0.9, -10.0), (1.0, 0.0)]:
+    for shape, dtype in itertools.product([(1, 3, 32, 32), (3, 1, 9, 14), (2, 2, 1, 5), (1, 3, 7, 1)], [torch.float64, torch.float32]):
+        x = torch.rand(shape, dtype=dtype)
+        for zoom, degrees in [(1.07, 4.0), (0.9, -10.0), (1.0, 0.0), (0.6, -45.0), (1.3, 170.0)]:
             c, s = math.cos(math.radians(degrees)) / zoom, math.sin(math.radians(degrees)) / zoom
-            theta = torch.tensor([[c, -s, 0.0], [s, c, 0.0]], dtype=torch.float64).expand(shape[0], 2, 3)
+            theta = torch.tensor([[c, -s, 0.0], [s, c, 0.0]], dtype=dtype).expand(shape[0], 2, 3)
             grid = F.affine_grid(theta, list(shape), align_corners=False)
             expected = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
             assert torch.equal(affine_resample(x, zoom, degrees), expected)
