@@ -338,6 +338,56 @@ def test_small_pixel_mask_is_numpy_percentile():
             np.testing.assert_array_equal(small_pixel_mask(torch.from_numpy(score), pct).numpy(), expected)
 
 
+def test_small_pixel_mask_with_ties_and_nan_holds_the_ranks_up_to_the_percentile():
+    # zeroed pixels tie (as after a clipping) and NaN ranks last; float32 and float64 on the CPU
+    # take numpy's sort, float16 torch's kthvalue. The mask holds the values at the ranks up to
+    # k = floor(position) (below the value at k when the position falls on k): numpy's
+    # percentile mask wherever the values at ranks k and k + 1 differ
+    rng = np.random.default_rng(3)
+    score = rng.random((4, 20, 20))
+    score[0, :15] = 0.0  # 75% zeros: the ranks of 50 and 90 fall inside and outside the ties
+    score[1] = rng.integers(0, 3, (20, 20))  # three values
+    score[2, 3, :5] = np.nan
+    for dtype in (torch.float64, torch.float32, torch.float16):
+        values = torch.from_numpy(score).to(dtype)
+        reference = values.double().numpy()
+        for pct in (10, 50, 75, 90):
+            found = small_pixel_mask(values, pct).numpy()
+            for s, mask in zip(reference, found):
+                ranked = np.sort(s.ravel())  # NaN last
+                position = pct / 100 * (ranked.size - 1)
+                k = int(np.floor(position))
+                np.testing.assert_array_equal(mask, s <= ranked[k] if position > k else s < ranked[k])
+                if not np.isnan(s).any() and ranked[k] != ranked[k + 1]:
+                    np.testing.assert_array_equal(mask, s < np.percentile(s, pct))
+            assert found[0].sum() == (300 if pct <= 75 else 360)  # the ties at 0, then 90% of 400
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_zero_pixels_is_masked_fill_bit_for_bit(dtype):
+    from nbvis.compute.optimize.transforms import zero_pixels
+
+    torch.manual_seed(0)
+    images = torch.randn(3, 4, 6, 5).to(dtype)
+    images[0, 1, 2] = torch.tensor([-0.0, float("inf"), float("-inf"), float("nan"), 1e-40]).to(dtype)
+    mask = torch.rand(3, 6, 5) < 0.5
+    mask[0, 2] = torch.tensor([True, True, False, True, False])
+    expected = images.clone().masked_fill_(mask[:, None], 0.0)
+    found = images.clone()
+    zero_pixels(found, mask)
+    bits = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[images.element_size()]
+    assert torch.equal(found.view(bits), expected.view(bits))  # +0.0 where masked, every other bit kept
+    strided = images.clone().transpose(2, 3)  # a view that is not contiguous
+    zero_pixels(strided, mask.transpose(1, 2))
+    assert torch.equal(strided.transpose(2, 3).view(bits), expected.view(bits))
+    if dtype == torch.float64:  # in a graph: the gradient is masked_fill_'s (0 where zeroed)
+        leaf = images.clone().requires_grad_(True)
+        inner = leaf * 1.0
+        zero_pixels(inner, mask)
+        (grad,) = torch.autograd.grad(inner.sum(), leaf)
+        torch.testing.assert_close(grad, (~mask[:, None]).expand_as(grad).double())
+
+
 def test_total_variation_by_hand_and_in_a_run(digits_cnn):
     x = torch.tensor([[[[0.0, 1.0, 3.0], [2.0, 2.0, 2.0]]]])
     # vertical |2-0|,|2-1|,|2-3| mean 4/3; horizontal |1|,|2|,|0|,|0| mean 3/4
@@ -685,7 +735,7 @@ def test_to_uint8_per_start_and_fixed_range():
     np.testing.assert_array_equal(fixed[1, :, :, 0], [[0, 0], [128, 0]])
     rgb = torch.rand(3, 3, 5, 7)
     out = to_uint8(rgb)
-    assert out.shape == (3, 5, 7, 3)
+    assert out.shape == (3, 5, 7, 3) and out.flags.c_contiguous
     np.testing.assert_array_equal(out[1, 2, 3], np.round((255 * (rgb[1, :, 2, 3] - rgb[1].min()) / (rgb[1].max() - rgb[1].min())).numpy()))
     assert to_uint8(torch.zeros(2, 4)).shape == (2, 1, 4, 1)  # vectors: a 1-pixel-high strip; constant -> 0
     assert to_uint8(np.zeros((1, 6, 5))).shape == (1, 6, 5, 1)

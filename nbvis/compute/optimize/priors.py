@@ -9,7 +9,7 @@ import math
 import torch
 
 from .regularizers import Regularizers
-from .transforms import as_images, blur, small_pixel_mask
+from .transforms import as_images, blur, small_pixel_mask, zero_pixels
 
 __all__ = ["after_update"]
 
@@ -34,10 +34,10 @@ def after_update(param, regs: Regularizers, value_range, count: int, factor: flo
     if regs.blur_every and count % regs.blur_every == 0 and factor > 0:
         x.copy_(blur(x, regs.blur_width * math.sqrt(factor)))
     if regs.norm_pct:
-        x.masked_fill_(small_pixel_mask((x * x).sum(dim=1), regs.norm_pct)[:, None], 0.0)
+        zero_pixels(x, small_pixel_mask((x * x).sum(dim=1), regs.norm_pct))
     if regs.contribution_pct and values.grad is not None:
         contribution = (x * as_images(values.grad)).sum(dim=1).abs()
-        x.masked_fill_(small_pixel_mask(contribution, regs.contribution_pct)[:, None], 0.0)
+        zero_pixels(x, small_pixel_mask(contribution, regs.contribution_pct))
     if value_range is not None:
         x.clamp_(*value_range)
     if whitened:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["affine_resample", "as_images", "blur", "gaussian_kernel", "small_pixel_mask", "total_variation"]
+__all__ = ["affine_resample", "as_images", "blur", "gaussian_kernel", "small_pixel_mask", "total_variation", "zero_pixels"]
 
 
 def as_images(x: torch.Tensor) -> torch.Tensor:
@@ -40,7 +41,7 @@ def blur(images: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch.Ten
         r = min(radius, size - 1)
         if r <= 0:
             continue
-        weights = gaussian_kernel(sigma, r).tolist()
+        weights = _taps(sigma, r)
         padded = F.pad(out[:, None], (0, 0, r, r) if axis == 1 else (r, r, 0, 0), mode="reflect")[:, 0]
         # the taps as shifted views, summed in place (a one-channel convolution is much slower on CPUs)
         out = padded.narrow(axis, 0, size) * weights[0]
@@ -49,19 +50,59 @@ def blur(images: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch.Ten
     return out.reshape(n, c, h, w)
 
 
+@functools.lru_cache(maxsize=64)
+def _taps(sigma: float, radius: int) -> tuple[float, ...]:
+    """:func:`gaussian_kernel`'s weights as floats (the same for every blur of one width)."""
+    return tuple(gaussian_kernel(sigma, radius).tolist())
+
+
 def small_pixel_mask(score: torch.Tensor, percentile: float) -> torch.Tensor:
     """``score < numpy.percentile(score, percentile)`` for each start; ``score`` is ``(N, H, W)``.
 
     The percentile interpolates between the ranks ``k`` and ``k + 1`` around it, so the mask holds
-    exactly the values at ranks up to ``k`` (or below it when it falls on ``k``): one selection,
-    no sort, and the same mask for any increasing function of the scores.
+    exactly the values at ranks up to ``k`` (or below it when it falls on ``k``): the value at
+    one rank, and the same mask for any increasing function of the scores.
     """
     flat = score.reshape(score.shape[0], -1)
     position = percentile / 100.0 * (flat.shape[1] - 1)
     rank = math.floor(position)
-    value = flat.kthvalue(rank + 1, dim=1, keepdim=True).values
+    value = _ranked(flat, rank)
     mask = flat <= value if position > rank else flat < value
     return mask.reshape(score.shape)
+
+
+def _ranked(flat: torch.Tensor, rank: int) -> torch.Tensor:
+    """The value at ``rank`` (0 for the smallest) of each row of ``flat``, ``(N, 1)``; NaN ranks last.
+
+    On the CPU numpy's vectorized sort finds it three to ten times faster than ``kthvalue``,
+    ties or not (a selection, ``numpy.partition``, is slower still where many pixels tie at the
+    rank, as the zeroed ones do); the value is the same.
+    """
+    if flat.device.type == "cpu" and flat.dtype in (torch.float32, torch.float64):
+        rows = np.sort(flat.detach().numpy(), axis=1)
+        return torch.from_numpy(rows[:, rank : rank + 1])
+    return flat.kthvalue(rank + 1, dim=1, keepdim=True).values
+
+
+#: the integers of the float types' width, through which :func:`zero_pixels` clears floats bit by bit
+_SAME_WIDTH = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16}
+
+
+def zero_pixels(images: torch.Tensor, mask: torch.Tensor) -> None:
+    """``images.masked_fill_(mask[:, None], 0.0)``: set the pixels of ``mask`` ``(N, H, W)`` to 0
+    in every channel of ``images`` ``(N, C, H, W)``, in place.
+
+    The floats' bits are and-ed with all ones (kept) or zeros (a 0.0): the same values, in one
+    vectorized pass; ``masked_fill_`` branches on each element, which is slow on CPUs when the
+    mask is as random as a percentile's. Images in an autograd graph get ``masked_fill_`` itself
+    (autograd does not see through the integers).
+    """
+    bits = _SAME_WIDTH.get(images.dtype)
+    if bits is None or (images.requires_grad and torch.is_grad_enabled()):
+        images.masked_fill_(mask[:, None], 0.0)
+        return
+    keep = mask[:, None].to(bits).sub_(1)  # True -> 0, False -> -1 (every bit set)
+    images.view(bits).bitwise_and_(keep)
 
 
 def total_variation(images: torch.Tensor) -> torch.Tensor:
