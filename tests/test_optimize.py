@@ -575,6 +575,34 @@ def test_a_shifted_fourier_step_shows_the_image_it_evaluated():
         torch.testing.assert_close(step.inputs, before, rtol=0, atol=1e-6)
 
 
+def test_a_fourier_run_with_transforms_gives_the_images_of_the_full_phase_ramp(monkeypatch):
+    """Jitter, zoom and rotation on the Fourier parametrization: the images, step by step, are those
+    that the shift's phase written over the whole spectrum, exp(-2 pi i (fy dy + fx dx)), gives."""
+    from nbvis.compute.optimize.parametrizations import Fourier
+
+    def full_ramp(self, shift=(0, 0)):
+        factor = torch.polar(self.scale, self.turn_y * shift[0] + self.turn_x * shift[1])
+        image = torch.fft.irfftn(torch.view_as_complex(self.param) * factor, s=self.size, norm="ortho")
+        if self.color is not None:
+            image = torch.einsum("dc,nchw->ndhw", self.color, image)
+        return (self.low + self.span * torch.sigmoid(image)).reshape(self.shape)
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()).eval()
+
+    def images():
+        regularizers = {"jitter": 4, "scale": 0.1, "rotate": 10}
+        run = OptimizationRun(model, ("1", 0), (3, 20, 24), starts=2, parametrization="fourier", regularizers=regularizers, seed=3)
+        return [step.inputs for step in run.iter(12)]
+
+    got = images()
+    monkeypatch.setattr(Fourier, "image", full_ramp)
+    expected = images()
+    assert not torch.equal(got[0], got[-1])
+    for new, old in zip(got, expected):
+        torch.testing.assert_close(new, old, rtol=0, atol=1e-5)
+
+
 def random_state(run):
     import random
 
@@ -584,15 +612,16 @@ def random_state(run):
 
 
 def test_affine_resample_is_affine_grid_and_grid_sample():
+    import itertools
     import math
 
     import torch.nn.functional as F
 
-    for shape in [(1, 3, 32, 32), (3, 1, 9, 14), (2, 2, 1, 5)]:
-        x = torch.rand(shape, dtype=torch.float64)
-        for zoom, degrees in [(1.07, 4.0), (0.9, -10.0), (1.0, 0.0)]:
+    for shape, dtype in itertools.product([(1, 3, 32, 32), (3, 1, 9, 14), (2, 2, 1, 5), (1, 3, 7, 1)], [torch.float64, torch.float32]):
+        x = torch.rand(shape, dtype=dtype)
+        for zoom, degrees in [(1.07, 4.0), (0.9, -10.0), (1.0, 0.0), (0.6, -45.0), (1.3, 170.0)]:
             c, s = math.cos(math.radians(degrees)) / zoom, math.sin(math.radians(degrees)) / zoom
-            theta = torch.tensor([[c, -s, 0.0], [s, c, 0.0]], dtype=torch.float64).expand(shape[0], 2, 3)
+            theta = torch.tensor([[c, -s, 0.0], [s, c, 0.0]], dtype=dtype).expand(shape[0], 2, 3)
             grid = F.affine_grid(theta, list(shape), align_corners=False)
             expected = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
             assert torch.equal(affine_resample(x, zoom, degrees), expected)

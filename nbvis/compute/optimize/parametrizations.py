@@ -31,6 +31,11 @@ def noise(shape, generator: torch.Generator, dtype: torch.dtype) -> torch.Tensor
     return torch.randn(shape, generator=generator, dtype=torch.float64 if dtype == torch.float64 else torch.float32)
 
 
+def _phase(angle: torch.Tensor) -> torch.Tensor:
+    """``exp(i angle)``."""
+    return torch.polar(torch.ones_like(angle), angle)
+
+
 class Pixels:
     """The input itself is the parameter."""
 
@@ -81,8 +86,10 @@ class Fourier:
     def image(self, shift: tuple[int, int] = (0, 0)) -> torch.Tensor:
         coefficients = torch.view_as_complex(self.param)
         dy, dx = shift
-        if dy or dx:  # roll(image, (dy, dx)): the spectrum times exp(-2 pi i (fy dy + fx dx))
-            factor = torch.polar(self.scale, self.turn_y * dy + self.turn_x * dx)
+        if dy or dx:
+            # roll(image, (dy, dx)): the spectrum times exp(-2 pi i fy dy) exp(-2 pi i fx dx), a phase
+            # per row times a phase per column (h + w / 2 angles instead of h * w / 2)
+            factor = self.scale * (_phase(self.turn_y * dy) * _phase(self.turn_x * dx))
         else:
             factor = self.scale
         image = torch.fft.irfftn(coefficients * factor, s=self.size, norm="ortho")
