@@ -392,8 +392,9 @@ def permutation_importance(
     for i, (name, one) in enumerate((metrics or {None: scoring}).items()):
         step = None
         plan = _Plan(  # what iter_permutation_importance runs, its arguments already in hand
-            model, X, y, one, method, n_repeats, random_state, feature_groups, feature_names, batch_size,
-            max_samples, noise_scale, seed=seed,
+            model, X, y, scoring=one, method=method, n_repeats=n_repeats, random_state=random_state,
+            feature_groups=feature_groups, feature_names=feature_names, batch_size=batch_size,
+            max_samples=max_samples, noise_scale=noise_scale, seed=seed,
         )
         for step in plan.steps():
             if progress is not None:
