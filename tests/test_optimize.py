@@ -662,25 +662,39 @@ def test_pausing_and_resuming_gives_the_same_run(digits_cnn):
     ids=["pixel", "fourier", "transforms", "diversity"],
 )
 def test_maximize_runs_the_model_once_per_step_and_equals_a_run(digits_cnn, unchanged, kw):
-    """maximize checks the objective with its first step's forward pass (unless transforms move
-    the input that step sees): one pass per step, and the same numbers as a run checked when it
-    is made."""
+    """maximize checks the objective with its first step's forward pass, transforms or not (the
+    first step's own pass): one pass per step, and the same numbers as a run checked when it is made."""
     kw = dict(kw, starts=kw.get("starts", 2), seed=5)
-    moved = "jitter" in kw.get("regularizers", {})  # the first step sees another input than the check
     passes = []
     watch = digits_cnn.register_forward_pre_hook(lambda m, args: passes.append(1))
     try:
         with unchanged(digits_cnn):
             result = maximize(digits_cnn, ("conv2", 5), SHAPE, steps=6, **kw)
-        assert len(passes) == 6 + moved
+        assert len(passes) == 6
         run = OptimizationRun(digits_cnn, ("conv2", 5), SHAPE, **kw)
-        assert len(passes) == 7 + moved  # a run made for stepping later checks when it is made
+        assert len(passes) == 7  # a run made for stepping later checks when it is made
         run.run(6)
     finally:
         watch.remove()
-    assert len(passes) == 13 + moved
+    assert len(passes) == 13
     assert torch.equal(result.inputs, run.inputs)
     np.testing.assert_array_equal(result.history, run.history)
+
+
+def test_the_first_step_redirects_when_its_own_pass_finds_the_unit_off(unchanged):
+    """The first step's own pass (on the jittered input it sees) tells whether it redirects: a
+    unit that is off moves from the first step on, and stays put without the redirect."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU())
+    with torch.no_grad():
+        model[0].bias[1] = -5.0  # channel 1 is off everywhere for inputs near 0
+    with unchanged(model):
+        runs = [OptimizationRun(model, ("1", 1), (1, 8, 8), starts=2, regularizers={"jitter": 1}, redirect=r) for r in (16, 0)]
+        starts = [run.inputs.clone() for run in runs]
+        steps = [run.step() for run in runs]
+    assert all(np.all(step.values == 0.0) for step in steps)
+    assert not torch.equal(runs[0].inputs, starts[0])  # redirected: the unit gets a gradient
+    assert torch.equal(runs[1].inputs, starts[1])  # no gradient reaches the input
 
 
 def test_maximize_with_a_bad_objective_still_fails_before_any_update(digits_cnn, unchanged):

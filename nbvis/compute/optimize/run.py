@@ -73,7 +73,7 @@ class OptimizationRun:
         _check: bool = True,
     ):
         # _check=False: the objective is checked by the first step instead (for maximize, which
-        # steps right away: that check's forward pass is then the first step's)
+        # steps right away)
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
         self.model = model
@@ -123,7 +123,7 @@ class OptimizationRun:
         self._pending: list[torch.Tensor] = []  # objective values not yet copied into _history
         self._history = np.zeros((0, self.starts))
         self._history_lock = threading.Lock()  # steps may run on another thread than the reader
-        self._unchecked = not _check
+        self._checked = False  # whether the objective has been checked (by the constructor or a step)
         self._redirect = Redirect(self.redirect)  # (a start whose unit is off redirects the first steps)
         self._kept: dict = {}  # what one session leaves for the next (see Session)
         if _check:
@@ -170,25 +170,17 @@ class OptimizationRun:
             x = ((low + high) / 2 + 0.1 * (high - low) * drawn).clamp(low, high)
         return x.to(device=device, dtype=dtype)
 
-    def _check_objective(self, forward=None):
-        """One forward pass on the starting inputs, so bad objectives fail before the first step.
+    def _check_objective(self) -> None:
+        """One forward pass on the starting inputs, so that bad objectives fail before the first step."""
+        with Session(self.model, self._layers, keep=self._kept) as forward:
+            self._depends_on_input(self._evaluate(forward, self._param.image()))
 
-        With ``forward`` (an open :class:`Session`'s), returns ``(image, values, activations)`` of
-        that pass, which the first step may use as its own (see :meth:`_step`)."""
-        if forward is None:
-            with Session(self.model, self._layers, keep=self._kept) as forward:
-                self._check_objective(forward)
-            return None
-        image = self._param.image()
-        acts: dict = {}
-        values = self._evaluate(forward, image, acts)
-        self._redirect.note(values, self._count)
+    def _depends_on_input(self, values: torch.Tensor) -> None:
         if not values.requires_grad:
             raise ValueError(
                 f"the objective {self.objective.description} does not depend on the input (no gradient reaches it)"
             )
-        self._unchecked = False
-        return image, values, acts
+        self._checked = True
 
     def _evaluate(self, forward, inputs: torch.Tensor, acts_out: dict | None = None) -> torch.Tensor:
         output, acts = forward(inputs)
@@ -267,33 +259,31 @@ class OptimizationRun:
 
     def _one_step(self) -> Step:
         with Session(self.model, self._layers, keep=self._kept) as forward:
-            start = self._check_objective(forward) if self._unchecked else None
-            return self._step(forward, snapshot=True, start=start)
+            return self._step(forward, snapshot=True)
 
-    def _step(self, forward, snapshot: bool, start=None) -> Step | None:
-        """One update. ``start``: the ``(image, values, activations)`` of the check's pass on the
-        current inputs in this session, used as this step's forward pass when the step would run
-        the same one (no transforms, no redirected ReLUs)."""
+    def _step(self, forward, snapshot: bool) -> Step | None:
+        """One update. The run's first pass checks the objective and tells whether this step
+        redirects the ReLU gradients (a unit that is off on this very input): if so, the pass is
+        made again with them redirected."""
         regs = self._regularizers
-        redirect = self._redirect.due(self._count)
         moves = regs.jitter or regs.scale or regs.rotate or regs.tv
         diverse = regs.diversity and self.starts > 1
-        if start is not None and not redirect and not moves:
-            image, values, acts = start
-            seen = image
-            before = self._param.snapshot(image) if snapshot else None
+        if moves:
+            image, seen, before = self._inputs(snapshot)
         else:
-            if moves:
-                image, seen, before = self._inputs(snapshot)
-            else:
-                image = seen = self._param.image()
-                before = self._param.snapshot(image) if snapshot else None
-            acts: dict | None = {} if diverse else None
-            if redirect:  # (the forward pass records the redirected ReLUs into the graph)
-                with redirected_relus(self.model):
-                    values = self._evaluate(forward, seen, acts)
-            else:
+            image = seen = self._param.image()
+            before = self._param.snapshot(image) if snapshot else None
+        acts: dict | None = {} if diverse else None
+        first = self._count == 0
+        if first:
+            values = self._evaluate(forward, seen, acts)
+            self._depends_on_input(values)
+            self._redirect.note(values, self._count)
+        if self._redirect.due(self._count):  # (the forward pass records the redirected ReLUs into the graph)
+            with redirected_relus(self.model):
                 values = self._evaluate(forward, seen, acts)
+        elif not first:
+            values = self._evaluate(forward, seen, acts)
         loss = -values.sum()
         if regs.tv:
             loss = loss + regs.tv * total_variation(as_images(image)).sum()
@@ -329,13 +319,15 @@ class OptimizationRun:
         given back as it was when the call returns or raises.
         """
         steps = positive_int("steps", steps, minimum=0)
-        if steps or self._unchecked:
-            self._follow_device()
-            with Session(self.model, self._layers, keep=self._kept) as forward:
-                start = self._check_objective(forward) if self._unchecked else None
-                for _ in range(steps):
-                    self._step(forward, snapshot=False, start=start)
-                    start = None
+        if not steps and self._checked:
+            return self
+        self._follow_device()
+        if not steps:  # (maximize with no steps still checks the objective)
+            self._check_objective()
+            return self
+        with Session(self.model, self._layers, keep=self._kept) as forward:
+            for _ in range(steps):
+                self._step(forward, snapshot=False)
         return self
 
     # -- state ----------------------------------------------------------------------------
