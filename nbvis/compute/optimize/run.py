@@ -319,12 +319,12 @@ class OptimizationRun:
         given back as it was when the call returns or raises.
         """
         steps = positive_int("steps", steps, minimum=0)
-        if not steps and self._checked:
+        if not steps:
+            if not self._checked:  # (maximize with no steps still checks the objective)
+                self._follow_device()
+                self._check_objective()
             return self
         self._follow_device()
-        if not steps:  # (maximize with no steps still checks the objective)
-            self._check_objective()
-            return self
         with Session(self.model, self._layers, keep=self._kept) as forward:
             for _ in range(steps):
                 self._step(forward, snapshot=False)
