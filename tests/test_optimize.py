@@ -623,8 +623,16 @@ def test_affine_resample_is_affine_grid_and_grid_sample():
             c, s = math.cos(math.radians(degrees)) / zoom, math.sin(math.radians(degrees)) / zoom
             theta = torch.tensor([[c, -s, 0.0], [s, c, 0.0]], dtype=dtype).expand(shape[0], 2, 3)
             grid = F.affine_grid(theta, list(shape), align_corners=False)
+            x.requires_grad_(True)
             expected = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-            assert torch.equal(affine_resample(x, zoom, degrees), expected)
+            found = affine_resample(x, zoom, degrees)
+            assert torch.equal(found, expected)
+            # and the same gradient (every start and channel sampled with the one grid)
+            weights = torch.rand(shape, dtype=dtype)
+            (expected_grad,) = torch.autograd.grad(expected, [x], weights)
+            (found_grad,) = torch.autograd.grad(found, [x], weights)
+            assert torch.equal(found_grad, expected_grad)
+            x.requires_grad_(False)
 
 
 # ------------------------------------------------------------------------------------ runs

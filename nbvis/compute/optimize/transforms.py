@@ -57,11 +57,14 @@ def _taps(sigma: float, radius: int) -> tuple[float, ...]:
 
 
 def small_pixel_mask(score: torch.Tensor, percentile: float) -> torch.Tensor:
-    """``score < numpy.percentile(score, percentile)`` for each start; ``score`` is ``(N, H, W)``.
+    """The pixels of each start whose score ranks below ``percentile``; ``score`` is ``(N, H, W)``.
 
-    The percentile interpolates between the ranks ``k`` and ``k + 1`` around it, so the mask holds
-    exactly the values at ranks up to ``k`` (or below it when it falls on ``k``): the value at
-    one rank, and the same mask for any increasing function of the scores.
+    The percentile falls between the ranks ``k`` and ``k + 1`` (``k`` its position rounded down):
+    the mask holds the values at ranks up to ``k`` (those below the value at ``k`` when it falls
+    on ``k``). That is ``score < numpy.percentile(score, percentile)`` wherever the values at
+    ``k`` and ``k + 1`` differ; where they tie (as zeroed pixels do), the tied values are in the
+    mask, which numpy's strict ``<`` would leave out. It takes the value at one rank, and gives
+    the same mask for any increasing function of the scores.
     """
     flat = score.reshape(score.shape[0], -1)
     position = percentile / 100.0 * (flat.shape[1] - 1)
@@ -119,15 +122,17 @@ def affine_resample(images: torch.Tensor, zoom: float, degrees: float) -> torch.
     The sampling grid is ``F.affine_grid``'s, to the last bit: x times the matrix's first column
     plus y times its second, over pixel centres made once per image size (a broadcast sum, several
     times cheaper than ``affine_grid``'s product of a ``(h * w, 3)`` grid with the matrix); every
-    image of the batch gets the same transform.
+    image of the batch gets the same transform, so the batch is sampled as the channels of one
+    image (the same values; the weights of each point are found once for all the starts).
     """
     angle = math.radians(degrees)
     cos, sin = math.cos(angle) / zoom, math.sin(angle) / zoom
-    n, _, h, w = images.shape
+    n, c, h, w = images.shape
     turn = images.new_tensor([[cos, sin], [-sin, cos]])  # the matrix's columns: the factors of x and of y
     xs, ys = _centres(h, w, images.dtype, images.device)
-    grid = (xs * turn[0] + ys * turn[1]).view(1, h, w, 2).expand(n, h, w, 2)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    grid = (xs * turn[0] + ys * turn[1]).view(1, h, w, 2)
+    channels = images.reshape(1, n * c, h, w)
+    return F.grid_sample(channels, grid, mode="bilinear", padding_mode="reflection", align_corners=False).view(n, c, h, w)
 
 
 @functools.lru_cache(maxsize=16)
