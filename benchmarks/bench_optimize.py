@@ -11,7 +11,8 @@
    and step count, and against the bare pixel loop. Targets: Lucent at least 1.5x slower (fixed
    image size), nbvis at most 1.10x the bare pixel loop.
 
-Every timing is taken in the same process, rounds interleaved; CPU time of this process is
+Every timing is taken in the same process, rounds interleaved (the contenders' order turned by
+one each round); CPU time of this process is
 reported beside wall time, since other work on a shared machine inflates wall time at random.
 Ratios are medians of per-round ratios of CPU time. ``rows()`` returns ``(name, ratio, target,
 met)`` tuples, the convention of the benchmark scripts.
@@ -60,6 +61,9 @@ SIZES = {"3-8-16 + linear, 32 px": (8, 32), "3-16-32 + linear, 64 px": (16, 64),
 # rounds of section 0 per round asked for: a run of the small models takes milliseconds, so that
 # more rounds cost little and keep a burst of load on a shared machine from deciding the median
 ROUNDS_PER_SIZE = {32: 5, 64: 3, 128: 2}
+# and of sections 1 and 2 (a few tenths of a second per contender and round): a ratio within 10%
+# of its target takes more than five rounds to tell on a shared machine
+ROUNDS_PER_CNN = 3
 
 
 def plain_loop(model, shape, steps) -> Clock:
@@ -180,12 +184,15 @@ def lucent_loop(render, param, model, size, starts, steps, fixed_image_size) -> 
 
 
 def compare(rounds, contenders: dict) -> dict:
-    """Run every contender once per round, interleaved; per contender: median wall and CPU seconds
-    and the per-round ratios to the first contender."""
+    """Run every contender once per round, interleaved, the order turned by one each round (no
+    contender always runs right after the same other one); per contender: median wall and CPU
+    seconds and the per-round ratios to the first contender."""
     clocks = {name: [] for name in contenders}
-    for _ in range(rounds):
-        for name, run in contenders.items():
-            clocks[name].append(run())
+    names = list(contenders)
+    for r in range(rounds):
+        turn = r % len(names)
+        for name in names[turn:] + names[:turn]:
+            clocks[name].append(contenders[name]())
     first = next(iter(clocks.values()))
     out = {}
     for name, found in clocks.items():
@@ -210,7 +217,8 @@ def rows(steps: int = 32, rounds: int = 5, size: int = 128, starts: int = 1, thr
     """Run every comparison; return ``(name, ratio, target, met)`` rows (and print the details)."""
     torch.set_num_threads(threads)
     out = []
-    echo(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {steps} steps x {rounds} interleaved rounds; "
+    echo(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {steps} steps; {rounds} interleaved rounds "
+         f"times {ROUNDS_PER_SIZE} by image size in section 0 and {ROUNDS_PER_CNN} in sections 1 and 2; "
          "ratios are medians of per-round CPU-time ratios")
 
     echo("\n0. maximize, no regularizers, vs the bare PyTorch loop (hook+forward+backward+Adam)")
@@ -231,7 +239,7 @@ def rows(steps: int = 32, rounds: int = 5, size: int = 128, starts: int = 1, thr
     shape = (starts, 3, size, size)
     bare_loop(model, shape, 4)  # warm-up: allocator, kernels, first-use imports
     nbvis_loop(model, shape, 4, PAPER_FOUR)
-    found = compare(rounds, {
+    found = compare(rounds * ROUNDS_PER_CNN, {
         "bare": lambda: bare_loop(model, shape, steps),
         "quiet": lambda: nbvis_loop(model, shape, steps, PAPER_FOUR, stream=False),
         "stream": lambda: nbvis_loop(model, shape, steps, PAPER_FOUR),
@@ -255,12 +263,17 @@ def rows(steps: int = 32, rounds: int = 5, size: int = 128, starts: int = 1, thr
     lucid = Regularizers(jitter=8, scale=0.1, rotate=10)
     lucent_loop(render, param, model, size, starts, 2, size)
     nbvis_loop(model, shape, 2, lucid, "fourier", stream=False)
-    found = compare(rounds, {
-        "nbvis": lambda: nbvis_loop(model, shape, steps, lucid, "fourier", stream=False),
+    fourier = lambda: nbvis_loop(model, shape, steps, lucid, "fourier", stream=False)  # noqa: E731
+    found = compare(rounds * ROUNDS_PER_CNN, {
+        "nbvis": fourier,
         "fixed": lambda: lucent_loop(render, param, model, size, starts, steps, size),
-        "default": lambda: lucent_loop(render, param, model, size, starts, steps, None),
         "bare": lambda: bare_loop(model, shape, steps),
     })
+    # Lucent's default (upsampled to 224 px, four times the work) is shown, not a target: fewer rounds
+    found["default"] = compare(rounds, {
+        "nbvis": fourier,
+        "default": lambda: lucent_loop(render, param, model, size, starts, steps, None),
+    })["default"]
     echo(f"\n2. Fourier parametrization + jitter/scale/rotation, {size} px, same objective and steps")
     report("nbvis", found["nbvis"], steps, "vs nbvis")
     report(f"Lucent render_vis, fixed_image_size={size}", found["fixed"], steps, "vs nbvis")

@@ -28,6 +28,7 @@ from nbvis.compute.optimize import (
     total_variation,
     unit,
 )
+from nbvis.compute.optimize.diversity import diversity_penalty
 from nbvis.compute.probe import capture
 
 SHAPE = (1, 28, 28)
@@ -687,6 +688,36 @@ def test_maximize_runs_the_model_once_per_step_and_equals_a_run(digits_cnn, unch
     assert len(passes) == 13
     assert torch.equal(result.inputs, run.inputs)
     np.testing.assert_array_equal(result.history, run.history)
+
+
+@pytest.mark.parametrize("kw", [{}, {"regularizers": {"tv": 1e-3}}, {"diversity": 0.5}], ids=["plain", "tv", "diversity"])
+def test_a_run_is_the_hand_written_adam_loop_bit_for_bit(digits_cnn, kw):
+    """Every step ascends -sum(objective) (+ the penalties): the same inputs as hooks, autograd and
+    Adam written by hand, to the last bit, with or without penalty terms in the loss."""
+    run = OptimizationRun(digits_cnn, ("conv2", 5), SHAPE, starts=3, seed=2, redirect=0, **kw)
+    x = run.inputs.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([x], lr=run.lr)
+    seen = {}
+    handle = digits_cnn.conv2.register_forward_hook(lambda m, i, o: seen.__setitem__("a", o))
+    try:
+        for p in digits_cnn.parameters():
+            p.requires_grad_(False)
+        for _ in range(4):
+            digits_cnn(x)
+            values = seen["a"][:, 5].flatten(1).mean(1)
+            loss = -values.sum()
+            if "regularizers" in kw:
+                loss = loss + 1e-3 * total_variation(x).sum()
+            if "diversity" in kw:
+                loss = loss + diversity_penalty(0.5, values, seen["a"], x)
+            (x.grad,) = torch.autograd.grad(loss, [x])
+            optimizer.step()
+    finally:
+        handle.remove()
+        for p in digits_cnn.parameters():
+            p.requires_grad_(True)
+    run.run(4)
+    assert torch.equal(run.inputs, x.detach())
 
 
 def test_the_first_step_redirects_when_its_own_pass_finds_the_unit_off(unchanged):

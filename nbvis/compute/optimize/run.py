@@ -284,16 +284,19 @@ class OptimizationRun:
                 values = self._evaluate(forward, seen, acts)
         elif not first:
             values = self._evaluate(forward, seen, acts)
-        loss = -values.sum()
-        if regs.tv:
-            loss = loss + regs.tv * total_variation(as_images(image)).sum()
-        if diverse:
-            layer = acts.get(self._layers[0]) if self._layers else None
-            loss = loss + diversity_penalty(regs.diversity, values, layer, seen)
         # the gradient of the input only: the model's parameters get none, frozen or not (a
         # borrow from a background thread leaves their requires_grad as the owner set it)
         param = self._param.param
-        (param.grad,) = torch.autograd.grad(loss, [param])
+        if regs.tv or diverse:
+            loss = -values.sum()
+            if regs.tv:
+                loss = loss + regs.tv * total_variation(as_images(image)).sum()
+            if diverse:
+                layer = acts.get(self._layers[0]) if self._layers else None
+                loss = loss + diversity_penalty(regs.diversity, values, layer, seen)
+            (param.grad,) = torch.autograd.grad(loss, [param])
+        else:  # the gradient of -sum(values), with -1 as the gradient of each value (two fewer operations)
+            (param.grad,) = torch.autograd.grad(values, [param], values.new_full(values.shape, -1.0))
         factor = self.ascent.factor(self._count, self.planned)
         if self.ascent.anneal:
             self._optimizer.param_groups[0]["lr"] = self.lr * factor
