@@ -16,7 +16,9 @@
 Every timing is taken in the same process, rounds interleaved (the contenders' order turned by
 one each round); CPU time of this process is
 reported beside wall time, since other work on a shared machine inflates wall time at random.
-Ratios are medians of per-round ratios of CPU time. ``rows()`` returns ``(name, ratio, target,
+Ratios are medians of per-round ratios of CPU time. On Linux the script runs with glibc's
+allocator keeping the memory it has (``KEEP_MEMORY``; ``--allocator-as-is`` leaves the defaults),
+so that page faults, which come and go with the order of allocations, do not decide a ratio. ``rows()`` returns ``(name, ratio, target,
 met)`` tuples, the convention of the benchmark scripts.
 Run: ``python benchmarks/bench_optimize.py [--steps 32] [--rounds 5] [--size 128] [--threads 1]``.
 """
@@ -321,6 +323,20 @@ def rows(steps: int = 32, rounds: int = 5, size: int = 128, starts: int = 1, thr
     return out
 
 
+# glibc gives memory back to the system when more than its trim threshold lies free at the top of
+# its heap, and maps blocks above its mmap threshold one by one: a loop that frees and allocates a
+# few MB a step then page-faults on that memory again at every step, or does not, by the luck of its
+# allocation order (seen here for the very same steps: 0 or 1500 faults a step, some 3 ms of a 14 ms
+# step). Kept for every contender alike, the memory no longer decides a ratio.
+KEEP_MEMORY = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"
+
+
+def _keep_memory() -> None:
+    """Run this script again with :data:`KEEP_MEMORY` (Linux, unless GLIBC_TUNABLES is set already)."""
+    if sys.platform.startswith("linux") and "GLIBC_TUNABLES" not in os.environ:
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "GLIBC_TUNABLES": KEEP_MEMORY})
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=32)
@@ -328,8 +344,13 @@ def main():
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--starts", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps CPU time meaningful)")
+    parser.add_argument("--allocator-as-is", action="store_true",
+                        help="leave glibc's allocator at its defaults (see KEEP_MEMORY)")
     add_options(parser)
     args = parser.parse_args()
+    if not args.allocator_as_is:
+        _keep_memory()
+    print(f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')}")
     rounds = min(args.rounds, 3) if args.quick else args.rounds
     found = rows(args.steps, rounds, args.size, args.starts, args.threads)
     print()
