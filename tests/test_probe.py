@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import nbvis
+from nbvis.compute import walk
 from nbvis.compute.probe import borrowed, forward_with, layer_names, leaf_layers, resolve_layer
 from nbvis.compute.recorder import Recorder
 
@@ -107,6 +108,28 @@ def test_borrowed_keeps_hooks_the_user_had(net):
     assert calls == [torch.Size([2, 5])]
     assert len(net.head._forward_hooks) == 1
     handle.remove()
+
+
+def test_walk_and_borrow_on_shared_tied_and_empty_modules(unchanged):
+    """Modules reachable under two names, a None child, tied weights and hooks of several kinds:
+    the walk lists what torch lists, and the borrow takes off exactly the hooks added inside it."""
+    shared = nn.Linear(3, 3)
+    model = nn.Sequential(OrderedDict(a=shared, act=nn.ReLU(), inner=nn.Sequential(shared, nn.Sequential()), b=nn.Linear(3, 3)))
+    model.register_module("gone", None)
+    model.b.weight = shared.weight
+    assert [(n, m) for n, m in walk.named_modules(model)] == list(model.named_modules())
+    assert [id(p) for p in walk.parameters(model)] == [id(p) for p in model.parameters()]
+    kept = [model.act.register_forward_hook(lambda *a: None), model.b.register_forward_pre_hook(lambda *a: None)]
+    with unchanged(model):
+        with borrowed(model):
+            model.act.register_forward_hook(lambda *a: None)
+            model.act.register_full_backward_hook(lambda *a: None)
+            model.b.register_forward_pre_hook(lambda *a: None)
+            shared.register_forward_hook(lambda *a: None)
+    assert list(model.act._forward_hooks) == [kept[0].id] and not model.act._backward_hooks
+    assert list(model.b._forward_pre_hooks) == [kept[1].id] and not shared._forward_hooks
+    for handle in kept:
+        handle.remove()
 
 
 def test_layers_that_do_not_run_or_return_non_tensors():

@@ -10,11 +10,9 @@ from typing import Optional
 import torch
 from torch import nn
 
-from . import turns
+from . import turns, walk
 
 __all__ = ["borrowed"]
-
-_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
 
 def borrowed(model: nn.Module, *, eval: bool = True, freeze: bool = True, grad: Optional[bool] = None) -> "_Borrow":
@@ -34,6 +32,23 @@ def borrowed(model: nn.Module, *, eval: bool = True, freeze: bool = True, grad: 
     running it would initialize, that is change, it.
     """
     return _Borrow(model, eval=eval, freeze=freeze, grad=grad)
+
+
+def _hook_dicts(module: nn.Module) -> tuple:
+    """The module's forward, forward-pre, backward and backward-pre hook dictionaries (None where
+    it has none), read from its ``__dict__`` (where ``nn.Module`` keeps them; a plain dictionary lookup
+    is cheaper than an attribute lookup through the module's classes)."""
+    get = module.__dict__.get
+    return get("_forward_hooks"), get("_forward_pre_hooks"), get("_backward_hooks"), get("_backward_pre_hooks")
+
+
+def _hook_keys(module: nn.Module) -> Optional[tuple]:
+    """The keys of each of the module's hook dictionaries (None for an empty one), or None when
+    all are empty (most modules)."""
+    dicts = _hook_dicts(module)
+    if not (dicts[0] or dicts[1] or dicts[2] or dicts[3]):
+        return None
+    return tuple(set(h) if h else None for h in dicts)
 
 
 def _shared_here() -> bool:
@@ -70,7 +85,7 @@ class _Borrow(turns.Hold):
         self.eval, self.freeze, self.grad = eval, freeze, grad
 
     def _before_lock(self) -> None:
-        self._modules = list(self.model.modules())
+        self._modules = walk.modules(self.model)
         _check_initialized(self.model, self._modules)
 
     def _use(self) -> None:
@@ -89,16 +104,9 @@ class _Borrow(turns.Hold):
 
     def _snapshot(self, modules: list) -> None:
         self._modes = [m.training for m in modules]
-        params, seen = [], set()  # model.parameters(), from the modules already listed
-        for m in modules:
-            for p in m._parameters.values():
-                if p is not None and id(p) not in seen:
-                    seen.add(id(p))
-                    params.append(p)
-        self._params = params
+        self._params = params = walk.parameters(self.model, modules)
         self._grads = [p.requires_grad for p in params]
-        # per module, the keys of each hook dictionary (None for an empty one)
-        self._hooks = [tuple(set(h) if h else None for h in (getattr(m, d, None) for d in _HOOK_DICTS)) for m in modules]
+        self._hooks = [_hook_keys(m) for m in modules]
         self._modules = modules
         # the thread's grad mode too: a `with borrowed(m), torch.no_grad():` whose no_grad exit is
         # cut short by an interrupt must not leave gradients off for the caller
@@ -136,10 +144,10 @@ class _Borrow(turns.Hold):
             self._done += 1
         while self._done < 2 * n_modules + n_params:
             i = self._done - n_modules - n_params
-            module = self._modules[i]
-            for d, keys in zip(_HOOK_DICTS, hooks[i]):
-                current = getattr(module, d, None)
+            kept = hooks[i]
+            for j, current in enumerate(_hook_dicts(self._modules[i])):
                 if current:
+                    keys = None if kept is None else kept[j]
                     for key in [k for k in current if keys is None or k not in keys]:
                         del current[key]
             self._done += 1

@@ -14,7 +14,7 @@ from typing import Iterable, Optional
 import torch
 from torch import nn
 
-from . import units
+from . import units, walk
 from .running import run_model, this_thread_only
 from .units import LayerRef
 
@@ -159,13 +159,10 @@ class Recorder:
         names (a module added, removed, renamed or replaced since it was made says no)."""
         if model is not self.model:
             return False
-        structure = self._structure
-        count = 0
-        for name, module in model.named_modules():
-            if count >= len(structure) or structure[count][1] is not module or structure[count][0] != name:
-                return False
-            count += 1
-        return count == len(structure)
+        found, structure = walk.named_modules(model), self._structure
+        return len(found) == len(structure) and all(
+            module is kept and name == kept_name for (name, module), (kept_name, kept) in zip(found, structure)
+        )
 
     def __enter__(self) -> "Recorder":
         self._open = True

@@ -19,7 +19,7 @@ import weakref
 
 from torch import nn
 
-from . import interrupts
+from . import interrupts, walk
 
 __all__ = ["Hold", "again_if_weights_change", "exclusive", "lock_of"]
 
@@ -167,9 +167,9 @@ def again_if_weights_change(model: nn.Module, compute, attempts: int = 50):
     a backward through a changed tensor): the step is then done on the new weights, up to
     ``attempts`` times (an owner training flat out may land in several attempts in a row)."""
     for attempt in range(attempts):
-        versions = [p._version for p in model.parameters()]
+        versions = [p._version for p in walk.parameters(model)]
         try:
             return compute()
         except RuntimeError:
-            if attempt + 1 == attempts or versions == [p._version for p in model.parameters()]:
+            if attempt + 1 == attempts or versions == [p._version for p in walk.parameters(model)]:
                 raise

@@ -147,7 +147,8 @@ def _job_campaign(figures, name, model, start, wait, state, finished, stop, max_
 
 def test_feature_importance_job(figures):
     model = bn_mlp()
-    X, y = torch.randn(300, 6), torch.randn(300)
+    # enough rows that most alarms (0.1-10 ms) land while the job runs, however fast its passes get
+    X, y = torch.randn(3000, 6), torch.randn(3000)
     view = nbvis.FeatureImportance(model, X, y, n_repeats=8, autostart=False)
     _job_campaign(figures, "FeatureImportance", model, view.start, view.wait, lambda: view.state,
                   lambda: bool(np.isfinite(view.importances).all()), view.stop)

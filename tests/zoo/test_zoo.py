@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 import nbvis
+from nbvis.compute import walk
 from nbvis.compute.dataset import top_examples
 
 from .models import CASES, IDS
@@ -107,6 +108,17 @@ def reference(model, x, layer, grad_wrt=None, select=None):
         return value.detach()
     (grad,) = torch.autograd.grad(select(value).sum(), grad_wrt)
     return grad
+
+
+def test_the_walk_lists_what_torch_lists(case, model):
+    """The borrow's module and parameter lists are torch's own: the same names, modules and
+    parameters in the same order, shared ones once."""
+    torch_modules = list(model.named_modules())
+    assert [name for name, _ in walk.named_modules(model)] == [name for name, _ in torch_modules]
+    assert all(a is b for (_, a), (_, b) in zip(walk.named_modules(model), torch_modules))
+    assert walk.modules(model) == list(model.modules())
+    found, theirs = walk.parameters(model), list(model.parameters())
+    assert len(found) == len(theirs) and all(a is b for a, b in zip(found, theirs))
 
 
 def test_capture_and_gradients_match_captum(case, model, x, unchanged):
