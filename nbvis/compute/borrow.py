@@ -77,7 +77,7 @@ class _Borrow(turns.Hold):
     """The context manager of :func:`borrowed`: the model's lock (:class:`~nbvis.compute.turns.Hold`:
     taking and giving back are critical sections a Ctrl-C cannot cut short), then the borrow."""
 
-    __slots__ = ("eval", "freeze", "grad", "_modules", "_modes", "_params", "_grads", "_hooks", "_done",
+    __slots__ = ("eval", "freeze", "grad", "named", "_modules", "_modes", "_params", "_grads", "_hooks", "_done",
                  "_grad_mode")
 
     def __init__(self, model: nn.Module, *, eval: bool, freeze: bool, grad: Optional[bool]):
@@ -85,7 +85,9 @@ class _Borrow(turns.Hold):
         self.eval, self.freeze, self.grad = eval, freeze, grad
 
     def _before_lock(self) -> None:
-        self._modules = walk.modules(self.model)
+        #: the model's ``(name, module)`` pairs as the borrow found them (for the borrower's own checks)
+        self.named = walk.named_modules(self.model)
+        self._modules = [module for _, module in self.named]
         _check_initialized(self.model, self._modules)
 
     def _use(self) -> None:

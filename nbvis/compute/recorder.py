@@ -154,12 +154,13 @@ class Recorder:
             self._leaves = [modules[name] for name in units.leaf_layers(self.model)]
         return self._leaves
 
-    def fits(self, model: nn.Module) -> bool:
+    def fits(self, model: nn.Module, named: Optional[list] = None) -> bool:
         """Whether this recorder still describes ``model``: the same module objects under the same
-        names (a module added, removed, renamed or replaced since it was made says no)."""
+        names (a module added, removed, renamed or replaced since it was made says no). ``named``:
+        the model's ``(name, module)`` pairs, when already listed."""
         if model is not self.model:
             return False
-        found, structure = walk.named_modules(model), self._structure
+        found, structure = walk.named_modules(model) if named is None else named, self._structure
         return len(found) == len(structure) and all(
             module is kept and name == kept_name for (name, module), (kept_name, kept) in zip(found, structure)
         )

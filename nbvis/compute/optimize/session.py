@@ -53,7 +53,7 @@ class Session:
             borrow.__enter__()
             self._borrow = borrow
             recorder = None if self._keep is None else self._keep.get("recorder")
-            if recorder is None or recorder.layers != self.layers or not recorder.fits(self.model):
+            if recorder is None or recorder.layers != self.layers or not recorder.fits(self.model, borrow.named):
                 recorder = Recorder(self.model, self.layers, detach=False)
                 if self._keep is not None:
                     self._keep["recorder"] = recorder
