@@ -12,6 +12,10 @@
    written by hand (nbvis's image and resampling, the run's bookkeeping left out). Targets: Lucent
    at least 1.5x slower (fixed image size), nbvis at most 1.10x the bare pixel loop and at most
    1.05x the same steps by hand.
+3. A deep model (a Hugging Face ResNet with ResNet-50's blocks, 284 modules, random weights):
+   ``maximize`` against the bare loop (target: at most 1.05x, as in 0.), and the run stepped one
+   ``run.step()`` at a time, as the OptimizationViewer streams it (the model borrowed around every
+   step; shown, no target).
 
 Every timing is taken in the same process, rounds interleaved (the contenders' order turned by
 one each round); CPU time of this process is
@@ -72,11 +76,32 @@ ROUNDS_PER_SIZE = {32: 5, 64: 3, 128: 2}
 ROUNDS_PER_CNN = 3
 
 
-def plain_loop(model, shape, steps) -> Clock:
+def plain_loop(model, shape, steps, layer="head") -> Clock:
     """``maximize`` with no regularizers, as a user calls it."""
     with Clock() as clock:
-        maximize(model, ("head", 3), shape[1:], steps=steps, starts=shape[0])
+        maximize(model, (layer, 3), shape[1:], steps=steps, starts=shape[0])
     return clock
+
+
+def stepped_loop(model, shape, steps, layer) -> Clock:
+    """The same steps one ``run.step()`` at a time (``run.iter``), as the OptimizationViewer streams
+    them: the model is borrowed and given back around every step."""
+    with Clock() as clock:
+        run = OptimizationRun(model, (layer, 3), shape[1:], starts=shape[0], _check=False)
+        for _ in run.iter(steps):
+            pass
+    return clock
+
+
+def deep_resnet() -> nn.Module:
+    """A Hugging Face ResNet with ResNet-50's block layout (bottlenecks, depths 3-4-6-3) at small
+    widths: 284 modules and 158 parameters, random weights (no download)."""
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    torch.manual_seed(0)
+    config = ResNetConfig(embedding_size=16, hidden_sizes=[16, 32, 64, 128], depths=[3, 4, 6, 3],
+                          layer_type="bottleneck", num_labels=10)
+    return ResNetForImageClassification(config).eval()
 
 
 def small_cnn() -> nn.Module:
@@ -248,6 +273,10 @@ def rows(steps: int = 32, rounds: int = 5, size: int = 128, starts: int = 1, thr
     """Run every comparison; return ``(name, ratio, target, met)`` rows (and print the details)."""
     torch.set_num_threads(threads)
     out = []
+    try:  # (made before Lucent's torchvision stand-in exists: transformers would import it)
+        deep = deep_resnet()
+    except ImportError:
+        deep = None
     echo(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {steps} steps; {rounds} interleaved rounds "
          f"times {ROUNDS_PER_SIZE} by image size in section 0 and {ROUNDS_PER_CNN} in sections 1 and 2; "
          "ratios are medians of per-round CPU-time ratios")
@@ -287,7 +316,7 @@ def rows(steps: int = 32, rounds: int = 5, size: int = 128, starts: int = 1, thr
     except ImportError as err:
         echo(f"\n2. skipped: Lucent is not installed ({err}); "
              "pip install --no-deps torch-lucent==0.1.8 kornia==0.5.11 decorator")
-        return out
+        return out + deep_rows(deep, steps, rounds, starts, echo)
     if stand_in:
         echo("\n(torchvision is not importable here: Lucent runs with a stand-in module that provides only "
              "torchvision.transforms.Normalize)")
@@ -320,7 +349,7 @@ def rows(steps: int = 32, rounds: int = 5, size: int = 128, starts: int = 1, thr
     # the transforms' own cost set apart: nbvis against the same steps by hand, as section 0 does
     # for the plain steps
     out.append((f"nbvis Fourier + transforms / the same steps by hand, {size} px", over_hand, "<= 1.05", over_hand <= 1.05))
-    return out
+    return out + deep_rows(deep, steps, rounds, starts, echo)
 
 
 # glibc gives memory back to the system when more than its trim threshold lies free at the top of
@@ -335,6 +364,32 @@ def _keep_memory() -> None:
     """Run this script again with :data:`KEEP_MEMORY` (Linux, unless GLIBC_TUNABLES is set already)."""
     if sys.platform.startswith("linux") and "GLIBC_TUNABLES" not in os.environ:
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "GLIBC_TUNABLES": KEEP_MEMORY})
+
+
+def deep_rows(model, steps, rounds, starts, echo=print) -> list:
+    """Section 3: ``maximize`` and the stepped run on a deep model (None: transformers is missing),
+    against the bare loop."""
+    if model is None:
+        echo("\n3. skipped: transformers is not installed")
+        return []
+    layer, shape = "classifier.1", (starts, 3, 64, 64)
+    bare_loop(model, shape, 4, layer=layer, channel=3)
+    plain_loop(model, shape, 4, layer)
+    stepped_loop(model, shape, 4, layer)
+    found = compare(rounds * ROUNDS_PER_CNN, {
+        "bare": lambda: bare_loop(model, shape, steps, layer=layer, channel=3),
+        "nbvis": lambda: plain_loop(model, shape, steps, layer),
+        "stepped": lambda: stepped_loop(model, shape, steps, layer),
+    })
+    echo("\n3. a deep model: Hugging Face ResNet, ResNet-50's blocks (284 modules), 64 px, logit 3, no regularizers")
+    report("bare PyTorch loop (hook+forward+backward+Adam)", found["bare"], steps)
+    report("nbvis maximize (one borrow for the run)", found["nbvis"], steps)
+    report("nbvis run.iter (one borrow a step, as the viewer streams)", found["stepped"], steps)
+    ratio, stepped = found["nbvis"]["cpu_ratio"], found["stepped"]["cpu_ratio"]
+    return [
+        ("maximize, no regularizers, HF ResNet-50 blocks, 64 px / bare loop", ratio, "<= 1.05", ratio <= 1.05),
+        ("run.iter (a borrow a step), HF ResNet-50 blocks, 64 px / bare loop", stepped, "", None),
+    ]
 
 
 def main():
@@ -355,9 +410,10 @@ def main():
     found = rows(args.steps, rounds, args.size, args.starts, args.threads)
     print()
     for name, ratio, target, met in found:
-        print(f"  {name:<70} {ratio:7.3f}x  target {target:<7} {'met' if met else 'NOT met'}")
+        verdict = f"target {target:<7} {'met' if met else 'NOT met'}" if target else "(no target)"
+        print(f"  {name:<70} {ratio:7.3f}x  {verdict}")
     for name, ratio, target, met in found:
-        row(name, f"{ratio:.3f}x", target + "x", met)
+        row(name, f"{ratio:.3f}x", target + "x" if target else "", met)
     row("maximize on a CUDA GPU", no_cuda() or "see bench_optimize.py on a GPU machine", "", None)
 
 
