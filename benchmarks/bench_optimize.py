@@ -18,18 +18,19 @@
    step; shown, no target).
 
 Every timing is taken in the same process, rounds interleaved (the contenders' order turned by
-one each round); CPU time of this process is
-reported beside wall time, since other work on a shared machine inflates wall time at random.
+one each round); CPU time of this process is reported beside wall time, since other work on a
+shared machine inflates wall time at random.
 Ratios are medians of per-round ratios of CPU time. On Linux the script runs with glibc's
 allocator keeping the memory it has (``KEEP_MEMORY``; ``--allocator-as-is`` leaves the defaults),
-so that page faults, which come and go with the order of allocations, do not decide a ratio. ``rows()`` returns ``(name, ratio, target,
-met)`` tuples, the convention of the benchmark scripts.
+so that page faults, which come and go with the order of allocations, do not decide a ratio.
+``rows()`` returns ``(name, ratio, target, met)`` tuples, the convention of the benchmark scripts.
 Run: ``python benchmarks/bench_optimize.py [--steps 32] [--rounds 5] [--size 128] [--threads 1]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import random
@@ -71,7 +72,7 @@ SIZES = {"3-8-16 + linear, 32 px": (8, 32), "3-16-32 + linear, 64 px": (16, 64),
 # rounds of section 0 per round asked for: a run of the small models takes milliseconds, so that
 # more rounds cost little and keep a burst of load on a shared machine from deciding the median
 ROUNDS_PER_SIZE = {32: 5, 64: 3, 128: 2}
-# and of sections 1 and 2 (a few tenths of a second per contender and round): a ratio within 10%
+# and of sections 1 to 3 (a few tenths of a second per contender and round): a ratio within 10%
 # of its target takes more than five rounds to tell on a shared machine
 ROUNDS_PER_CNN = 3
 
@@ -132,25 +133,33 @@ class Clock:
         self.cpu = time.process_time() - self.cpu
 
 
-def bare_loop(model, shape, steps, layer="conv3", channel=5) -> Clock:
-    """What a user writes by hand: hook, forward, backward, Adam (timed with its set-up and
-    clean-up, as the nbvis calls are)."""
-    with Clock() as clock:
+@contextlib.contextmanager
+def by_hand(model, layer):
+    """What a hand-written loop sets up and takes down (inside its timing, as the nbvis calls
+    are): the parameters frozen and a forward hook on ``layer``; yields the dict it fills."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    seen = {}
+    handle = dict(model.named_modules())[layer].register_forward_hook(lambda m, i, o: seen.__setitem__("a", o))
+    try:
+        yield seen
+    finally:
+        handle.remove()
         for p in model.parameters():
-            p.requires_grad_(False)
+            p.requires_grad_(True)
+
+
+def bare_loop(model, shape, steps, layer="conv3", channel=5) -> Clock:
+    """What a user writes by hand: hook, forward, backward, Adam."""
+    with Clock() as clock, by_hand(model, layer) as seen:
         x = (0.1 * torch.randn(shape)).requires_grad_(True)
         optimizer = torch.optim.Adam([x], lr=0.05)
-        seen = {}
-        handle = dict(model.named_modules())[layer].register_forward_hook(lambda m, i, o: seen.__setitem__("a", o))
         for _ in range(steps):
             optimizer.zero_grad(set_to_none=True)
             model(x)
             loss = -seen["a"][:, channel].mean()
             loss.backward()
             optimizer.step()
-        handle.remove()
-        for p in model.parameters():
-            p.requires_grad_(True)
     return clock
 
 
@@ -158,14 +167,10 @@ def hand_fourier_loop(model, shape, steps, regs, layer="conv3", channel=5) -> Cl
     """The steps of ``nbvis_loop(..., "fourier")`` written by hand on nbvis's own parts (the
     Fourier image and ``affine_resample``), with the same random draws: what the transforms cost
     by themselves, apart from the run's bookkeeping."""
-    with Clock() as clock:
-        for p in model.parameters():
-            p.requires_grad_(False)
+    with Clock() as clock, by_hand(model, layer) as seen:
         image = Fourier(shape[1:], shape[0], torch.Generator().manual_seed(0), torch.device("cpu"), torch.float32, None)
         optimizer = torch.optim.Adam([image.param], lr=0.05)
         draws = random.Random(0)
-        seen = {}
-        handle = dict(model.named_modules())[layer].register_forward_hook(lambda m, i, o: seen.__setitem__("a", o))
         for _ in range(steps):
             x = image.image((draws.randint(-regs.jitter, regs.jitter), draws.randint(-regs.jitter, regs.jitter)))
             zoom = 1.0 + draws.uniform(-regs.scale, regs.scale)
@@ -173,9 +178,6 @@ def hand_fourier_loop(model, shape, steps, regs, layer="conv3", channel=5) -> Cl
             loss = -seen["a"][:, channel].mean()
             (image.param.grad,) = torch.autograd.grad(loss, [image.param])
             optimizer.step()
-        handle.remove()
-        for p in model.parameters():
-            p.requires_grad_(True)
     return clock
 
 
@@ -278,7 +280,7 @@ def rows(steps: int = 32, rounds: int = 5, size: int = 128, starts: int = 1, thr
     except ImportError:
         deep = None
     echo(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {steps} steps; {rounds} interleaved rounds "
-         f"times {ROUNDS_PER_SIZE} by image size in section 0 and {ROUNDS_PER_CNN} in sections 1 and 2; "
+         f"times {ROUNDS_PER_SIZE} by image size in section 0 and {ROUNDS_PER_CNN} in sections 1 to 3; "
          "ratios are medians of per-round CPU-time ratios")
 
     echo("\n0. maximize, no regularizers, vs the bare PyTorch loop (hook+forward+backward+Adam)")
