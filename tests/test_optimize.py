@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import OrderedDict
 
 import numpy as np
@@ -658,6 +660,54 @@ def test_pausing_and_resuming_gives_the_same_run(digits_cnn):
     parts.run(6)
     assert torch.equal(whole.inputs, parts.inputs)
     np.testing.assert_array_equal(whole.history, parts.history)
+
+
+@pytest.mark.parametrize("parametrization", ["pixel", "fourier"])
+def test_advance_does_the_steps_of_a_stepped_run(digits_cnn, unchanged, parametrization):
+    """``run.advance(n, seconds)``: up to ``n`` steps in one borrow, the same numbers as stepping
+    one ``step()`` at a time; its Step is the last one's; ``seconds`` ends it early (one step at least)."""
+    regs = {"jitter": 2, "scale": 0.1, "rotate": 5, "decay": 0.01}
+    if parametrization == "pixel":
+        regs.update(blur_width=1, blur_every=3)
+    kw = dict(starts=2, seed=3, parametrization=parametrization, regularizers=regs)
+    stepped = OptimizationRun(digits_cnn, ("conv2", 5), SHAPE, **kw)
+    steps = list(stepped.iter(9))
+    with unchanged(digits_cnn):
+        run = OptimizationRun(digits_cnn, ("conv2", 5), SHAPE, **kw)
+        assert run.advance(0) is None and run.step_count == 0
+        first = run.advance(5, seconds=0.0)  # the time is up after the first step
+        assert run.step_count == 1 and first.index == 1
+        last = run.advance(8, seconds=60.0)
+    assert run.step_count == 9 and last.index == 9
+    assert torch.equal(first.inputs, steps[0].inputs)
+    assert torch.equal(last.inputs, steps[-1].inputs)  # the inputs the last step evaluated
+    np.testing.assert_array_equal(last.values, steps[-1].values)
+    assert torch.equal(run.inputs, stepped.inputs)
+    np.testing.assert_array_equal(run.history, stepped.history)
+    with pytest.raises(ValueError, match="steps"):
+        run.advance(-1)
+
+
+def test_advance_holds_the_model_for_all_its_steps(digits_cnn, unchanged):
+    """The steps of one ``advance`` call are one borrow: ``nbvis.exclusive`` (the owner's turn)
+    comes before or after all of them, never in between, as it does between ``step()`` calls."""
+    started = threading.Event()
+
+    def slow_first(acts):
+        if not started.is_set():
+            started.set()
+            time.sleep(0.2)  # the owner asks for its turn meanwhile
+        return acts["conv2"][:, 5].mean(dim=(1, 2))
+
+    with unchanged(digits_cnn):
+        run = OptimizationRun(digits_cnn, optimize.objective(slow_first, layers=["conv2"]), SHAPE, _check=False)
+        worker = threading.Thread(target=run.advance, args=(12,))
+        worker.start()
+        started.wait(5)
+        with nbvis.exclusive(digits_cnn):
+            seen = run.step_count
+        worker.join(10)
+    assert seen == 12 and run.step_count == 12
 
 
 @pytest.mark.parametrize(

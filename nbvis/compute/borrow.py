@@ -101,6 +101,11 @@ class _Borrow(turns.Hold):
         if self.grad is not None:
             torch.set_grad_enabled(self.grad)
 
+    @property
+    def parameters(self) -> list:
+        """The model's parameters as the borrow found them (once it holds the model)."""
+        return self._params
+
     def _used(self) -> bool:
         return hasattr(self, "_grad_mode")  # the snapshot was taken
 

@@ -161,15 +161,17 @@ def exclusive(model: nn.Module) -> Hold:
     return Hold(model)
 
 
-def again_if_weights_change(model: nn.Module, compute, attempts: int = 50):
+def again_if_weights_change(model: nn.Module, compute, parameters: list | None = None, attempts: int = 50):
     """``compute()``, done again when it failed because another thread (the owner, training
     meanwhile) updated a weight in place between its forward and its backward (autograd refuses
     a backward through a changed tensor): the step is then done on the new weights, up to
-    ``attempts`` times (an owner training flat out may land in several attempts in a row)."""
+    ``attempts`` times (an owner training flat out may land in several attempts in a row).
+    ``parameters``: the model's, when the caller has them listed already (a borrow has)."""
+    params = walk.parameters(model) if parameters is None else parameters
     for attempt in range(attempts):
-        versions = [p._version for p in walk.parameters(model)]
+        versions = [p._version for p in params]
         try:
             return compute()
         except RuntimeError:
-            if attempt + 1 == attempts or versions == [p._version for p in walk.parameters(model)]:
+            if attempt + 1 == attempts or versions == [p._version for p in params]:
                 raise

@@ -25,6 +25,9 @@ from ._traits import Array
 __all__ = ["OptimizationViewer"]
 
 MAX_CURVE_POINTS = 1000
+#: the longest run of steps the job does in one borrow of the model before it yields (one step
+#: at least); a faster ``fps`` makes the runs as short as the time between frames
+STREAM_SECONDS = 0.1
 
 
 class OptimizationViewer(JobView, NbvisWidget):
@@ -250,7 +253,8 @@ class OptimizationViewer(JobView, NbvisWidget):
         return self
 
     def stop(self) -> "OptimizationViewer":
-        """Stop after the step in progress; ``resume()`` goes on from there."""
+        """Stop after the steps in progress (those up to the next frame: at most about 0.1 s of
+        them, or one step); ``resume()`` goes on from there."""
         return super().stop()
 
     # ----- running ---------------------------------------------------------------------------
@@ -264,8 +268,12 @@ class OptimizationViewer(JobView, NbvisWidget):
         self._launch_job(self._steps(self._run, target))
 
     def _steps(self, run: OptimizationRun, target: int):
+        # the steps up to the next frame in one borrow (a stop, the kernel's other work and
+        # nbvis.exclusive get their turn between such runs): on a deep model a borrow and its
+        # give-back cost a good part of a step
         while run.step_count < target:
-            yield run.step()
+            seconds = min(self._throttle.interval, STREAM_SECONDS)
+            yield run.advance(target - run.step_count, seconds=seconds)
         self._figures()  # part of the job: the quality row is there when the state says done
 
     def _figures(self) -> None:

@@ -351,9 +351,9 @@ def test_a_ctrl_c_at_the_first_instruction_of_the_restore_waits_for_it(cnn, wher
 def test_a_loop_job_left_half_way_at_exit_does_not_abort_the_process():
     out = _run_to_exit(
         """
-        view = nbvis.OptimizationViewer(model, ("4", 3), (1, 8, 8), steps=60, starts=2, autostart=False)
+        view = nbvis.OptimizationViewer(model, ("4", 3), (1, 8, 8), steps=100_000, starts=2, autostart=False)
 
-        async def main():  # in a loop, as in a kernel: the job is a task that runs a few steps
+        async def main():  # in a loop, as in a kernel: the job is a task that runs a few runs of steps
             view.start()
             for _ in range(5):
                 view._job._advance()

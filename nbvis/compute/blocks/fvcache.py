@@ -350,11 +350,14 @@ class FeatureCache:
         try:
             run = OptimizationRun(self.model, direction_objective(target, vectors), self.input_shape,
                                   starts=len(keys), **self._options)
-            for index in range(1, self.steps + 1):
-                step = run.step()
+            index = 0
+            while index < self.steps:
+                # on to the next step that gives an update (the first, every `every`-th, the last)
+                # in one borrow of the model
+                upto = 1 if index == 0 else min(self.steps, (index // self.every + 1) * self.every)
+                step = run.advance(upto - index)
+                index = upto
                 last = index == self.steps
-                if not (index == 1 or last or index % self.every == 0):
-                    continue
                 if self.check_weights() or self.generation != generation:
                     return  # the icons are stale: every entry is pending again
                 images = step.images if not last else run.images

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import threading
+import time
 from typing import Iterator
 
 import numpy as np
@@ -44,9 +45,10 @@ class OptimizationRun:
     """A resumable activation-maximization run.
 
     It holds the synthetic inputs, the optimizer state and the random streams, and borrows the
-    model only inside :meth:`step`. ``run.step()`` does one update; ``run.iter(n)`` yields ``n``
-    steps; ``run.inputs``, ``run.images`` and ``run.history`` read the current state. Running 10
-    steps and then 10 more gives exactly the same result as running 20 at once.
+    model only while it steps. ``run.step()`` does one update; ``run.iter(n)`` yields ``n`` steps;
+    ``run.advance(n, seconds)`` does up to ``n`` in one borrow (for about ``seconds`` at most);
+    ``run.inputs``, ``run.images`` and ``run.history`` read the current state. Running 10 steps
+    and then 10 more gives exactly the same result as running 20 at once.
 
     ``steps`` is the run's planned length (``run.planned``, settable; default: the preset's): an
     optimizer that anneals its rate (the ``"smooth"`` preset's) does so over the last of these steps.
@@ -254,12 +256,32 @@ class OptimizationRun:
     def step(self) -> Step:
         """One gradient-ascent update of every start; the model is borrowed only meanwhile (done
         again if the owner's training, on another thread, updated a weight in place meanwhile)."""
-        self._follow_device()
-        return again_if_weights_change(self.model, self._one_step)
+        return self.advance(1)
 
-    def _one_step(self) -> Step:
-        with Session(self.model, self._layers, keep=self._kept) as forward:
-            return self._step(forward, snapshot=True)
+    def advance(self, steps: int, seconds: float | None = None) -> Step | None:
+        """Do up to ``steps`` further steps with the model borrowed once; return the last one's
+        :class:`Step` (None for no steps).
+
+        With ``seconds``, the call returns after the first step that ends ``seconds`` or more
+        after the call began (one step at least): a caller that streams the run, as the
+        OptimizationViewer does, pays for the borrow once a frame instead of once a step and
+        still gets control back every ``seconds`` and a step. Each step is done again, as in
+        :meth:`step`, if the owner's training on another thread updated a weight in place during it.
+        """
+        steps = positive_int("steps", steps, minimum=0)
+        if not steps:
+            return None
+        self._follow_device()
+        began = time.perf_counter()
+        session = Session(self.model, self._layers, keep=self._kept)
+        with session as forward:
+            for _ in range(steps):
+                step = again_if_weights_change(
+                    self.model, lambda: self._step(forward, snapshot=True), session.parameters
+                )
+                if seconds is not None and time.perf_counter() - began >= seconds:
+                    break
+        return step
 
     def _step(self, forward, snapshot: bool) -> Step | None:
         """One update. The run's first pass checks the objective and tells whether this step
