@@ -47,7 +47,7 @@ from torch import nn
 from _rows import add_options, no_cuda, row
 from nbvis.compute.optimize import OptimizationRun, Regularizers, affine_resample, maximize
 from nbvis.compute.optimize.parametrizations import Fourier
-from nbvis.widgets.optimization_viewer import STREAM_SECONDS
+from nbvis.compute.optimize.run import STREAM_SECONDS
 
 PAPER_FOUR = Regularizers(decay=1e-4, blur_width=1.0, blur_every=4, norm_pct=50, contribution_pct=90)
 FRAME_INTERVAL = 1 / 30

@@ -17,7 +17,7 @@ from torch import nn
 import nbvis
 from nbvis._arrays import unpack
 from nbvis.compute.optimize import OptimizationRun, Regularizers, objective, to_uint8
-from nbvis.widgets.optimization_viewer import STREAM_SECONDS
+from nbvis.compute.optimize.run import STREAM_SECONDS
 
 SHAPE = (1, 28, 28)
 

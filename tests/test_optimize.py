@@ -686,6 +686,31 @@ def test_advance_does_the_steps_of_a_stepped_run(digits_cnn, unchanged, parametr
     np.testing.assert_array_equal(run.history, stepped.history)
     with pytest.raises(ValueError, match="steps"):
         run.advance(-1)
+    for seconds in (float("nan"), -1.0, "1"):
+        with pytest.raises(ValueError, match="seconds must be a number >= 0"):
+            run.advance(2, seconds=seconds)
+    assert run.step_count == 9
+
+
+def test_every_step_of_an_advance_runs_in_eval_mode(digits_cnn, unchanged):
+    """An owner's thread that switches the model to train mode while a run of steps goes on
+    (outside ``nbvis.exclusive``) does not get Dropout or BatchNorm updates into the next steps."""
+    modes = []
+    watch = digits_cnn.register_forward_pre_hook(lambda m, args: modes.append(m.training))
+
+    def owner_switches(acts):
+        if len(modes) == 2:
+            digits_cnn.train()  # what the owner's thread may do between two of the job's steps
+        return acts["conv2"][:, 5].mean(dim=(1, 2))
+
+    try:
+        with unchanged(digits_cnn):
+            run = OptimizationRun(digits_cnn, optimize.objective(owner_switches, layers=["conv2"]), SHAPE, _check=False)
+            run.advance(5)
+            digits_cnn.eval()
+    finally:
+        watch.remove()
+    assert modes == [False] * 5
 
 
 def test_advance_holds_the_model_for_all_its_steps(digits_cnn, unchanged):
@@ -699,14 +724,24 @@ def test_advance_holds_the_model_for_all_its_steps(digits_cnn, unchanged):
             time.sleep(0.2)  # the owner asks for its turn meanwhile
         return acts["conv2"][:, 5].mean(dim=(1, 2))
 
+    failed = []
+
+    def advance():
+        try:
+            run.advance(12)
+        except BaseException as exc:  # reported by the test, not lost with the thread
+            failed.append(exc)
+            started.set()
+
     with unchanged(digits_cnn):
         run = OptimizationRun(digits_cnn, optimize.objective(slow_first, layers=["conv2"]), SHAPE, _check=False)
-        worker = threading.Thread(target=run.advance, args=(12,))
+        worker = threading.Thread(target=advance)
         worker.start()
-        started.wait(5)
+        assert started.wait(5)
         with nbvis.exclusive(digits_cnn):
             seen = run.step_count
         worker.join(10)
+    assert not failed and not worker.is_alive()
     assert seen == 12 and run.step_count == 12
 
 

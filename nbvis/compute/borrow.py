@@ -101,6 +101,12 @@ class _Borrow(turns.Hold):
         if self.grad is not None:
             torch.set_grad_enabled(self.grad)
 
+    def in_eval(self) -> None:
+        """Eval mode again, where the borrow puts the model in it, if a module left it meanwhile
+        (a long borrow: the owner's thread may switch modes between its steps)."""
+        if self.eval and any(m.training for m in self._modules):
+            self.model.eval()
+
     @property
     def parameters(self) -> list:
         """The model's parameters as the borrow found them (once it holds the model)."""

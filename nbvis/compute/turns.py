@@ -1,9 +1,10 @@
 """Threads take turns with a model: one lock per model, and :func:`exclusive` for its owner.
 
 Every nbvis use of a model holds its lock (see :func:`nbvis.compute.probe.borrowed`): a background
-job (on a thread, outside a kernel) holds it for one step at a time and gives the model back as
-it was between steps. The owner takes the same lock with :func:`exclusive` to do something the
-job must not see half-done, for example a training step: the job waits before its next step.
+job (on a thread, outside a kernel) holds it for a short run of steps at a time (one step, or
+those of about 0.1 s) and gives the model back as it was between them. The owner takes the same
+lock with :func:`exclusive` to do something the job must not see half-done, for example a
+training step: the job waits before its next run of steps.
 
 The lock lets waiting threads go first: a job that gives the model back and asks again at once
 waits behind them, so it cannot starve the owner. On the main thread every wait and hand-over
@@ -152,8 +153,9 @@ interrupts.protect(Hold.__exit__)
 def exclusive(model: nn.Module) -> Hold:
     """``with nbvis.exclusive(model): ...``: no nbvis work uses the model meanwhile.
 
-    A background job (outside a kernel: on a thread) finishes the step it is in, gives the model
-    back exactly as it was, and waits before its next step until the block ends. Use it around a
+    A background job (outside a kernel: on a thread) finishes the steps it is in (one, or those of
+    about 0.1 s), gives the model back exactly as it was, and waits before its next ones until the
+    block ends. Use it around a
     training step while a view's job runs: the forward, ``backward()`` and ``optimizer.step()``
     then see the model as you left it (your train mode, no nbvis hooks), and the job never sees
     weights half-updated. Nested blocks on one thread nest.

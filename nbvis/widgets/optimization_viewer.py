@@ -17,6 +17,7 @@ from ..compute.optimize.data import check_range, data_statistics, whitenable
 from ..compute.optimize.optimizers import ascent_of
 from ..compute.optimize.quality import Quality, evaluate
 from ..compute.optimize.regularizers import auto_preset
+from ..compute.optimize.run import STREAM_SECONDS
 from ._base import STATIC, NbvisWidget
 from ._budget import MESSAGE_BUDGET, factors_to_fit, shrunk
 from ._jobs import JobView, Throttle
@@ -25,9 +26,6 @@ from ._traits import Array
 __all__ = ["OptimizationViewer"]
 
 MAX_CURVE_POINTS = 1000
-#: the longest run of steps the job does in one borrow of the model before it yields (one step
-#: at least); a faster ``fps`` makes the runs as short as the time between frames
-STREAM_SECONDS = 0.1
 
 
 class OptimizationViewer(JobView, NbvisWidget):
@@ -45,8 +43,8 @@ class OptimizationViewer(JobView, NbvisWidget):
     1024 values, else ``"smooth"`` (Lucid's transforms scaled to the input, a diversity penalty
     between the starts, light decay and blur) when the range is known, else ``"yosinski2015"``.
 
-    The run goes on in the background (an asyncio task on the kernel's loop, yielding between
-    steps), so the kernel answers other cells meanwhile. In the view: start (new random starts),
+    The run goes on in the background (an asyncio task on the kernel's loop, yielding after the
+    steps of each frame, 0.1 s of them at most), so the kernel answers other cells meanwhile. In the view: start (new random starts),
     stop, resume; the step counter; the objective curve of every start; the current inputs side
     by side (images, or bar plots for vector inputs), at most ``fps`` frames a second; sliders for
     the regularizers, used from the next start or resume.
@@ -268,9 +266,9 @@ class OptimizationViewer(JobView, NbvisWidget):
         self._launch_job(self._steps(self._run, target))
 
     def _steps(self, run: OptimizationRun, target: int):
-        # the steps up to the next frame in one borrow (a stop, the kernel's other work and
-        # nbvis.exclusive get their turn between such runs): on a deep model a borrow and its
-        # give-back cost a good part of a step
+        # the steps up to the next frame (STREAM_SECONDS of them at most) in one borrow: a stop,
+        # the kernel's other work and nbvis.exclusive get their turn between such runs; on a deep
+        # model a borrow and its give-back cost a good part of a step
         while run.step_count < target:
             seconds = min(self._throttle.interval, STREAM_SECONDS)
             yield run.advance(target - run.step_count, seconds=seconds)

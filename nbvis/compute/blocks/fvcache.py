@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from ..optimize import OptimizationRun, objective, resolve_regularizers
+from ..optimize.run import STREAM_SECONDS
 from ..probe import LayerRef, borrowed, forward_with, leaf_layers, model_device, model_dtype, resolve_layer
 from ..running import this_thread_only
 from ..structure import RISING
@@ -355,7 +356,8 @@ class FeatureCache:
                 # on to the next step that gives an update (the first, every `every`-th, the last)
                 # in one borrow of the model
                 upto = 1 if index == 0 else min(self.steps, (index // self.every + 1) * self.every)
-                step = run.advance(upto - index)
+                while run.step_count < upto:  # (in runs of steps that let nbvis.exclusive in)
+                    step = run.advance(upto - run.step_count, seconds=STREAM_SECONDS)
                 index = upto
                 last = index == self.steps
                 if self.check_weights() or self.generation != generation:

@@ -11,10 +11,12 @@ Three ways to use it:
 - :func:`maximize` runs to the end and returns ``(inputs, history)``;
 - :func:`iter_maximize` yields a :class:`Step` after every update, for live views;
 - :class:`OptimizationRun` holds a run's state (parameters, optimizer, random streams) and
-  advances it one :meth:`~OptimizationRun.step` at a time, so a run can be paused and resumed.
+  advances it a :meth:`~OptimizationRun.step`, :meth:`~OptimizationRun.advance` (steps for about
+  so many seconds) or :meth:`~OptimizationRun.run` at a time, so a run can be paused and resumed.
 
-The model is borrowed for each step only: between steps (while a run is paused) it is exactly
-as its owner left it, in train or eval mode, with its parameters' ``requires_grad`` untouched.
+The model is borrowed only while the run steps: between those calls (while a run is paused) it
+is exactly as its owner left it, in train or eval mode, with its parameters' ``requires_grad``
+untouched.
 
 The package follows Lucent's ``optvis`` layout: :mod:`.objectives`, :mod:`.regularizers` (with the
 presets), :mod:`.transforms`, :mod:`.parametrizations` and :mod:`.run`.

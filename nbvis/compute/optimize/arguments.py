@@ -53,12 +53,21 @@ def check_optimizer(optimizer):
     return optimizer
 
 
-def check_diversity(diversity) -> float | None:
-    if diversity is None:
+def _optional_at_least_zero(name: str, value) -> float | None:
+    if value is None:
         return None
-    if not _number(diversity) or not diversity >= 0:
-        raise ValueError(f"diversity must be a number >= 0, not {diversity!r}")
-    return float(diversity)
+    if not _number(value) or not value >= 0:  # (NaN too)
+        raise ValueError(f"{name} must be a number >= 0, not {value!r}")
+    return float(value)
+
+
+def check_diversity(diversity) -> float | None:
+    return _optional_at_least_zero("diversity", diversity)
+
+
+def check_seconds(seconds) -> float | None:
+    """None (no limit) or a number of seconds >= 0 (``math.inf``: no limit either)."""
+    return _optional_at_least_zero("seconds", seconds)
 
 
 def check_parametrization(parametrization, preset: str, input_shape, stats, whitened: bool, init) -> str:

@@ -1,8 +1,8 @@
 """The run: :class:`OptimizationRun` (resumable), :func:`iter_maximize`, :func:`maximize`, and what they give back.
 
-The model is borrowed for each step only (for all the steps of one ``run(n)`` call): between
-steps (while a run is paused) it is exactly as its owner left it, in train or eval mode, with its
-parameters' ``requires_grad`` untouched.
+The model is borrowed only while the run steps (once for all the steps of one ``run(n)`` or
+``advance(n, seconds)`` call): between such calls (while a run is paused) it is exactly as its
+owner left it, in train or eval mode, with its parameters' ``requires_grad`` untouched.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from torch import nn
 from nbvis.compute.probe import as_input, model_device, model_dtype
 from nbvis.compute.turns import again_if_weights_change
 
-from .arguments import check_diversity, check_lr, check_optimizer, check_parametrization, check_shape, positive_int
+from .arguments import (
+    check_diversity, check_lr, check_optimizer, check_parametrization, check_seconds, check_shape, positive_int,
+)
 from .data import check_range, data_statistics, whitenable
 from .diversity import diversity_penalty
 from .objectives import as_objective
@@ -33,7 +35,12 @@ from .result import Result, Step, to_uint8
 from .session import Session
 from .transforms import affine_resample, as_images, total_variation
 
-__all__ = ["REDIRECT_STEPS", "OptimizationRun", "iter_maximize", "maximize"]
+__all__ = ["REDIRECT_STEPS", "STREAM_SECONDS", "OptimizationRun", "iter_maximize", "maximize"]
+
+#: the steps a streamed run does in one borrow of the model, in seconds (one step at least): its
+#: consumer (the OptimizationViewer, the icons of the building blocks), a stop and the owner's
+#: ``nbvis.exclusive`` get their turn between such runs of steps
+STREAM_SECONDS = 0.1
 
 def _rolled(images: torch.Tensor, shifts: tuple[int, int], shape):
     """A function that gives ``images`` rolled by ``shifts`` as ``shape`` (a step's inputs, made
@@ -172,9 +179,13 @@ class OptimizationRun:
             x = ((low + high) / 2 + 0.1 * (high - low) * drawn).clamp(low, high)
         return x.to(device=device, dtype=dtype)
 
+    def _session(self, grad: bool = True) -> Session:
+        """The model borrowed for the run's passes (the recorder kept from one session to the next)."""
+        return Session(self.model, self._layers, grad=grad, keep=self._kept)
+
     def _check_objective(self) -> None:
         """One forward pass on the starting inputs, so that bad objectives fail before the first step."""
-        with Session(self.model, self._layers, keep=self._kept) as forward:
+        with self._session() as forward:
             self._depends_on_input(self._evaluate(forward, self._param.image()))
 
     def _depends_on_input(self, values: torch.Tensor) -> None:
@@ -269,19 +280,25 @@ class OptimizationRun:
         :meth:`step`, if the owner's training on another thread updated a weight in place during it.
         """
         steps = positive_int("steps", steps, minimum=0)
+        seconds = check_seconds(seconds)
         if not steps:
             return None
         self._follow_device()
         began = time.perf_counter()
-        session = Session(self.model, self._layers, keep=self._kept)
+        session = self._session()
         with session as forward:
             for _ in range(steps):
-                step = again_if_weights_change(
-                    self.model, lambda: self._step(forward, snapshot=True), session.parameters
-                )
+                step = again_if_weights_change(self.model, lambda: self._step_of(session, forward), session.parameters)
                 if seconds is not None and time.perf_counter() - began >= seconds:
                     break
         return step
+
+    def _step_of(self, session: Session, forward) -> Step:
+        # the owner's thread may have switched the model's mode since the last step (outside
+        # nbvis.exclusive): every step runs in eval mode all the same (no Dropout, no BatchNorm
+        # statistics taken from synthetic inputs)
+        session.in_eval()
+        return self._step(forward, snapshot=True)
 
     def _step(self, forward, snapshot: bool) -> Step | None:
         """One update. The run's first pass checks the objective and tells whether this step
@@ -350,7 +367,7 @@ class OptimizationRun:
                 self._check_objective()
             return self
         self._follow_device()
-        with Session(self.model, self._layers, keep=self._kept) as forward:
+        with self._session() as forward:
             for _ in range(steps):
                 self._step(forward, snapshot=False)
         return self
@@ -384,7 +401,7 @@ class OptimizationRun:
 
     def evaluate(self) -> np.ndarray:
         """The objective of the current inputs, without transforms: ``(starts,)``."""
-        with Session(self.model, self._layers, grad=False, keep=self._kept) as forward:
+        with self._session(grad=False) as forward:
             return self._evaluate(forward, self.inputs).float().cpu().numpy().astype(np.float64)
 
     def result(self) -> Result:

@@ -3,9 +3,10 @@
 A step borrows the model (eval mode, parameters frozen; everything restored on exit, see
 :func:`nbvis.compute.probe.borrowed`) and reads the activations of the objective's layers with
 a :class:`~nbvis.compute.probe.Recorder`. A :class:`Session` borrows once and can then run any
-number of forward passes: ``run.run(n)`` opens one for all ``n`` steps, ``run.advance(n, seconds)``
-one for the steps of about ``seconds`` (a streamed run: the caller's code runs between such
-calls), ``run.step()`` one for its step, so that a long call pays the borrow and the hooks once. The layer lookups and the feature axes are kept from one session to the next while the
+number of forward passes: ``run.run(n)`` opens one for all ``n`` steps, ``run.advance(n,
+seconds)`` one for the steps of about ``seconds`` (a streamed run: the caller's code runs between
+such calls), ``run.step()`` one for its step, so that a long call pays the borrow and the hooks
+once. The layer lookups and the feature axes are kept from one session to the next while the
 model's modules stay the same (see :meth:`nbvis.compute.probe.Recorder.fits`).
 """
 
@@ -86,6 +87,10 @@ class Session:
     def parameters(self) -> list:
         """The model's parameters as the borrow listed them (inside the ``with`` block)."""
         return self._borrow.parameters
+
+    def in_eval(self) -> None:
+        """The model in eval mode again if a module left it since the session began."""
+        self._borrow.in_eval()
 
     def forward(self, x: torch.Tensor):
         """``(output, activations)`` of one pass, in the autograd graph when ``grad``."""
