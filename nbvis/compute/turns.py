@@ -155,10 +155,9 @@ def exclusive(model: nn.Module) -> Hold:
 
     A background job (outside a kernel: on a thread) finishes the steps it is in (one, or those of
     about 0.1 s), gives the model back exactly as it was, and waits before its next ones until the
-    block ends. Use it around a
-    training step while a view's job runs: the forward, ``backward()`` and ``optimizer.step()``
-    then see the model as you left it (your train mode, no nbvis hooks), and the job never sees
-    weights half-updated. Nested blocks on one thread nest.
+    block ends. Use it around a training step while a view's job runs: the forward, ``backward()``
+    and ``optimizer.step()`` then see the model as you left it (your train mode, no nbvis hooks),
+    and the job never sees weights half-updated. Nested blocks on one thread nest.
     """
     return Hold(model)
 

@@ -44,10 +44,10 @@ class OptimizationViewer(JobView, NbvisWidget):
     between the starts, light decay and blur) when the range is known, else ``"yosinski2015"``.
 
     The run goes on in the background (an asyncio task on the kernel's loop, yielding after the
-    steps of each frame, 0.1 s of them at most), so the kernel answers other cells meanwhile. In the view: start (new random starts),
-    stop, resume; the step counter; the objective curve of every start; the current inputs side
-    by side (images, or bar plots for vector inputs), at most ``fps`` frames a second; sliders for
-    the regularizers, used from the next start or resume.
+    steps of each frame, 0.1 s of them at most), so the kernel answers other cells meanwhile. In
+    the view: start (new random starts), stop, resume; the step counter; the objective curve of
+    every start; the current inputs side by side (images, or bar plots for vector inputs), at most
+    ``fps`` frames a second; sliders for the regularizers, used from the next start or resume.
 
     From Python: :meth:`start`, :meth:`stop`, :meth:`resume`, :meth:`wait`; ``images`` (uint8,
     starts x H x W x C), ``inputs`` (the tensor), ``history`` (steps x starts); ``state`` and

@@ -351,14 +351,15 @@ class FeatureCache:
         try:
             run = OptimizationRun(self.model, direction_objective(target, vectors), self.input_shape,
                                   starts=len(keys), **self._options)
-            index = 0
-            while index < self.steps:
+            while run.step_count < self.steps:
                 # on to the next step that gives an update (the first, every `every`-th, the last)
-                # in one borrow of the model
-                upto = 1 if index == 0 else min(self.steps, (index // self.every + 1) * self.every)
-                while run.step_count < upto:  # (in runs of steps that let nbvis.exclusive in)
-                    step = run.advance(upto - run.step_count, seconds=STREAM_SECONDS)
-                index = upto
+                # in runs of steps of one borrow each (nbvis.exclusive gets its turn between them)
+                done = run.step_count
+                upto = 1 if done == 0 else min(self.steps, (done // self.every + 1) * self.every)
+                step = run.advance(upto - done, seconds=STREAM_SECONDS)
+                index = run.step_count
+                if index < upto:
+                    continue  # the run's time was up before the update
                 last = index == self.steps
                 if self.check_weights() or self.generation != generation:
                     return  # the icons are stale: every entry is pending again

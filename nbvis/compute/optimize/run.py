@@ -42,6 +42,7 @@ __all__ = ["REDIRECT_STEPS", "STREAM_SECONDS", "OptimizationRun", "iter_maximize
 #: ``nbvis.exclusive`` get their turn between such runs of steps
 STREAM_SECONDS = 0.1
 
+
 def _rolled(images: torch.Tensor, shifts: tuple[int, int], shape):
     """A function that gives ``images`` rolled by ``shifts`` as ``shape`` (a step's inputs, made
     only when read)."""
@@ -288,7 +289,9 @@ class OptimizationRun:
         session = self._session()
         with session as forward:
             for _ in range(steps):
-                step = again_if_weights_change(self.model, lambda: self._step_of(session, forward), session.parameters)
+                step = again_if_weights_change(
+                    self.model, lambda: self._step_of(session, forward), session.parameters
+                )
                 if seconds is not None and time.perf_counter() - began >= seconds:
                     break
         return step
