@@ -692,9 +692,11 @@ def test_advance_does_the_steps_of_a_stepped_run(digits_cnn, unchanged, parametr
     assert run.step_count == 9
 
 
-def test_every_step_of_an_advance_runs_in_eval_mode(digits_cnn, unchanged):
+@pytest.mark.parametrize("how", ["advance", "run"])
+def test_every_step_of_a_run_of_steps_runs_in_eval_mode(digits_cnn, unchanged, how):
     """An owner's thread that switches the model to train mode while a run of steps goes on
-    (outside ``nbvis.exclusive``) does not get Dropout or BatchNorm updates into the next steps."""
+    (outside ``nbvis.exclusive``) does not get Dropout or BatchNorm updates into the next steps:
+    ``advance`` (a streamed run's) and ``run`` (``maximize``'s) alike."""
     modes = []
     watch = digits_cnn.register_forward_pre_hook(lambda m, args: modes.append(m.training))
 
@@ -706,7 +708,7 @@ def test_every_step_of_an_advance_runs_in_eval_mode(digits_cnn, unchanged):
     try:
         with unchanged(digits_cnn):
             run = OptimizationRun(digits_cnn, optimize.objective(owner_switches, layers=["conv2"]), SHAPE, _check=False)
-            run.advance(5)
+            getattr(run, how)(5)
             digits_cnn.eval()
     finally:
         watch.remove()

@@ -172,3 +172,35 @@ def test_plain_training_steps_never_break_an_optimization_that_runs_meanwhile(fi
     figures.add("training in the main thread while a job runs on a thread", "OptimizationViewer (plain steps)",
                 f"{steps} steps in 3 s, the job went on ({view.run.step_count - start} steps), no error")
     view.close()
+
+
+def test_plain_training_steps_never_break_a_maximize_on_another_thread(figures):
+    """``maximize`` (``run.run(n)``: all its steps in one borrow) on a thread of the owner's while
+    the owner trains in the main thread: a step whose forward and backward straddle an
+    ``optimizer.step()`` is done again, as a streamed run's step is."""
+    import threading
+
+    model = cnn()
+    x, y = torch.rand(16, 1, 8, 8), torch.randn(16, 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    outcome = {}
+
+    def job():
+        try:
+            outcome["result"] = nbvis.maximize(model, ("4", 3), (1, 8, 8), steps=4000, starts=2)
+        except BaseException as exc:  # reported by the test, not lost with the thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=job)
+    worker.start()
+    steps = train_while_running(model, optimizer, worker.is_alive, x, y, minimum=0, seconds=120)
+    worker.join(60)
+    assert not worker.is_alive()
+    assert "error" not in outcome, repr(outcome.get("error"))
+    result = outcome["result"]
+    assert result.history.shape == (4000, 2) and np.isfinite(result.history).all()
+    assert steps > 10, "the training did not overlap the job"
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    assert all(not m._forward_hooks for m in model.modules())
+    figures.add("training in the main thread while a job runs on a thread", "maximize on a thread (plain steps)",
+                f"{steps} training steps during a 4000-step maximize, no error")

@@ -282,26 +282,31 @@ class OptimizationRun:
         """
         steps = positive_int("steps", steps, minimum=0)
         seconds = check_seconds(seconds)
-        if not steps:
-            return None
+        return self._steps(steps, seconds, snapshot=True) if steps else None
+
+    def _steps(self, steps: int, seconds: float | None, snapshot: bool) -> Step | None:
+        """The stepping loop of :meth:`advance` and :meth:`run`: ``steps`` steps (fewer when
+        ``seconds`` are up) in one borrow, each in eval mode and done again if the owner's
+        training on another thread updated a weight in place during it."""
         self._follow_device()
         began = time.perf_counter()
         session = self._session()
+        step = None
         with session as forward:
             for _ in range(steps):
                 step = again_if_weights_change(
-                    self.model, lambda: self._step_of(session, forward), session.parameters
+                    self.model, lambda: self._step_of(session, forward, snapshot), session.parameters
                 )
                 if seconds is not None and time.perf_counter() - began >= seconds:
                     break
         return step
 
-    def _step_of(self, session: Session, forward) -> Step:
+    def _step_of(self, session: Session, forward, snapshot: bool) -> Step | None:
         # the owner's thread may have switched the model's mode since the last step (outside
         # nbvis.exclusive): every step runs in eval mode all the same (no Dropout, no BatchNorm
         # statistics taken from synthetic inputs)
         session.in_eval()
-        return self._step(forward, snapshot=True)
+        return self._step(forward, snapshot)
 
     def _step(self, forward, snapshot: bool) -> Step | None:
         """One update. The run's first pass checks the objective and tells whether this step
@@ -361,7 +366,9 @@ class OptimizationRun:
         """Do ``steps`` further steps; return the run.
 
         The model is borrowed once for all of them (no code of the caller runs in between), and
-        given back as it was when the call returns or raises.
+        given back as it was when the call returns or raises; the steps are :meth:`advance`'s
+        (each in eval mode, done again if the owner's training on another thread updated a weight
+        in place during it), without a :class:`Step` made of each.
         """
         steps = positive_int("steps", steps, minimum=0)
         if not steps:
@@ -369,10 +376,7 @@ class OptimizationRun:
                 self._follow_device()
                 self._check_objective()
             return self
-        self._follow_device()
-        with self._session() as forward:
-            for _ in range(steps):
-                self._step(forward, snapshot=False)
+        self._steps(steps, None, snapshot=False)
         return self
 
     # -- state ----------------------------------------------------------------------------
