@@ -86,6 +86,13 @@ def plain_loop(model, shape, steps, layer="head") -> Clock:
     return clock
 
 
+def streamed_steps(run, steps):
+    """The run's last Step after each ``run.advance`` as the OptimizationViewer makes them (the steps
+    of about ``STREAM_SECONDS`` in one borrow), until the run has taken ``steps`` steps."""
+    while run.step_count < steps:
+        yield run.advance(steps - run.step_count, seconds=STREAM_SECONDS)
+
+
 def stepped_loop(model, shape, steps, layer, streamed=False) -> Clock:
     """The same steps one ``run.step()`` at a time (``run.iter``): the model is borrowed and given
     back around every step; or (``streamed``) as the OptimizationViewer streams them,
@@ -93,8 +100,8 @@ def stepped_loop(model, shape, steps, layer, streamed=False) -> Clock:
     with Clock() as clock:
         run = OptimizationRun(model, (layer, 3), shape[1:], starts=shape[0], _check=False)
         if streamed:
-            while run.step_count < steps:
-                run.advance(steps - run.step_count, seconds=STREAM_SECONDS)
+            for _ in streamed_steps(run, steps):
+                pass
         else:
             for _ in run.iter(steps):
                 pass
@@ -198,8 +205,7 @@ def nbvis_loop(model, shape, steps, regularizers, parametrization="pixel", strea
         run = OptimizationRun(
             model, ("conv3", 5), shape[1:], starts=shape[0], regularizers=regularizers, parametrization=parametrization
         )
-        while run.step_count < steps:
-            step = run.advance(steps - run.step_count, seconds=STREAM_SECONDS)
+        for step in streamed_steps(run, steps):
             if stream and time.perf_counter() - last >= FRAME_INTERVAL:
                 step.images.tobytes()
                 step.values  # noqa: B018 - the objective curve is sent with each frame
