@@ -16,7 +16,9 @@
 3. A deep model (a Hugging Face ResNet with ResNet-50's blocks, 284 modules, random weights):
    ``maximize`` and the run streamed as the OptimizationViewer runs it (``run.advance``) against
    the bare loop (targets: at most 1.05x, as in 0.), and the run stepped one ``run.step()`` at a
-   time (``run.iter``: the model borrowed around every step; shown, no target).
+   time (``run.iter``: the model borrowed around every step; shown, no target); then the model in
+   train mode, as while its owner trains it between the steps: ``run.iter`` against the bare loop
+   with ``model.eval()`` and ``model.train()`` around each step (target: at most 1.05x).
 
 Every timing is taken in the same process, rounds interleaved (the contenders' order turned by
 one each round); CPU time of this process is reported beside wall time, since other work on a
@@ -163,17 +165,22 @@ def by_hand(model, layer):
             p.requires_grad_(True)
 
 
-def bare_loop(model, shape, steps, layer="conv3", channel=5) -> Clock:
-    """What a user writes by hand: hook, forward, backward, Adam."""
+def bare_loop(model, shape, steps, layer="conv3", channel=5, train_between=False) -> Clock:
+    """What a user writes by hand: hook, forward, backward, Adam; with ``train_between``, each step
+    between ``model.eval()`` and ``model.train()`` (a model that trains between the steps)."""
     with Clock() as clock, by_hand(model, layer) as seen:
         x = (0.1 * torch.randn(shape)).requires_grad_(True)
         optimizer = torch.optim.Adam([x], lr=0.05)
         for _ in range(steps):
+            if train_between:
+                model.eval()
             optimizer.zero_grad(set_to_none=True)
             model(x)
             loss = -seen["a"][:, channel].mean()
             loss.backward()
             optimizer.step()
+            if train_between:
+                model.train()
     return clock
 
 
@@ -406,10 +413,27 @@ def deep_rows(model, steps, rounds, starts, echo=print) -> list:
     report("nbvis run.advance (a borrow per frame, as the viewer)", found["streamed"], steps)
     report("nbvis run.iter (one borrow a step)", found["stepped"], steps)
     ratio, streamed, stepped = (found[k]["cpu_ratio"] for k in ("nbvis", "streamed", "stepped"))
+    # the model in train mode, as while its owner trains it between the steps: each borrow puts
+    # every module in eval mode and back
+    model.train()
+    try:
+        bare_loop(model, shape, 4, layer=layer, channel=3, train_between=True)
+        stepped_loop(model, shape, 4, layer)
+        training = compare(rounds * ROUNDS_PER_CNN, {
+            "bare": lambda: bare_loop(model, shape, steps, layer=layer, channel=3, train_between=True),
+            "stepped": lambda: stepped_loop(model, shape, steps, layer),
+        })
+    finally:
+        model.eval()
+    report("the model in train mode: bare loop, model.eval() / model.train() around each step", training["bare"], steps)
+    report("the model in train mode: nbvis run.iter (one borrow a step)", training["stepped"], steps)
+    in_training = training["stepped"]["cpu_ratio"]
     return [
         ("maximize, no regularizers, HF ResNet-50 blocks, 64 px / bare loop", ratio, "<= 1.05", ratio <= 1.05),
         ("streamed as the viewer runs it, HF ResNet-50 blocks, 64 px / bare loop", streamed, "<= 1.05", streamed <= 1.05),
         ("run.iter (a borrow a step), HF ResNet-50 blocks, 64 px / bare loop", stepped, "", None),
+        ("run.iter, the model in train mode, HF ResNet-50 blocks, 64 px / bare loop with model.eval() and "
+         "model.train() around each step", in_training, "<= 1.05", in_training <= 1.05),
     ]
 
 

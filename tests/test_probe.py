@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -108,6 +110,53 @@ def test_borrowed_keeps_hooks_the_user_had(net):
     assert calls == [torch.Size([2, 5])]
     assert len(net.head._forward_hooks) == 1
     handle.remove()
+
+
+def test_a_borrow_runs_every_module_in_eval_mode_and_gives_back_mixed_modes(net, unchanged):
+    """A model that trains with a frozen BatchNorm (one module left in eval mode): inside the
+    borrow every module is in eval mode (the outputs of ``model.eval()``), after it each module
+    is back in its own mode; a ``training`` property of a module's class is set through its setter."""
+    class Watched(nn.Identity):
+        modes = []
+
+        @property
+        def training(self):
+            return self.__dict__.get("_mode", True)
+
+        @training.setter
+        def training(self, mode):
+            self.modes.append(mode)
+            self.__dict__["_mode"] = mode
+
+    net.features.add_module("watched", Watched())
+    net.bn.eval()
+    x = torch.randn(4, 3, 8, 8)
+    twin = copy.deepcopy(net).eval()
+    Watched.modes.clear()
+    with unchanged(net):
+        with borrowed(net):
+            assert not any(m.training for m in net.modules())
+            inside = net(x)
+    assert net.training and not net.bn.training and net.features.watched.training
+    assert Watched.modes == [False, True]
+    torch.testing.assert_close(inside, twin(x), rtol=0, atol=0)
+
+
+def test_a_borrow_of_a_torchscript_model_sets_its_mode_where_torchscript_keeps_it():
+    """A scripted module keeps ``training`` in its C++ object: the borrow switches that one (its
+    Dropout is off inside) and leaves no Python attribute behind that would hide it."""
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.script: deprecated, still used
+        scripted = torch.jit.script(nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.5), nn.Linear(8, 2)).train())
+    x = torch.randn(16, 8)
+    with borrowed(scripted):
+        assert not scripted.training
+        inside = [scripted(x) for _ in range(2)]
+    torch.testing.assert_close(inside[0], inside[1], rtol=0, atol=0)  # no Dropout: eval mode
+    assert scripted.training and scripted._c.getattr("training")
+    assert all("training" not in m.__dict__ for m in scripted.modules())
+    assert not torch.equal(scripted(x), scripted(x))  # Dropout again: train mode
 
 
 def test_walk_and_borrow_on_shared_tied_and_empty_modules(unchanged):
