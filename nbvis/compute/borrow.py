@@ -34,6 +34,9 @@ def borrowed(model: nn.Module, *, eval: bool = True, freeze: bool = True, grad: 
     return _Borrow(model, eval=eval, freeze=freeze, grad=grad)
 
 
+_MODULE_SETATTR = nn.Module.__setattr__
+
+
 def _set_mode(module: nn.Module, training: bool) -> None:
     """``module.training = training`` without ``nn.Module.__setattr__``, which looks the name up
     among the module's parameters, buffers and children first (twenty times slower: on a model of a
@@ -44,9 +47,6 @@ def _set_mode(module: nn.Module, training: bool) -> None:
         object.__setattr__(module, "training", training)
     else:
         module.training = training
-
-
-_MODULE_SETATTR = nn.Module.__setattr__
 
 
 def _hook_dicts(module: nn.Module) -> tuple:
