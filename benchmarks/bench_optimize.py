@@ -23,9 +23,11 @@
 Every timing is taken in the same process, rounds interleaved (the contenders' order turned by
 one each round); CPU time of this process is reported beside wall time, since other work on a
 shared machine inflates wall time at random.
-Ratios are medians of per-round ratios of CPU time. On Linux the script runs with glibc's
-allocator keeping the memory it has (``KEEP_MEMORY``; ``--allocator-as-is`` leaves the defaults),
-so that page faults, which come and go with the order of allocations, do not decide a ratio.
+Ratios are medians of per-round ratios of CPU time; each detail line gives the middle half of
+the rounds' ratios beside it (how far a single round strays on this machine). On Linux the script
+runs with glibc's allocator keeping the memory it has (``KEEP_MEMORY``; ``--allocator-as-is``
+leaves the defaults), so that page faults, which come and go with the order of allocations, do not
+decide a ratio.
 ``rows()`` returns ``(name, ratio, target, met)`` tuples, the convention of the benchmark scripts.
 Run: ``python benchmarks/bench_optimize.py [--steps 32] [--rounds 5] [--size 128] [--threads 1]``.
 """
@@ -276,20 +278,31 @@ def compare(rounds, contenders: dict) -> dict:
     first = next(iter(clocks.values()))
     out = {}
     for name, found in clocks.items():
+        cpu_ratios = [c.cpu / b.cpu for c, b in zip(found, first)]
         out[name] = {
             "wall": statistics.median(c.wall for c in found),
             "cpu": statistics.median(c.cpu for c in found),
             "wall_ratio": statistics.median(c.wall / b.wall for c, b in zip(found, first)),
-            "cpu_ratio": statistics.median(c.cpu / b.cpu for c, b in zip(found, first)),
+            "cpu_ratio": statistics.median(cpu_ratios),
+            # the middle half of the rounds' ratios: how far one round's ratio strays on this machine
+            "cpu_quartiles": _quartiles(cpu_ratios),
             "frames": getattr(found[-1], "frames", 0),
         }
     return out
 
 
+def _quartiles(values: list) -> tuple[float, float]:
+    if len(values) < 2:
+        return values[0], values[0]
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return q1, q3
+
+
 def report(label, entry, steps, baseline_word="ratio"):
     print(
         f"   {label:<52} {1000 * entry['cpu'] / steps:7.2f} ms/step CPU ({1000 * entry['wall'] / steps:7.2f} wall)"
-        f"   {baseline_word} CPU {entry['cpu_ratio']:.3f}x (wall {entry['wall_ratio']:.3f}x)"
+        f"   {baseline_word} CPU {entry['cpu_ratio']:.3f}x (wall {entry['wall_ratio']:.3f}x; "
+        f"middle half of the rounds {entry['cpu_quartiles'][0]:.2f}-{entry['cpu_quartiles'][1]:.2f}x)"
     )
 
 
