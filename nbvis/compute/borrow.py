@@ -107,7 +107,7 @@ class _Borrow(turns.Hold):
 
     def _use(self) -> None:
         self._snapshot(self._modules)
-        if self.eval:
+        if self.eval and any(self._modes):  # (the snapshot tells a model already in eval mode)
             self._all_in_eval()
         if self.freeze and not _shared_here():
             for p, grad in zip(self._params, self._grads):
