@@ -118,8 +118,8 @@ def test_asyncio_run_yields_to_the_loop_and_caps_frames(digits_cnn, unchanged):
 def test_a_raising_objective_is_shown_and_raised_by_wait(digits_cnn, unchanged):
     def flaky(acts):
         flaky.calls += 1
-        if flaky.calls > 6:
-            raise RuntimeError("the objective broke at step 6")
+        if flaky.calls > 6:  # (the check when the run is made is its first step's pass)
+            raise RuntimeError("the objective broke at step 7")
         return acts["fc"][:, 1]
 
     flaky.calls = 0
@@ -127,11 +127,11 @@ def test_a_raising_objective_is_shown_and_raised_by_wait(digits_cnn, unchanged):
         viewer = nbvis.OptimizationViewer(
             digits_cnn, objective=objective(flaky, ["fc"]), input_shape=SHAPE, steps=50, starts=2
         )
-        with pytest.raises(RuntimeError, match="the objective broke at step 6"):
+        with pytest.raises(RuntimeError, match="the objective broke at step 7"):
             viewer.wait()
     assert viewer.state == "error"
-    assert viewer.error == "RuntimeError: the objective broke at step 6"
-    assert viewer.run.step_count == 5 and viewer.step == 5  # the view shows where it stopped
+    assert viewer.error == "RuntimeError: the objective broke at step 7"
+    assert viewer.run.step_count == 6 and viewer.step == 6  # the view shows where it stopped
     assert no_job_thread()
     # a new start clears the error
     flaky.calls = -1000

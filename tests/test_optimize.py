@@ -245,7 +245,8 @@ def test_steps_trace_the_feature_axes_once_and_see_a_layer_replaced_between_step
     run = OptimizationRun(model, ("act", 2), (5, 4))  # (tokens, features): the ReLU's axis is the last
     for _ in range(4):
         run.step()
-    assert hooks_seen == [1, 0, 0, 0, 0]  # the check at creation traces; the steps reuse its axes
+    # the check at creation traces (the first step's pass); the other steps reuse its axes
+    assert hooks_seen == [1, 0, 0, 0]
     with torch.no_grad():
         model.head = nn.Linear(6, 3)  # not the objective's layer: the layers' names and axes stay right
         new_act = model.act = nn.Sequential(nn.ReLU())  # the objective's layer, replaced
@@ -759,7 +760,8 @@ def test_advance_holds_the_model_for_all_its_steps(digits_cnn, unchanged):
 )
 def test_maximize_runs_the_model_once_per_step_and_equals_a_run(digits_cnn, unchanged, kw):
     """maximize checks the objective with its first step's forward pass, transforms or not (the
-    first step's own pass): one pass per step, and the same numbers as a run checked when it is made."""
+    first step's own pass): one pass per step, and the same numbers as a run checked when it is
+    made, whose check is its first step's pass, kept for that step (one pass per step too)."""
     kw = dict(kw, starts=kw.get("starts", 2), seed=5)
     passes = []
     watch = digits_cnn.register_forward_pre_hook(lambda m, args: passes.append(1))
@@ -772,9 +774,89 @@ def test_maximize_runs_the_model_once_per_step_and_equals_a_run(digits_cnn, unch
         run.run(6)
     finally:
         watch.remove()
-    assert len(passes) == 13
+    assert len(passes) == 12
     assert torch.equal(result.inputs, run.inputs)
     np.testing.assert_array_equal(result.history, run.history)
+
+
+def _bn_net() -> nn.Module:
+    """A small CNN with a BatchNorm (buffers that a forward pass reads), in eval mode."""
+    torch.manual_seed(3)
+    net = nn.Sequential(OrderedDict(
+        conv1=nn.Conv2d(1, 6, 3, padding=1), bn=nn.BatchNorm2d(6), relu=nn.ReLU(), conv2=nn.Conv2d(6, 8, 3, padding=1),
+    ))
+    with torch.no_grad():
+        net.bn.running_mean.uniform_(-0.2, 0.2)
+        net.bn.running_var.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+def _train_one_step(net):
+    net.train()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
+    net(torch.randn(4, *SHAPE, generator=torch.Generator().manual_seed(1))).square().mean().backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    net.eval()
+
+
+MODEL_CHANGES = {
+    "weights changed in place": lambda net: torch.no_grad()(net.conv1.weight.mul_)(1.5),
+    "a training step (weights and statistics)": _train_one_step,
+    "statistics only (a forward pass in train mode)": lambda net: (net.train(), net(torch.randn(8, *SHAPE)), net.eval()),
+    "load_state_dict": lambda net: net.load_state_dict({k: v * 0.5 for k, v in net.state_dict().items()}),
+    "a parameter replaced": lambda net: setattr(net.conv2, "bias", nn.Parameter(net.conv2.bias.detach() + 1)),
+    "a module replaced": lambda net: setattr(net, "relu", nn.Tanh()),
+    "a forward hook added": lambda net: net.relu.register_forward_hook(lambda m, args, out: out * 2),
+}
+
+
+@pytest.mark.parametrize("change", list(MODEL_CHANGES), ids=list(MODEL_CHANGES))
+def test_a_run_made_before_the_model_changed_steps_on_the_model_as_it_is(change):
+    """A run's first step uses the pass made when the run was made only while the model is the
+    same: changed weights, statistics, modules or hooks in between, and the first step makes its
+    own pass, on the same transforms: the numbers of a run made after the change."""
+    kw = dict(starts=2, seed=5, parametrization="fourier", regularizers={"jitter": 2, "scale": 0.1, "rotate": 5})
+    net = _bn_net()
+    run = OptimizationRun(net, ("conv2", 5), SHAPE, **kw)
+    MODEL_CHANGES[change](net)
+    run.run(3)
+    fresh = OptimizationRun(net, ("conv2", 5), SHAPE, **kw).run(3)
+    assert torch.equal(run.inputs, fresh.inputs)
+    np.testing.assert_array_equal(run.history, fresh.history)
+
+
+def test_a_run_whose_regularizers_change_before_its_first_step_draws_the_new_transforms(digits_cnn):
+    """Regularizers set between making a run and its first step: the first step makes its own pass
+    with the transforms of the new ones, drawn from the start of the random stream (the numbers
+    of a run made with them)."""
+    kw = dict(starts=2, seed=5, parametrization="fourier")
+    run = OptimizationRun(digits_cnn, ("conv2", 5), SHAPE, regularizers={"jitter": 2}, **kw)
+    run.regularizers = {"jitter": 3, "rotate": 8}
+    run.run(3)
+    fresh = OptimizationRun(digits_cnn, ("conv2", 5), SHAPE, regularizers={"jitter": 3, "rotate": 8}, **kw).run(3)
+    assert torch.equal(run.inputs, fresh.inputs)
+    np.testing.assert_array_equal(run.history, fresh.history)
+    # the same regularizers set again (as the OptimizationViewer does before it starts): the kept pass stays
+    passes = []
+    watch = digits_cnn.register_forward_pre_hook(lambda m, args: passes.append(1))
+    try:
+        run = OptimizationRun(digits_cnn, ("conv2", 5), SHAPE, regularizers={"jitter": 2}, **kw)
+        run.regularizers = {"jitter": 2}
+        run.run(3)
+    finally:
+        watch.remove()
+    assert len(passes) == 3
+
+
+def test_a_run_made_before_the_model_moved_to_float64_steps_in_float64():
+    """The model converted between making the run and its first step: the first step makes its
+    own pass, in the model's new dtype."""
+    net = _bn_net()
+    run = OptimizationRun(net, ("conv2", 5), SHAPE, starts=2, parametrization="fourier", regularizers={"jitter": 2})
+    net.double()
+    run.run(3)
+    assert run.inputs.dtype == torch.float64 and run.history.shape == (3, 2) and np.isfinite(run.history).all()
 
 
 @pytest.mark.parametrize("kw", [{}, {"regularizers": {"tv": 1e-3}}, {"diversity": 0.5}], ids=["plain", "tv", "diversity"])

@@ -88,6 +88,34 @@ def _check_initialized(model: nn.Module, modules: Optional[list] = None) -> None
         )
 
 
+class Fingerprint:
+    """What a pass through a model depends on besides its input: the modules, their hooks, and
+    each parameter and buffer with its version (which every change in place moves on: an
+    optimizer's step, ``load_state_dict``, a BatchNorm's statistics). Two fingerprints are equal
+    when none of these was replaced or changed in between. Not seen: a plain attribute set on a
+    module, a method replaced, and a change through ``tensor.data``, which autograd does not see
+    either."""
+
+    __slots__ = ("_objects", "_hooks", "_versions")
+
+    def __init__(self, modules: list, hooks: list, tensors: list):
+        self._objects = (*modules, *tensors)  # (held: an id cannot pass to a new object meanwhile)
+        self._hooks = list(hooks)
+        self._versions = [t._version for t in tensors]
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Fingerprint):
+            return NotImplemented
+        return (
+            len(self._objects) == len(other._objects)
+            and all(a is b for a, b in zip(self._objects, other._objects))
+            and self._versions == other._versions
+            and self._hooks == other._hooks
+        )
+
+    __hash__ = None
+
+
 class _Borrow(turns.Hold):
     """The context manager of :func:`borrowed`: the model's lock (:class:`~nbvis.compute.turns.Hold`:
     taking and giving back are critical sections a Ctrl-C cannot cut short), then the borrow."""
@@ -132,6 +160,12 @@ class _Borrow(turns.Hold):
     def parameters(self) -> list:
         """The model's parameters as the borrow found them (once it holds the model)."""
         return self._params
+
+    def fingerprint(self) -> "Fingerprint":
+        """The model as the borrow found it (once it holds the model), for a borrower that keeps a
+        pass made in one borrow for the next: see :class:`Fingerprint`."""
+        buffers = [b for m in self._modules for b in m._buffers.values() if b is not None]
+        return Fingerprint(self._modules, self._hooks, [*self._params, *buffers])
 
     def _used(self) -> bool:
         return hasattr(self, "_grad_mode")  # the snapshot was taken

@@ -49,6 +49,19 @@ def _rolled(images: torch.Tensor, shifts: tuple[int, int], shape):
     return lambda: torch.roll(images, shifts, (2, 3)).reshape(shape)
 
 
+@dataclasses.dataclass
+class _FirstPass:
+    """The first step's forward pass, made when the run is made (it checks the objective)."""
+
+    inputs: tuple  # (image, seen, before) as OptimizationRun._inputs gives them
+    values: torch.Tensor
+    acts: dict
+    draws: tuple  # the transforms' random stream before the pass drew from it
+    regularizers: Regularizers
+    device: tuple  # (device, dtype)
+    model: object  # the model's Fingerprint
+
+
 class OptimizationRun:
     """A resumable activation-maximization run.
 
@@ -57,6 +70,12 @@ class OptimizationRun:
     ``run.advance(n, seconds)`` does up to ``n`` in one borrow (for about ``seconds`` at most);
     ``run.inputs``, ``run.images`` and ``run.history`` read the current state. Running 10 steps
     and then 10 more gives exactly the same result as running 20 at once.
+
+    Making the run checks the objective with the first step's forward pass (a bad objective fails
+    here), which the first step then uses instead of a pass of its own: its activations are held
+    until then. The first step makes its own pass if the regularizers, the model's device or
+    dtype, or its modules, hooks, parameters or buffers changed in between (see
+    :class:`nbvis.compute.borrow.Fingerprint`).
 
     ``steps`` is the run's planned length (``run.planned``, settable; default: the preset's): an
     optimizer that anneals its rate (the ``"smooth"`` preset's) does so over the last of these steps.
@@ -136,6 +155,7 @@ class OptimizationRun:
         self._checked = False  # whether the objective has been checked (by the constructor or a step)
         self._redirect = Redirect(self.redirect)  # (a start whose unit is off redirects the first steps)
         self._kept: dict = {}  # what one session leaves for the next (see Session)
+        self._first: _FirstPass | None = None  # the constructor's pass, kept for the first step
         if _check:
             self._check_objective()
 
@@ -185,9 +205,31 @@ class OptimizationRun:
         return Session(self.model, self._layers, grad=grad, keep=self._kept)
 
     def _check_objective(self) -> None:
-        """One forward pass on the starting inputs, so that bad objectives fail before the first step."""
-        with self._session() as forward:
-            self._depends_on_input(self._evaluate(forward, self._param.image()))
+        """The first step's forward pass, so that bad objectives fail before the first step; it is
+        kept for that step, which then makes no pass of its own (see :meth:`_first_pass`)."""
+        draws = self._random.getstate()
+        session = self._session()
+        with session as forward:
+            inputs = self._inputs(snapshot=True)
+            acts: dict = {}
+            values = self._evaluate(forward, inputs[1], acts)
+            self._depends_on_input(values)
+            self._first = _FirstPass(inputs, values, acts, draws, self._regularizers,
+                                     (self._device, self._dtype), session.fingerprint())
+
+    def _first_pass(self, session: Session) -> "_FirstPass | None":
+        """The constructor's pass, for the first step (taken: used once) if that step would make
+        the same one: the same regularizers, device and dtype, and the model's modules, hooks,
+        parameters and buffers unchanged since. Else None, and the transforms' random stream is
+        back where the pass began (the step draws them again, from the new regularizers)."""
+        first, self._first = self._first, None
+        if first is None:
+            return None
+        if (first.regularizers == self._regularizers and first.device == (self._device, self._dtype)
+                and first.model == session.fingerprint()):
+            return first
+        self._random.setstate(first.draws)
+        return None
 
     def _depends_on_input(self, values: torch.Tensor) -> None:
         if not values.requires_grad:
@@ -246,6 +288,9 @@ class OptimizationRun:
         it shifted right away), what the model sees (the random transforms applied) and, with
         ``snapshot``, a copy of the image for the :class:`Step`."""
         regs, shape = self._regularizers, (self.starts, *self.input_shape)
+        if not (regs.jitter or regs.scale or regs.rotate or regs.tv):
+            image = self._param.image()
+            return image, image, self._param.snapshot(image) if snapshot else None
         dy = dx = 0
         if regs.jitter:
             dy = self._random.randint(-regs.jitter, regs.jitter)
@@ -306,30 +351,30 @@ class OptimizationRun:
         # nbvis.exclusive): every step runs in eval mode all the same (no Dropout, no BatchNorm
         # statistics taken from synthetic inputs)
         session.in_eval()
-        return self._step(forward, snapshot)
+        return self._step(forward, snapshot, self._first_pass(session))
 
-    def _step(self, forward, snapshot: bool) -> Step | None:
-        """One update. The run's first pass checks the objective and tells whether this step
-        redirects the ReLU gradients (a unit that is off on this very input): if so, the pass is
-        made again with them redirected."""
+    def _step(self, forward, snapshot: bool, first: "_FirstPass | None" = None) -> Step | None:
+        """One update (``first``: the constructor's pass, made on this step's inputs). The run's
+        first pass checks the objective and tells whether this step redirects the ReLU gradients
+        (a unit that is off on this very input): if so, the pass is made again with them redirected."""
         regs = self._regularizers
-        moves = regs.jitter or regs.scale or regs.rotate or regs.tv
         diverse = regs.diversity and self.starts > 1
-        if moves:
-            image, seen, before = self._inputs(snapshot)
+        values = None
+        if first is not None:
+            image, seen, before = first.inputs
+            values, acts = first.values, first.acts
         else:
-            image = seen = self._param.image()
-            before = self._param.snapshot(image) if snapshot else None
-        acts: dict | None = {} if diverse else None
-        first = self._count == 0
-        if first:
-            values = self._evaluate(forward, seen, acts)
-            self._depends_on_input(values)
+            image, seen, before = self._inputs(snapshot)
+            acts = {} if diverse else None
+            if self._count == 0:
+                values = self._evaluate(forward, seen, acts)
+                self._depends_on_input(values)
+        if self._count == 0:
             self._redirect.note(values, self._count)
         if self._redirect.due(self._count):  # (the forward pass records the redirected ReLUs into the graph)
             with redirected_relus(self.model):
                 values = self._evaluate(forward, seen, acts)
-        elif not first:
+        elif values is None:
             values = self._evaluate(forward, seen, acts)
         # the gradient of the input only: the model's parameters get none, frozen or not (a
         # borrow from a background thread leaves their requires_grad as the owner set it)

@@ -88,6 +88,10 @@ class Session:
         """The model's parameters as the borrow listed them (inside the ``with`` block)."""
         return self._borrow.parameters
 
+    def fingerprint(self):
+        """The model as the session found it (see :class:`nbvis.compute.borrow.Fingerprint`)."""
+        return self._borrow.fingerprint()
+
     def in_eval(self) -> None:
         """The model in eval mode again if a module left it since the session began."""
         self._borrow.in_eval()
