@@ -119,29 +119,31 @@ def total_variation(images: torch.Tensor) -> torch.Tensor:
 def affine_resample(images: torch.Tensor, zoom: float, degrees: float) -> torch.Tensor:
     """Zoom by ``zoom`` and rotate by ``degrees`` about the centre, keeping the size (edges reflected).
 
-    The sampling grid is ``F.affine_grid``'s, to the last bit: x times the matrix's first column
-    plus y times its second, over pixel centres made once per image size (a broadcast sum, several
-    times cheaper than ``affine_grid``'s product of a ``(h * w, 3)`` grid with the matrix); every
-    image of the batch gets the same transform, so the batch is sampled as the channels of one
-    image (the same values; the weights of each point are found once for all the starts).
+    The sampling grid is ``F.affine_grid``'s, to the last bit: with ``cos`` and ``sin`` of the
+    angle over the zoom, each pixel centre ``(x, y)`` times ``cos`` plus ``(-y, x)`` times ``sin``,
+    from centres made once per image size (two products and a sum over the grid, several times
+    cheaper than ``affine_grid``'s product of a ``(h * w, 3)`` grid with the matrix, or than
+    broadcasting rows and columns into the grid's pairs); every image of the batch gets the same
+    transform, so the batch is sampled as the channels of one image (the same values; the weights
+    of each point are found once for all the starts).
     """
     angle = math.radians(degrees)
     cos, sin = math.cos(angle) / zoom, math.sin(angle) / zoom
     n, c, h, w = images.shape
-    turn = images.new_tensor([[cos, sin], [-sin, cos]])  # the matrix's columns: the factors of x and of y
-    xs, ys = _centres(h, w, images.dtype, images.device)
-    grid = (xs * turn[0] + ys * turn[1]).view(1, h, w, 2)
+    centres, turned = _centres(h, w, images.dtype, images.device)
+    grid = (centres * cos).add_(turned * sin).view(1, h, w, 2)
     channels = images.reshape(1, n * c, h, w)
     return F.grid_sample(channels, grid, mode="bilinear", padding_mode="reflection", align_corners=False).view(n, c, h, w)
 
 
 @functools.lru_cache(maxsize=16)
 def _centres(h: int, w: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The pixel centres in ``[-1, 1]`` as ``F.affine_grid`` (``align_corners=False``) makes them:
-    x as ``(1, w, 1)``, y as ``(h, 1, 1)``."""
+    """The pixel centres ``(x, y)`` in ``[-1, 1]`` as ``F.affine_grid`` (``align_corners=False``)
+    makes them, and the same turned a quarter, ``(-y, x)``: two ``(h, w, 2)`` grids."""
     def centres(size):
         steps = torch.linspace(-1.0, 1.0, size, dtype=dtype, device=device)
         return steps * (size - 1) / size if size > 1 else steps * 0
 
     with torch.inference_mode(False):  # (made once, used in every mode)
-        return centres(w).view(1, w, 1), centres(h).view(h, 1, 1)
+        x, y = centres(w).expand(h, w), centres(h)[:, None].expand(h, w)
+        return torch.stack([x, y], dim=-1), torch.stack([-y, x], dim=-1)
