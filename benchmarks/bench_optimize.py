@@ -100,9 +100,10 @@ def streamed_steps(run, steps):
 def stepped_loop(model, shape, steps, layer, streamed=False) -> Clock:
     """The same steps one ``run.step()`` at a time (``run.iter``): the model is borrowed and given
     back around every step; or (``streamed``) as the OptimizationViewer streams them,
-    ``run.advance`` borrowing it once for the steps of about ``STREAM_SECONDS``."""
+    ``run.advance`` borrowing it once for the steps of about ``STREAM_SECONDS``. The run is made
+    as the viewer makes it (its check of the objective is the first step's pass)."""
     with Clock() as clock:
-        run = OptimizationRun(model, (layer, 3), shape[1:], starts=shape[0], _check=False)
+        run = OptimizationRun(model, (layer, 3), shape[1:], starts=shape[0])
         if streamed:
             for _ in streamed_steps(run, steps):
                 pass
