@@ -139,6 +139,26 @@ def test_a_raising_objective_is_shown_and_raised_by_wait(digits_cnn, unchanged):
     assert viewer.state == "done" and viewer.error == ""
 
 
+def test_a_view_that_waits_for_its_start_holds_no_activations(digits_cnn):
+    """The run made when the view is made checks its objective with its first step's pass; a
+    view that waits for its start does not hold that pass (its activations) meanwhile."""
+    import gc
+    import weakref
+
+    values = []
+
+    def logit(acts):
+        value = acts["fc"][:, 1]
+        values.append(weakref.ref(value))
+        return value
+
+    viewer = nbvis.OptimizationViewer(digits_cnn, objective=objective(logit, ["fc"]), input_shape=SHAPE, steps=3, autostart=False)
+    gc.collect()
+    assert len(values) == 1 and values[0]() is None
+    viewer.start().wait()
+    assert viewer.state == "done" and viewer.run.step_count == 3
+
+
 def test_bad_arguments_raise_before_a_view_exists(digits_cnn):
     with pytest.raises(ValueError, match="unit 16 is out of range for layer 'conv2'"):
         nbvis.OptimizationViewer(digits_cnn, objective=("conv2", 16), input_shape=SHAPE)

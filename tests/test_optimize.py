@@ -755,8 +755,10 @@ def test_advance_holds_the_model_for_all_its_steps(digits_cnn, unchanged):
         dict(parametrization="fourier", regularizers={"decay": 0.01}),
         dict(regularizers={"jitter": 2, "blur_width": 1, "blur_every": 3}, value_range=(0, 1)),
         dict(starts=3, diversity=0.5),
+        dict(parametrization="fourier", regularizers={"jitter": 2, "scale": 0.1, "rotate": 5}),
+        dict(regularizers={"tv": 1e-3, "jitter": 1}),
     ],
-    ids=["pixel", "fourier", "transforms", "diversity"],
+    ids=["pixel", "fourier", "transforms", "diversity", "fourier-transforms", "tv"],
 )
 def test_maximize_runs_the_model_once_per_step_and_equals_a_run(digits_cnn, unchanged, kw):
     """maximize checks the objective with its first step's forward pass, transforms or not (the
@@ -811,17 +813,65 @@ MODEL_CHANGES = {
 }
 
 
+#: changes that give a parameter new data in place of the old without a new version (nn.Module._apply)
+DATA_SWAPS = {
+    "half, then float again": lambda net: net.half().float(),
+    "channels last": lambda net: net.to(memory_format=torch.channels_last),
+}
+FIRST_STEP_KW = dict(starts=2, seed=5, parametrization="fourier", regularizers={"jitter": 2, "scale": 0.1, "rotate": 5})
+
+
+def _plain_net() -> nn.Module:
+    """A small CNN without buffers."""
+    torch.manual_seed(4)
+    return nn.Sequential(OrderedDict(conv1=nn.Conv2d(1, 6, 3, padding=1), relu=nn.ReLU(), conv2=nn.Conv2d(6, 8, 3, padding=1))).eval()
+
+
+def _steps_on_the_model_as_it_is(net, change) -> None:
+    run = OptimizationRun(net, ("conv2", 5), SHAPE, **FIRST_STEP_KW)
+    change(net)
+    run.run(3)
+    fresh = OptimizationRun(net, ("conv2", 5), SHAPE, **FIRST_STEP_KW).run(3)
+    assert torch.equal(run.inputs, fresh.inputs)
+    np.testing.assert_array_equal(run.history, fresh.history)
+
+
 @pytest.mark.parametrize("change", list(MODEL_CHANGES), ids=list(MODEL_CHANGES))
 def test_a_run_made_before_the_model_changed_steps_on_the_model_as_it_is(change):
     """A run's first step uses the pass made when the run was made only while the model is the
     same: changed weights, statistics, modules or hooks in between, and the first step makes its
     own pass, on the same transforms: the numbers of a run made after the change."""
-    kw = dict(starts=2, seed=5, parametrization="fourier", regularizers={"jitter": 2, "scale": 0.1, "rotate": 5})
-    net = _bn_net()
-    run = OptimizationRun(net, ("conv2", 5), SHAPE, **kw)
-    MODEL_CHANGES[change](net)
+    _steps_on_the_model_as_it_is(_bn_net(), MODEL_CHANGES[change])
+
+
+@pytest.mark.parametrize("change", list(DATA_SWAPS), ids=list(DATA_SWAPS))
+def test_a_run_made_before_the_parameters_got_new_data_steps_on_the_new_data(change):
+    """``model.half().float()`` (weights rounded) and ``.to(memory_format=...)`` swap each
+    parameter's data, same object and version: the first step sees it all the same."""
+    _steps_on_the_model_as_it_is(_plain_net(), DATA_SWAPS[change])
+
+
+def test_a_model_with_a_tensor_of_inference_mode_runs_as_maximize_runs_it():
+    """A buffer made under ``torch.inference_mode`` keeps no version: the run can tell nothing
+    about it, and its first step makes its own pass (the numbers of ``maximize``)."""
+    net = _plain_net()
+    with torch.inference_mode():
+        offset = torch.full((1, 1, 1), 0.1)
+    net.conv1.register_buffer("offset", offset)
+    net.conv1.register_forward_hook(lambda m, args, out: out + m.offset)
+    run = OptimizationRun(net, ("conv2", 5), SHAPE, **FIRST_STEP_KW).run(3)
+    result = maximize(net, ("conv2", 5), SHAPE, steps=3, **FIRST_STEP_KW)
+    assert torch.equal(run.inputs, result.inputs)
+
+
+def test_a_run_made_under_autocast_and_stepped_outside_it_steps_in_full_precision():
+    """A run made inside ``torch.autocast`` checked its objective in bfloat16: its first step,
+    outside it, makes its own pass (the numbers of a run made outside)."""
+    net = _plain_net()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        run = OptimizationRun(net, ("conv2", 5), SHAPE, **FIRST_STEP_KW)
     run.run(3)
-    fresh = OptimizationRun(net, ("conv2", 5), SHAPE, **kw).run(3)
+    fresh = OptimizationRun(net, ("conv2", 5), SHAPE, **FIRST_STEP_KW).run(3)
     assert torch.equal(run.inputs, fresh.inputs)
     np.testing.assert_array_equal(run.history, fresh.history)
 
@@ -850,13 +900,18 @@ def test_a_run_whose_regularizers_change_before_its_first_step_draws_the_new_tra
 
 
 def test_a_run_made_before_the_model_moved_to_float64_steps_in_float64():
-    """The model converted between making the run and its first step: the first step makes its
-    own pass, in the model's new dtype."""
-    net = _bn_net()
-    run = OptimizationRun(net, ("conv2", 5), SHAPE, starts=2, parametrization="fourier", regularizers={"jitter": 2})
+    """The model converted between making the run and its first step (same parameters, same
+    versions): the first step makes its own pass, in the model's new dtype, the numbers of a run
+    that checks with its first step."""
+    net = _plain_net()
+    run = OptimizationRun(net, ("conv2", 5), SHAPE, **FIRST_STEP_KW)
+    unchecked = OptimizationRun(net, ("conv2", 5), SHAPE, **FIRST_STEP_KW, _check=False)
     net.double()
     run.run(3)
-    assert run.inputs.dtype == torch.float64 and run.history.shape == (3, 2) and np.isfinite(run.history).all()
+    unchecked.run(3)
+    assert run.inputs.dtype == torch.float64
+    assert torch.equal(run.inputs, unchecked.inputs)
+    np.testing.assert_array_equal(run.history, unchecked.history)
 
 
 @pytest.mark.parametrize("kw", [{}, {"regularizers": {"tv": 1e-3}}, {"diversity": 0.5}], ids=["plain", "tv", "diversity"])

@@ -91,25 +91,33 @@ def _check_initialized(model: nn.Module, modules: Optional[list] = None) -> None
 class Fingerprint:
     """What a pass through a model depends on besides its input: the modules, their hooks, and
     each parameter and buffer with its version (which every change in place moves on: an
-    optimizer's step, ``load_state_dict``, a BatchNorm's statistics). Two fingerprints are equal
-    when none of these was replaced or changed in between. Not seen: a plain attribute set on a
-    module, a method replaced, and a change through ``tensor.data``, which autograd does not see
-    either."""
+    optimizer's step, ``load_state_dict``, a BatchNorm's statistics) and its data's place, dtype
+    and strides (``model.half()``, ``.to(memory_format=...)`` and the like give a parameter new data
+    without a new version). Two fingerprints are equal when none of these was replaced or changed
+    in between. Not seen: a plain attribute set on a module, a method replaced, and a change
+    through ``tensor.data`` in place, which autograd does not see either. A model with a tensor
+    that keeps no version (made under ``torch.inference_mode``) is never equal to itself."""
 
-    __slots__ = ("_objects", "_hooks", "_versions")
+    __slots__ = ("_objects", "_hooks", "_state", "_storages")
 
     def __init__(self, modules: list, hooks: list, tensors: list):
         self._objects = (*modules, *tensors)  # (held: an id cannot pass to a new object meanwhile)
         self._hooks = list(hooks)
-        self._versions = [t._version for t in tensors]
+        try:
+            self._state = [(t._version, t.data_ptr(), t.dtype, t.device, t.stride()) for t in tensors]
+            # (held: no new data can come to lie where these lie meanwhile)
+            self._storages = [t.untyped_storage() for t in tensors]
+        except RuntimeError:  # an inference tensor has no version; a sparse one no single data pointer
+            self._state = self._storages = None
 
     def __eq__(self, other) -> bool:
         if not isinstance(other, Fingerprint):
             return NotImplemented
         return (
-            len(self._objects) == len(other._objects)
+            self._state is not None
+            and self._state == other._state
+            and len(self._objects) == len(other._objects)
             and all(a is b for a, b in zip(self._objects, other._objects))
-            and self._versions == other._versions
             and self._hooks == other._hooks
         )
 

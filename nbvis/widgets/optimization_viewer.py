@@ -172,6 +172,8 @@ class OptimizationViewer(JobView, NbvisWidget):
         self._on_fps({"new": self.fps})
         if autostart:
             self._launch()
+        else:  # a view that waits for its start holds no activations meanwhile
+            self._run._forget_first_pass()
 
     # ----- public API ------------------------------------------------------------------------
 

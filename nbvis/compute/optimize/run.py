@@ -55,11 +55,22 @@ class _FirstPass:
 
     inputs: tuple  # (image, seen, before) as OptimizationRun._inputs gives them
     values: torch.Tensor
-    acts: dict
+    acts: dict | None  # (kept only for the diversity penalty)
     draws: tuple  # the transforms' random stream before the pass drew from it
     regularizers: Regularizers
-    device: tuple  # (device, dtype)
+    autocast: tuple  # the thread's autocast state (see _autocast)
     model: object  # the model's Fingerprint
+
+
+def _autocast(device: torch.device) -> tuple:
+    """Whether this thread computes under ``torch.autocast`` for ``device``'s type, and in which
+    dtype (a pass made under it computes in that dtype)."""
+    kind = device.type
+    if hasattr(torch, "get_autocast_dtype"):  # torch 2.4 and later
+        return torch.is_autocast_enabled(kind), torch.get_autocast_dtype(kind)
+    if kind == "cpu":
+        return torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype()
+    return torch.is_autocast_enabled(), torch.get_autocast_gpu_dtype()
 
 
 class OptimizationRun:
@@ -74,8 +85,8 @@ class OptimizationRun:
     Making the run checks the objective with the first step's forward pass (a bad objective fails
     here), which the first step then uses instead of a pass of its own: its activations are held
     until then. The first step makes its own pass if the regularizers, the model's device or
-    dtype, or its modules, hooks, parameters or buffers changed in between (see
-    :class:`nbvis.compute.borrow.Fingerprint`).
+    dtype, its modules, hooks, parameters or buffers (see :class:`nbvis.compute.borrow.Fingerprint`)
+    or the thread's autocast changed in between.
 
     ``steps`` is the run's planned length (``run.planned``, settable; default: the preset's): an
     optimizer that anneals its rate (the ``"smooth"`` preset's) does so over the last of these steps.
@@ -208,28 +219,37 @@ class OptimizationRun:
         """The first step's forward pass, so that bad objectives fail before the first step; it is
         kept for that step, which then makes no pass of its own (see :meth:`_first_pass`)."""
         draws = self._random.getstate()
+        regs = self._regularizers
         session = self._session()
         with session as forward:
             inputs = self._inputs(snapshot=True)
-            acts: dict = {}
+            acts = {} if regs.diversity and self.starts > 1 else None  # (the diversity penalty reads them)
             values = self._evaluate(forward, inputs[1], acts)
             self._depends_on_input(values)
-            self._first = _FirstPass(inputs, values, acts, draws, self._regularizers,
-                                     (self._device, self._dtype), session.fingerprint())
+            self._first = _FirstPass(inputs, values, acts, draws, regs, _autocast(self._device), session.fingerprint())
 
     def _first_pass(self, session: Session) -> "_FirstPass | None":
         """The constructor's pass, for the first step (taken: used once) if that step would make
-        the same one: the same regularizers, device and dtype, and the model's modules, hooks,
-        parameters and buffers unchanged since. Else None, and the transforms' random stream is
-        back where the pass began (the step draws them again, from the new regularizers)."""
-        first, self._first = self._first, None
+        the same one: the same regularizers and autocast, and the model's modules, hooks,
+        parameters and buffers unchanged since (their data's device and dtype too). Else None
+        (see :meth:`_forget_first_pass`)."""
+        first = self._first
         if first is None:
             return None
-        if (first.regularizers == self._regularizers and first.device == (self._device, self._dtype)
+        if (first.regularizers == self._regularizers and first.autocast == _autocast(self._device)
                 and first.model == session.fingerprint()):
+            self._first = None
             return first
-        self._random.setstate(first.draws)
+        self._forget_first_pass()
         return None
+
+    def _forget_first_pass(self) -> None:
+        """Let go of the constructor's pass and the activations it holds (a run that waits, as an
+        OptimizationViewer's before its start): the first step makes its own, on the same
+        transforms (the random stream goes back to where the pass began)."""
+        first, self._first = self._first, None
+        if first is not None:
+            self._random.setstate(first.draws)
 
     def _depends_on_input(self, values: torch.Tensor) -> None:
         if not values.requires_grad:

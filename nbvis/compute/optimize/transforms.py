@@ -119,9 +119,10 @@ def total_variation(images: torch.Tensor) -> torch.Tensor:
 def affine_resample(images: torch.Tensor, zoom: float, degrees: float) -> torch.Tensor:
     """Zoom by ``zoom`` and rotate by ``degrees`` about the centre, keeping the size (edges reflected).
 
-    The sampling grid is ``F.affine_grid``'s, to the last bit: with ``cos`` and ``sin`` of the
-    angle over the zoom, each pixel centre ``(x, y)`` times ``cos`` plus ``(-y, x)`` times ``sin``,
-    from centres made once per image size (two products and a sum over the grid, several times
+    The sampling grid is ``F.affine_grid``'s, to the last bit in float32 and float64 (in half
+    precision torch takes the products with the Python numbers in float32): with ``cos`` and
+    ``sin`` of the angle over the zoom, each pixel centre ``(x, y)`` times ``cos`` plus ``(-y, x)``
+    times ``sin``, from centres made once per image size (two products and a sum over the grid, several times
     cheaper than ``affine_grid``'s product of a ``(h * w, 3)`` grid with the matrix, or than
     broadcasting rows and columns into the grid's pairs); every image of the batch gets the same
     transform, so the batch is sampled as the channels of one image (the same values; the weights
