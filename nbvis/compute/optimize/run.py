@@ -219,14 +219,27 @@ class OptimizationRun:
         """The first step's forward pass, so that bad objectives fail before the first step; it is
         kept for that step, which then makes no pass of its own (see :meth:`_first_pass`)."""
         draws = self._random.getstate()
-        regs = self._regularizers
         session = self._session()
         with session as forward:
-            inputs = self._inputs(snapshot=True)
-            acts = {} if regs.diversity and self.starts > 1 else None  # (the diversity penalty reads them)
-            values = self._evaluate(forward, inputs[1], acts)
-            self._depends_on_input(values)
-            self._first = _FirstPass(inputs, values, acts, draws, regs, _autocast(self._device), session.fingerprint())
+            inputs, values, acts = self._checking_pass(forward)
+            self._first = _FirstPass(inputs, values, acts, draws, self._regularizers, _autocast(self._device),
+                                     session.fingerprint())
+
+    def _checking_pass(self, forward) -> tuple:
+        """The run's first pass, on the first step's inputs: ``(inputs, values, acts)`` as the step
+        uses them. It checks the objective and tells whether the first step redirects the ReLU
+        gradients (a unit that is off on this very input)."""
+        inputs = self._inputs(snapshot=True)
+        acts = {} if self._diverse else None
+        values = self._evaluate(forward, inputs[1], acts)
+        self._depends_on_input(values)
+        self._redirect.note(values, 0)
+        return inputs, values, acts
+
+    @property
+    def _diverse(self) -> bool:
+        """Whether the steps add the diversity penalty (which reads the activations of the pass)."""
+        return bool(self._regularizers.diversity) and self.starts > 1
 
     def _first_pass(self, session: Session) -> "_FirstPass | None":
         """The constructor's pass, for the first step (taken: used once) if that step would make
@@ -374,23 +387,18 @@ class OptimizationRun:
         return self._step(forward, snapshot, self._first_pass(session))
 
     def _step(self, forward, snapshot: bool, first: "_FirstPass | None" = None) -> Step | None:
-        """One update (``first``: the constructor's pass, made on this step's inputs). The run's
-        first pass checks the objective and tells whether this step redirects the ReLU gradients
-        (a unit that is off on this very input): if so, the pass is made again with them redirected."""
+        """One update (``first``: the constructor's pass, made on this step's inputs). The first
+        step's pass is the run's checking pass; if it tells that this step redirects the ReLU
+        gradients, the pass is made again with them redirected."""
         regs = self._regularizers
-        diverse = regs.diversity and self.starts > 1
-        values = None
+        diverse = self._diverse
         if first is not None:
-            image, seen, before = first.inputs
-            values, acts = first.values, first.acts
+            inputs, values, acts = first.inputs, first.values, first.acts
+        elif self._count == 0:
+            inputs, values, acts = self._checking_pass(forward)
         else:
-            image, seen, before = self._inputs(snapshot)
-            acts = {} if diverse else None
-            if self._count == 0:
-                values = self._evaluate(forward, seen, acts)
-                self._depends_on_input(values)
-        if self._count == 0:
-            self._redirect.note(values, self._count)
+            inputs, values, acts = self._inputs(snapshot), None, {} if diverse else None
+        image, seen, before = inputs
         if self._redirect.due(self._count):  # (the forward pass records the redirected ReLUs into the graph)
             with redirected_relus(self.model):
                 values = self._evaluate(forward, seen, acts)
