@@ -26,7 +26,9 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         values = np.asarray(X)
         if not values.flags.writeable:  # a DataFrame's values under copy-on-write
             values = values.copy()
-        x = torch.as_tensor(values, dtype=weight.dtype).to(weight.device)  # no copy for float32 arrays on the CPU
+        # no copy for float32 arrays on the CPU; integers (token ids) stay integers
+        dtype = torch.long if np.issubdtype(values.dtype, np.integer) else weight.dtype
+        x = torch.as_tensor(values, dtype=dtype).to(weight.device)
         if self.input_shape is not None:
             x = x.view(len(x), *self.input_shape)
         with torch.no_grad():

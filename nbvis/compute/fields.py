@@ -245,10 +245,7 @@ def field_geometries(
                 handle.remove()
     for name, layer in wanted.items():
         if layer.is_output:
-            tensor = units.resolve_output(output, layer.pick)
-            if tensor is None:
-                raise ValueError(f"the model returned a {type(output).__name__} with no tensor in it")
-            result[name] = lookup(tensor)
+            result[name] = lookup(units.output_tensor(output, layer.pick))
     missing = [name for name in wanted if name not in result]
     if missing:
         raise ValueError(f"layer {missing[0]!r} did not run (or returned no tensor) on an input of shape {shape}")

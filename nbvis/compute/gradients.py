@@ -93,13 +93,6 @@ class _ModifiedReLU(torch.autograd.Function):
         return positive, None
 
 
-def _output_tensor(output) -> torch.Tensor:
-    tensor = units.resolve_output(output)
-    if tensor is None:
-        raise ValueError(f"the model returned a {type(output).__name__} with no tensor in it")
-    return tensor
-
-
 def _check_grad_possible() -> None:
     if torch.is_inference_mode_enabled():
         raise RuntimeError("gradients cannot be computed inside torch.inference_mode(); call this outside it")
@@ -280,7 +273,7 @@ def loss_gradient(
     tensor = as_input(x, model)
     with borrowed(model), torch.enable_grad():
         start = tensor.clone().requires_grad_(True)
-        output = _output_tensor(run_model(model, start.clone()))  # a copy, as in _backprop
+        output = units.output_tensor(run_model(model, start.clone()))  # a copy, as in _backprop
         if loss == "cross_entropy":
             value = F.cross_entropy(output, _class_targets(target, output), reduction="sum")
         elif loss == "mse":

@@ -73,6 +73,7 @@ __all__ = [
     "layer_names",
     "leaf_layers",
     "list_names",
+    "output_tensor",
     "parse_layer",
     "parse_unit",
     "resolve_output",
@@ -208,6 +209,15 @@ def resolve_output(value, pick: tuple = ()) -> Optional[torch.Tensor]:
             what = f"keys {list(value.keys())}" if hasattr(value, "keys") else f"a {type(value).__name__}"
             raise ValueError(f"the result has no entry [{key}]; it is {what}") from None
     return _default_tensor(value)
+
+
+def output_tensor(output, pick: tuple = ()) -> torch.Tensor:
+    """The tensor the model's result ``output`` stands for (:func:`resolve_output`: a
+    ``ModelOutput``'s logits, a tuple's first tensor); a ValueError when it holds none."""
+    tensor = resolve_output(output, pick)
+    if tensor is None:
+        raise ValueError(f"the model returned a {type(output).__name__} with no tensor in it")
+    return tensor
 
 
 def _default_tensor(value, depth: int = 0) -> Optional[torch.Tensor]:

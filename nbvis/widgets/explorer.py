@@ -39,6 +39,9 @@ HINT = "Click a unit in the layers: its why map, top dataset examples, preferred
 #: seconds at most that a new unit's optimization waits for its top examples (with their maps)
 #: to be found and sent: every panel shows the unit first, then the preferred inputs stream
 PANELS_FIRST = 1.0
+#: the optimizer pane of a model that reads token ids
+NO_TOKENS = ("no preferred input: this model reads token ids (integers), which activation maximization cannot "
+             "optimize; the top dataset examples show what the unit responds to")
 
 
 class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
@@ -72,6 +75,9 @@ class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
     weights of the layer that computes it (``fc1`` for the ``sigmoid`` after it) with the unit
     outlined; :attr:`optimizer` synthesizes its preferred input (the previous run is stopped).
     Clicking a tile in the grid selects that unit back in the heatmap.
+
+    A model that reads token ids (a text model's dataset of integers) has no preferred input: the
+    heatmap, its top examples and the weights are shown, and :attr:`optimizer` stays None.
     """
 
     # what close() stops and closes (class defaults: close() may run on a half-built instance)
@@ -123,7 +129,9 @@ class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
         self._owned = (self.heatmap,)
         try:
             sample = self.heatmap.input
-            self._input_shape = self._check_run(tuple(sample.shape) if input_shape is None else input_shape)
+            self._input_shape = None  # token ids: nothing to optimize
+            if sample.is_floating_point():
+                self._input_shape = self._check_run(tuple(sample.shape) if input_shape is None else input_shape)
             self._chain = self._layer_chain(sample)
             self._shown_shapes = {name: act.shape for name, act in self.heatmap.activations.items()}
         except Exception:
@@ -412,6 +420,10 @@ class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
             old.close()  # stops its run
         if selection is None:
             self._optimizer_note.value = _muted(HINT)
+            self._optimizer_slot.children = (self._optimizer_note,)
+            return
+        if self._input_shape is None:
+            self._optimizer_note.value = _muted(NO_TOKENS)
             self._optimizer_slot.children = (self._optimizer_note,)
             return
         try:

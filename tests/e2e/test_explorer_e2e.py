@@ -161,3 +161,30 @@ def test_conv_channels_select_their_filters_in_notebook_7(jupyter, browser):
         state = jupyter.wait_for_json("state.json", lambda s: s["selected"] == ["pool1", 6] and s["objective"] == "conv1[6]", timeout=120)
         assert state["grid_selected"] == 6
         assert_no_console_errors(page)
+
+
+TEXT_CELLS = [
+    "import json, os, torch, nbvis, transformers\n"
+    "torch.manual_seed(0)\n"
+    "config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,\n"
+    "                                 intermediate_size=32, max_position_embeddings=16, num_labels=3)\n"
+    "model = transformers.BertForSequenceClassification(config).eval()\n"
+    "tokens = torch.randint(1, 50, (24, 8), generator=torch.Generator().manual_seed(1))\n"
+    "explorer = nbvis.Explorer(model, tokens, selected=('bert.encoder.layer.0.intermediate.dense', 9))\n" + DUMP,
+]
+
+
+def test_a_text_model_shows_its_layers_weights_and_top_examples_without_a_preferred_input(jupyter, browser):
+    """A Hugging Face BERT reads token ids: the Explorer shows the heatmap, the unit's top examples
+    and the weights that compute it, and says why there is no preferred input."""
+    with notebook_page(browser, jupyter, "explorer_text.ipynb", TEXT_CELLS, app="lab", viewport=(1600, 2000),
+                       ready=f"{HEATMAP}[data-draws]", fresh=("state.json",)) as page:
+        page.wait_for_selector(f"{GRID}[data-draws]")
+        page.wait_for_function(f"() => document.querySelector('{HEATMAP} .nbvis-ah-toppanel')?.dataset.count === '9'")
+        text = page.locator(EXPLORER).inner_text()
+        assert "no preferred input: this model reads token ids" in text
+        assert "selected: bert.encoder.layer.0.intermediate.dense[9]" in text
+        assert page.locator(OPTIMIZER).count() == 0
+        assert page.locator(GRID).get_attribute("data-selected") == "9"
+        screenshot(page.locator(EXPLORER), "explorer_text.png")
+        assert_no_console_errors(page)

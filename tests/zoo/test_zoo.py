@@ -220,11 +220,16 @@ def test_views_build_and_leave_the_model_unchanged(case, model, x, unchanged):
             viewer.start().wait(120)
             assert viewer.history.shape == (2, 1)
             viewer.close()
+        if x.dim() <= 4:
             explorer = nbvis.Explorer(model, x, steps=2, starts=1)
             try:
                 explorer.selected = case.mid
                 assert explorer.selected == case.mid
-                explorer.optimizer.wait(120)
+                if case.tokens:  # token ids: the heatmap and the weights, no preferred input
+                    assert explorer.optimizer is None and "token ids" in explorer._optimizer_note.value
+                    assert explorer.error == ""
+                else:
+                    explorer.optimizer.wait(120)
             finally:
                 explorer.close()
 
@@ -309,3 +314,65 @@ def test_captum_text_module_takes_token_ids(unchanged):
         top = top_examples(model, "inner_embedding", 3, tokens, k=2)
     torch.testing.assert_close(acts["inner_embedding"], model.inner_embedding(tokens).detach())
     assert top.indices.tolist() == torch.sort(acts["inner_embedding"][..., 3].mean(1), descending=True).indices.tolist()
+
+
+class Logits(nn.Module):
+    """The model's logits as a tensor: the wrapper a user writes for a library that needs one."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.inner = model
+
+    def forward(self, inputs):
+        return logits(self.inner)(inputs)
+
+
+def noisy_outputs(model, x):
+    """Targets for an r2 score of every output: the model's own outputs plus noise (not a perfect fit)."""
+    with torch.no_grad():
+        out = logits(model)(x).flatten(1).double()
+    return (out + 0.5 * out.std() * torch.randn(out.shape, generator=torch.Generator().manual_seed(4))).numpy()
+
+
+@only(lambda case: case.name.startswith("hf-") and not case.name.startswith("hf-gpt2"))
+def test_importance_reads_a_model_output_by_the_contracts_rule(case, model, x, unchanged):
+    """A ``transformers`` model returns a ModelOutput: its logits are scored, as everywhere else."""
+    from sklearn.inspection import permutation_importance as sklearn_importance
+    from sklearn_estimators import TorchRegressor
+
+    y = noisy_outputs(model, x)
+    groups = None if case.tokens else (8, 8)
+    with unchanged(model):
+        ours = nbvis.permutation_importance(model, x, y, scoring="r2", n_repeats=3, random_state=0, feature_groups=groups)
+        chart = nbvis.FeatureImportance(model, x, y, n_repeats=2, feature_groups=groups)
+        chart.wait(120)
+        assert chart.importances_mean is not None and chart.error == ""
+        chart.close()
+    if case.tokens:  # token positions are the columns: scikit-learn permutes the same ones
+        theirs = sklearn_importance(TorchRegressor(Logits(model)), x.numpy(), y, scoring="r2", n_repeats=3, random_state=0)
+    else:  # patches: the same permutations through a model that returns its logits as a tensor
+        theirs = nbvis.permutation_importance(Logits(model), x, y, scoring="r2", n_repeats=3, random_state=0,
+                                              feature_groups=groups)
+    np.testing.assert_allclose(ours.importances, theirs.importances, rtol=1e-5, atol=1e-6)
+    assert np.abs(ours.importances).max() > 1e-4  # the inputs move the score
+    if case.tokens:
+        with pytest.raises(ValueError, match=r"method='noise'.*torch.int64.*use method='permutation'"):
+            nbvis.permutation_importance(model, x, y, scoring="r2", method="noise")
+
+
+@only(lambda case: case.name.startswith("hf-") and not case.tokens)
+def test_quality_reads_the_class_from_a_model_output(case, model, x, unchanged):
+    """``result.evaluate`` of a class image of the model's output: its confidence under shifts is
+    the mean softmax probability of the class over the shifted images, by hand."""
+    label = case.target
+    with unchanged(model):
+        result = nbvis.maximize(model, ("", label), tuple(x.shape[1:]), steps=3, starts=2)
+        quality = result.evaluate(model, x, shift=1)
+    forward = logits(model)
+    with torch.no_grad():
+        objective = forward(result.inputs)[:, label]
+        shifted = [torch.roll(result.inputs, (dy, dx), (2, 3)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+        confidence = torch.stack([torch.softmax(forward(s).double(), 1)[:, label] for s in shifted]).mean(0)
+    assert quality.label == label
+    np.testing.assert_allclose(quality.objective, objective.double().numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(quality.confidence, confidence.numpy(), rtol=1e-6)

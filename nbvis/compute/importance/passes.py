@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from nbvis.compute.running import run_model
+from nbvis.compute.units import output_tensor
 
 from . import dense
 from .chunks import MEMORY_BUDGET, Unit, pieces, units
@@ -43,7 +44,8 @@ class Passes:
         rows = plan.batch if plan.callable is None else max(plan.batch, m)
         if fast:
             rows = max(rows, pass_rows(m))
-        self.rows_buf = torch.empty((rows, width), device=plan.device, dtype=plan.dtype)
+        # the first layer's outputs with the shortcut, else rows of X (token ids stay integers)
+        self.rows_buf = torch.empty((rows, width), device=plan.device, dtype=plan.dtype if fast else plan.X.dtype)
         self.outs_buf = None  # the outputs of the dense items scored together, made when first needed
         if plan.callable is None:  # per-item sums of the rows' score contributions
             self.max_items, self.preds_buf = plan.batch, None
@@ -132,7 +134,7 @@ class Passes:
                 j += 1
         if fast:
             return fast[2](buf)
-        return run_model(plan.model, buf.view(len(buf), *plan.sample_shape))
+        return output_tensor(run_model(plan.model, buf.view(len(buf), *plan.sample_shape)))
 
     def _group_scores(self, out: torch.Tensor) -> np.ndarray:
         """The scores of a group of items from their outputs (G, m, o)."""

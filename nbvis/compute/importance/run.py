@@ -12,6 +12,7 @@ from torch import nn
 
 from nbvis.compute.probe import borrowed, forward_with, model_device, model_dtype
 from nbvis.compute.running import run_model
+from nbvis.compute.units import output_tensor
 
 from .chunks import MEMORY_BUDGET, Unit
 from .draws import draw_seed, permutations
@@ -49,6 +50,11 @@ class _Plan:
         self.method = method
         self.n_repeats = check_int("n_repeats", n_repeats, 1)
         self.X, self.sample_shape, columns = table(X, model)
+        if method == "noise" and not self.X.is_floating_point():
+            raise ValueError(
+                f"method='noise' adds noise to the features, and X holds {self.X.dtype} values (token ids or "
+                "categories) that cannot take it; use method='permutation'"
+            )
         n, size = self.X.shape
         self.y_np = targets(y, n)
         self.groups, names = groups_of(feature_groups, self.sample_shape, columns)
@@ -118,9 +124,7 @@ class _Plan:
         outs = []
         for start in range(0, len(x), self.batch):
             chunk = x[start : start + self.batch].clone()  # a model may change its input in place
-            out = run_model(self.model, chunk.view(len(chunk), *self.sample_shape))
-            if not isinstance(out, torch.Tensor):
-                raise TypeError(f"the model must return a tensor, not {type(out).__name__}")
+            out = output_tensor(run_model(self.model, chunk.view(len(chunk), *self.sample_shape)))
             outs.append(out.reshape(len(chunk), -1))
             self.out_shape = tuple(out.shape[1:])
         return torch.cat(outs)
@@ -354,8 +358,11 @@ def permutation_importance(
     Parameters
     ----------
     model : the torch model; it is borrowed and left exactly as it was (mode, parameters, hooks).
+        A result that is not a tensor (a tuple, a ``transformers`` ``ModelOutput``) is read by the
+        contract's rule (:mod:`nbvis.compute.units`): its logits, or its first tensor.
     X : numpy array, torch tensor or pandas DataFrame, (n_samples, n_features) or images
-        (n_samples, C, H, W). DataFrame column names become feature names.
+        (n_samples, C, H, W). DataFrame column names become feature names. Integer X (token ids)
+        is permuted as it is (``method="noise"`` needs floating-point X).
     y : targets, (n_samples,) or (n_samples, n_targets); class indices for classification scores.
     scoring : "r2", "neg_mean_squared_error", "neg_mean_absolute_error", "accuracy", "neg_log_loss",
         or a callable ``score(y_true, y_pred) -> float`` (higher is better) that receives the model's

@@ -19,6 +19,7 @@ from torch import nn
 
 from nbvis.compute.probe import borrowed, forward_with
 from nbvis.compute.running import run_model
+from nbvis.compute.units import output_tensor
 
 from .data import data_batches
 from .diversity import pairwise_distance
@@ -114,7 +115,7 @@ def _class_logits(model, objective: Objective, x: torch.Tensor) -> torch.Tensor:
     """The logits a class objective reads: the layer before a final softmax (whose output is
     already a probability), else the model's output."""
     if getattr(objective, "logit_of", None) is None:
-        return run_model(model, x)
+        return output_tensor(run_model(model, x))
     _, acts = forward_with(model, x, [objective.layer])
     return acts[objective.layer]
 
