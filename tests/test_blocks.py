@@ -121,6 +121,25 @@ def test_bad_arguments_say_what_exists(cnn, digits):
         nbvis.neuron_groups(cnn, images[0], "relu2", negative="abs")
 
 
+@pytest.mark.parametrize("kind", ["lstm", "transformer"])
+def test_a_sequence_model_is_told_that_the_blocks_read_images(kind):
+    """(1, 7, 5) looks like one image (C, H, W); the model reads it as a sequence: a clear refusal
+    that says how the model reads it, before any forward pass (torch's own errors were an LSTM's
+    "Expected input to be 2D or 3D" and attention's AssertionError)."""
+    torch.manual_seed(0)
+    if kind == "lstm":
+        model = nn.Sequential(nn.LSTM(5, 8, batch_first=True))
+        expects = r"'0' \(LSTM\), which expects 5 features a step"
+    else:
+        model = nn.TransformerEncoder(nn.TransformerEncoderLayer(5, 1, 8, batch_first=True), 1, enable_nested_tensor=False).eval()
+        expects = r"'layers.0.self_attn.out_proj', a Linear layer that expects 5 features"
+    x = torch.randn(1, 7, 5)
+    for build in (nbvis.neuron_groups, nbvis.semantic_dictionary):
+        with pytest.raises(ValueError, match=r"maps of an image model; this model reads x of shape \(1, 7, 5\) as one "
+                                             r"sample of shape \(7, 5\) \(its input goes into " + expects):
+            build(model, x, "0" if kind == "lstm" else "layers.0.linear1")
+
+
 def test_known_model_groups_separate_the_halves(unchanged):
     model = color_model()
     x = halves()

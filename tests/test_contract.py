@@ -108,6 +108,43 @@ def test_embedding_inputs_stay_token_ids():
         nbvis.gradient(model, ids, of=("1", 1))
 
 
+class Recurrent(nn.Module):
+    """A recurrent classifier: the LSTM (or GRU) defined first reads the input, the head reads its last step."""
+
+    def __init__(self, cell=nn.LSTM, batch_first=True):
+        super().__init__()
+        torch.manual_seed(0)
+        self.rnn, self.head = cell(5, 8, batch_first=batch_first), nn.Linear(8, 3)
+
+    def forward(self, x):
+        out, _ = self.rnn(x)
+        return self.head(out[:, -1] if self.rnn.batch_first else out[-1])
+
+
+@pytest.mark.parametrize("cell", [nn.LSTM, nn.GRU])
+def test_a_recurrent_model_takes_steps_by_features_as_one_sample(cell):
+    model = Recurrent(cell).eval()
+    x = torch.randn(4, 7, 5, generator=torch.Generator().manual_seed(1))
+    for sample in (x[0], x[:1]):  # one sample, or a batch of one: the heatmap shows the same
+        view = nbvis.ActivationHeatmap(model, sample)
+        assert view.input.shape == (7, 5)
+        np.testing.assert_allclose(view.activations["rnn"], model.rnn(x[:1])[0][0].detach().numpy(), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(view.activations["head"], model(x[:1])[0].detach().numpy(), rtol=1e-5, atol=1e-7)
+        view.selected = ("head", 2)
+        expected = torch.autograd.functional.jacobian(lambda v: model(v[None])[0, 2], x[0])
+        np.testing.assert_allclose(np.asarray(view.gradient_map).reshape(7, 5), expected.numpy(), rtol=1e-5, atol=1e-7)
+        view.close()
+    acts = nbvis.capture(model, x[0])  # a compute function: one sample comes back without the batch axis
+    torch.testing.assert_close(acts["head"], model(x[:1])[0].detach())
+    torch.testing.assert_close(nbvis.capture(model, x)["head"], model(x).detach())
+    with pytest.raises(ValueError, match=r"a batch of 4 inputs; pass one sample"):
+        nbvis.ActivationHeatmap(model, x)
+    with pytest.raises(ValueError, match=r"\(7, 4\).*'rnn' \(\w+\), which expects 5 features a step"):
+        nbvis.capture(model, x[0, :, :4])
+    with pytest.raises(ValueError, match="batch_first=False.*build it with batch_first=True"):
+        nbvis.ActivationHeatmap(Recurrent(cell, batch_first=False), x[0])
+
+
 # ------------------------------------------------------------------------------------ values at the moment
 
 

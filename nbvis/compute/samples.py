@@ -2,9 +2,10 @@
 or a batch, decided without trial forward passes, and how inputs become tensors.
 
 An explicit ``input_shape`` wins; else the shape of a dataset sample; else the layer that
-consumes the input (the first ``Linear``, ``ConvNd`` or ``Embedding`` of the model): a ``ConvNd``
-takes ``(C, *spatial)``; a ``Linear`` takes ``(..., in_features)``, or any shape with
-``in_features`` values before a flatten; an ``Embedding`` takes token ids ``(tokens,)``. For a
+consumes the input (the first ``Linear``, ``ConvNd``, recurrent layer or ``Embedding`` of the model):
+a ``ConvNd`` takes ``(C, *spatial)``; a ``Linear`` takes ``(..., in_features)``, or any shape with
+``in_features`` values before a flatten; an ``RNN``, ``LSTM`` or ``GRU`` (``batch_first=True``)
+takes ``(steps, input_size)``; an ``Embedding`` takes token ids ``(tokens,)``. For a
 view, a leading axis of length 1 is a batch of one. Integer inputs of a model that starts with
 an ``Embedding`` stay integers; every other input becomes the model's floating dtype.
 """
@@ -28,11 +29,15 @@ __all__ = [
 ]
 
 
+CONSUMERS = (nn.Linear, nn.modules.conv._ConvNd, nn.RNNBase, nn.Embedding, nn.EmbeddingBag)
+
+
 def consumer(model: nn.Module) -> Optional[tuple[str, nn.Module]]:
-    """The layer that consumes the model's input: the first ``Linear``, ``ConvNd`` or
-    ``Embedding`` in the model's definition order (None when it has none)."""
+    """The layer that consumes the model's input: the first ``Linear``, ``ConvNd``, recurrent
+    layer (``RNN``, ``LSTM``, ``GRU``) or ``Embedding`` in the model's definition order (None when
+    it has none)."""
     for name, module in model.named_modules():
-        if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd, nn.Embedding, nn.EmbeddingBag)):
+        if isinstance(module, CONSUMERS):
             return name, module
     return None
 
@@ -87,14 +92,16 @@ def to_tensor(x, model: nn.Module, name: str = "x") -> torch.Tensor:
 
 
 def sample_rank(model: nn.Module) -> Optional[tuple[str, nn.Module, int]]:
-    """(consumer name, module, rank of one sample) for ConvNd (exact rank); Linear and Embedding
-    get the least rank (1); None without a consumer."""
+    """(consumer name, module, rank of one sample) for ConvNd and recurrent layers (exact rank);
+    Linear and Embedding get the least rank (1); None without a consumer."""
     found = consumer(model)
     if found is None:
         return None
     name, module = found
     if isinstance(module, nn.modules.conv._ConvNd):
         return name, module, len(module.kernel_size) + 1
+    if isinstance(module, nn.RNNBase):
+        return name, module, 2
     return name, module, 1
 
 
@@ -102,13 +109,16 @@ def describe_consumer(model: nn.Module) -> str:
     """A short sentence on what the layer that consumes the input expects, for error messages."""
     found = consumer(model)
     if found is None:
-        return "the model has no Linear, Conv or Embedding layer to say what shape it expects"
+        return "the model has no Linear, Conv, recurrent or Embedding layer to say what shape it expects"
     name, module = found
     if isinstance(module, nn.Linear):
         return f"its input goes into {name!r}, a Linear layer that expects {module.in_features} features"
     if isinstance(module, nn.modules.conv._ConvNd):
         axes = len(module.kernel_size)
         return f"its input goes into {name!r}, a {type(module).__name__} that expects {module.in_channels} channels ({axes + 1} axes a sample)"
+    if isinstance(module, nn.RNNBase):
+        return (f"its input goes into {name!r} ({type(module).__name__}), which expects {module.input_size} features "
+                f"a step ((steps, {module.input_size}) a sample)")
     return f"its input goes into {name!r}, an {type(module).__name__} (token ids)"
 
 
@@ -157,6 +167,8 @@ def split_sample(
                 f"x has shape {shape}: a batch of {shape[0]} inputs; pass one sample (x[0]) or a batch of one, or dataset=x to pick from them"
             )
         raise ValueError(f"x has shape {shape}; {describe_consumer(model)}: expected {expected}")
+    if isinstance(module, nn.RNNBase):
+        return _sequence_sample(model, module, x, one)
     if x.dim() == 1 and not (isinstance(module, nn.Linear) and shape[0] != module.in_features and not one):
         return x.unsqueeze(0), True
     if isinstance(module, nn.Linear) and shape[-1] != module.in_features:
@@ -176,6 +188,27 @@ def split_sample(
             raise ValueError(f"x has shape {shape} ({x.numel()} values); {describe_consumer(model)}")
     if one:
         return (x, False) if shape[0] == 1 else (x.unsqueeze(0), True)  # a leading axis > 1: a sequence
+    return x, False
+
+
+def _sequence_sample(model: nn.Module, module: nn.RNNBase, x: torch.Tensor, one: bool) -> tuple[torch.Tensor, bool]:
+    """:func:`split_sample` for a model whose input goes into a recurrent layer: ``(steps,
+    input_size)`` is one sample, ``(N, steps, input_size)`` a batch (the batch first, as everywhere)."""
+    shape = tuple(x.shape)
+    if not module.batch_first:
+        raise ValueError(
+            f"{describe_consumer(model)}, with batch_first=False: it reads the batch on the second axis, and "
+            "nbvis passes batches on the first; build it with batch_first=True (the same weights)"
+        )
+    if x.dim() not in (2, 3) or shape[-1] != module.input_size:
+        expected = f"(steps, {module.input_size}) for one sample" + ("" if one else f" or (N, steps, {module.input_size}) for a batch")
+        raise ValueError(f"x has shape {shape}; {describe_consumer(model)}: expected {expected}")
+    if x.dim() == 2:
+        return x.unsqueeze(0), True
+    if one and shape[0] != 1:
+        raise ValueError(
+            f"x has shape {shape}: a batch of {shape[0]} inputs; pass one sample (x[0]) or a batch of one, or dataset=x to pick from them"
+        )
     return x, False
 
 

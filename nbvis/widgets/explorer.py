@@ -247,8 +247,12 @@ class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
         """Build one optimization run now, so that bad options (or an input_shape the model cannot
         take) raise here rather than at the first click; return the checked input shape."""
         options = {k: v for k, v in self._run_options.items() if k != "steps" and v is not None}
+        starts = options.get("starts", 1)
+        # the layers with one row per start (not a window attention's rows of windows times starts)
         every_layer = objective(
-            lambda acts: sum(a.reshape(len(a), -1).sum(1) for a in acts.values() if a.is_floating_point() and a.dim()),
+            lambda acts: sum(
+                a.reshape(starts, -1).sum(1) for a in acts.values() if a.is_floating_point() and a.dim() and len(a) == starts
+            ),
             description="every layer",
         )
         return OptimizationRun(self.model, every_layer, input_shape, **options).input_shape

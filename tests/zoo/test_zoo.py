@@ -376,3 +376,26 @@ def test_quality_reads_the_class_from_a_model_output(case, model, x, unchanged):
     assert quality.label == label
     np.testing.assert_allclose(quality.objective, objective.double().numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(quality.confidence, confidence.numpy(), rtol=1e-6)
+
+
+def test_the_explorer_opens_a_swin_transformer_whose_windows_regroup_the_batch(unchanged):
+    """Swin's window attention reshapes its (starts, ...) maps into rows of windows times starts:
+    the Explorer's check of its optimizer reads only the layers with one row per start."""
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.SwinConfig(image_size=32, patch_size=4, embed_dim=8, depths=[1, 1], num_heads=[1, 2],
+                                     window_size=4, num_labels=3)
+    model = transformers.SwinForImageClassification(config).eval()
+    x = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with unchanged(model):
+        explorer = nbvis.Explorer(model, x, steps=2, starts=2)
+        try:
+            explorer.selected = ("classifier", 1)
+            explorer.optimizer.wait(120)
+            assert explorer.optimizer.history.shape == (2, 2) and explorer.error == ""
+            # no building blocks: the one (C, H, W) map that follows the input (the patch embedding) has
+            # negative values, which NMF cannot factor; the position bias (the same for every input) is no map of it
+            assert explorer.blocks is None
+        finally:
+            explorer.close()

@@ -8,29 +8,38 @@ import torch
 from torch import nn
 
 from ..probe import LayerRef, as_input, borrowed, forward_with, resolve_layer
+from ..samples import describe_consumer, split_sample
 
 __all__ = ["conv_layers", "default_layer", "layer_activation", "nearest_non_negative", "one_sample", "spatial_layers"]
 
 
 def one_sample(model: nn.Module, x) -> torch.Tensor:
-    """``x`` as a batch of one image: ``(C, H, W)`` gets a batch axis, ``(1, C, H, W)`` is kept."""
+    """``x`` as a batch of one image: ``(C, H, W)`` gets a batch axis, ``(1, C, H, W)`` is kept;
+    a model that reads such an ``x`` as something else (a sequence) raises ValueError."""
     tensor = as_input(x, model, "x")
-    if tensor.dim() == 3:
-        return tensor.unsqueeze(0)
-    if tensor.dim() == 4 and tensor.shape[0] == 1:
-        return tensor
-    raise ValueError(
-        "x must be one image input, (C, H, W), or a batch of one, (1, C, H, W); "
-        f"got shape {tuple(tensor.shape)}"
-    )
+    if not (tensor.dim() == 3 or (tensor.dim() == 4 and tensor.shape[0] == 1)):
+        raise ValueError(
+            "x must be one image input, (C, H, W), or a batch of one, (1, C, H, W); "
+            f"got shape {tuple(tensor.shape)}"
+        )
+    batch, _ = split_sample(model, tensor, one=True)  # the contract's sample rule
+    if batch.dim() != 4:
+        raise ValueError(
+            "neuron groups and the semantic dictionary factor the (channels, height, width) maps of an image "
+            f"model; this model reads x of shape {tuple(tensor.shape)} as one sample of shape {tuple(batch.shape[1:])} "
+            f"({describe_consumer(model)})"
+        )
+    return batch
 
 
 def spatial_layers(model: nn.Module, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Every leaf layer whose output for ``batch`` has channels and two position axes of at least 2
-    positions each, in execution order."""
+    """Every leaf layer whose output for ``batch`` (a batch of one) has channels and two position
+    axes of at least 2 positions each, in execution order: ``(1, C, H, W)`` each. The sample runs
+    twice in one batch, so that a layer whose output does not follow the batch (a Swin
+    transformer's relative position bias, the same for every input) is left out."""
     with borrowed(model), torch.no_grad():
-        _, acts = forward_with(model, batch, None)
-    return {name: act for name, act in acts.items() if act.dim() == 4 and min(act.shape[2:]) >= 2}
+        _, acts = forward_with(model, torch.cat([batch, batch]), None)
+    return {name: act[:1] for name, act in acts.items() if act.dim() == 4 and len(act) == 2 and min(act.shape[2:]) >= 2}
 
 
 def conv_layers(model: nn.Module, x) -> list[str]:
