@@ -132,12 +132,55 @@ def test_a_sequence_model_is_told_that_the_blocks_read_images(kind):
         expects = r"'0' \(LSTM\), which expects 5 features a step"
     else:
         model = nn.TransformerEncoder(nn.TransformerEncoderLayer(5, 1, 8, batch_first=True), 1, enable_nested_tensor=False).eval()
-        expects = r"'layers.0.self_attn.out_proj', a Linear layer that expects 5 features"
+        expects = r"'[\w.]+', a Linear layer that expects 5 features"
     x = torch.randn(1, 7, 5)
     for build in (nbvis.neuron_groups, nbvis.semantic_dictionary):
         with pytest.raises(ValueError, match=r"maps of an image model; this model reads x of shape \(1, 7, 5\) as one "
                                              r"sample of shape \(7, 5\) \(its input goes into " + expects):
             build(model, x, "0" if kind == "lstm" else "layers.0.linear1")
+
+
+class HeadFirst(nn.Module):
+    """A conv net whose head is defined before its conv: the sample rule's consumer (the first Linear)
+    does not read the input; the building blocks take the image as it is."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(4 * 6 * 6, 3)
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.fc(self.relu(self.conv(x)).flatten(1))
+
+
+class BareConv(nn.Module):
+    """A convolution by a bare parameter: no layer to name the input's shape."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.rand(4, 1, 3, 3, generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, x):
+        return torch.relu(nn.functional.conv2d(x, self.weight))
+
+
+@pytest.mark.parametrize("kind", ["head first", "bare conv"])
+def test_image_models_the_sample_rule_cannot_read_keep_their_groups(kind):
+    """(C, H, W) images the sample rule cannot place (its consumer is defined before the conv, or
+    there is none) are factored as they are, as scikit-learn's NMF factors their maps."""
+    if kind == "head first":
+        model, layer, x = HeadFirst(), "relu", torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(1))
+        act = model.relu(model.conv(x[None]))[0].detach()
+    else:
+        model, layer, x = nn.Sequential(OrderedDict(conv=BareConv())), "conv", torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(1))
+        act = model(x[None])[0].detach()
+    groups = nbvis.neuron_groups(model, x, layer, k=2)
+    assert groups.spatial.shape == (2, 6, 6)
+    reference = NMF(2, init="nndsvda", random_state=0, max_iter=2000).fit(act.reshape(4, -1).T.double().numpy())
+    explained = 1 - reference.reconstruction_err_ ** 2 / float((act.double() ** 2).sum())
+    assert groups.r2 == pytest.approx(explained, abs=0.05)
 
 
 def test_known_model_groups_separate_the_halves(unchanged):

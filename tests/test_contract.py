@@ -98,6 +98,7 @@ def test_embedding_inputs_stay_token_ids():
     torch.testing.assert_close(acts["1"], model(ids).detach())
     view = nbvis.ActivationHeatmap(model, ids)
     assert view.layers == ["0", "1"] and view.input.dtype == torch.long
+    assert view._layout[0]["kind"] == "tokens"  # drawn as their ids, not as colors
     view.selected = ("1", 1)
     assert "token ids" in view.grad_caption
     grad = nbvis.gradient(model, ids[None], of=("1", 1), wrt="0")
@@ -141,8 +142,38 @@ def test_a_recurrent_model_takes_steps_by_features_as_one_sample(cell):
         nbvis.ActivationHeatmap(model, x)
     with pytest.raises(ValueError, match=r"\(7, 4\).*'rnn' \(\w+\), which expects 5 features a step"):
         nbvis.capture(model, x[0, :, :4])
-    with pytest.raises(ValueError, match="batch_first=False.*build it with batch_first=True"):
-        nbvis.ActivationHeatmap(Recurrent(cell, batch_first=False), x[0])
+    time_major = Recurrent(cell, batch_first=False).eval()
+    with pytest.raises(ValueError, match=r"batch_first=False.*build it with batch_first=True.*out\[:, -1\] for out\[-1\]"):
+        nbvis.ActivationHeatmap(time_major, x[0])
+    steps = x.transpose(0, 1)  # (7, 4, 5): a compute function takes the batch as the model does
+    torch.testing.assert_close(nbvis.capture(time_major, steps)["head"], time_major(steps).detach())
+
+
+class RecurrentAfter(nn.Module):
+    """A recurrent layer defined before the layer that reads the input: an embedding of token ids,
+    or an input projection."""
+
+    def __init__(self, first):
+        super().__init__()
+        torch.manual_seed(0)
+        self.rnn = nn.GRU(16, 8, batch_first=True)
+        self.first = nn.Embedding(50, 16) if first == "embedding" else nn.Linear(5, 16)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        out, _ = self.rnn(self.first(x))
+        return self.head(out[:, -1])
+
+
+@pytest.mark.parametrize("first", ["embedding", "projection"])
+def test_a_recurrent_layer_defined_first_does_not_take_the_input_from_the_layer_that_reads_it(first):
+    model = RecurrentAfter(first).eval()
+    x = torch.randint(0, 50, (7,)) if first == "embedding" else torch.randn(7, 5)
+    view = nbvis.ActivationHeatmap(model, x)
+    assert view.input.dtype == (torch.long if first == "embedding" else torch.float32)
+    np.testing.assert_allclose(view.activations["head"], model(x[None])[0].detach().numpy(), rtol=1e-5, atol=1e-7)
+    view.close()
+    torch.testing.assert_close(nbvis.capture(model, x[None])["head"], model(x[None]).detach())
 
 
 # ------------------------------------------------------------------------------------ values at the moment

@@ -32,14 +32,37 @@ __all__ = [
 CONSUMERS = (nn.Linear, nn.modules.conv._ConvNd, nn.RNNBase, nn.Embedding, nn.EmbeddingBag)
 
 
-def consumer(model: nn.Module) -> Optional[tuple[str, nn.Module]]:
+def consumer(model: nn.Module, features: Optional[int] = None) -> Optional[tuple[str, nn.Module]]:
     """The layer that consumes the model's input: the first ``Linear``, ``ConvNd``, recurrent
     layer (``RNN``, ``LSTM``, ``GRU``) or ``Embedding`` in the model's definition order (None when
-    it has none)."""
+    it has none). A recurrent layer defined first reads what another layer makes of the input
+    when the model has an ``Embedding`` (the first embedding reads the token ids then) or when the
+    input's last axis (``features``, when known) is not its ``input_size`` but that of a Linear or
+    recurrent layer defined after it (an input projection: that layer then)."""
+    first = None
+    later = []
     for name, module in model.named_modules():
-        if isinstance(module, CONSUMERS):
+        if not isinstance(module, CONSUMERS):
+            continue
+        if first is None and not isinstance(module, nn.RNNBase):
             return name, module
-    return None
+        if first is None:
+            first = (name, module)
+        else:
+            later.append((name, module))
+    if first is None:
+        return None
+    embeddings = [found for found in later if isinstance(found[1], (nn.Embedding, nn.EmbeddingBag))]
+    if embeddings:
+        return embeddings[0]
+    if features is not None and features != first[1].input_size:
+        return next((found for found in later if _takes(found[1], features)), first)
+    return first
+
+
+def _takes(module: nn.Module, features: int) -> bool:
+    """Whether a Linear or recurrent layer takes inputs of ``features`` values a step."""
+    return getattr(module, "in_features", None) == features or getattr(module, "input_size", None) == features
 
 
 def model_dtype(model: nn.Module) -> torch.dtype:
@@ -91,10 +114,10 @@ def to_tensor(x, model: nn.Module, name: str = "x") -> torch.Tensor:
     return tensor.to(device=device, dtype=model_dtype(model), copy=True)
 
 
-def sample_rank(model: nn.Module) -> Optional[tuple[str, nn.Module, int]]:
+def sample_rank(model: nn.Module, features: Optional[int] = None) -> Optional[tuple[str, nn.Module, int]]:
     """(consumer name, module, rank of one sample) for ConvNd and recurrent layers (exact rank);
     Linear and Embedding get the least rank (1); None without a consumer."""
-    found = consumer(model)
+    found = consumer(model, features)
     if found is None:
         return None
     name, module = found
@@ -105,9 +128,9 @@ def sample_rank(model: nn.Module) -> Optional[tuple[str, nn.Module, int]]:
     return name, module, 1
 
 
-def describe_consumer(model: nn.Module) -> str:
+def describe_consumer(model: nn.Module, features: Optional[int] = None) -> str:
     """A short sentence on what the layer that consumes the input expects, for error messages."""
-    found = consumer(model)
+    found = consumer(model, features)
     if found is None:
         return "the model has no Linear, Conv, recurrent or Embedding layer to say what shape it expects"
     name, module = found
@@ -140,11 +163,12 @@ def split_sample(
             return x, False
         expected = f"{sample} (one sample) or {(1,) + sample} (a batch of one)" if one else f"{sample} or (N, *{sample})"
         raise ValueError(f"x has shape {shape}; expected {expected}")
-    rank = sample_rank(model)
+    features = int(shape[-1]) if shape else None
+    rank = sample_rank(model, features)
     if x.dim() == 0:
         if rank is not None and isinstance(rank[1], (nn.Embedding, nn.EmbeddingBag)):
             return x.reshape(1, 1), True
-        raise ValueError(f"x is a scalar; {describe_consumer(model)}")
+        raise ValueError(f"x is a scalar; {describe_consumer(model, features)}")
     if rank is None:
         if one and x.dim() >= 2 and shape[0] == 1:
             return x, False
@@ -156,7 +180,7 @@ def split_sample(
         if x.dim() == least:
             if shape[0] != module.in_channels:
                 raise ValueError(
-                    f"x has shape {shape}: one sample with {shape[0]} channels, but {describe_consumer(model)}"
+                    f"x has shape {shape}: one sample with {shape[0]} channels, but {describe_consumer(model, features)}"
                 )
             return x.unsqueeze(0), True
         if x.dim() == least + 1 and (not one or shape[0] == 1):
@@ -166,26 +190,26 @@ def split_sample(
             raise ValueError(
                 f"x has shape {shape}: a batch of {shape[0]} inputs; pass one sample (x[0]) or a batch of one, or dataset=x to pick from them"
             )
-        raise ValueError(f"x has shape {shape}; {describe_consumer(model)}: expected {expected}")
+        raise ValueError(f"x has shape {shape}; {describe_consumer(model, features)}: expected {expected}")
     if isinstance(module, nn.RNNBase):
         return _sequence_sample(model, module, x, one)
     if x.dim() == 1 and not (isinstance(module, nn.Linear) and shape[0] != module.in_features and not one):
         return x.unsqueeze(0), True
     if isinstance(module, nn.Linear) and shape[-1] != module.in_features:
-        features = module.in_features
-        if x.numel() == features:  # one sample, reshaped before the Linear layer (a flatten)
+        size = module.in_features
+        if x.numel() == size:  # one sample, reshaped before the Linear layer (a flatten)
             if x.dim() >= 4 and shape[0] == 1:
                 return x, False  # a batch of one image
             return x.unsqueeze(0), True
-        if shape[0] > 1 and x.numel() == shape[0] * features:
+        if shape[0] > 1 and x.numel() == shape[0] * size:
             if one:
                 raise ValueError(
-                    f"x has shape {shape}: a batch of {shape[0]} inputs ({describe_consumer(model)}); "
+                    f"x has shape {shape}: a batch of {shape[0]} inputs ({describe_consumer(model, features)}); "
                     "pass one sample (x[0]) or a batch of one, or dataset=x to pick from them"
                 )
             return x, False
         if one:
-            raise ValueError(f"x has shape {shape} ({x.numel()} values); {describe_consumer(model)}")
+            raise ValueError(f"x has shape {shape} ({x.numel()} values); {describe_consumer(model, features)}")
     if one:
         return (x, False) if shape[0] == 1 else (x.unsqueeze(0), True)  # a leading axis > 1: a sequence
     return x, False
@@ -195,14 +219,18 @@ def _sequence_sample(model: nn.Module, module: nn.RNNBase, x: torch.Tensor, one:
     """:func:`split_sample` for a model whose input goes into a recurrent layer: ``(steps,
     input_size)`` is one sample, ``(N, steps, input_size)`` a batch (the batch first, as everywhere)."""
     shape = tuple(x.shape)
+    about = describe_consumer(model, int(shape[-1]))
     if not module.batch_first:
+        if not one:  # a compute function takes the batch as the model does
+            return x, False
         raise ValueError(
-            f"{describe_consumer(model)}, with batch_first=False: it reads the batch on the second axis, and "
-            "nbvis passes batches on the first; build it with batch_first=True (the same weights)"
+            f"{about}, with batch_first=False: it reads the batch on the second axis, and a view passes "
+            "one sample as a batch on the first; build it with batch_first=True (the same weights) and read "
+            "its output batch first (out[:, -1] for out[-1])"
         )
     if x.dim() not in (2, 3) or shape[-1] != module.input_size:
         expected = f"(steps, {module.input_size}) for one sample" + ("" if one else f" or (N, steps, {module.input_size}) for a batch")
-        raise ValueError(f"x has shape {shape}; {describe_consumer(model)}: expected {expected}")
+        raise ValueError(f"x has shape {shape}; {about}: expected {expected}")
     if x.dim() == 2:
         return x.unsqueeze(0), True
     if one and shape[0] != 1:

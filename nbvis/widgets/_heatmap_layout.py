@@ -96,7 +96,8 @@ class HeatmapLayout:
                 geometry = field_geometries(self.model, spatial, self._sample_shape)
             except ValueError:
                 geometry = {}
-        entry = {"name": "input", "label": "input", "kind": "image" if image else "dense",
+        kind = "image" if image else "dense" if self._batch.is_floating_point() else "tokens"  # token ids: drawn as text
+        entry = {"name": "input", "label": "input", "kind": kind,
                  "shape": list(self._sample_shape), "image": list(image) if image else None}
         if "input" in factors:  # sent averaged down: drawn (and hovered, outlined) at that size
             entry.update(image=list(shrunk_shape(image, factors["input"])), pooled=factors["input"], full=list(image))

@@ -278,14 +278,17 @@ class Explorer(Exportable, ErrorGuard, ipywidgets.VBox):
         return structure.weighted_source(self._chain, name, self._shown_shapes.get(name))
 
     def _grid_shape(self, layer: str) -> Optional[tuple]:
-        """How a Linear layer's inputs form an image (see :func:`structure.grid_shape`)."""
+        """How a Linear layer's inputs form an image (see :func:`structure.grid_shape`); a row of
+        them in a model of token ids (a hidden size of 16 is no 4 x 4 picture)."""
         module = units.parse_layer(self.model, layer).module
         if not isinstance(module, nn.Linear):
             return None
         shape = structure.grid_shape(self._chain, layer, module.in_features)
         if shape is not None:
             return shape
-        return None if infer_input_shape(module.in_features) else (module.in_features,)
+        if self._input_shape is not None and infer_input_shape(module.in_features):
+            return None  # the grid's own guess: a square (or three) of pixels
+        return (module.in_features,)
 
     def _reads_input(self, layer: str) -> bool:
         """Whether the layer's inputs are the model's input itself, so that input * weights means

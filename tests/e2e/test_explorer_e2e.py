@@ -176,7 +176,9 @@ TEXT_CELLS = [
 
 def test_a_text_model_shows_its_layers_weights_and_top_examples_without_a_preferred_input(jupyter, browser):
     """A Hugging Face BERT reads token ids: the Explorer shows the heatmap, the unit's top examples
-    and the weights that compute it, and says why there is no preferred input."""
+    and the weights that compute it, and says why there is no preferred input. Token ids are
+    categories: the input and each top example are their ids as text (one example a line), not
+    colors; a hidden Linear's 16 weights are a row, not a 4 x 4 picture."""
     with notebook_page(browser, jupyter, "explorer_text.ipynb", TEXT_CELLS, app="lab", viewport=(1600, 2000),
                        ready=f"{HEATMAP}[data-draws]", fresh=("state.json",)) as page:
         page.wait_for_selector(f"{GRID}[data-draws]")
@@ -186,5 +188,15 @@ def test_a_text_model_shows_its_layers_weights_and_top_examples_without_a_prefer
         assert "selected: bert.encoder.layer.0.intermediate.dense[9]" in text
         assert page.locator(OPTIMIZER).count() == 0
         assert page.locator(GRID).get_attribute("data-selected") == "9"
+        assert layout_of(page.locator(f"{GRID} canvas"))["tile"] == [16, 1]
+        tokens = page.locator(f"{HEATMAP} [data-layer='input'] .nbvis-ah-stack canvas").first
+        shown = layout_of(tokens)
+        assert shown["count"] == 8 and shown["tile"][1] == 16  # eight cells of text
+        page.mouse.move(*grid_point(tokens, 3))
+        tip = page.wait_for_selector(".nbvis-tooltip:visible", timeout=10000).inner_text()
+        assert tip.startswith("token 3\nid ")
+        examples = page.locator(f"{HEATMAP} .nbvis-ah-top.nbvis-ah-tokens figure")
+        assert examples.count() == 9
+        assert examples.first.locator("figcaption").inner_text().startswith("#")
         screenshot(page.locator(EXPLORER), "explorer_text.png")
         assert_no_console_errors(page)

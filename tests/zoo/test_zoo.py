@@ -376,6 +376,15 @@ def test_quality_reads_the_class_from_a_model_output(case, model, x, unchanged):
     assert quality.label == label
     np.testing.assert_allclose(quality.objective, objective.double().numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(quality.confidence, confidence.numpy(), rtol=1e-6)
+    # an objective of the user's that reads the model's output: its figures read the same logits
+    from nbvis.compute.optimize import objective as custom
+
+    logit = custom(lambda acts: acts[""][:, label], description=f"logit {label}")
+    with unchanged(model):
+        result = nbvis.maximize(model, logit, tuple(x.shape[1:]), steps=2, starts=2)
+        quality = result.evaluate(model)
+    with torch.no_grad():
+        np.testing.assert_allclose(quality.objective, forward(result.inputs)[:, label].double().numpy(), rtol=1e-4, atol=1e-5)
 
 
 def test_the_explorer_opens_a_swin_transformer_whose_windows_regroup_the_batch(unchanged):

@@ -1,9 +1,11 @@
-// The input panel: the current input as an image (or as a grid for non-image inputs), its caption,
-// and an overlay that outlines the receptive field of the conv position under the pointer.
+// The input panel: the current input as an image (or as a grid for non-image inputs, token ids as
+// text), its caption, and an overlay that outlines the receptive field of the conv position under
+// the pointer.
 import { fmt, imageRange, scaleOf } from "../lib/colormap.js";
-import { drawImage, paintGrid } from "../lib/draw.js";
+import { drawImage, drawTokens, paintGrid } from "../lib/draw.js";
 import { publishLayout } from "../lib/grid.js";
 import { canvasPoint, hoverTip } from "../lib/pointer.js";
+import { themeColors } from "../lib/theme.js";
 import { h } from "../lib/view.js";
 import { imageZoom, layerGrid, pixelAt, unitAt } from "./geometry.js";
 import { inputTip } from "./tooltips.js";
@@ -37,6 +39,9 @@ export function inputPanel(ctx, { busy, width }) {
       const [, hgt, wid] = entry.image;
       info = { ...drawImage(canvas, paint || x.data, entry.image, { range: paint ? [0, 1] : range, zoom: imageZoom(wid, hgt, width) }), range };
       delete canvas.dataset.layout;
+    } else if (entry.kind === "tokens") {
+      info = drawTokens(canvas, x.data, width, themeColors(canvas));
+      publishLayout(canvas, info);
     } else {
       const scale = scaleOf(x.data);
       info = { ...layerGrid({ kind: "dense" }, x.data.length), scale };
@@ -74,6 +79,7 @@ export function inputPanel(ctx, { busy, width }) {
       return p && inputTip(info, x.data, p, entry.pooled, entry.full);
     }
     const hit = unitAt(info, px, py);
+    if (hit && info.kind === "tokens") return `token ${hit.unit}\nid ${x.data[hit.unit]}`;
     return hit && `input ${hit.unit}\nvalue ${fmt(x.data[hit.flat])}`;
   });
 

@@ -4,12 +4,14 @@
 // and deconvnet map (the gradient for a model without ReLUs): what in that patch makes it fire.
 import { decode, sumPlanes } from "../lib/arrays.js";
 import { fmt, imageRange, scaleOf } from "../lib/colormap.js";
-import { drawImage } from "../lib/draw.js";
+import { drawImage, drawTokens } from "../lib/draw.js";
+import { themeColors } from "../lib/theme.js";
 import { command, h, setTraits } from "../lib/view.js";
 import { imageZoom } from "./geometry.js";
 
 const EXAMPLE_WIDTH = 56; // CSS px of one example
 const COMPACT_WIDTH = 36; // ... in the Explorer's dashboard, three grids of 3 x 3 side by side
+const TOKENS_WIDTH = 240; // CSS px of one example of token ids: a row of its ids, one example a line
 const MAPS = [["guided", "guided backprop"], ["deconvnet", "deconvnet"], ["gradient", "gradient"]];
 
 /** The text above the examples: whose they are and, when it differs, what ranks them. */
@@ -37,9 +39,10 @@ export function topExamples(ctx, { compact = false } = {}) {
   let shown = undefined; // the _top value whose examples are on the page
   const width = compact ? COMPACT_WIDTH : EXAMPLE_WIDTH;
 
-  function group(label, kind, figures) {
+  function group(label, kind, figures, tokens = false) {
     return h("div", { class: "nbvis-ah-topgroup", "data-maps": kind }, [
-      h("span", { class: "nbvis-muted", textContent: label }), h("div", { class: "nbvis-ah-top" }, figures),
+      h("span", { class: "nbvis-muted", textContent: label }),
+      h("div", { class: tokens ? "nbvis-ah-top nbvis-ah-tokens" : "nbvis-ah-top" }, figures),
     ]);
   }
 
@@ -48,17 +51,20 @@ export function topExamples(ctx, { compact = false } = {}) {
     const [k, c, ph, pw] = patches.shape.length === 4 ? patches.shape : [patches.shape[0], 1, 1, patches.data.length / patches.shape[0]];
     const range = imageRange(patches.data);
     const size = c * ph * pw;
+    const tokens = ctx.inputEntry()?.kind === "tokens"; // token ids: their numbers
     const out = [];
     for (let i = 0; i < k; i++) {
       const canvas = h("canvas");
-      drawImage(canvas, patches.data.subarray(i * size, (i + 1) * size), [c === 3 ? 3 : 1, ph, pw], { range, zoom: imageZoom(pw, ph, width) });
+      const example = patches.data.subarray(i * size, (i + 1) * size);
+      if (tokens) drawTokens(canvas, example, TOKENS_WIDTH, themeColors(element));
+      else drawImage(canvas, example, [c === 3 ? 3 : 1, ph, pw], { range, zoom: imageZoom(pw, ph, width) });
       const figure = h("figure", { title: `dataset #${indices[i]} \u00b7 ${top.ranked_by} ${fmt(values[i])}: click to use it as the input` }, [
         canvas, h("figcaption", { textContent: `#${indices[i]} \u00b7 ${fmt(values[i])}` }),
       ]);
       figure.addEventListener("click", () => setTraits(model, { index: indices[i] }));
       out.push(figure);
     }
-    return { out, shape: [k, c, ph, pw] };
+    return { out, shape: [k, c, ph, pw], tokens };
   }
 
   /** Each example's map of `kind`, in a diverging scale of its own (as a crop has its own contrast). */
@@ -112,7 +118,7 @@ export function topExamples(ctx, { compact = false } = {}) {
     const indices = decode(top.indices).data;
     const values = decode(top.values).data;
     const crops = figures(top, indices, values);
-    const list = [group("crops", "crops", crops.out)];
+    const list = [group(crops.tokens ? "examples" : "crops", "crops", crops.out, crops.tokens)];
     for (const [kind, label] of MAPS) if (top[kind]) list.push(group(label, kind, maps(top, kind, crops.shape, indices)));
     groups.replaceChildren(...list);
     element.dataset.count = String(crops.out.length);

@@ -1,7 +1,7 @@
 // Drawing onto canvases: native-resolution ImageData scaled up without smoothing, tile grids of
 // values in a color scale, images (gray, RGB, or a colormap), and the selection outline.
 import { BAD, lutIndex, setPixel } from "./colormap.js";
-import { tileOrigin } from "./grid.js";
+import { tileGrid, tileOrigin } from "./grid.js";
 
 /** The color of the selection outline on every view. */
 export const SELECTION = "#f90";
@@ -68,6 +68,32 @@ export function drawImage(canvas, data, [c, hgt, wid], { range = null, scale = n
   }
   blit(canvas, image, zoom);
   return { kind: "image", zoom, c, hgt, wid };
+}
+
+/**
+ * Draw token ids as text, one cell each, wrapped into rows about `width` CSS px wide (ids are
+ * categories: their number, not a color). Returns a lib/grid.js grid (zoom 1) with {kind: "tokens"}.
+ */
+export function drawTokens(canvas, ids, width, colors) {
+  const n = ids.length;
+  const digits = Math.max(1, ...Array.from(ids, (v) => String(Math.round(v)).length));
+  const tileW = 7 * digits + 8;
+  const cols = Math.max(1, Math.min(n, Math.floor((width - 2) / (tileW + 2))));
+  const grid = { ...tileGrid({ count: n, cols, tileW, tileH: 16, pitchW: tileW + 2, pitchH: 18, originX: 1 }), kind: "tokens", units: n, shown: n };
+  canvas.width = grid.nativeW;
+  canvas.height = grid.nativeH;
+  const ctx = canvas.getContext("2d");
+  ctx.font = "11px monospace";
+  ctx.textAlign = "center";
+  ctx.textBaseline = "middle";
+  for (let t = 0; t < n; t++) {
+    const [ox, oy] = tileOrigin(grid, t);
+    ctx.fillStyle = colors.grid;
+    ctx.fillRect(ox, oy, tileW, grid.tileH);
+    ctx.fillStyle = colors.strong;
+    ctx.fillText(String(Math.round(ids[t])), ox + tileW / 2, oy + grid.tileH / 2 + 1);
+  }
+  return grid;
 }
 
 /** Outline the canvas rectangle [x, y, w, h] as the selection, inside its edge. */

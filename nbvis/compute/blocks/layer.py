@@ -8,38 +8,46 @@ import torch
 from torch import nn
 
 from ..probe import LayerRef, as_input, borrowed, forward_with, resolve_layer
-from ..samples import describe_consumer, split_sample
+from ..samples import consumer, describe_consumer, split_sample
 
 __all__ = ["conv_layers", "default_layer", "layer_activation", "nearest_non_negative", "one_sample", "spatial_layers"]
 
 
 def one_sample(model: nn.Module, x) -> torch.Tensor:
     """``x`` as a batch of one image: ``(C, H, W)`` gets a batch axis, ``(1, C, H, W)`` is kept;
-    a model that reads such an ``x`` as something else (a sequence) raises ValueError."""
+    ValueError for a model whose layer that takes the input (the contract's sample rule) reads
+    such an ``x`` as a sequence."""
     tensor = as_input(x, model, "x")
     if not (tensor.dim() == 3 or (tensor.dim() == 4 and tensor.shape[0] == 1)):
         raise ValueError(
             "x must be one image input, (C, H, W), or a batch of one, (1, C, H, W); "
             f"got shape {tuple(tensor.shape)}"
         )
-    batch, _ = split_sample(model, tensor, one=True)  # the contract's sample rule
-    if batch.dim() != 4:
-        raise ValueError(
-            "neuron groups and the semantic dictionary factor the (channels, height, width) maps of an image "
-            f"model; this model reads x of shape {tuple(tensor.shape)} as one sample of shape {tuple(batch.shape[1:])} "
-            f"({describe_consumer(model)})"
-        )
-    return batch
+    features = int(tensor.shape[-1])
+    found = consumer(model, features)
+    if found is not None and isinstance(found[1], (nn.Linear, nn.RNNBase)):
+        try:
+            ruled, _ = split_sample(model, tensor, one=True)
+        except ValueError:  # the rule does not know this input (a layer defined before the one that reads it)
+            ruled = None
+        if ruled is not None and ruled.dim() != 4:
+            raise ValueError(
+                "neuron groups and the semantic dictionary factor the (channels, height, width) maps of an image "
+                f"model; this model reads x of shape {tuple(tensor.shape)} as one sample of shape "
+                f"{tuple(ruled.shape[1:])} ({describe_consumer(model, features)})"
+            )
+    return tensor.unsqueeze(0) if tensor.dim() == 3 else tensor
 
 
 def spatial_layers(model: nn.Module, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Every leaf layer whose output for ``batch`` (a batch of one) has channels and two position
-    axes of at least 2 positions each, in execution order: ``(1, C, H, W)`` each. The sample runs
-    twice in one batch, so that a layer whose output does not follow the batch (a Swin
-    transformer's relative position bias, the same for every input) is left out."""
+    """Every leaf layer whose output for ``batch`` has channels and two position axes of at least 2
+    positions each, in execution order: ``(N, C, H, W)`` each. The batch runs twice in one, so that
+    a layer whose output does not follow the batch (a Swin transformer's relative position bias,
+    the same for every input) is left out."""
+    n = len(batch)
     with borrowed(model), torch.no_grad():
         _, acts = forward_with(model, torch.cat([batch, batch]), None)
-    return {name: act[:1] for name, act in acts.items() if act.dim() == 4 and len(act) == 2 and min(act.shape[2:]) >= 2}
+    return {name: act[:n] for name, act in acts.items() if act.dim() == 4 and len(act) == 2 * n and min(act.shape[2:]) >= 2}
 
 
 def conv_layers(model: nn.Module, x) -> list[str]:

@@ -19,7 +19,7 @@ from torch import nn
 
 from nbvis.compute.probe import borrowed, forward_with
 from nbvis.compute.running import run_model
-from nbvis.compute.units import output_tensor
+from nbvis.compute.units import output_tensor, resolve_output
 
 from .data import data_batches
 from .diversity import pairwise_distance
@@ -106,8 +106,9 @@ def high_frequency_share(inputs: torch.Tensor) -> np.ndarray:
 def _values(model, objective: Objective, x: torch.Tensor) -> torch.Tensor:
     layers = None if objective.layers is None else list(objective.layers)
     output, acts = forward_with(model, x, layers)
-    if layers is None and isinstance(output, torch.Tensor):
-        acts = {**acts, "": output.detach()}
+    tensor = resolve_output(output)  # a ModelOutput's logits, as the objective read them while optimizing
+    if layers is None and tensor is not None:
+        acts = {**acts, "": tensor.detach()}
     return objective(acts).detach()
 
 
