@@ -134,6 +134,9 @@ def test_a_sequence_model_is_told_that_the_blocks_read_images(kind):
         model = nn.TransformerEncoder(nn.TransformerEncoderLayer(5, 1, 8, batch_first=True), 1, enable_nested_tensor=False).eval()
         expects = r"'[\w.]+', a Linear layer that expects 5 features"
     x = torch.randn(1, 7, 5)
+    if kind == "lstm":  # steps of the wrong size: the contract's words on what the LSTM takes, not torch's
+        with pytest.raises(ValueError, match=r"\(1, 7, 4\).*which expects 5 features a step"):
+            nbvis.neuron_groups(model, x[..., :4], "0")
     for build in (nbvis.neuron_groups, nbvis.semantic_dictionary):
         with pytest.raises(ValueError, match=r"maps of an image model; this model reads x of shape \(1, 7, 5\) as one "
                                              r"sample of shape \(7, 5\) \(its input goes into " + expects):

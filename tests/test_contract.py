@@ -99,6 +99,8 @@ def test_embedding_inputs_stay_token_ids():
     view = nbvis.ActivationHeatmap(model, ids)
     assert view.layers == ["0", "1"] and view.input.dtype == torch.long
     assert view._layout[0]["kind"] == "tokens"  # drawn as their ids, not as colors
+    square = nbvis.ActivationHeatmap(model, torch.arange(64) % 20)  # 64 ids are no 8 x 8 picture
+    assert square._layout[0]["kind"] == "tokens" and not square.can_draw
     view.selected = ("1", 1)
     assert "token ids" in view.grad_caption
     grad = nbvis.gradient(model, ids[None], of=("1", 1), wrt="0")
@@ -163,6 +165,31 @@ class RecurrentAfter(nn.Module):
     def forward(self, x):
         out, _ = self.rnn(self.first(x))
         return self.head(out[:, -1])
+
+
+class Seq2Seq(nn.Module):
+    """An encoder LSTM over float features, defined before the decoder's embedding of token ids."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.encoder = nn.LSTM(5, 8, batch_first=True)
+        self.decoder = nn.Embedding(20, 8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        out, _ = self.encoder(x)
+        return self.head(out[:, -1] + self.decoder.weight[0])
+
+
+def test_a_recurrent_encoder_takes_its_features_beside_a_decoders_embedding():
+    model = Seq2Seq().eval()
+    x = torch.randn(7, 5, generator=torch.Generator().manual_seed(1))
+    view = nbvis.ActivationHeatmap(model, x)
+    assert view.input.dtype == torch.float32 and view.input.shape == (7, 5)
+    np.testing.assert_allclose(view.activations["head"], model(x[None])[0].detach().numpy(), rtol=1e-5, atol=1e-7)
+    view.close()
+    torch.testing.assert_close(nbvis.capture(model, x[None])["head"], model(x[None]).detach())
 
 
 @pytest.mark.parametrize("first", ["embedding", "projection"])

@@ -24,7 +24,7 @@ def run_model(model: nn.Module, x: torch.Tensor):
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(
-            f"the model could not run on an input of shape {tuple(x.shape)} ({units.describe_consumer(model, int(x.shape[-1]) if x.dim() else None)}): {first}"
+            f"the model could not run on an input of shape {tuple(x.shape)} ({units.describe_consumer(model, x)}): {first}"
         ) from None
 
 

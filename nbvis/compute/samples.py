@@ -32,13 +32,13 @@ __all__ = [
 CONSUMERS = (nn.Linear, nn.modules.conv._ConvNd, nn.RNNBase, nn.Embedding, nn.EmbeddingBag)
 
 
-def consumer(model: nn.Module, features: Optional[int] = None) -> Optional[tuple[str, nn.Module]]:
+def consumer(model: nn.Module, x: Optional[torch.Tensor] = None) -> Optional[tuple[str, nn.Module]]:
     """The layer that consumes the model's input: the first ``Linear``, ``ConvNd``, recurrent
     layer (``RNN``, ``LSTM``, ``GRU``) or ``Embedding`` in the model's definition order (None when
     it has none). A recurrent layer defined first reads what another layer makes of the input
-    when the model has an ``Embedding`` (the first embedding reads the token ids then) or when the
-    input's last axis (``features``, when known) is not its ``input_size`` but that of a Linear or
-    recurrent layer defined after it (an input projection: that layer then)."""
+    when the input ``x`` does not fit it: steps of another size go into the first Linear or
+    recurrent layer of that size defined after it (an input projection), token ids into the
+    model's first ``Embedding`` (also when ``x`` is not known)."""
     first = None
     later = []
     for name, module in model.named_modules():
@@ -52,12 +52,13 @@ def consumer(model: nn.Module, features: Optional[int] = None) -> Optional[tuple
             later.append((name, module))
     if first is None:
         return None
-    embeddings = [found for found in later if isinstance(found[1], (nn.Embedding, nn.EmbeddingBag))]
-    if embeddings:
-        return embeddings[0]
-    if features is not None and features != first[1].input_size:
-        return next((found for found in later if _takes(found[1], features)), first)
-    return first
+    embedding = next((found for found in later if isinstance(found[1], (nn.Embedding, nn.EmbeddingBag))), None)
+    if x is None or not x.is_floating_point():
+        return embedding or first
+    features = int(x.shape[-1]) if x.dim() else None
+    if features == first[1].input_size:
+        return first
+    return next((found for found in later if _takes(found[1], features)), None) or embedding or first
 
 
 def _takes(module: nn.Module, features: int) -> bool:
@@ -102,7 +103,7 @@ def to_tensor(x, model: nn.Module, name: str = "x") -> torch.Tensor:
         if np.iscomplexobj(array):
             raise TypeError(f"{name} must be real-valued; got an array of dtype {array.dtype}")
         tensor = torch.from_numpy(np.array(array))  # a copy, writable
-    first = consumer(model)
+    first = consumer(model, tensor)
     takes_ids = first is not None and isinstance(first[1], (nn.Embedding, nn.EmbeddingBag))
     if takes_ids:
         if tensor.is_floating_point() or tensor.dtype == torch.bool:
@@ -114,10 +115,10 @@ def to_tensor(x, model: nn.Module, name: str = "x") -> torch.Tensor:
     return tensor.to(device=device, dtype=model_dtype(model), copy=True)
 
 
-def sample_rank(model: nn.Module, features: Optional[int] = None) -> Optional[tuple[str, nn.Module, int]]:
+def sample_rank(model: nn.Module, x: Optional[torch.Tensor] = None) -> Optional[tuple[str, nn.Module, int]]:
     """(consumer name, module, rank of one sample) for ConvNd and recurrent layers (exact rank);
     Linear and Embedding get the least rank (1); None without a consumer."""
-    found = consumer(model, features)
+    found = consumer(model, x)
     if found is None:
         return None
     name, module = found
@@ -128,9 +129,9 @@ def sample_rank(model: nn.Module, features: Optional[int] = None) -> Optional[tu
     return name, module, 1
 
 
-def describe_consumer(model: nn.Module, features: Optional[int] = None) -> str:
-    """A short sentence on what the layer that consumes the input expects, for error messages."""
-    found = consumer(model, features)
+def describe_consumer(model: nn.Module, x: Optional[torch.Tensor] = None) -> str:
+    """A short sentence on what the layer that consumes the input (``x``, when known) expects, for error messages."""
+    found = consumer(model, x)
     if found is None:
         return "the model has no Linear, Conv, recurrent or Embedding layer to say what shape it expects"
     name, module = found
@@ -163,12 +164,11 @@ def split_sample(
             return x, False
         expected = f"{sample} (one sample) or {(1,) + sample} (a batch of one)" if one else f"{sample} or (N, *{sample})"
         raise ValueError(f"x has shape {shape}; expected {expected}")
-    features = int(shape[-1]) if shape else None
-    rank = sample_rank(model, features)
+    rank = sample_rank(model, x)
     if x.dim() == 0:
         if rank is not None and isinstance(rank[1], (nn.Embedding, nn.EmbeddingBag)):
             return x.reshape(1, 1), True
-        raise ValueError(f"x is a scalar; {describe_consumer(model, features)}")
+        raise ValueError(f"x is a scalar; {describe_consumer(model, x)}")
     if rank is None:
         if one and x.dim() >= 2 and shape[0] == 1:
             return x, False
@@ -180,7 +180,7 @@ def split_sample(
         if x.dim() == least:
             if shape[0] != module.in_channels:
                 raise ValueError(
-                    f"x has shape {shape}: one sample with {shape[0]} channels, but {describe_consumer(model, features)}"
+                    f"x has shape {shape}: one sample with {shape[0]} channels, but {describe_consumer(model, x)}"
                 )
             return x.unsqueeze(0), True
         if x.dim() == least + 1 and (not one or shape[0] == 1):
@@ -190,7 +190,7 @@ def split_sample(
             raise ValueError(
                 f"x has shape {shape}: a batch of {shape[0]} inputs; pass one sample (x[0]) or a batch of one, or dataset=x to pick from them"
             )
-        raise ValueError(f"x has shape {shape}; {describe_consumer(model, features)}: expected {expected}")
+        raise ValueError(f"x has shape {shape}; {describe_consumer(model, x)}: expected {expected}")
     if isinstance(module, nn.RNNBase):
         return _sequence_sample(model, module, x, one)
     if x.dim() == 1 and not (isinstance(module, nn.Linear) and shape[0] != module.in_features and not one):
@@ -204,12 +204,12 @@ def split_sample(
         if shape[0] > 1 and x.numel() == shape[0] * size:
             if one:
                 raise ValueError(
-                    f"x has shape {shape}: a batch of {shape[0]} inputs ({describe_consumer(model, features)}); "
+                    f"x has shape {shape}: a batch of {shape[0]} inputs ({describe_consumer(model, x)}); "
                     "pass one sample (x[0]) or a batch of one, or dataset=x to pick from them"
                 )
             return x, False
         if one:
-            raise ValueError(f"x has shape {shape} ({x.numel()} values); {describe_consumer(model, features)}")
+            raise ValueError(f"x has shape {shape} ({x.numel()} values); {describe_consumer(model, x)}")
     if one:
         return (x, False) if shape[0] == 1 else (x.unsqueeze(0), True)  # a leading axis > 1: a sequence
     return x, False
@@ -219,7 +219,7 @@ def _sequence_sample(model: nn.Module, module: nn.RNNBase, x: torch.Tensor, one:
     """:func:`split_sample` for a model whose input goes into a recurrent layer: ``(steps,
     input_size)`` is one sample, ``(N, steps, input_size)`` a batch (the batch first, as everywhere)."""
     shape = tuple(x.shape)
-    about = describe_consumer(model, int(shape[-1]))
+    about = describe_consumer(model, x)
     if not module.batch_first:
         if not one:  # a compute function takes the batch as the model does
             return x, False

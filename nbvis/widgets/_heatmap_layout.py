@@ -41,10 +41,15 @@ class HeatmapLayout:
 
     # ----- what one update carries: every array within MESSAGE_BUDGET --------------------------
 
+    def _input_image(self) -> Optional[tuple]:
+        """(C, H, W) when the input is an image (see :func:`image_layout_of`); None for other inputs
+        and for token ids, whatever their count (64 ids are no 8 x 8 picture)."""
+        return image_layout_of(self._sample_shape) if self._batch.is_floating_point() else None
+
     def _input_factor(self) -> int:
         """How much the input (an image) is averaged down for the view: its map goes beside it."""
-        image = image_layout_of(self._sample_shape)
-        if image is None or not self._batch.is_floating_point():
+        image = self._input_image()
+        if image is None:
             return 1
         return factors_to_fit({"input": image}, INPUT_BUDGET).get("input", 1)
 
@@ -54,7 +59,7 @@ class HeatmapLayout:
         if k == 1:
             return values
         if name == "input":
-            return shrunk(values.reshape(image_layout_of(self._sample_shape)), k)
+            return shrunk(values.reshape(self._input_image()), k)
         fold = self._folds().get(name)
         return shrunk(values.reshape(fold), k).reshape(-1) if fold else shrunk(values, k)
 
@@ -63,7 +68,7 @@ class HeatmapLayout:
         input, every layer and the why map (``with_grad``) fit in one message."""
         factors = {"input": self._input_factor()}
         wrt = self.wrt or "input"
-        image = image_layout_of(self._sample_shape)
+        image = self._input_image()
         sent = math.prod(shrunk_shape(image, factors["input"])) if factors["input"] > 1 else self._batch[0].numel()
         budget = MESSAGE_BUDGET - 4 * sent * (2 if with_grad and wrt == "input" else 1)
         folds = self._folds()
@@ -89,14 +94,14 @@ class HeatmapLayout:
         if key == self._layout_key:
             return self._layout
         geometry = {}
-        image = image_layout_of(self._sample_shape)
+        image = self._input_image()
         spatial = [name for name, act in self._activations.items() if act.dim() == 4 and self._axis(name) == 1]
         if image is not None and len(self._sample_shape) == 3 and spatial:
             try:
                 geometry = field_geometries(self.model, spatial, self._sample_shape)
             except ValueError:
                 geometry = {}
-        kind = "image" if image else "dense" if self._batch.is_floating_point() else "tokens"  # token ids: drawn as text
+        kind = "image" if image else "dense" if self._batch.is_floating_point() else "tokens"  # token ids: drawn as their numbers
         entry = {"name": "input", "label": "input", "kind": kind,
                  "shape": list(self._sample_shape), "image": list(image) if image else None}
         if "input" in factors:  # sent averaged down: drawn (and hovered, outlined) at that size

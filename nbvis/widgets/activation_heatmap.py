@@ -20,7 +20,6 @@ from ..compute.probe import LayerRef, capture_sample
 from ._base import STATIC, NbvisWidget
 from ._dataset_input import DatasetInput
 from ._heatmap_layout import MAX_BARS, HeatmapLayout
-from ._heatmap_layout import image_layout_of as _image_layout
 from ._selection import checked_selection
 from ._top_examples import TopExamplesView
 from ._traits import Array, ArrayDict
@@ -131,7 +130,7 @@ class ActivationHeatmap(HeatmapLayout, DatasetInput, TopExamplesView, NbvisWidge
         self.set_trait("labels", labels or [])
         self.set_trait("dataset_size", 0 if self._dataset is None else len(self._dataset))
         # an image input shown averaged down is not drawn on: a drawing would replace it by its blocks
-        self.set_trait("can_draw", _image_layout(self._sample_shape) is not None and self._input_factor() == 1)
+        self.set_trait("can_draw", self._input_image() is not None and self._input_factor() == 1)
         self._publish(caption=f"dataset #{start}{self._target_text(start)}" if from_dataset else "")
         self.observe(self._on_index, names=["index"])
         self.observe(self._on_selected, names=["selected"])
@@ -171,7 +170,7 @@ class ActivationHeatmap(HeatmapLayout, DatasetInput, TopExamplesView, NbvisWidge
         from ._picture import auto_scale, bars, caption, colormap, fit_zoom, gray, mosaic, row, stack
 
         panels = []
-        image = _image_layout(self._sample_shape)
+        image = self._input_image()
         if image is not None:
             x = self._batch[0].detach().cpu().float().numpy().reshape(image)
             picture = mosaic([gray(x)], gap=0, zoom=fit_zoom(image[2], image[1], 112))
@@ -222,13 +221,13 @@ class ActivationHeatmap(HeatmapLayout, DatasetInput, TopExamplesView, NbvisWidge
             self._publish(caption=caption, seq=seq)
 
     def _decode(self, data) -> np.ndarray:
-        layout = _image_layout(self._sample_shape)
+        layout = self._input_image()
         if layout is None and self._preprocess is None:
             raise ValueError(f"the model's input of shape {self._sample_shape} is not an image; pass preprocess= to map images to it")
         return decode_image(data, self._sample_shape, self._preprocess, invert=self._default_invert(), max_bytes=self.upload_max_bytes)
 
     def _default_invert(self):
-        layout = _image_layout(self._sample_shape)
+        layout = self._input_image()
         return self._invert if layout is not None and layout[0] == 1 else (self._invert is True)
 
     def _on_input_msg(self, _widget, content, buffers) -> None:

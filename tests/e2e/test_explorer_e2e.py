@@ -171,6 +171,10 @@ TEXT_CELLS = [
     "model = transformers.BertForSequenceClassification(config).eval()\n"
     "tokens = torch.randint(1, 50, (24, 8), generator=torch.Generator().manual_seed(1))\n"
     "explorer = nbvis.Explorer(model, tokens, selected=('bert.encoder.layer.0.intermediate.dense', 9))\n" + DUMP,
+    "alone = nbvis.ActivationHeatmap(model, tokens[3], dataset=tokens)\nalone",
+    # 600 ids of five digits: 24 rows of them, the last cell says how many more there are
+    "long = nbvis.ActivationHeatmap(torch.nn.Sequential(torch.nn.Embedding(50000, 4), torch.nn.Linear(4, 2)),\n"
+    "                               torch.randint(10000, 50000, (600,), generator=torch.Generator().manual_seed(2)))\nlong",
 ]
 
 
@@ -189,12 +193,25 @@ def test_a_text_model_shows_its_layers_weights_and_top_examples_without_a_prefer
         assert page.locator(OPTIMIZER).count() == 0
         assert page.locator(GRID).get_attribute("data-selected") == "9"
         assert layout_of(page.locator(f"{GRID} canvas"))["tile"] == [16, 1]
-        tokens = page.locator(f"{HEATMAP} [data-layer='input'] .nbvis-ah-stack canvas").first
+        tokens = page.locator(f"{HEATMAP} [data-layer='input'] .nbvis-ah-stack canvas:not(.nbvis-ah-overlay)").first
         shown = layout_of(tokens)
         assert shown["count"] == 8 and shown["tile"][1] == 16  # eight cells of text
         page.mouse.move(*grid_point(tokens, 3))
         tip = page.wait_for_selector(".nbvis-tooltip:visible", timeout=10000).inner_text()
         assert tip.startswith("token 3\nid ")
+        # the heatmap on its own (not in a dashboard) draws them too
+        alone = page.locator(".nbvis-activation-heatmap:not(.nbvis-ah-dashboard) [data-layer='input'] .nbvis-ah-stack canvas:not(.nbvis-ah-overlay)").first
+        alone.wait_for()
+        assert layout_of(alone)["count"] == 8 and alone.bounding_box()["width"] > 100
+        long = page.locator(".nbvis-activation-heatmap:not(.nbvis-ah-dashboard) [data-layer='input'] .nbvis-ah-stack canvas:not(.nbvis-ah-overlay)").nth(1)
+        long.wait_for()
+        cells = layout_of(long)
+        assert cells["rows"] == 24 and cells["count"] == 24 * cells["cols"] < 600
+        page.mouse.move(*grid_point(long, cells["count"] - 1))
+        more = page.wait_for_selector(".nbvis-tooltip:visible", timeout=10000).inner_text()
+        assert more == f"{600 - cells['count'] + 1} more tokens"
+        page.mouse.move(0, 0)
+        screenshot(page.locator(".nbvis-activation-heatmap:not(.nbvis-ah-dashboard)").nth(1), "heatmap_tokens_long.png")
         examples = page.locator(f"{HEATMAP} .nbvis-ah-top.nbvis-ah-tokens figure")
         assert examples.count() == 9
         assert examples.first.locator("figcaption").inner_text().startswith("#")

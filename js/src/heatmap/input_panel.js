@@ -7,8 +7,10 @@ import { publishLayout } from "../lib/grid.js";
 import { canvasPoint, hoverTip } from "../lib/pointer.js";
 import { themeColors } from "../lib/theme.js";
 import { h } from "../lib/view.js";
-import { imageZoom, layerGrid, pixelAt, unitAt } from "./geometry.js";
+import { INPUT_WIDTH, imageZoom, layerGrid, pixelAt, unitAt } from "./geometry.js";
 import { inputTip } from "./tooltips.js";
+
+const TOKEN_ROWS = 24; // rows of token ids drawn at most (a longer sequence ends in "+N")
 
 /**
  * {element, canvas, draw(paint), outline(field), info()}. draw(paint) shows the input, or the
@@ -40,7 +42,7 @@ export function inputPanel(ctx, { busy, width }) {
       info = { ...drawImage(canvas, paint || x.data, entry.image, { range: paint ? [0, 1] : range, zoom: imageZoom(wid, hgt, width) }), range };
       delete canvas.dataset.layout;
     } else if (entry.kind === "tokens") {
-      info = drawTokens(canvas, x.data, width, themeColors(canvas));
+      info = drawTokens(canvas, x.data, width || INPUT_WIDTH, themeColors(canvas), TOKEN_ROWS);
       publishLayout(canvas, info);
     } else {
       const scale = scaleOf(x.data);
@@ -79,7 +81,7 @@ export function inputPanel(ctx, { busy, width }) {
       return p && inputTip(info, x.data, p, entry.pooled, entry.full);
     }
     const hit = unitAt(info, px, py);
-    if (hit && info.kind === "tokens") return `token ${hit.unit}\nid ${x.data[hit.unit]}`;
+    if (hit && info.kind === "tokens") return hit.unit < info.shown ? `token ${hit.unit}\nid ${x.data[hit.unit]}` : `${info.units - info.shown} more tokens`;
     return hit && `input ${hit.unit}\nvalue ${fmt(x.data[hit.flat])}`;
   });
 

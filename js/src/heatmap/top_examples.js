@@ -12,6 +12,7 @@ import { imageZoom } from "./geometry.js";
 const EXAMPLE_WIDTH = 56; // CSS px of one example
 const COMPACT_WIDTH = 36; // ... in the Explorer's dashboard, three grids of 3 x 3 side by side
 const TOKENS_WIDTH = 240; // CSS px of one example of token ids: a row of its ids, one example a line
+const TOKEN_ROWS = 2; // ... in at most two rows (a longer example ends in "+N")
 const MAPS = [["guided", "guided backprop"], ["deconvnet", "deconvnet"], ["gradient", "gradient"]];
 
 /** The text above the examples: whose they are and, when it differs, what ranks them. */
@@ -56,7 +57,7 @@ export function topExamples(ctx, { compact = false } = {}) {
     for (let i = 0; i < k; i++) {
       const canvas = h("canvas");
       const example = patches.data.subarray(i * size, (i + 1) * size);
-      if (tokens) drawTokens(canvas, example, TOKENS_WIDTH, themeColors(element));
+      if (tokens) drawTokens(canvas, example, TOKENS_WIDTH, themeColors(element), TOKEN_ROWS);
       else drawImage(canvas, example, [c === 3 ? 3 : 1, ph, pw], { range, zoom: imageZoom(pw, ph, width) });
       const figure = h("figure", { title: `dataset #${indices[i]} \u00b7 ${top.ranked_by} ${fmt(values[i])}: click to use it as the input` }, [
         canvas, h("figcaption", { textContent: `#${indices[i]} \u00b7 ${fmt(values[i])}` }),

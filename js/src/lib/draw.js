@@ -72,26 +72,31 @@ export function drawImage(canvas, data, [c, hgt, wid], { range = null, scale = n
 
 /**
  * Draw token ids as text, one cell each, wrapped into rows about `width` CSS px wide (ids are
- * categories: their number, not a color). Returns a lib/grid.js grid (zoom 1) with {kind: "tokens"}.
+ * categories: their number, not a color), at most `maxRows` rows: a longer sequence ends in a
+ * cell "+N" for the N ids not drawn. Returns a lib/grid.js grid (zoom 1) with {kind: "tokens",
+ * units (ids), shown (ids drawn)}.
  */
-export function drawTokens(canvas, ids, width, colors) {
+export function drawTokens(canvas, ids, width, colors, maxRows = Infinity) {
   const n = ids.length;
-  const digits = Math.max(1, ...Array.from(ids, (v) => String(Math.round(v)).length));
+  let digits = String(n).length + 1; // room for the "+N" cell
+  for (let t = 0; t < n; t++) digits = Math.max(digits, String(Math.round(ids[t])).length);
   const tileW = 7 * digits + 8;
   const cols = Math.max(1, Math.min(n, Math.floor((width - 2) / (tileW + 2))));
-  const grid = { ...tileGrid({ count: n, cols, tileW, tileH: 16, pitchW: tileW + 2, pitchH: 18, originX: 1 }), kind: "tokens", units: n, shown: n };
+  const cells = Math.min(n, cols * maxRows);
+  const shown = cells < n ? cells - 1 : n;
+  const grid = { ...tileGrid({ count: cells, cols, tileW, tileH: 16, pitchW: tileW + 2, pitchH: 18, originX: 1 }), kind: "tokens", units: n, shown };
   canvas.width = grid.nativeW;
   canvas.height = grid.nativeH;
   const ctx = canvas.getContext("2d");
   ctx.font = "11px monospace";
   ctx.textAlign = "center";
   ctx.textBaseline = "middle";
-  for (let t = 0; t < n; t++) {
+  for (let t = 0; t < cells; t++) {
     const [ox, oy] = tileOrigin(grid, t);
     ctx.fillStyle = colors.grid;
     ctx.fillRect(ox, oy, tileW, grid.tileH);
-    ctx.fillStyle = colors.strong;
-    ctx.fillText(String(Math.round(ids[t])), ox + tileW / 2, oy + grid.tileH / 2 + 1);
+    ctx.fillStyle = t < shown ? colors.strong : colors.muted;
+    ctx.fillText(t < shown ? String(Math.round(ids[t])) : `+${n - shown}`, ox + tileW / 2, oy + grid.tileH / 2 + 1);
   }
   return grid;
 }

@@ -23,18 +23,22 @@ def one_sample(model: nn.Module, x) -> torch.Tensor:
             "x must be one image input, (C, H, W), or a batch of one, (1, C, H, W); "
             f"got shape {tuple(tensor.shape)}"
         )
-    features = int(tensor.shape[-1])
-    found = consumer(model, features)
-    if found is not None and isinstance(found[1], (nn.Linear, nn.RNNBase)):
+    found = consumer(model, tensor)
+    module = None if found is None else found[1]
+    if isinstance(module, nn.modules.conv._ConvNd) and len(module.kernel_size) == 2:
+        module = None  # an image model: (C, H, W) is what its first conv takes
+    if module is not None:
         try:
             ruled, _ = split_sample(model, tensor, one=True)
-        except ValueError:  # the rule does not know this input (a layer defined before the one that reads it)
-            ruled = None
+        except ValueError:
+            if not isinstance(module, nn.Linear):
+                raise  # the contract's words on what the recurrent or conv layer takes
+            ruled = None  # a Linear defined before the conv that reads the image (a head): taken as it is
         if ruled is not None and ruled.dim() != 4:
             raise ValueError(
                 "neuron groups and the semantic dictionary factor the (channels, height, width) maps of an image "
                 f"model; this model reads x of shape {tuple(tensor.shape)} as one sample of shape "
-                f"{tuple(ruled.shape[1:])} ({describe_consumer(model, features)})"
+                f"{tuple(ruled.shape[1:])} ({describe_consumer(model, tensor)})"
             )
     return tensor.unsqueeze(0) if tensor.dim() == 3 else tensor
 
