@@ -187,9 +187,7 @@ def split_sample(
             return x, False
         expected = f"{least} axes (C, *spatial) for one sample" + ("" if one else f" or {least + 1} for a batch")
         if one and x.dim() == least + 1:
-            raise ValueError(
-                f"x has shape {shape}: a batch of {shape[0]} inputs; pass one sample (x[0]) or a batch of one, or dataset=x to pick from them"
-            )
+            raise _a_batch(shape)
         raise ValueError(f"x has shape {shape}; {describe_consumer(model, x)}: expected {expected}")
     if isinstance(module, nn.RNNBase):
         return _sequence_sample(model, module, x, one)
@@ -203,10 +201,7 @@ def split_sample(
             return x.unsqueeze(0), True
         if shape[0] > 1 and x.numel() == shape[0] * size:
             if one:
-                raise ValueError(
-                    f"x has shape {shape}: a batch of {shape[0]} inputs ({describe_consumer(model, x)}); "
-                    "pass one sample (x[0]) or a batch of one, or dataset=x to pick from them"
-                )
+                raise _a_batch(shape, f" ({describe_consumer(model, x)})")
             return x, False
         if one:
             raise ValueError(f"x has shape {shape} ({x.numel()} values); {describe_consumer(model, x)}")
@@ -234,10 +229,16 @@ def _sequence_sample(model: nn.Module, module: nn.RNNBase, x: torch.Tensor, one:
     if x.dim() == 2:
         return x.unsqueeze(0), True
     if one and shape[0] != 1:
-        raise ValueError(
-            f"x has shape {shape}: a batch of {shape[0]} inputs; pass one sample (x[0]) or a batch of one, or dataset=x to pick from them"
-        )
+        raise _a_batch(shape)
     return x, False
+
+
+def _a_batch(shape: tuple, about: str = "") -> ValueError:
+    """The error of a view given a batch of several samples."""
+    return ValueError(
+        f"x has shape {shape}: a batch of {shape[0]} inputs{about}; pass one sample (x[0]) or a batch of one, "
+        "or dataset=x to pick from them"
+    )
 
 
 def sample_shape_of(model: nn.Module, x, *, input_shape: Optional[Sequence[int]] = None) -> tuple:
