@@ -183,7 +183,7 @@ def test_a_text_model_shows_its_layers_weights_and_top_examples_without_a_prefer
     and the weights that compute it, and says why there is no preferred input. Token ids are
     categories: the input and each top example are their ids as text (one example a line), not
     colors; a hidden Linear's 16 weights are a row, not a 4 x 4 picture."""
-    with notebook_page(browser, jupyter, "explorer_text.ipynb", TEXT_CELLS, app="lab", viewport=(1600, 2000),
+    with notebook_page(browser, jupyter, "explorer_text.ipynb", TEXT_CELLS, app="lab", viewport=(1600, 3000),
                        ready=f"{HEATMAP}[data-draws]", fresh=("state.json",)) as page:
         page.wait_for_selector(f"{GRID}[data-draws]")
         page.wait_for_function(f"() => document.querySelector('{HEATMAP} .nbvis-ah-toppanel')?.dataset.count === '9'")
