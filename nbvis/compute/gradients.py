@@ -38,7 +38,7 @@ from torch.overrides import TorchFunctionMode
 
 from . import interrupts, turns, units
 from .probe import LayerRef, as_input, borrowed, forward_with
-from .running import run_model
+from .running import model_output
 
 __all__ = ["METHODS", "deconvnet", "element_maps", "gradient", "guided_backprop", "loss_gradient", "select_unit"]
 
@@ -273,7 +273,7 @@ def loss_gradient(
     tensor = as_input(x, model)
     with borrowed(model), torch.enable_grad():
         start = tensor.clone().requires_grad_(True)
-        output = units.output_tensor(run_model(model, start.clone()))  # a copy, as in _backprop
+        output = model_output(model, start.clone())  # a copy, as in _backprop
         if loss == "cross_entropy":
             value = F.cross_entropy(output, _class_targets(target, output), reduction="sum")
         elif loss == "mse":

@@ -11,7 +11,7 @@ from torch import nn
 
 from . import interrupts, units
 
-__all__ = ["run_model", "this_thread_only"]
+__all__ = ["model_output", "run_model", "this_thread_only"]
 
 
 def run_model(model: nn.Module, x: torch.Tensor):
@@ -26,6 +26,12 @@ def run_model(model: nn.Module, x: torch.Tensor):
         raise ValueError(
             f"the model could not run on an input of shape {tuple(x.shape)} ({units.describe_consumer(model, x)}): {first}"
         ) from None
+
+
+def model_output(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """:func:`run_model`, its result read as one tensor by the contract's rule (a ``ModelOutput``'s
+    logits, a tuple's first tensor: :func:`nbvis.compute.units.output_tensor`)."""
+    return units.output_tensor(run_model(model, x))
 
 
 def this_thread_only(hook):

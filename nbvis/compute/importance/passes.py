@@ -13,8 +13,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from nbvis.compute.running import run_model
-from nbvis.compute.units import output_tensor
+from nbvis.compute.running import model_output
 
 from . import dense
 from .chunks import MEMORY_BUDGET, Unit, pieces, units
@@ -134,7 +133,7 @@ class Passes:
                 j += 1
         if fast:
             return fast[2](buf)
-        return output_tensor(run_model(plan.model, buf.view(len(buf), *plan.sample_shape)))
+        return model_output(plan.model, buf.view(len(buf), *plan.sample_shape))
 
     def _group_scores(self, out: torch.Tensor) -> np.ndarray:
         """The scores of a group of items from their outputs (G, m, o)."""

@@ -11,8 +11,7 @@ import torch
 from torch import nn
 
 from nbvis.compute.probe import borrowed, forward_with, model_device, model_dtype
-from nbvis.compute.running import run_model
-from nbvis.compute.units import output_tensor
+from nbvis.compute.running import model_output
 
 from .chunks import MEMORY_BUDGET, Unit
 from .draws import draw_seed, permutations
@@ -124,7 +123,7 @@ class _Plan:
         outs = []
         for start in range(0, len(x), self.batch):
             chunk = x[start : start + self.batch].clone()  # a model may change its input in place
-            out = output_tensor(run_model(self.model, chunk.view(len(chunk), *self.sample_shape)))
+            out = model_output(self.model, chunk.view(len(chunk), *self.sample_shape))
             outs.append(out.reshape(len(chunk), -1))
             self.out_shape = tuple(out.shape[1:])
         return torch.cat(outs)

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from nbvis.compute.probe import borrowed, forward_with
-from nbvis.compute.running import run_model
-from nbvis.compute.units import output_tensor, resolve_output
+from nbvis.compute.running import model_output
+from nbvis.compute.units import resolve_output
 
 from .data import data_batches
 from .diversity import pairwise_distance
@@ -106,9 +106,10 @@ def high_frequency_share(inputs: torch.Tensor) -> np.ndarray:
 def _values(model, objective: Objective, x: torch.Tensor) -> torch.Tensor:
     layers = None if objective.layers is None else list(objective.layers)
     output, acts = forward_with(model, x, layers)
-    tensor = resolve_output(output)  # a ModelOutput's logits, as the objective read them while optimizing
-    if layers is None and tensor is not None:
-        acts = {**acts, "": tensor.detach()}
+    if layers is None:  # the model's output too: a ModelOutput's logits, as the objective read them while optimizing
+        tensor = resolve_output(output)
+        if tensor is not None:
+            acts = {**acts, "": tensor.detach()}
     return objective(acts).detach()
 
 
@@ -116,7 +117,7 @@ def _class_logits(model, objective: Objective, x: torch.Tensor) -> torch.Tensor:
     """The logits a class objective reads: the layer before a final softmax (whose output is
     already a probability), else the model's output."""
     if getattr(objective, "logit_of", None) is None:
-        return output_tensor(run_model(model, x))
+        return model_output(model, x)
     _, acts = forward_with(model, x, [objective.layer])
     return acts[objective.layer]
 
